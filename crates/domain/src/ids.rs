@@ -28,7 +28,9 @@ pub enum IdError {
     ImeiFormat,
     #[error("IMEI check digit is {got}, Luhn says {expected}")]
     ImeiCheckDigit { expected: u8, got: u8 },
-    #[error("container id must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_'")]
+    #[error(
+        "container id must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_', starting with a letter or digit"
+    )]
     ContainerIdFormat,
 }
 
@@ -234,7 +236,9 @@ impl CardId {
         if looks_like_iccid {
             return Iccid::parse(s).map(CardId::Iccid);
         }
+        // Must start with a letter or digit: subjects use `_` as a reserved token.
         if s.len() > 64
+            || !s.as_bytes()[0].is_ascii_alphanumeric()
             || !s
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -350,6 +354,8 @@ mod tests {
             CardId::parse("bad.subject.token"),
             Err(IdError::ContainerIdFormat)
         );
+        assert_eq!(CardId::parse("_"), Err(IdError::ContainerIdFormat));
+        assert_eq!(CardId::parse("-x"), Err(IdError::ContainerIdFormat));
     }
 
     #[test]

@@ -1,0 +1,37 @@
+# The project's commands. `make test` is what CI runs (with `make lint`).
+CARGO ?= cargo
+# `make bench BENCH=<name>` runs one benchmark; BENCH_MODE=smoke runs a short version.
+BENCH ?= all
+BENCH_MODE ?= full
+export BENCH_MODE
+
+.PHONY: help setup build test lint fmt bench up demo clean
+
+help:
+	@echo "make setup   install what is missing (nats-server into .tools/)"
+	@echo "make build   build every binary"
+	@echo "make test    setup, then unit and integration tests (real nats-server)"
+	@echo "make lint    cargo fmt --check and clippy -D warnings"
+	@echo "make bench   benchmarks, printing BENCH lines (BENCH=<name> for one, BENCH_MODE=smoke for a short run)"
+
+setup:
+	@bash scripts/setup.sh
+
+build:
+	$(CARGO) build --workspace --bins
+
+# Binaries first: cross-service tests run them as child processes.
+test: setup
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
+	rm -rf .run

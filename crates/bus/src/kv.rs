@@ -1,0 +1,135 @@
+//! Compare-and-set on JetStream KV: the only way quotas, guards, counts and
+//! idempotency records change. Never read-modify-write in memory.
+
+use crate::BusError;
+use async_nats::jetstream::kv::{self, Entry, Operation, Store};
+use bytes::Bytes;
+
+/// Atomic create: `Ok(Some(revision))` if this call created the key,
+/// `Ok(None)` if it already existed (and was not deleted).
+pub async fn create(store: &Store, key: &str, value: Bytes) -> Result<Option<u64>, BusError> {
+    match store.create(key, value).await {
+        Ok(rev) => Ok(Some(rev)),
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(BusError::kv("create", key, e)),
+    }
+}
+
+/// The live value of a key (deleted and purged keys read as absent), with
+/// the revision to update it on. `Ok(None)` for a key never written.
+pub async fn read(store: &Store, key: &str) -> Result<Option<Entry>, BusError> {
+    store
+        .entry(key)
+        .await
+        .map_err(|e| BusError::kv("get", key, e))
+}
+
+/// `Some(value)` unless absent or deleted.
+pub fn live(entry: &Option<Entry>) -> Option<&Bytes> {
+    entry
+        .as_ref()
+        .filter(|e| e.operation == Operation::Put)
+        .map(|e| &e.value)
+}
+
+/// What a compare-and-set step decided.
+pub enum Cas<T> {
+    /// Write this value (expecting the revision that was read) and return `T`.
+    Write(Bytes, T),
+    /// Leave the key as it is and return `T`.
+    Keep(T),
+}
+
+/// Read, decide, write on the revision read; on a lost race read again.
+/// `decide` sees the live value (`None` when absent or deleted).
+pub async fn cas<T>(
+    store: &Store,
+    key: &str,
+    max_attempts: u32,
+    mut decide: impl FnMut(Option<&Bytes>) -> Cas<T>,
+) -> Result<T, BusError> {
+    for _ in 0..max_attempts {
+        let entry = read(store, key).await?;
+        let revision = entry.as_ref().map(|e| e.revision).unwrap_or(0);
+        match decide(live(&entry)) {
+            Cas::Keep(t) => return Ok(t),
+            Cas::Write(value, t) => match store.update(key, value, revision).await {
+                Ok(_) => return Ok(t),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => return Err(BusError::kv("update", key, e)),
+            },
+        }
+    }
+    Err(BusError::Contended {
+        key: key.to_owned(),
+        attempts: max_attempts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{Topology, ensure};
+    use gsl_testkit::NatsServer;
+
+    #[tokio::test]
+    async fn cas_counts_exactly_under_contention() {
+        let nats = NatsServer::start().await.unwrap();
+        let (_c, js) = crate::connect(&crate::BusConfig::new(nats.url(), "test"))
+            .await
+            .unwrap();
+        let b = ensure(&js, &Topology::default()).await.unwrap();
+        let store = b.quota.clone();
+        // 40 concurrent increments with a cap of 25: exactly 25 win.
+        let mut tasks = Vec::new();
+        for _ in 0..40 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                cas(&s, "counter", 200, |cur| {
+                    let n: u32 = cur
+                        .map(|b| String::from_utf8_lossy(b).parse().unwrap())
+                        .unwrap_or(0);
+                    if n >= 25 {
+                        Cas::Keep(false)
+                    } else {
+                        Cas::Write(Bytes::from((n + 1).to_string()), true)
+                    }
+                })
+                .await
+                .unwrap()
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            if t.await.unwrap() {
+                won += 1;
+            }
+        }
+        assert_eq!(won, 25);
+        let v = live(&read(&store, "counter").await.unwrap())
+            .cloned()
+            .unwrap();
+        assert_eq!(&v[..], b"25");
+        // create is atomic, and works again after a delete
+        assert!(
+            create(&store, "g", Bytes::from_static(b"1"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            create(&store, "g", Bytes::from_static(b"2"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        store.delete("g").await.unwrap();
+        assert!(live(&read(&store, "g").await.unwrap()).is_none());
+        assert!(
+            create(&store, "g", Bytes::from_static(b"3"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+}

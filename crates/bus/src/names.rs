@@ -1,0 +1,154 @@
+//! Names of streams, subjects, buckets and headers, and the subject builders.
+//!
+//! Card keys and tenant names are validated before they reach a subject (see
+//! [`gsl_domain::ids::CardId::key`], [`valid_tenant`]), so a subject built here
+//! always has the number of tokens its filter expects.
+
+use gsl_domain::carrier::Carrier;
+use gsl_domain::operation::OperationKind;
+
+/// Work items, one message per (work order, card). Work-queue retention.
+pub const STREAM_WORK: &str = "GSL_WORK";
+/// Item outcomes and order status changes: the audit trail. Limits, 1 year.
+pub const STREAM_EVENTS: &str = "GSL_EVENTS";
+/// Work orders published by other services.
+pub const STREAM_INTAKE: &str = "GSL_INTAKE";
+/// Follow-up timers: carrier work accepted and not yet complete. Work queue.
+pub const STREAM_FOLLOW: &str = "GSL_FOLLOW";
+/// Messages that could not be processed, with the reason.
+pub const STREAM_DLQ: &str = "GSL_DLQ";
+
+/// Work-order summaries (gateway).
+pub const KV_WORKORDERS: &str = "gsl_workorders";
+/// Per-item execution records (adapters).
+pub const KV_ITEMS: &str = "gsl_items";
+/// Quota ledgers (adapters), compare-and-set only.
+pub const KV_QUOTA: &str = "gsl_quota";
+/// Per-card cooldown guards (adapters), atomic create.
+pub const KV_GUARDS: &str = "gsl_guards";
+/// Card registry (gateway; read by adapters).
+pub const KV_CARDS: &str = "gsl_cards";
+/// Purchase batches and their directional entries (gateway).
+pub const KV_BATCHES: &str = "gsl_batches";
+/// Idempotency keys -> work-order ids (gateway).
+pub const KV_IDEMPOTENCY: &str = "gsl_idempotency";
+/// Per-item results as the gateway recorded them (gateway).
+pub const KV_RESULTS: &str = "gsl_results";
+/// Shared carrier rate budgets (adapters).
+pub const KV_RATE: &str = "gsl_rate";
+
+/// Headers.
+pub mod headers {
+    pub const MSG_ID: &str = "Nats-Msg-Id";
+    pub const TRACEPARENT: &str = "traceparent";
+    pub const TRACESTATE: &str = "tracestate";
+    pub const TENANT: &str = "Gsl-Tenant";
+    pub const CONTENT_TYPE: &str = "Content-Type";
+    pub const DLQ_REASON: &str = "Gsl-Dlq-Reason";
+    pub const DLQ_CODE: &str = "Gsl-Dlq-Code";
+    /// `application/x-protobuf` (default) or `application/json` (intake).
+    pub const PROTOBUF: &str = "application/x-protobuf";
+    pub const JSON: &str = "application/json";
+}
+
+/// `gsl.work.<carrier>.<op>`
+pub fn work_subject(carrier: Carrier, op: OperationKind) -> String {
+    format!("gsl.work.{}.{}", carrier.as_str(), op.as_str())
+}
+
+/// `gsl.work.<carrier>.>`: one adapter's durable consumer filter.
+pub fn work_filter(carrier: Carrier) -> String {
+    format!("gsl.work.{}.>", carrier.as_str())
+}
+
+/// The de-duplication id of a work item: `<work_order_id>:<card>`.
+pub fn work_msg_id(work_order_id: u64, card: &str) -> String {
+    format!("{work_order_id}:{card}")
+}
+
+/// The item id used in KV keys: `<work_order_id>.<card>`.
+pub fn item_key(work_order_id: u64, card: &str) -> String {
+    format!("{work_order_id}.{card}")
+}
+
+/// `gsl.evt.<work_order_id>.<card>`: an item's events.
+pub fn event_subject(work_order_id: u64, card: &str) -> String {
+    format!("gsl.evt.{work_order_id}.{card}")
+}
+
+/// `gsl.evt.<work_order_id>._`: order-level events (status, counts). `_` is
+/// never a card key.
+pub fn order_event_subject(work_order_id: u64) -> String {
+    format!("gsl.evt.{work_order_id}._")
+}
+
+/// Every event of one order.
+pub fn order_events_filter(work_order_id: u64) -> String {
+    format!("gsl.evt.{work_order_id}.>")
+}
+
+/// Every event about one card, across orders (card history).
+pub fn card_events_filter(card: &str) -> String {
+    format!("gsl.evt.*.{card}")
+}
+
+/// `gsl.intake.<tenant>`: where other services publish work orders.
+pub fn intake_subject(tenant: &str) -> String {
+    format!("gsl.intake.{tenant}")
+}
+
+/// `gsl.evt.intake.<tenant>`: the acceptance or refusal of an intake order.
+pub fn intake_result_subject(tenant: &str) -> String {
+    format!("gsl.evt.intake.{tenant}")
+}
+
+/// `gsl.follow.<carrier>`: follow-up of accepted carrier work.
+pub fn follow_subject(carrier: Carrier) -> String {
+    format!("gsl.follow.{}", carrier.as_str())
+}
+
+/// `gsl.dlq.<source>`: dead letters of a consumer (`cmcc`, `ct`, ..., `intake`).
+pub fn dlq_subject(source: &str) -> String {
+    format!("gsl.dlq.{source}")
+}
+
+/// Durable consumer names.
+pub fn adapter_consumer(carrier: Carrier) -> String {
+    format!("adapter-{}", carrier.as_str())
+}
+pub fn follow_consumer(carrier: Carrier) -> String {
+    format!("follow-{}", carrier.as_str())
+}
+pub const INTAKE_CONSUMER: &str = "gateway-intake";
+
+/// Tenant names go into subjects: lower-case letters, digits, `-`, `_`; 1-64.
+pub fn valid_tenant(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects() {
+        assert_eq!(
+            work_subject(Carrier::Ct, OperationKind::Rebind),
+            "gsl.work.ct.rebind"
+        );
+        assert_eq!(work_filter(Carrier::Trinet), "gsl.work.trinet.>");
+        assert_eq!(work_msg_id(42, "8986"), "42:8986");
+        assert_eq!(event_subject(42, "8986"), "gsl.evt.42.8986");
+        assert_eq!(order_event_subject(42), "gsl.evt.42._");
+        assert_eq!(card_events_filter("8986"), "gsl.evt.*.8986");
+        assert_eq!(intake_subject("acme"), "gsl.intake.acme");
+        assert!(valid_tenant("acme-iot_2"));
+        assert!(!valid_tenant("Acme"));
+        assert!(!valid_tenant("a.b"));
+        assert!(!valid_tenant(""));
+        assert!(!valid_tenant("a>"));
+    }
+}

@@ -1,0 +1,24 @@
+//! # gsl-proto: the wire protocol
+//!
+//! Generated from `proto/gsl/v1/*.proto` (services `WorkOrders`, `Registry`,
+//! `Results`; bus messages `WorkItem`, `ItemOutcome`, `WorkOrderEvent`,
+//! `IntakeRequest`, `DeadLetter`), plus the conversions between wire enums and
+//! the domain types, so that no service converts by hand.
+//!
+//! ## Layout
+//!
+//! * [`v1`]: the generated code (`gsl.v1` package);
+//! * [`convert`]: wire <-> domain conversions and timestamp helpers;
+//! * [`FILE_DESCRIPTOR_SET`]: for gRPC server reflection.
+#![forbid(unsafe_code)]
+
+/// The `gsl.v1` package.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("gsl.v1");
+}
+
+pub mod convert;
+
+/// Encoded descriptors of every message and service, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("gsl_descriptor");
