@@ -32,6 +32,11 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+# Benchmarks run release binaries as separate processes.
+bench: setup
+	$(CARGO) build --release --workspace --bins
+	./target/release/gsl-bench $(BENCH)
+
 clean:
 	$(CARGO) clean
 	rm -rf .run

@@ -1,0 +1,55 @@
+//! `gsl-bench [name...]`: run benchmarks, print one `BENCH {json}` line per
+//! figure. `BENCH_MODE=smoke` runs each briefly (CI); the default is a full
+//! run. Benchmarks never assert: they measure and print.
+//!
+//! Services run as separate processes (release binaries next to this one), as
+//! they would in production, so a figure includes real sockets and real
+//! process boundaries. Every throughput figure has a baseline measured in the
+//! same run on the same machine, and is a median of several rounds.
+#![forbid(unsafe_code)]
+
+mod common;
+mod sim;
+
+use std::collections::BTreeMap;
+
+type BenchFn = fn(&common::Mode) -> futures::future::BoxFuture<'_, Result<(), String>>;
+
+fn registry() -> BTreeMap<&'static str, BenchFn> {
+    let mut m: BTreeMap<&'static str, BenchFn> = BTreeMap::new();
+    m.insert("sim", |mode| Box::pin(sim::run(mode)));
+    m
+}
+
+#[tokio::main]
+async fn main() {
+    let mode = common::Mode::from_env();
+    let reg = registry();
+    let mut names: Vec<String> = std::env::args().skip(1).collect();
+    if names.is_empty() || names.iter().any(|n| n == "all") {
+        names = reg.keys().map(|s| s.to_string()).collect();
+    }
+    let mut failed = false;
+    for n in &names {
+        // A benchmark is named by its group or by one of its figures.
+        let group = reg
+            .keys()
+            .find(|g| n == *g || n.starts_with(&format!("{g}_")))
+            .copied();
+        let Some(group) = group else {
+            eprintln!(
+                "unknown benchmark {n:?}; known: {}",
+                reg.keys().copied().collect::<Vec<_>>().join(", ")
+            );
+            std::process::exit(2);
+        };
+        eprintln!("== bench {group} ({:?})", mode.kind);
+        if let Err(e) = reg[group](&mode).await {
+            eprintln!("bench {group} failed: {e}");
+            failed = true;
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,267 @@
+//! Simulator settings: a JSON file (`carrier-sim --config sim.json`), the
+//! environment (`SIM_*`), or built in code by tests. Faults, limits and
+//! completion behaviour can also be changed at run time through the admin API.
+
+use gsl_domain::carrier::Carrier;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A rate limit: at most `limit` calls in any window of `window_ms`
+/// milliseconds (a sliding window: "N per second" strictly, with no burst
+/// beyond N). `limit = 0` switches the limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Limit {
+    pub limit: u32,
+    #[serde(default = "one_second")]
+    pub window_ms: u64,
+}
+
+fn one_second() -> u64 {
+    1000
+}
+
+impl Limit {
+    pub const OFF: Limit = Limit {
+        limit: 0,
+        window_ms: 1000,
+    };
+    pub fn per_second(n: u32) -> Limit {
+        Limit {
+            limit: n,
+            window_ms: 1000,
+        }
+    }
+}
+
+/// API classes a carrier limits separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiClass {
+    /// Calls that change something.
+    Change,
+    /// Single-item queries (order status, card status).
+    Query,
+    /// List calls.
+    List,
+}
+
+/// Per-class limits of one carrier account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub change: Limit,
+    pub query: Limit,
+    pub list: Limit,
+}
+
+impl Default for Limits {
+    /// The reference service: 5 calls per second per user, 1 per second for lists.
+    fn default() -> Self {
+        Limits {
+            change: Limit::per_second(5),
+            query: Limit::per_second(5),
+            list: Limit::per_second(1),
+        }
+    }
+}
+
+impl Limits {
+    pub fn off() -> Limits {
+        Limits {
+            change: Limit::OFF,
+            query: Limit::OFF,
+            list: Limit::OFF,
+        }
+    }
+
+    pub fn get(&self, class: ApiClass) -> Limit {
+        match class {
+            ApiClass::Change => self.change,
+            ApiClass::Query => self.query,
+            ApiClass::List => self.list,
+        }
+    }
+}
+
+/// Misbehaviour on demand. Rates are probabilities in 0..=1 per request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Answer HTTP 503 without doing anything.
+    pub error_rate: f64,
+    /// Answer with the carrier's own "system busy" code, without doing anything.
+    pub busy_rate: f64,
+    /// Close the connection before doing anything.
+    pub drop_before_rate: f64,
+    /// Do the work, then close the connection without an answer (the caller
+    /// cannot know whether the change was accepted).
+    pub drop_after_rate: f64,
+    /// Added latency: fixed part.
+    pub latency_ms: u64,
+    /// Added latency: uniform jitter on top.
+    pub jitter_ms: u64,
+    /// Probability of a latency spike, and its length.
+    pub spike_rate: f64,
+    pub spike_ms: u64,
+}
+
+/// How accepted changes complete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Completion {
+    /// `sla`: a delay drawn between the SLA table's min and max (working
+    /// time, on the scaled clock); `immediate`: complete at once (benchmarks).
+    pub mode: CompletionMode,
+    /// Share of changes that complete late (1.2x to 2x the SLA maximum).
+    pub late_share: f64,
+    /// Share of changes that fail after being accepted.
+    pub fail_share: f64,
+}
+
+impl Default for Completion {
+    fn default() -> Self {
+        Completion {
+            mode: CompletionMode::Sla,
+            late_share: 0.0,
+            fail_share: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CompletionMode {
+    #[default]
+    Sla,
+    Immediate,
+}
+
+/// Credentials of the one account each platform serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Credentials {
+    /// China Mobile `appid` / `password`.
+    pub cmcc_appid: String,
+    pub cmcc_password: String,
+    /// China Mobile token lifetime, seconds.
+    pub cmcc_token_ttl_s: u64,
+    /// China Telecom `AppKey` / secret.
+    pub ct_app_key: String,
+    pub ct_secret: String,
+    /// Largest accepted difference between `Timestamp` and the clock, seconds.
+    pub ct_max_skew_s: i64,
+    /// China Unicom Jasper user / API key (HTTP Basic).
+    pub cu_user: String,
+    pub cu_api_key: String,
+    /// Tri-net API key (Bearer).
+    pub trinet_api_key: String,
+}
+
+impl Default for Credentials {
+    fn default() -> Self {
+        Credentials {
+            cmcc_appid: "gslcmcc".into(),
+            cmcc_password: "cmcc-secret".into(),
+            cmcc_token_ttl_s: 3600,
+            ct_app_key: "gslct".into(),
+            ct_secret: "ct-secret".into(),
+            ct_max_skew_s: 300,
+            cu_user: "gslcu".into(),
+            cu_api_key: "cu-secret".into(),
+            trinet_api_key: "trinet-secret".into(),
+        }
+    }
+}
+
+/// Per-carrier rules the simulator enforces on its own side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CarrierRules {
+    /// China Mobile: seconds between two status changes on one card (3 minutes).
+    pub cmcc_status_spacing_s: i64,
+    /// China Telecom: successful rebinds per card per calendar month (UTC+8).
+    pub ct_rebinds_per_month: u32,
+    /// Tri-net: seconds between switches for cards without the SDK.
+    pub trinet_switch_spacing_s: i64,
+}
+
+impl Default for CarrierRules {
+    fn default() -> Self {
+        CarrierRules {
+            cmcc_status_spacing_s: 180,
+            ct_rebinds_per_month: 2,
+            trinet_switch_spacing_s: 300,
+        }
+    }
+}
+
+/// Everything the simulator needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimConfig {
+    /// `127.0.0.1:0` picks a free port.
+    pub listen: String,
+    /// Seed of the generated inventory.
+    pub seed: u64,
+    /// Generated cards per carrier (up to 1,000,000 and beyond).
+    pub cards_per_carrier: u64,
+    /// Scaled clock: virtual start (RFC 3339), real anchor (unix seconds), scale.
+    pub clock_start: Option<String>,
+    pub clock_anchor: Option<String>,
+    pub time_scale: Option<f64>,
+    pub credentials: Credentials,
+    pub rules: CarrierRules,
+    pub completion: Completion,
+    /// Per-carrier limits (missing carriers get the defaults).
+    pub limits: BTreeMap<Carrier, Limits>,
+    pub faults: BTreeMap<Carrier, Faults>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: "127.0.0.1:0".into(),
+            seed: 1,
+            cards_per_carrier: 10_000,
+            clock_start: None,
+            clock_anchor: None,
+            time_scale: None,
+            credentials: Credentials::default(),
+            rules: CarrierRules::default(),
+            completion: Completion::default(),
+            limits: BTreeMap::new(),
+            faults: BTreeMap::new(),
+        }
+    }
+}
+
+impl SimConfig {
+    /// Every limit off and every change completing at once: for benchmarks.
+    pub fn unlimited() -> SimConfig {
+        let mut c = SimConfig::default();
+        for carrier in Carrier::ALL {
+            c.limits.insert(carrier, Limits::off());
+        }
+        c.completion.mode = CompletionMode::Immediate;
+        c
+    }
+
+    pub fn limits_for(&self, c: Carrier) -> Limits {
+        self.limits.get(&c).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_with_defaults() {
+        let c: SimConfig = serde_json::from_str(
+            r#"{"cards_per_carrier": 5, "limits": {"ct": {"change": {"limit": 50}, "query": {"limit": 0}, "list": {"limit": 1}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.cards_per_carrier, 5);
+        assert_eq!(c.limits_for(Carrier::Ct).change, Limit::per_second(50));
+        assert_eq!(c.limits_for(Carrier::Cmcc), Limits::default());
+        assert_eq!(c.rules.ct_rebinds_per_month, 2);
+    }
+}

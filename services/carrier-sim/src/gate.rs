@@ -1,0 +1,137 @@
+//! What every carrier request goes through before its handler: injected
+//! faults, authentication, and the per-class rate limit, each answered in the
+//! carrier's own style.
+
+use crate::config::ApiClass;
+use crate::engine::Engine;
+use crate::{cmcc, ct, cu, trinet};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use gsl_domain::carrier::Carrier;
+use rand::Rng;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// The largest request body accepted.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// A response whose body fails after the headers: the connection is cut and
+/// the client cannot tell whether the request took effect.
+pub fn dropped() -> Response {
+    let body = Body::from_stream(futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::other(
+            "connection dropped by fault injection",
+        ))
+    }));
+    Response::new(body)
+}
+
+fn classify(c: Carrier, parts: &http::request::Parts, body: &[u8]) -> ApiClass {
+    match c {
+        Carrier::Cmcc => cmcc::classify(parts),
+        Carrier::Ct => ct::classify(parts, body),
+        Carrier::Cu => cu::classify(parts),
+        Carrier::Trinet => trinet::classify(parts),
+    }
+}
+
+fn busy(c: Carrier) -> Response {
+    match c {
+        Carrier::Cmcc => cmcc::busy(),
+        Carrier::Ct => ct::busy(),
+        Carrier::Cu => cu::busy(),
+        Carrier::Trinet => trinet::busy(),
+    }
+}
+
+fn over_limit(c: Carrier, wait: Duration) -> Response {
+    match c {
+        Carrier::Cmcc => cmcc::over_limit(),
+        Carrier::Ct => ct::over_limit(),
+        Carrier::Cu => cu::over_limit(wait),
+        Carrier::Trinet => trinet::over_limit(wait),
+    }
+}
+
+fn authenticate(
+    e: &Engine,
+    c: Carrier,
+    parts: &http::request::Parts,
+    body: &[u8],
+) -> Result<(), Response> {
+    match c {
+        Carrier::Cmcc => cmcc::authenticate(e, parts),
+        Carrier::Ct => ct::authenticate(e, parts, body),
+        Carrier::Cu => cu::authenticate(e, parts),
+        Carrier::Trinet => trinet::authenticate(e, parts),
+    }
+}
+
+/// Middleware state: the engine and which platform the router serves.
+#[derive(Clone)]
+pub struct Gate {
+    pub engine: Arc<Engine>,
+    pub carrier: Carrier,
+}
+
+pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
+    let p = g.engine.platform(g.carrier);
+    p.requests.fetch_add(1, Ordering::Relaxed);
+    let faults = p.faults.read().expect("faults lock").clone();
+    let (delay, drop_before, error, is_busy, drop_after) = {
+        let mut rng = rand::rng();
+        let mut delay = faults.latency_ms;
+        if faults.jitter_ms > 0 {
+            delay += rng.random_range(0..=faults.jitter_ms);
+        }
+        if faults.spike_rate > 0.0 && rng.random_bool(faults.spike_rate.clamp(0.0, 1.0)) {
+            delay += faults.spike_ms;
+        }
+        let mut roll = |r: f64| r > 0.0 && rng.random_bool(r.clamp(0.0, 1.0));
+        (
+            delay,
+            roll(faults.drop_before_rate),
+            roll(faults.error_rate),
+            roll(faults.busy_rate),
+            roll(faults.drop_after_rate),
+        )
+    };
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    if drop_before {
+        return dropped();
+    }
+    if error {
+        return Response::builder()
+            .status(503)
+            .body(Body::from("service unavailable (injected)"))
+            .expect("static response");
+    }
+    if is_busy {
+        return busy(g.carrier);
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return Response::builder()
+            .status(413)
+            .body(Body::from("request body too large"))
+            .expect("static response");
+    };
+    if let Err(resp) = authenticate(&g.engine, g.carrier, &parts, &bytes) {
+        return resp;
+    }
+    if let Err(wait) = p.limiter.check(classify(g.carrier, &parts, &bytes)) {
+        return over_limit(g.carrier, wait);
+    }
+    let resp = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    if drop_after {
+        return dropped();
+    }
+    resp
+}

@@ -1,0 +1,341 @@
+//! The card inventory: deterministic from a seed, copy-on-write.
+//!
+//! Card `n` of a carrier is a pure function of `(seed, carrier, n)`: its ICCID
+//! (a valid issuer prefix of the carrier, the seed, the serial, a Luhn
+//! digit), MSISDN, IMSI, status, pool and real-name flags. Only cards that were
+//! changed or created through the admin API are stored. So a platform with
+//! 1,000,000 cards per carrier starts instantly and its memory grows with the
+//! cards actually touched, not with the inventory size.
+
+use chrono::{DateTime, Utc};
+use gsl_domain::card::{SimStatus, StopReason, TriNetVersion};
+use gsl_domain::carrier::Carrier;
+use gsl_domain::ids::{Iccid, Imei};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// Everything the simulator knows about a card.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CardRecord {
+    /// ICCID, or the container id of a tri-net card.
+    pub id: String,
+    pub msisdn: String,
+    pub imsi: String,
+    pub status: SimStatus,
+    pub stop_reason: StopReason,
+    pub pooled: bool,
+    pub real_named: bool,
+    pub imei: Option<String>,
+    /// Kbps; 0 = no limit.
+    pub speed_kbps: u32,
+    /// -1 = no threshold.
+    pub threshold_mb: i64,
+    pub cut_net: bool,
+    pub region: Option<u16>,
+    pub batch_no: String,
+    /// Tri-net only.
+    pub trinet_version: Option<TriNetVersion>,
+    pub active_profile: Option<Carrier>,
+    pub profiles: Vec<String>,
+    pub policy: Option<String>,
+    /// Carrier-side spacing and quota bookkeeping.
+    #[serde(default)]
+    pub last_status_change: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_switch: Option<DateTime<Utc>>,
+    /// Rebinds reserved or done per CST month (`yyyymm` -> count).
+    #[serde(default)]
+    pub rebinds: BTreeMap<u32, u32>,
+    /// A stop was accepted and has not completed.
+    #[serde(default)]
+    pub pending_stop: bool,
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+const TRINET_PREFIX: &str = "TRI";
+/// Tri-net profiles live in a separate serial range of each carrier's space.
+const PROFILE_OFFSET: u64 = 500_000_000;
+
+/// The generated part of the inventory.
+#[derive(Debug, Clone)]
+pub struct Generator {
+    pub carrier: Carrier,
+    pub seed: u64,
+    pub count: u64,
+}
+
+impl Generator {
+    fn seed_part(&self) -> u64 {
+        self.seed % 1000
+    }
+
+    fn prefixes(carrier: Carrier) -> Vec<&'static str> {
+        carrier.issuer_prefixes().collect()
+    }
+
+    fn iccid_in(carrier: Carrier, seed_part: u64, serial: u64) -> String {
+        let prefixes = Generator::prefixes(carrier);
+        let prefix = prefixes[(serial % prefixes.len() as u64) as usize];
+        let payload = format!("{prefix}{seed_part:03}{serial:09}");
+        Iccid::from_payload(&payload)
+            .expect("generated payloads are 18 digits starting 8986")
+            .as_str()
+            .to_owned()
+    }
+
+    /// The id of generated card `serial`.
+    pub fn id_at(&self, serial: u64) -> String {
+        match self.carrier {
+            Carrier::Trinet => format!("{TRINET_PREFIX}{:03}{serial:09}", self.seed_part()),
+            c => Generator::iccid_in(c, self.seed_part(), serial),
+        }
+    }
+
+    /// The serial of a generated card id, if `id` is one.
+    pub fn serial_of(&self, id: &str) -> Option<u64> {
+        let (serial, want) = match self.carrier {
+            Carrier::Trinet => {
+                let rest = id.strip_prefix(TRINET_PREFIX)?;
+                if rest.len() != 12 || !rest.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                let seed: u64 = rest[..3].parse().ok()?;
+                if seed != self.seed_part() {
+                    return None;
+                }
+                let serial: u64 = rest[3..].parse().ok()?;
+                (serial, self.id_at(serial))
+            }
+            c => {
+                if id.len() != 19 || !id.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                let seed: u64 = id[6..9].parse().ok()?;
+                if seed != self.seed_part() {
+                    return None;
+                }
+                let serial: u64 = id[9..18].parse().ok()?;
+                (serial, Generator::iccid_in(c, self.seed_part(), serial))
+            }
+        };
+        (serial < self.count && want == id).then_some(serial)
+    }
+
+    /// Generated card `serial`, as it is before anything changes it.
+    pub fn card(&self, serial: u64) -> CardRecord {
+        let h = splitmix(self.seed ^ splitmix(serial ^ ((self.carrier.index() as u64) << 56)));
+        let (status, stop_reason) = match h % 100 {
+            0..=59 => (SimStatus::InUse, StopReason::Normal),
+            60..=69 => (SimStatus::Stopped, StopReason::OnRequest),
+            70..=72 => (SimStatus::Stopped, StopReason::Violation),
+            73..=74 => (SimStatus::Stopped, StopReason::DeviceSeparation),
+            75..=76 => (SimStatus::Stopped, StopReason::OverThreshold),
+            77 => (SimStatus::Stopped, StopReason::PoolExhausted),
+            78..=83 => (SimStatus::Testable, StopReason::Normal),
+            84..=89 => (SimStatus::Activatable, StopReason::Normal),
+            90..=95 => (SimStatus::NotActivated, StopReason::Normal),
+            _ => (SimStatus::Closed, StopReason::Normal),
+        };
+        let imei_payload = format!("86{:012}", (h >> 20) % 1_000_000_000_000);
+        let imei = Imei::from_payload(&imei_payload)
+            .expect("14 digits")
+            .as_str()
+            .to_owned();
+        let (imsi_prefix, trinet) = match self.carrier {
+            Carrier::Cmcc => ("46004", false),
+            Carrier::Ct => ("46011", false),
+            Carrier::Cu => ("46006", false),
+            Carrier::Trinet => ("46004", true),
+        };
+        let profiles = if trinet {
+            [Carrier::Cmcc, Carrier::Ct, Carrier::Cu]
+                .into_iter()
+                .map(|c| Generator::iccid_in(c, self.seed_part(), PROFILE_OFFSET + serial))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        CardRecord {
+            id: self.id_at(serial),
+            msisdn: format!("1064{:09}", (h >> 8) % 1_000_000_000),
+            imsi: format!("{imsi_prefix}{:010}", (h >> 12) % 10_000_000_000),
+            status,
+            stop_reason,
+            pooled: (h >> 8) % 100 < 30,
+            real_named: (h >> 16) % 100 < 50,
+            imei: (status == SimStatus::InUse || status == SimStatus::Stopped).then_some(imei),
+            speed_kbps: 0,
+            threshold_mb: -1,
+            cut_net: false,
+            region: None,
+            batch_no: format!(
+                "B{}{:03}{:06}",
+                self.carrier.as_str().to_ascii_uppercase(),
+                self.seed_part(),
+                serial / 1000
+            ),
+            trinet_version: trinet.then_some(if (h >> 24) % 100 < 30 {
+                TriNetVersion::Sdk
+            } else {
+                TriNetVersion::NoSdk
+            }),
+            active_profile: trinet.then_some(Carrier::Cu),
+            profiles,
+            policy: None,
+            last_status_change: None,
+            last_switch: None,
+            rebinds: BTreeMap::new(),
+            pending_stop: false,
+        }
+    }
+}
+
+/// One carrier's cards: generated ones plus the changed or created ones.
+#[derive(Debug)]
+pub struct Inventory {
+    pub generator: Generator,
+    changed: HashMap<String, CardRecord>,
+}
+
+impl Inventory {
+    pub fn new(carrier: Carrier, seed: u64, count: u64) -> Inventory {
+        Inventory {
+            generator: Generator {
+                carrier,
+                seed,
+                count,
+            },
+            changed: HashMap::new(),
+        }
+    }
+
+    /// The card as it is now.
+    pub fn get(&self, id: &str) -> Option<CardRecord> {
+        if let Some(c) = self.changed.get(id) {
+            return Some(c.clone());
+        }
+        self.generator.serial_of(id).map(|s| self.generator.card(s))
+    }
+
+    /// A mutable card, materialised on first write.
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut CardRecord> {
+        if !self.changed.contains_key(id) {
+            let serial = self.generator.serial_of(id)?;
+            let card = self.generator.card(serial);
+            self.changed.insert(id.to_owned(), card);
+        }
+        self.changed.get_mut(id)
+    }
+
+    /// Create or replace a card (admin API).
+    pub fn put(&mut self, card: CardRecord) {
+        self.changed.insert(card.id.clone(), card);
+    }
+
+    /// Cards stored beyond the generated ones.
+    pub fn materialised(&self) -> usize {
+        self.changed.len()
+    }
+
+    /// A page of generated cards in their current state.
+    pub fn page(&self, offset: u64, limit: u64) -> Vec<CardRecord> {
+        let end = (offset.saturating_add(limit)).min(self.generator.count);
+        (offset..end)
+            .map(|s| {
+                let id = self.generator.id_at(s);
+                self.changed
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| self.generator.card(s))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gsl_domain::ids::CardId;
+
+    #[test]
+    fn generated_ids_are_valid_and_routable() {
+        for c in [Carrier::Cmcc, Carrier::Ct, Carrier::Cu] {
+            let g = Generator {
+                carrier: c,
+                seed: 7,
+                count: 1000,
+            };
+            for s in [0, 1, 2, 999] {
+                let id = g.id_at(s);
+                let iccid = Iccid::parse(&id).unwrap();
+                assert_eq!(iccid.carrier(), Some(c), "{id}");
+                assert_eq!(g.serial_of(&id), Some(s));
+            }
+            assert_eq!(g.serial_of(&g.id_at(1000)), None, "beyond count");
+            let other_seed = Generator {
+                carrier: c,
+                seed: 8,
+                count: 1000,
+            };
+            assert_eq!(other_seed.serial_of(&g.id_at(5)), None);
+        }
+        let t = Generator {
+            carrier: Carrier::Trinet,
+            seed: 7,
+            count: 10,
+        };
+        let id = t.id_at(3);
+        assert!(matches!(CardId::parse(&id).unwrap(), CardId::Container(_)));
+        assert_eq!(t.serial_of(&id), Some(3));
+        let card = t.card(3);
+        assert_eq!(card.profiles.len(), 3);
+        assert!(card.trinet_version.is_some());
+    }
+
+    #[test]
+    fn deterministic_with_a_mix_of_states() {
+        let g = Generator {
+            carrier: Carrier::Ct,
+            seed: 42,
+            count: 10_000,
+        };
+        assert_eq!(g.card(17), g.card(17));
+        let cards: Vec<CardRecord> = (0..2000).map(|s| g.card(s)).collect();
+        let in_use = cards
+            .iter()
+            .filter(|c| c.status == SimStatus::InUse)
+            .count();
+        assert!((1000..1400).contains(&in_use), "{in_use}");
+        assert!(
+            cards
+                .iter()
+                .any(|c| c.status == SimStatus::Stopped && c.stop_reason == StopReason::OnRequest)
+        );
+        assert!(cards.iter().any(|c| c.status == SimStatus::Activatable));
+        assert!(cards.iter().any(|c| c.pooled) && cards.iter().any(|c| !c.pooled));
+        assert!(cards.iter().any(|c| c.real_named));
+        assert!(
+            cards
+                .iter()
+                .all(|c| c.msisdn.len() == 13 && c.imsi.len() == 15)
+        );
+    }
+
+    #[test]
+    fn copy_on_write() {
+        let mut inv = Inventory::new(Carrier::Cu, 1, 1_000_000);
+        let id = inv.generator.id_at(123_456);
+        assert_eq!(inv.materialised(), 0);
+        inv.get_mut(&id).unwrap().speed_kbps = 512;
+        assert_eq!(inv.materialised(), 1);
+        assert_eq!(inv.get(&id).unwrap().speed_kbps, 512);
+        assert!(inv.get("8986019999999999999").is_none());
+        assert_eq!(inv.page(123_456, 1)[0].speed_kbps, 512);
+    }
+}

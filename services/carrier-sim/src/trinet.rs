@@ -1,0 +1,327 @@
+//! The tri-net platform: one card (container id) with China Mobile, China
+//! Telecom and China Unicom profiles. No public API exists to copy; this is a
+//! plain JSON REST style (documented in docs/carrier-sim.md).
+//!
+//! * `Authorization: Bearer <api key>`.
+//! * `POST /trinet/api/v1/cards/{cid}/lifecycle` `{"action": "activate"|"stop"|
+//!   "resume"|"close", "requestId"}`: applied to the active profile.
+//! * `POST .../cards/{cid}/switch-network` `{"target": "cmcc"|"ct"|"cu", "requestId"}`,
+//!   `POST .../cards/{cid}/switch-policy` `{"policyId", "requestId"}`: cards
+//!   without the SDK switch at most once every 5 minutes.
+//! * `POST .../batches/{batchNo}/directional`: directional config.
+//! * `GET .../cards/{cid}`, `GET .../tickets/{ticket}`, `GET .../tickets?requestId=`.
+//! * `GET/POST .../policies`, `PUT .../policies/{id}`: at most 50; a policy
+//!   that is or was in use cannot have its content changed.
+//! * Answers 202 `{"ticket"}`; errors `{"code","message"}` with 400
+//!   `BAD_REQUEST`, 401 `UNAUTHORIZED`, 403 `NOT_OFFERED`, 404 `NOT_FOUND`,
+//!   409 `ILLEGAL_STATE` / `SWITCH_TOO_SOON` / `POLICY_NOT_USABLE` /
+//!   `POLICY_IN_USE` / `TOO_MANY_POLICIES`, 429 `RATE_LIMITED` with
+//!   `Retry-After`, 503 `BUSY`.
+
+use crate::config::ApiClass;
+use crate::engine::{Change, DirChange, Engine, MAX_POLICIES, OrderState, Policy, Refusal};
+use crate::gate::Gate;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use gsl_domain::carrier::Carrier;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::Duration;
+
+fn error(status: u16, code: &str, msg: &str) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        axum::Json(json!({"code": code, "message": msg})),
+    )
+        .into_response()
+}
+
+pub fn busy() -> Response {
+    error(503, "BUSY", "platform busy")
+}
+
+pub fn over_limit(wait: Duration) -> Response {
+    let mut r = error(429, "RATE_LIMITED", "rate limit exceeded");
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    r.headers_mut().insert(
+        "Retry-After",
+        secs.to_string().parse().expect("digits are a valid header"),
+    );
+    r
+}
+
+pub fn classify(parts: &http::request::Parts) -> ApiClass {
+    match parts.method {
+        http::Method::GET if parts.uri.path().ends_with("/policies") => ApiClass::List,
+        http::Method::GET => ApiClass::Query,
+        _ => ApiClass::Change,
+    }
+}
+
+pub fn authenticate(e: &Engine, parts: &http::request::Parts) -> Result<(), Response> {
+    let expect = format!("Bearer {}", e.config.credentials.trinet_api_key);
+    match parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(h) if h == expect => Ok(()),
+        _ => Err(error(401, "UNAUTHORIZED", "invalid api key")),
+    }
+}
+
+fn refusal(r: &Refusal) -> Response {
+    let m = r.to_string();
+    match r {
+        Refusal::UnknownCard | Refusal::BatchUnknown => error(404, "NOT_FOUND", &m),
+        Refusal::BadParam(_) | Refusal::TxnConflict | Refusal::Directional(_) => {
+            error(400, "BAD_REQUEST", &m)
+        }
+        Refusal::NotOffered
+        | Refusal::RealNameRequired
+        | Refusal::NotPooled
+        | Refusal::RegionForbidden => error(403, "NOT_OFFERED", &m),
+        Refusal::SwitchTooSoon => error(409, "SWITCH_TOO_SOON", &m),
+        Refusal::PolicyUnusable(_) => error(409, "POLICY_NOT_USABLE", &m),
+        _ => error(409, "ILLEGAL_STATE", &m),
+    }
+}
+
+fn submit(e: &Engine, card: &str, txn: &str, change: Change) -> Response {
+    if txn.is_empty() {
+        return error(400, "BAD_REQUEST", "requestId is required");
+    }
+    match e.submit(Carrier::Trinet, card, txn, change) {
+        Ok(r) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"ticket": r.order_no, "replayed": r.replayed})),
+        )
+            .into_response(),
+        Err(r) => refusal(&r),
+    }
+}
+
+#[derive(Deserialize)]
+struct Lifecycle {
+    action: String,
+    #[serde(rename = "requestId", default)]
+    request_id: String,
+}
+
+async fn lifecycle(State(g): State<Gate>, Path(cid): Path<String>, body: Bytes) -> Response {
+    let Ok(r) = serde_json::from_slice::<Lifecycle>(&body) else {
+        return error(400, "BAD_REQUEST", "expected {action, requestId}");
+    };
+    let change = match r.action.as_str() {
+        "activate" => Change::Activate,
+        "stop" => Change::Stop,
+        "resume" => Change::Resume,
+        "close" => Change::Close,
+        _ => {
+            return error(
+                400,
+                "BAD_REQUEST",
+                "action must be activate, stop, resume or close",
+            );
+        }
+    };
+    submit(&g.engine, &cid, &r.request_id, change)
+}
+
+#[derive(Deserialize)]
+struct Switch {
+    #[serde(default)]
+    target: String,
+    #[serde(rename = "policyId", default)]
+    policy_id: String,
+    #[serde(rename = "requestId", default)]
+    request_id: String,
+}
+
+async fn switch_network(State(g): State<Gate>, Path(cid): Path<String>, body: Bytes) -> Response {
+    let Ok(r) = serde_json::from_slice::<Switch>(&body) else {
+        return error(400, "BAD_REQUEST", "expected {target, requestId}");
+    };
+    let Ok(target) = r.target.parse::<Carrier>() else {
+        return error(400, "BAD_REQUEST", "target must be cmcc, ct or cu");
+    };
+    submit(
+        &g.engine,
+        &cid,
+        &r.request_id,
+        Change::SwitchNetwork { target },
+    )
+}
+
+async fn switch_policy(State(g): State<Gate>, Path(cid): Path<String>, body: Bytes) -> Response {
+    let Ok(r) = serde_json::from_slice::<Switch>(&body) else {
+        return error(400, "BAD_REQUEST", "expected {policyId, requestId}");
+    };
+    submit(
+        &g.engine,
+        &cid,
+        &r.request_id,
+        Change::SwitchPolicy {
+            policy: r.policy_id,
+        },
+    )
+}
+
+async fn directional(State(g): State<Gate>, Path(batch): Path<String>, body: Bytes) -> Response {
+    #[derive(Deserialize)]
+    struct Req {
+        action: String,
+        #[serde(default)]
+        entries: Vec<String>,
+        #[serde(rename = "entryId", default)]
+        entry_id: String,
+        #[serde(default)]
+        entry: String,
+        #[serde(rename = "entryIds", default)]
+        entry_ids: Vec<String>,
+        #[serde(rename = "requestId", default)]
+        request_id: String,
+    }
+    let Ok(r) = serde_json::from_slice::<Req>(&body) else {
+        return error(400, "BAD_REQUEST", "bad directional request");
+    };
+    let plan = match r.action.as_str() {
+        "add" => DirChange::Add { entries: r.entries },
+        "modify" => DirChange::Modify {
+            id: r.entry_id,
+            entry: r.entry,
+        },
+        "delete" => DirChange::Delete { ids: r.entry_ids },
+        _ => return error(400, "BAD_REQUEST", "action must be add, modify or delete"),
+    };
+    submit(
+        &g.engine,
+        &format!("batch:{batch}"),
+        &r.request_id,
+        Change::Directional { batch, plan },
+    )
+}
+
+async fn card(State(g): State<Gate>, Path(cid): Path<String>) -> Response {
+    match g.engine.card(Carrier::Trinet, &cid) {
+        None => error(404, "NOT_FOUND", "unknown card"),
+        Some(c) => axum::Json(json!({
+            "cid": c.id,
+            "status": c.status.code(),
+            "stopReason": c.stop_reason.code(),
+            "version": c.trinet_version,
+            "activeProfile": c.active_profile,
+            "profiles": c.profiles,
+            "policy": c.policy,
+        }))
+        .into_response(),
+    }
+}
+
+fn show(o: crate::engine::Order) -> Response {
+    axum::Json(json!({
+        "ticket": o.order_no,
+        "requestId": o.txn,
+        "cid": o.card,
+        "state": match o.state { OrderState::Pending => "pending", OrderState::Succeeded => "done", OrderState::Failed => "failed" },
+    }))
+    .into_response()
+}
+
+async fn ticket(State(g): State<Gate>, Path(t): Path<String>) -> Response {
+    match g.engine.order(Carrier::Trinet, &t) {
+        Some(o) => show(o),
+        None => error(404, "NOT_FOUND", "unknown ticket"),
+    }
+}
+
+async fn find_ticket(State(g): State<Gate>, Query(q): Query<HashMap<String, String>>) -> Response {
+    match q
+        .get("requestId")
+        .and_then(|r| g.engine.order_by_txn(Carrier::Trinet, r))
+    {
+        Some(o) => show(o),
+        None => error(404, "NOT_FOUND", "unknown ticket"),
+    }
+}
+
+async fn list_policies(State(g): State<Gate>) -> Response {
+    let p = g
+        .engine
+        .platform(Carrier::Trinet)
+        .policies
+        .lock()
+        .expect("policies lock");
+    axum::Json(json!({"policies": p.values().collect::<Vec<_>>()})).into_response()
+}
+
+async fn create_policy(State(g): State<Gate>, body: Bytes) -> Response {
+    let Ok(mut pol) = serde_json::from_slice::<Policy>(&body) else {
+        return error(400, "BAD_REQUEST", "expected {id, version, enabled, order}");
+    };
+    pol.used = false;
+    let mut p = g
+        .engine
+        .platform(Carrier::Trinet)
+        .policies
+        .lock()
+        .expect("policies lock");
+    if p.contains_key(&pol.id) {
+        return error(409, "POLICY_EXISTS", "policy id exists");
+    }
+    if p.len() >= MAX_POLICIES {
+        return error(409, "TOO_MANY_POLICIES", "at most 50 policies per customer");
+    }
+    p.insert(pol.id.clone(), pol);
+    StatusCode::CREATED.into_response()
+}
+
+async fn update_policy(State(g): State<Gate>, Path(id): Path<String>, body: Bytes) -> Response {
+    let Ok(new) = serde_json::from_slice::<Policy>(&body) else {
+        return error(400, "BAD_REQUEST", "expected {id, version, enabled, order}");
+    };
+    let mut p = g
+        .engine
+        .platform(Carrier::Trinet)
+        .policies
+        .lock()
+        .expect("policies lock");
+    let Some(old) = p.get_mut(&id) else {
+        return error(404, "NOT_FOUND", "unknown policy");
+    };
+    if old.used && (old.order != new.order || old.version != new.version) {
+        return error(
+            409,
+            "POLICY_IN_USE",
+            "a policy that is or was in use cannot have its content changed",
+        );
+    }
+    old.enabled = new.enabled;
+    old.order = new.order;
+    old.version = new.version;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Routes under `/trinet`.
+pub fn router(g: Gate) -> Router {
+    Router::new()
+        .route("/api/v1/cards/{cid}", get(card))
+        .route("/api/v1/cards/{cid}/lifecycle", post(lifecycle))
+        .route("/api/v1/cards/{cid}/switch-network", post(switch_network))
+        .route("/api/v1/cards/{cid}/switch-policy", post(switch_policy))
+        .route("/api/v1/batches/{batch}/directional", post(directional))
+        .route("/api/v1/tickets/{ticket}", get(ticket))
+        .route("/api/v1/tickets", get(find_ticket))
+        .route("/api/v1/policies", get(list_policies).post(create_policy))
+        .route("/api/v1/policies/{id}", put(update_policy))
+        .layer(axum::middleware::from_fn_with_state(
+            g.clone(),
+            crate::gate::gate,
+        ))
+        .with_state(g)
+}
