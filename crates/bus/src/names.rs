@@ -34,6 +34,8 @@ pub const KV_BATCHES: &str = "gsl_batches";
 pub const KV_IDEMPOTENCY: &str = "gsl_idempotency";
 /// Per-item results as the gateway recorded them (gateway).
 pub const KV_RESULTS: &str = "gsl_results";
+/// Work orders not yet terminal (gateway): what a restart must finish.
+pub const KV_ACTIVE: &str = "gsl_active";
 /// Shared carrier rate budgets (adapters).
 pub const KV_RATE: &str = "gsl_rate";
 
@@ -71,25 +73,30 @@ pub fn item_key(work_order_id: u64, card: &str) -> String {
     format!("{work_order_id}.{card}")
 }
 
-/// `gsl.evt.<work_order_id>.<card>`: an item's events.
-pub fn event_subject(work_order_id: u64, card: &str) -> String {
-    format!("gsl.evt.{work_order_id}.{card}")
+/// `gsl.evt.<tenant>.<work_order_id>.<card>`: an item's events.
+pub fn event_subject(tenant: &str, work_order_id: u64, card: &str) -> String {
+    format!("gsl.evt.{tenant}.{work_order_id}.{card}")
 }
 
-/// `gsl.evt.<work_order_id>._`: order-level events (status, counts). `_` is
-/// never a card key.
-pub fn order_event_subject(work_order_id: u64) -> String {
-    format!("gsl.evt.{work_order_id}._")
+/// `gsl.evt.<tenant>.<work_order_id>._`: order-level events (status, counts).
+/// `_` is never a card key.
+pub fn order_event_subject(tenant: &str, work_order_id: u64) -> String {
+    format!("gsl.evt.{tenant}.{work_order_id}._")
 }
 
 /// Every event of one order.
-pub fn order_events_filter(work_order_id: u64) -> String {
-    format!("gsl.evt.{work_order_id}.>")
+pub fn order_events_filter(tenant: &str, work_order_id: u64) -> String {
+    format!("gsl.evt.{tenant}.{work_order_id}.>")
+}
+
+/// Every event of a tenant (work orders and intake results).
+pub fn tenant_events_filter(tenant: &str) -> String {
+    format!("gsl.evt.{tenant}.>")
 }
 
 /// Every event about one card, across orders (card history).
-pub fn card_events_filter(card: &str) -> String {
-    format!("gsl.evt.*.{card}")
+pub fn card_events_filter(tenant: &str, card: &str) -> String {
+    format!("gsl.evt.{tenant}.*.{card}")
 }
 
 /// `gsl.intake.<tenant>`: where other services publish work orders.
@@ -97,10 +104,15 @@ pub fn intake_subject(tenant: &str) -> String {
     format!("gsl.intake.{tenant}")
 }
 
-/// `gsl.evt.intake.<tenant>`: the acceptance or refusal of an intake order.
-pub fn intake_result_subject(tenant: &str) -> String {
-    format!("gsl.evt.intake.{tenant}")
+/// `gsl.evt.<tenant>.intake.<n>`: the acceptance or refusal of an intake order
+/// (`<n>` is the intake message's stream sequence).
+pub fn intake_result_subject(tenant: &str, seq: u64) -> String {
+    format!("gsl.evt.{tenant}.intake.{seq}")
 }
+
+/// Header a publisher on the intake sets to hear the gateway's answer there
+/// (JetStream answers the publisher's own reply subject with its PubAck).
+pub const INTAKE_REPLY_HEADER: &str = "Gsl-Reply-To";
 
 /// `gsl.follow.<carrier>`: follow-up of accepted carrier work.
 pub fn follow_subject(carrier: Carrier) -> String {
@@ -141,9 +153,10 @@ mod tests {
         );
         assert_eq!(work_filter(Carrier::Trinet), "gsl.work.trinet.>");
         assert_eq!(work_msg_id(42, "8986"), "42:8986");
-        assert_eq!(event_subject(42, "8986"), "gsl.evt.42.8986");
-        assert_eq!(order_event_subject(42), "gsl.evt.42._");
-        assert_eq!(card_events_filter("8986"), "gsl.evt.*.8986");
+        assert_eq!(event_subject("acme", 42, "8986"), "gsl.evt.acme.42.8986");
+        assert_eq!(order_event_subject("acme", 42), "gsl.evt.acme.42._");
+        assert_eq!(card_events_filter("acme", "8986"), "gsl.evt.acme.*.8986");
+        assert_eq!(intake_result_subject("acme", 7), "gsl.evt.acme.intake.7");
         assert_eq!(intake_subject("acme"), "gsl.intake.acme");
         assert!(valid_tenant("acme-iot_2"));
         assert!(!valid_tenant("Acme"));

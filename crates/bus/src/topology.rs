@@ -44,6 +44,7 @@ pub struct Buckets {
     pub idempotency: Store,
     pub results: Store,
     pub rate: Store,
+    pub active: Store,
 }
 
 fn stream_config(
@@ -154,6 +155,7 @@ pub async fn ensure(js: &Context, t: &Topology) -> Result<Buckets, BusError> {
         idempotency: ensure_bucket(js, KV_IDEMPOTENCY, year, t).await?,
         results: ensure_bucket(js, KV_RESULTS, year, t).await?,
         rate: ensure_bucket(js, KV_RATE, Duration::from_secs(300), t).await?,
+        active: ensure_bucket(js, KV_ACTIVE, Duration::ZERO, t).await?,
     })
 }
 
@@ -183,6 +185,7 @@ pub async fn check(js: &Context) -> Result<(), BusError> {
         KV_IDEMPOTENCY,
         KV_RESULTS,
         KV_RATE,
+        KV_ACTIVE,
     ] {
         js.get_key_value(b).await.map_err(|e| BusError::Topology {
             what: format!("bucket {b}"),

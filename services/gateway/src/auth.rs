@@ -1,0 +1,147 @@
+//! Who is calling: a bearer token maps to a tenant, or to the adapters.
+//!
+//! Tokens come from configuration ([`StaticTokens`]). [`Authenticator`] is the
+//! seam for JWT validation: implement it and hand it to the gateway.
+
+use crate::error::ApiError;
+use gsl_domain::ErrorCode;
+use std::collections::HashMap;
+use tonic::metadata::MetadataMap;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A tenant's client: sees and changes only its own cards and orders.
+    Tenant(String),
+    /// An adapter: may report results, nothing else.
+    Adapter,
+}
+
+/// Maps a bearer token to a principal.
+pub trait Authenticator: Send + Sync + 'static {
+    fn authenticate(&self, token: &str) -> Option<Principal>;
+}
+
+/// Tokens from configuration.
+#[derive(Debug, Clone, Default)]
+pub struct StaticTokens {
+    tenants: HashMap<String, String>,
+    adapter: Option<String>,
+}
+
+impl StaticTokens {
+    pub fn new(tenants: HashMap<String, String>, adapter: Option<String>) -> StaticTokens {
+        StaticTokens { tenants, adapter }
+    }
+
+    /// Parse `token=tenant,token2=tenant2` (newlines also separate).
+    pub fn parse_tenants(s: &str) -> Result<HashMap<String, String>, String> {
+        let mut m = HashMap::new();
+        for part in s
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|p| !p.is_empty() && !p.starts_with('#'))
+        {
+            let (tok, tenant) = part
+                .split_once('=')
+                .ok_or_else(|| "expected token=tenant".to_string())?;
+            let (tok, tenant) = (tok.trim(), tenant.trim());
+            if tok.len() < 8 {
+                return Err("tokens must have at least 8 characters".into());
+            }
+            if !gsl_bus::names::valid_tenant(tenant) {
+                return Err(format!(
+                    "tenant {tenant:?} must be lower-case letters, digits, '-' or '_'"
+                ));
+            }
+            m.insert(tok.to_owned(), tenant.to_owned());
+        }
+        Ok(m)
+    }
+
+    pub fn tenants(&self) -> impl Iterator<Item = &str> {
+        self.tenants.values().map(String::as_str)
+    }
+}
+
+impl Authenticator for StaticTokens {
+    fn authenticate(&self, token: &str) -> Option<Principal> {
+        if self.adapter.as_deref() == Some(token) {
+            return Some(Principal::Adapter);
+        }
+        self.tenants
+            .get(token)
+            .map(|t| Principal::Tenant(t.clone()))
+    }
+}
+
+/// The principal of a request, from `authorization: Bearer <token>`.
+pub fn principal(auth: &dyn Authenticator, md: &MetadataMap) -> Result<Principal, ApiError> {
+    let unauth = || {
+        ApiError::new(
+            ErrorCode::Unauthenticated,
+            "missing or invalid bearer token",
+        )
+    };
+    let h = md
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(unauth)?;
+    let token = h.strip_prefix("Bearer ").ok_or_else(unauth)?.trim();
+    auth.authenticate(token).ok_or_else(unauth)
+}
+
+/// The caller's tenant; adapters are refused.
+pub fn tenant(auth: &dyn Authenticator, md: &MetadataMap) -> Result<String, ApiError> {
+    match principal(auth, md)? {
+        Principal::Tenant(t) => Ok(t),
+        Principal::Adapter => Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "adapters may only report results",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        let t = StaticTokens::new(
+            StaticTokens::parse_tenants("tok-aaaaaa=acme, tok-bbbbbb=beta").unwrap(),
+            Some("adapter-token".into()),
+        );
+        let md = |v: &str| {
+            let mut m = MetadataMap::new();
+            m.insert("authorization", v.parse().unwrap());
+            m
+        };
+        assert_eq!(
+            principal(&t, &md("Bearer tok-aaaaaa")).unwrap(),
+            Principal::Tenant("acme".into())
+        );
+        assert_eq!(
+            principal(&t, &md("Bearer adapter-token")).unwrap(),
+            Principal::Adapter
+        );
+        assert_eq!(
+            principal(&t, &md("Bearer nope")).unwrap_err().code,
+            ErrorCode::Unauthenticated
+        );
+        assert_eq!(
+            principal(&t, &md("tok-aaaaaa")).unwrap_err().code,
+            ErrorCode::Unauthenticated
+        );
+        assert_eq!(
+            principal(&t, &MetadataMap::new()).unwrap_err().code,
+            ErrorCode::Unauthenticated
+        );
+        assert_eq!(
+            tenant(&t, &md("Bearer adapter-token")).unwrap_err().code,
+            ErrorCode::PermissionDenied
+        );
+        assert!(StaticTokens::parse_tenants("short=acme").is_err());
+        assert!(StaticTokens::parse_tenants("longenough=Acme").is_err());
+        assert!(StaticTokens::parse_tenants("noequals").is_err());
+    }
+}

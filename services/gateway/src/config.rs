@@ -1,0 +1,79 @@
+//! Gateway settings, from the environment (and tests build them in code).
+
+use crate::auth::StaticTokens;
+use gsl_bus::BusConfig;
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// gRPC listen address (`GSL_GRPC_LISTEN`, default `0.0.0.0:50051`).
+    pub grpc_listen: String,
+    /// Admin HTTP (`/healthz`, `/readyz`, `/metrics`) (`GSL_ADMIN_LISTEN`, default `0.0.0.0:9090`).
+    pub admin_listen: String,
+    pub bus: BusConfig,
+    /// `GSL_TENANT_TOKENS=token=tenant,...` or `GSL_TENANT_TOKENS_FILE`, plus `GSL_ADAPTER_TOKEN`.
+    pub tokens: StaticTokens,
+    /// PEM files for TLS (`GSL_TLS_CERT`, `GSL_TLS_KEY`); plain gRPC when unset.
+    pub tls: Option<(String, String)>,
+    /// Publish acks in flight during a fan-out (`GSL_FANOUT_WINDOW`, default 8192).
+    pub fanout_window: usize,
+    /// Consume the NATS intake (`GSL_INTAKE`, default on).
+    pub intake: bool,
+    /// Largest gRPC request in bytes (`GSL_MAX_REQUEST_BYTES`, default 32 MiB: 100,000 cards fit).
+    pub max_request_bytes: usize,
+}
+
+impl GatewayConfig {
+    /// For tests: loopback ports chosen by the OS.
+    pub fn local(nats_url: &str, tokens: StaticTokens) -> GatewayConfig {
+        GatewayConfig {
+            grpc_listen: "127.0.0.1:0".into(),
+            admin_listen: "127.0.0.1:0".into(),
+            bus: BusConfig::new(nats_url, "gsl-gateway"),
+            tokens,
+            tls: None,
+            fanout_window: 8192,
+            intake: true,
+            max_request_bytes: 32 * 1024 * 1024,
+        }
+    }
+
+    pub fn from_env() -> Result<GatewayConfig, String> {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let mut tenants_text = get("GSL_TENANT_TOKENS").unwrap_or_default();
+        if let Some(path) = get("GSL_TENANT_TOKENS_FILE") {
+            let t = std::fs::read_to_string(&path)
+                .map_err(|e| format!("GSL_TENANT_TOKENS_FILE {path}: {e}"))?;
+            tenants_text.push('\n');
+            tenants_text.push_str(&t);
+        }
+        let tenants = StaticTokens::parse_tenants(&tenants_text)
+            .map_err(|e| format!("GSL_TENANT_TOKENS: {e}"))?;
+        if tenants.is_empty() {
+            return Err("GSL_TENANT_TOKENS is empty: no client could call the gateway".into());
+        }
+        let adapter = get("GSL_ADAPTER_TOKEN");
+        if adapter.is_none() {
+            return Err("GSL_ADAPTER_TOKEN is not set: adapters could not report results".into());
+        }
+        let tls = match (get("GSL_TLS_CERT"), get("GSL_TLS_KEY")) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err("set both GSL_TLS_CERT and GSL_TLS_KEY, or neither".into()),
+        };
+        let num = |k: &str, d: usize| -> Result<usize, String> {
+            get(k)
+                .map(|v| v.parse().map_err(|_| format!("{k} must be a number")))
+                .unwrap_or(Ok(d))
+        };
+        Ok(GatewayConfig {
+            grpc_listen: get("GSL_GRPC_LISTEN").unwrap_or_else(|| "0.0.0.0:50051".into()),
+            admin_listen: get("GSL_ADMIN_LISTEN").unwrap_or_else(|| "0.0.0.0:9090".into()),
+            bus: BusConfig::from_lookup("gsl-gateway", |k| get(k)),
+            tokens: StaticTokens::new(tenants, adapter),
+            tls,
+            fanout_window: num("GSL_FANOUT_WINDOW", 8192)?,
+            intake: get("GSL_INTAKE").as_deref() != Some("off"),
+            max_request_bytes: num("GSL_MAX_REQUEST_BYTES", 32 * 1024 * 1024)?,
+        })
+    }
+}

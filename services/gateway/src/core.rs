@@ -1,0 +1,296 @@
+//! The gateway's shared state and the helpers every operation uses:
+//! publishing events, the per-order metadata cache, metrics.
+
+use crate::auth::Authenticator;
+use crate::config::GatewayConfig;
+use crate::error::ApiError;
+use crate::registry::Registry;
+use crate::store::{Counts, Store, chunks_for};
+use async_nats::HeaderMap;
+use async_nats::jetstream::Context;
+use chrono::Utc;
+use gsl_bus::codec::encode;
+use gsl_bus::names;
+use gsl_bus::publish::{Outgoing, publish_one};
+use gsl_domain::workorder::WorkOrderStatus;
+use gsl_proto::{convert, v1};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry as MetricRegistry;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub operation: String,
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReportLabels {
+    pub kind: String,
+    pub duplicate: String,
+}
+
+/// The gateway's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    pub orders_accepted: Family<OpLabels, Counter>,
+    pub orders_refused: Family<CodeLabels, Counter>,
+    pub items_refused: Family<CodeLabels, Counter>,
+    pub items_published: Counter,
+    pub reports: Family<ReportLabels, Counter>,
+    pub submit_seconds: Histogram,
+    pub intake_dead_letters: Counter,
+}
+
+impl Metrics {
+    pub fn new(reg: &mut MetricRegistry) -> Metrics {
+        let m = Metrics {
+            orders_accepted: Family::default(),
+            orders_refused: Family::default(),
+            items_refused: Family::default(),
+            items_published: Counter::default(),
+            reports: Family::default(),
+            submit_seconds: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            intake_dead_letters: Counter::default(),
+        };
+        reg.register(
+            "gsl_gateway_orders_accepted",
+            "Work orders accepted, by operation and source",
+            m.orders_accepted.clone(),
+        );
+        reg.register(
+            "gsl_gateway_orders_refused",
+            "Whole requests refused, by code",
+            m.orders_refused.clone(),
+        );
+        reg.register(
+            "gsl_gateway_items_refused",
+            "Items refused at validation, by code",
+            m.items_refused.clone(),
+        );
+        reg.register(
+            "gsl_gateway_items_published",
+            "Work items published to GSL_WORK",
+            m.items_published.clone(),
+        );
+        reg.register(
+            "gsl_gateway_reports",
+            "Item outcomes reported by adapters, by kind and whether they were repeats",
+            m.reports.clone(),
+        );
+        reg.register(
+            "gsl_gateway_submit_seconds",
+            "Time to accept a work order (validation, persistence, fan-out)",
+            m.submit_seconds.clone(),
+        );
+        reg.register(
+            "gsl_gateway_intake_dead_letters",
+            "Intake messages dead-lettered",
+            m.intake_dead_letters.clone(),
+        );
+        m
+    }
+}
+
+/// What the Results path needs about an order, cached (it never changes).
+#[derive(Debug)]
+pub struct Meta {
+    pub tenant: String,
+    pub total: u64,
+    pub chunks: usize,
+    pub op: v1::Operation,
+}
+
+/// Shared state.
+pub struct Core {
+    pub js: Context,
+    pub client: async_nats::Client,
+    pub store: Store,
+    pub registry: Registry,
+    pub auth: Arc<dyn Authenticator>,
+    pub cfg: GatewayConfig,
+    pub metrics: Metrics,
+    pub tenants: Vec<String>,
+    /// Orders whose counts changed since the last counts event.
+    pub dirty: Mutex<HashMap<u64, (String, u64, usize)>>,
+    meta: Mutex<HashMap<u64, Arc<Meta>>>,
+}
+
+const META_CACHE: usize = 10_000;
+
+impl Core {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        js: Context,
+        client: async_nats::Client,
+        store: Store,
+        registry: Registry,
+        auth: Arc<dyn Authenticator>,
+        cfg: GatewayConfig,
+        metrics: Metrics,
+        tenants: Vec<String>,
+    ) -> Core {
+        Core {
+            js,
+            client,
+            store,
+            registry,
+            auth,
+            cfg,
+            metrics,
+            tenants,
+            dirty: Mutex::default(),
+            meta: Mutex::default(),
+        }
+    }
+
+    /// Immutable facts of an order (cached).
+    pub async fn meta(&self, id: u64) -> Result<Arc<Meta>, ApiError> {
+        if let Some(m) = self.meta.lock().expect("meta cache").get(&id) {
+            return Ok(m.clone());
+        }
+        let rec = self
+            .store
+            .order(id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
+        let o = rec.order.unwrap_or_default();
+        let m = Arc::new(Meta {
+            tenant: o.tenant,
+            total: o.total,
+            chunks: rec.chunks as usize,
+            op: o.operation.unwrap_or_default(),
+        });
+        let mut cache = self.meta.lock().expect("meta cache");
+        if cache.len() >= META_CACHE {
+            cache.clear();
+        }
+        cache.insert(id, m.clone());
+        Ok(m)
+    }
+
+    /// An order of this tenant, or "not found" (another tenant's order is not found either).
+    pub async fn order_of(&self, tenant: &str, id: u64) -> Result<v1::OrderRecord, ApiError> {
+        let rec = self
+            .store
+            .order(id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
+        if rec.order.as_ref().map(|o| o.tenant.as_str()) != Some(tenant) {
+            return Err(ApiError::not_found());
+        }
+        Ok(rec)
+    }
+
+    /// Publish an event to GSL_EVENTS (`card` None: an order-level event).
+    pub async fn publish_event(
+        &self,
+        tenant: &str,
+        id: u64,
+        card: Option<&str>,
+        event: v1::work_order_event::Event,
+        msg_id: Option<String>,
+    ) -> Result<(), ApiError> {
+        let ev = v1::WorkOrderEvent {
+            work_order_id: id,
+            tenant: tenant.to_owned(),
+            at: Some(convert::timestamp(Utc::now())),
+            event: Some(event),
+        };
+        let subject = match card {
+            Some(c) => names::event_subject(tenant, id, c),
+            None => names::order_event_subject(tenant, id),
+        };
+        let mut headers = HeaderMap::new();
+        gsl_telemetry::propagate::inject_nats(&mut headers);
+        publish_one(
+            &self.js,
+            Outgoing {
+                subject,
+                msg_id,
+                headers: Some(headers),
+                payload: encode(&ev),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn publish_status(
+        &self,
+        tenant: &str,
+        id: u64,
+        change: &v1::StatusChange,
+    ) -> Result<(), ApiError> {
+        let msg_id = format!("{id}:status:{}", change.status);
+        self.publish_event(
+            tenant,
+            id,
+            None,
+            v1::work_order_event::Event::StatusChanged(change.clone()),
+            Some(msg_id),
+        )
+        .await
+    }
+
+    pub async fn publish_counts(
+        &self,
+        tenant: &str,
+        id: u64,
+        counts: Counts,
+    ) -> Result<(), ApiError> {
+        self.publish_event(
+            tenant,
+            id,
+            None,
+            v1::work_order_event::Event::Counts(counts.to_wire()),
+            None,
+        )
+        .await
+    }
+
+    pub fn mark_dirty(&self, id: u64, tenant: &str, total: u64) {
+        self.dirty
+            .lock()
+            .expect("dirty set")
+            .insert(id, (tenant.to_owned(), total, chunks_for(total as usize)));
+    }
+
+    /// Fill in counts: stored ones for terminal orders, exact ones otherwise.
+    pub async fn with_counts(&self, rec: &v1::OrderRecord) -> Result<v1::WorkOrder, ApiError> {
+        let mut o = rec.order.clone().unwrap_or_default();
+        let status = convert::status_from_wire(o.status).ok();
+        let settled = status
+            .is_some_and(|s| matches!(s, WorkOrderStatus::Completed | WorkOrderStatus::Failed));
+        if !settled {
+            let c = self
+                .store
+                .counts(o.id, o.total, rec.chunks as usize)
+                .await?;
+            o.succeeded = c.succeeded;
+            o.failed = c.failed;
+            o.processing = c.processing();
+        }
+        Ok(o)
+    }
+}
+
+/// A status change entry.
+pub fn status_change(s: WorkOrderStatus, reason: &str) -> v1::StatusChange {
+    v1::StatusChange {
+        status: convert::status_to_wire(s) as i32,
+        at: Some(convert::timestamp(Utc::now())),
+        reason: reason.to_owned(),
+    }
+}

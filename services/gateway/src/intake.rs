@@ -1,0 +1,396 @@
+//! The NATS intake: other services publish work orders on
+//! `gsl.intake.<tenant>` (protobuf `IntakeRequest`, or JSON: see
+//! `docs/intake.md`). The gateway consumes them durably, applies the same
+//! validation as the gRPC API, answers on the subject named by the
+//! `Gsl-Reply-To` header when there is one, and publishes the acceptance or
+//! refusal on `gsl.evt.<tenant>.intake.<seq>`. A message that cannot be
+//! decoded, or names an unknown tenant, is dead-lettered on `gsl.dlq.intake`
+//! with the reason and never retried.
+
+use crate::core::Core;
+use crate::error::ApiError;
+use async_nats::jetstream::AckKind;
+use async_nats::jetstream::consumer::{AckPolicy, pull};
+use futures::StreamExt;
+use gsl_bus::codec::{decode, encode};
+use gsl_bus::names;
+use gsl_bus::publish::{Outgoing, publish_one};
+use gsl_domain::ErrorCode;
+use gsl_domain::workorder::OrderSource;
+use gsl_proto::{convert, v1};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{Instrument, info_span, warn};
+
+/// The JSON form of an intake order (documented in docs/intake.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonOrder {
+    pub idempotency_key: String,
+    /// `{"<operation>": {<parameters>}}`, e.g. `{"stop": {}}` or
+    /// `{"speed_limit": {"kbps": 512}}`.
+    pub operation: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub cards: Vec<JsonCard>,
+    #[serde(default)]
+    pub batch_no: String,
+    #[serde(default)]
+    pub hold_for_review: bool,
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonCard {
+    pub id: String,
+    #[serde(default)]
+    pub imei: String,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub bind_type: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonParams {
+    bind_type: Option<String>,
+    imei: Option<String>,
+    kbps: Option<u32>,
+    threshold_mb: Option<i64>,
+    region: Option<String>,
+    entries: Option<Vec<String>>,
+    entry_id: Option<String>,
+    entry: Option<String>,
+    entry_ids: Option<Vec<String>>,
+    target: Option<String>,
+    policy_id: Option<String>,
+}
+
+fn bind_type(s: &str) -> Result<v1::BindType, String> {
+    match s {
+        "normal" => Ok(v1::BindType::Normal),
+        "fixed_imei" => Ok(v1::BindType::FixedImei),
+        other => Err(format!(
+            "bind_type {other:?}: expected normal or fixed_imei"
+        )),
+    }
+}
+
+impl JsonOrder {
+    /// Into the protobuf request the gRPC API takes.
+    pub fn into_request(self) -> Result<v1::SubmitRequest, String> {
+        use v1::operation::Kind as O;
+        if self.operation.len() != 1 {
+            return Err("operation must have exactly one key, the operation name".into());
+        }
+        let (name, params) = self.operation.into_iter().next().expect("one entry");
+        let p: JsonParams =
+            serde_json::from_value(params).map_err(|e| format!("operation.{name}: {e}"))?;
+        let kind = match name.as_str() {
+            "activate" => O::Activate(v1::Activate {}),
+            "stop" => O::Stop(v1::Stop {}),
+            "resume" => O::Resume(v1::Resume {}),
+            "rebind" => O::Rebind(v1::Rebind {
+                bind_type: bind_type(p.bind_type.as_deref().unwrap_or("normal"))? as i32,
+                imei: p.imei.unwrap_or_default(),
+            }),
+            "speed_limit" => O::SpeedLimit(v1::SpeedLimit {
+                kbps: p.kbps.ok_or("speed_limit.kbps is required")?,
+            }),
+            "network_cutoff" => O::NetworkCutoff(v1::NetworkCutoff {}),
+            "network_restore" => O::NetworkRestore(v1::NetworkRestore {}),
+            "set_usage_threshold" => O::SetUsageThreshold(v1::SetUsageThreshold {
+                threshold_mb: p
+                    .threshold_mb
+                    .ok_or("set_usage_threshold.threshold_mb is required")?,
+            }),
+            "cancel_usage_threshold" => O::CancelUsageThreshold(v1::CancelUsageThreshold {}),
+            "region_bind" => O::RegionBind(v1::RegionBind {
+                region: p.region.unwrap_or_default(),
+            }),
+            "directional_add" => O::DirectionalAdd(v1::DirectionalAdd {
+                entries: p.entries.unwrap_or_default(),
+            }),
+            "directional_modify" => O::DirectionalModify(v1::DirectionalModify {
+                entry_id: p.entry_id.unwrap_or_default(),
+                entry: p.entry.unwrap_or_default(),
+            }),
+            "directional_delete" => O::DirectionalDelete(v1::DirectionalDelete {
+                entry_ids: p.entry_ids.unwrap_or_default(),
+            }),
+            "switch_network" => {
+                let t: gsl_domain::Carrier = p
+                    .target
+                    .as_deref()
+                    .unwrap_or("")
+                    .parse()
+                    .map_err(|e| format!("switch_network.target: {e}"))?;
+                O::SwitchNetwork(v1::SwitchNetwork {
+                    target: convert::carrier_to_wire(t) as i32,
+                })
+            }
+            "switch_policy" => O::SwitchPolicy(v1::SwitchPolicy {
+                policy_id: p.policy_id.unwrap_or_default(),
+            }),
+            "close_card" => O::CloseCard(v1::CloseCard {}),
+            other => return Err(format!("unknown operation {other:?}")),
+        };
+        let cards = self
+            .cards
+            .into_iter()
+            .map(|c| {
+                Ok(v1::CardRef {
+                    id: c.id,
+                    imei: c.imei,
+                    region: c.region,
+                    bind_type: c
+                        .bind_type
+                        .as_deref()
+                        .map(bind_type)
+                        .transpose()?
+                        .map(|b| b as i32),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(v1::SubmitRequest {
+            idempotency_key: self.idempotency_key,
+            operation: Some(v1::Operation { kind: Some(kind) }),
+            cards,
+            batch_no: self.batch_no,
+            hold_for_review: self.hold_for_review,
+            note: self.note,
+        })
+    }
+}
+
+/// Decode an intake payload: JSON when the content type says so or the
+/// payload starts with `{`, protobuf otherwise.
+pub fn decode_intake(
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &[u8],
+) -> Result<v1::SubmitRequest, String> {
+    let ct = headers
+        .and_then(|h| h.get(names::headers::CONTENT_TYPE))
+        .map(|v| v.as_str().to_ascii_lowercase());
+    let json = match ct.as_deref() {
+        Some(c) if c.contains("json") => true,
+        Some(c) if c.contains("protobuf") => false,
+        _ => payload.first() == Some(&b'{'),
+    };
+    if json {
+        let o: JsonOrder = serde_json::from_slice(payload).map_err(|e| format!("JSON: {e}"))?;
+        o.into_request()
+    } else {
+        let r: v1::IntakeRequest = decode("IntakeRequest", payload).map_err(|e| e.to_string())?;
+        r.request
+            .ok_or_else(|| "IntakeRequest.request is missing".into())
+    }
+}
+
+/// Consume the intake until the gateway stops.
+pub async fn run(core: Arc<Core>, stop: gsl_telemetry::shutdown::Listener) -> Result<(), ApiError> {
+    let stream = core
+        .js
+        .get_stream(names::STREAM_INTAKE)
+        .await
+        .map_err(ApiError::busy)?;
+    let consumer = stream
+        .get_or_create_consumer(
+            names::INTAKE_CONSUMER,
+            pull::Config {
+                durable_name: Some(names::INTAKE_CONSUMER.into()),
+                filter_subject: "gsl.intake.>".into(),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(60),
+                max_deliver: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(ApiError::busy)?;
+    let mut msgs = consumer.messages().await.map_err(ApiError::busy)?;
+    let stopped = stop.wait();
+    tokio::pin!(stopped);
+    loop {
+        let m = tokio::select! {
+            _ = &mut stopped => return Ok(()),
+            m = msgs.next() => m,
+        };
+        let Some(m) = m else { return Ok(()) };
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "intake consumer error");
+                continue;
+            }
+        };
+        let core = core.clone();
+        // One at a time keeps intake orders in publish order per gateway.
+        handle(&core, m).await;
+    }
+}
+
+async fn handle(core: &Core, m: async_nats::jetstream::Message) {
+    let seq = m.info().map(|i| i.stream_sequence).unwrap_or_default();
+    let span = info_span!("intake", subject = %m.subject, messaging.system = "nats", messaging.message.id = seq);
+    gsl_telemetry::propagate::set_parent_from_nats(&span, m.headers.as_ref());
+    async {
+        let tenant = m
+            .subject
+            .strip_prefix("gsl.intake.")
+            .unwrap_or("")
+            .to_owned();
+        if !names::valid_tenant(&tenant) || !core.tenants.contains(&tenant) {
+            dead_letter(
+                core,
+                &m,
+                ErrorCode::PermissionDenied,
+                &format!("unknown tenant {tenant:?}"),
+            )
+            .await;
+            return;
+        }
+        let req = match decode_intake(m.headers.as_ref(), &m.payload) {
+            Ok(r) => r,
+            Err(why) => {
+                dead_letter(core, &m, ErrorCode::MalformedMessage, &why).await;
+                return;
+            }
+        };
+        let key = req.idempotency_key.clone();
+        let reply = match crate::submit::submit(core, &tenant, req, OrderSource::BusIntake).await {
+            Ok(resp) => v1::IntakeReply {
+                result: Some(v1::intake_reply::Result::Accepted(resp)),
+                idempotency_key: key,
+            },
+            Err(e) if e.code == ErrorCode::Busy => {
+                // Transient: let JetStream redeliver.
+                warn!(error = %e, "intake order could not be stored; will be redelivered");
+                let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await;
+                return;
+            }
+            Err(e) => v1::IntakeReply {
+                result: Some(v1::intake_reply::Result::Refused(convert::problem(
+                    e.code, e.message,
+                ))),
+                idempotency_key: key,
+            },
+        };
+        let payload = encode(&reply);
+        if let Some(to) = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(names::INTAKE_REPLY_HEADER))
+        {
+            let _ = core
+                .client
+                .publish(to.as_str().to_owned(), payload.clone())
+                .await;
+        }
+        let r = publish_one(
+            &core.js,
+            Outgoing {
+                subject: names::intake_result_subject(&tenant, seq),
+                msg_id: Some(format!("intake:{seq}")),
+                headers: None,
+                payload,
+            },
+        )
+        .await;
+        if let Err(e) = r {
+            warn!(error = %e, "could not publish the intake result; will be redelivered");
+            let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await;
+            return;
+        }
+        let _ = m.ack().await;
+    }
+    .instrument(span)
+    .await
+}
+
+async fn dead_letter(core: &Core, m: &async_nats::jetstream::Message, code: ErrorCode, why: &str) {
+    warn!(subject = %m.subject, reason = why, "intake message dead-lettered");
+    core.metrics.intake_dead_letters.inc();
+    let dl = v1::DeadLetter {
+        subject: m.subject.to_string(),
+        payload: m.payload.to_vec(),
+        problem: Some(convert::problem(code, why)),
+        deliveries: m.info().map(|i| i.delivered as u64).unwrap_or_default(),
+        at: Some(convert::timestamp(chrono::Utc::now())),
+        consumer: names::INTAKE_CONSUMER.into(),
+    };
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(
+        names::headers::DLQ_REASON,
+        why.chars().take(200).collect::<String>().as_str(),
+    );
+    h.insert(names::headers::DLQ_CODE, code.code());
+    let r = publish_one(
+        &core.js,
+        Outgoing {
+            subject: names::dlq_subject("intake"),
+            msg_id: None,
+            headers: Some(h),
+            payload: encode(&dl),
+        },
+    )
+    .await;
+    match r {
+        Ok(_) => {
+            let _ = m.ack_with(AckKind::Term).await;
+        }
+        Err(e) => {
+            warn!(error = %e, "dead-letter publish failed; will be redelivered");
+            let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_orders() {
+        let j = br#"{"idempotency_key":"k1","operation":{"speed_limit":{"kbps":512}},"cards":[{"id":"x"}]}"#;
+        let r = decode_intake(None, j).unwrap();
+        assert!(matches!(
+            r.operation.unwrap().kind,
+            Some(v1::operation::Kind::SpeedLimit(v1::SpeedLimit {
+                kbps: 512
+            }))
+        ));
+        let j = br#"{"idempotency_key":"k1","operation":{"rebind":{"bind_type":"fixed_imei"}},"cards":[{"id":"x","imei":"490154203237518"}]}"#;
+        assert!(decode_intake(None, j).is_ok());
+        for bad in [
+            &br#"{"idempotency_key":"k1","operation":{"teleport":{}}}"#[..],
+            br#"{"idempotency_key":"k1","operation":{"stop":{},"resume":{}}}"#,
+            br#"{"idempotency_key":"k1","operation":{"speed_limit":{}}}"#,
+            br#"{"idempotency_key":"k1","operation":{"stop":{"kbps":"x"}}}"#,
+            br#"{"operation":{"stop":{}}}"#,
+            br#"{"idempotency_key":"k1","operation":{"stop":{}},"extra":1}"#,
+            br#"{not json"#,
+        ] {
+            assert!(
+                decode_intake(None, bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // protobuf
+        let req = v1::IntakeRequest {
+            request: Some(v1::SubmitRequest {
+                idempotency_key: "p".into(),
+                ..Default::default()
+            }),
+        };
+        assert_eq!(
+            decode_intake(None, &encode(&req)).unwrap().idempotency_key,
+            "p"
+        );
+        assert!(decode_intake(None, &[0xff, 0xff]).is_err());
+    }
+}

@@ -1,0 +1,250 @@
+//! # gsl-gateway: the front door
+//!
+//! Accepts work orders over gRPC (`WorkOrders`, `Registry`) and from other
+//! services over NATS (`gsl.intake.<tenant>`), validates everything that
+//! needs no carrier round trip, persists, fans each order out as one
+//! JetStream message per card, takes item outcomes from the adapters
+//! (`Results`), answers queries and streams progress (`Watch`).
+//!
+//! ## Layout
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`config`], [`auth`], [`error`] | settings; bearer tokens -> tenant or adapter; codes -> gRPC statuses |
+//! | [`store`] | order records, item chunks, progress bytes: exact counts (read this first) |
+//! | [`registry`] | the card registry mirror and purchase batches |
+//! | [`validate`] | request and per-item validation |
+//! | [`submit`] | submit, review, fan-out, settlement |
+//! | [`results`] | the Results API |
+//! | [`query`], [`watch`] | get / list / items / card history; the event stream |
+//! | [`intake`] | the NATS intake |
+//! | [`recovery`] | what a starting gateway finishes |
+//! | [`service`] | the tonic services |
+//! | [`core`] | shared state, events, metrics |
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod intake;
+pub mod query;
+pub mod recovery;
+pub mod registry;
+pub mod results;
+pub mod service;
+pub mod store;
+pub mod submit;
+pub mod validate;
+pub mod watch;
+
+use crate::config::GatewayConfig;
+use crate::core::{Core, Metrics};
+use crate::query::OrderIndex;
+use crate::registry::Registry;
+use crate::service::Api;
+use crate::store::Store;
+use gsl_bus::topology::{self, Topology};
+use gsl_proto::v1;
+use gsl_telemetry::shutdown::Shutdown;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thiserror::Error;
+use tracing::{info, warn};
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Bus(#[from] gsl_bus::BusError),
+    #[error("{0}")]
+    Api(#[from] error::ApiError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub core: Arc<Core>,
+    shutdown: Shutdown,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    pub async fn start(cfg: GatewayConfig) -> Result<Gateway, StartError> {
+        let (client, js) = gsl_bus::connect(&cfg.bus).await?;
+        let topo = Topology {
+            replicas: cfg.bus.replicas,
+            ..Default::default()
+        };
+        let buckets = topology::ensure(&js, &topo).await?;
+        let registry = Registry::start(&buckets).await?;
+        let index = OrderIndex::start(&buckets.workorders).await?;
+        let mut metric_registry = prometheus_client::registry::Registry::with_prefix("");
+        let metrics = Metrics::new(&mut metric_registry);
+        let tenants: Vec<String> = cfg.tokens.tenants().map(str::to_owned).collect();
+        let auth: Arc<dyn auth::Authenticator> = Arc::new(cfg.tokens.clone());
+        let core = Arc::new(Core::new(
+            js.clone(),
+            client.clone(),
+            Store::new(buckets),
+            registry,
+            auth,
+            cfg.clone(),
+            metrics,
+            tenants,
+        ));
+        let shutdown = Shutdown::new();
+
+        // Finish what a previous gateway left, in the background.
+        let rc = core.clone();
+        tokio::spawn(async move {
+            if let Err(e) = recovery::run(&rc).await {
+                warn!(error = %e, "recovery failed");
+            }
+        });
+        if cfg.intake {
+            let ic = core.clone();
+            let stop = shutdown.listener();
+            tokio::spawn(async move {
+                if let Err(e) = intake::run(ic, stop).await {
+                    warn!(error = %e, "intake stopped");
+                }
+            });
+        }
+        spawn_counts_publisher(core.clone(), shutdown.clone());
+
+        // Admin endpoints.
+        let ready_core = core.clone();
+        let ready: gsl_telemetry::admin::ReadyCheck = Arc::new(move || {
+            let c = ready_core.clone();
+            Box::pin(async move {
+                if c.client.connection_state() != async_nats::connection::State::Connected {
+                    return Err("NATS not connected".to_string());
+                }
+                if !c.registry.is_loaded() {
+                    return Err("card registry still loading".to_string());
+                }
+                topology::check(&c.js).await.map_err(|e| e.to_string())
+            })
+        });
+        let admin_addr = gsl_telemetry::admin::serve(
+            &cfg.admin_listen,
+            Arc::new(Mutex::new(metric_registry)),
+            ready,
+            shutdown.listener().wait(),
+        )
+        .await
+        .map_err(|e| StartError::Listen {
+            addr: cfg.admin_listen.clone(),
+            reason: e.to_string(),
+        })?;
+
+        // gRPC.
+        let api = Api {
+            core: core.clone(),
+            index,
+        };
+        let max = cfg.max_request_bytes;
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<v1::work_orders_server::WorkOrdersServer<Api>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(gsl_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(&cfg.grpc_listen)
+            .await
+            .map_err(|e| StartError::Listen {
+                addr: cfg.grpc_listen.clone(),
+                reason: e.to_string(),
+            })?;
+        let grpc_addr = listener.local_addr().map_err(|e| StartError::Listen {
+            addr: cfg.grpc_listen.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut builder = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)));
+        if let Some((cert, key)) = &cfg.tls {
+            let cert = std::fs::read(cert).map_err(|e| StartError::Tls(format!("{cert}: {e}")))?;
+            let key = std::fs::read(key).map_err(|e| StartError::Tls(format!("{key}: {e}")))?;
+            let identity = tonic::transport::Identity::from_pem(cert, key);
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .map_err(|e| StartError::Tls(e.to_string()))?;
+        }
+        let router = builder
+            .add_service(health)
+            .add_service(reflection)
+            .add_service(
+                v1::work_orders_server::WorkOrdersServer::new(api.clone())
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                v1::registry_server::RegistryServer::new(api.clone())
+                    .max_decoding_message_size(max),
+            )
+            .add_service(v1::results_server::ResultsServer::new(api));
+        let stop = shutdown.listener();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let server = tokio::spawn(async move {
+            if let Err(e) = router
+                .serve_with_incoming_shutdown(incoming, stop.wait())
+                .await
+            {
+                warn!(error = %e, "gRPC server stopped");
+            }
+        });
+        info!(%grpc_addr, %admin_addr, "gateway listening");
+        Ok(Gateway {
+            grpc_addr,
+            admin_addr,
+            core,
+            shutdown,
+            server,
+        })
+    }
+
+    /// Stop taking requests, let in-flight ones finish, stop background work.
+    pub async fn shutdown(self) {
+        self.shutdown.trigger();
+        let _ = tokio::time::timeout(Duration::from_secs(20), self.server).await;
+        let _ = self.core.client.flush().await;
+    }
+
+    /// Stop abruptly (tests of crash recovery): nothing is flushed.
+    pub fn abort(self) {
+        self.shutdown.trigger();
+        self.server.abort();
+    }
+}
+
+/// Publish a counts event for every order whose counts changed, twice a second.
+fn spawn_counts_publisher(core: Arc<Core>, shutdown: Shutdown) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let stop = shutdown.listener();
+        loop {
+            tick.tick().await;
+            if stop.is_triggered() {
+                return;
+            }
+            let dirty: Vec<(u64, (String, u64, usize))> =
+                core.dirty.lock().expect("dirty set").drain().collect();
+            for (id, (tenant, total, chunks)) in dirty {
+                match core.store.counts(id, total, chunks).await {
+                    Ok(c) => {
+                        let _ = core.publish_counts(&tenant, id, c).await;
+                    }
+                    Err(e) => warn!(work_order_id = id, error = %e, "counts not published"),
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,376 @@
+//! The card registry: what the gateway knows about each card (carrier, state,
+//! owner), held in KV (`gsl_cards`, one [`v1::Card`] per card) and mirrored in
+//! memory by a KV watch, so validating 100,000 cards needs no round trip.
+//! Every replica's mirror follows every other replica's writes.
+//!
+//! Seeded by the `Registry.ImportCards` API; kept up to date from outcomes
+//! ([`Registry::apply_outcome`]). Purchase batches (directional config) live
+//! in `gsl_batches`.
+
+use crate::error::ApiError;
+use futures::StreamExt;
+use gsl_bus::codec::{decode, encode};
+use gsl_bus::kv::{self, Cas};
+use gsl_domain::ErrorCode;
+use gsl_domain::card::{CardFacts, SimStatus, StopReason, TriNetVersion};
+use gsl_domain::carrier::Carrier;
+use gsl_domain::ids::CardId;
+use gsl_domain::operation::OperationKind;
+use gsl_proto::convert;
+use gsl_proto::v1;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use tokio::sync::watch;
+
+/// What validation needs about a card (kept small: 100,000 cards in a few MB).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub tenant: Arc<str>,
+    pub facts: CardFacts,
+}
+
+/// The in-memory mirror of `gsl_cards`.
+#[derive(Clone)]
+pub struct Registry {
+    cards: Arc<RwLock<HashMap<Box<str>, Entry>>>,
+    kv: async_nats::jetstream::kv::Store,
+    batches: async_nats::jetstream::kv::Store,
+    loaded: watch::Receiver<bool>,
+}
+
+/// Card facts from a registry record.
+pub fn facts_of(c: &v1::Card) -> Option<CardFacts> {
+    Some(CardFacts {
+        carrier: convert::carrier_from_wire(c.carrier).ok()?,
+        status: SimStatus::from_code(i64::from(c.sim_status))?,
+        stop_reason: StopReason::from_code(i64::from(c.stop_reason)).unwrap_or(StopReason::Normal),
+        pooled: c.pooled,
+        real_named: c.real_named,
+        trinet_version: match v1::TriNetVersion::try_from(c.trinet_version) {
+            Ok(v1::TriNetVersion::Sdk) => Some(TriNetVersion::Sdk),
+            Ok(v1::TriNetVersion::NoSdk) => Some(TriNetVersion::NoSdk),
+            _ => None,
+        },
+    })
+}
+
+impl Registry {
+    /// Start mirroring. The mirror is usable at once; [`wait_loaded`](Self::wait_loaded)
+    /// waits until it has caught up with the bucket.
+    pub async fn start(b: &gsl_bus::Buckets) -> Result<Registry, ApiError> {
+        let (tx, rx) = watch::channel(false);
+        let reg = Registry {
+            cards: Arc::default(),
+            kv: b.cards.clone(),
+            batches: b.batches.clone(),
+            loaded: rx,
+        };
+        let status = reg.kv.status().await.map_err(ApiError::busy)?;
+        if status.values() == 0 {
+            let _ = tx.send(true);
+        }
+        let mut w = reg
+            .kv
+            .watch_with_history(">")
+            .await
+            .map_err(ApiError::busy)?;
+        let cards = reg.cards.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(e)) = w.next().await {
+                {
+                    let mut m = cards.write().expect("registry lock");
+                    match e.operation {
+                        async_nats::jetstream::kv::Operation::Put => {
+                            if let Ok(c) = decode::<v1::Card>("Card", &e.value)
+                                && let Some(facts) = facts_of(&c)
+                            {
+                                m.insert(
+                                    e.key.clone().into_boxed_str(),
+                                    Entry {
+                                        tenant: c.tenant.into(),
+                                        facts,
+                                    },
+                                );
+                            }
+                        }
+                        _ => {
+                            m.remove(e.key.as_str());
+                        }
+                    }
+                }
+                if e.seen_current || e.delta == 0 {
+                    let _ = tx.send(true);
+                }
+            }
+        });
+        Ok(reg)
+    }
+
+    pub async fn wait_loaded(&self) {
+        let mut rx = self.loaded.clone();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        *self.loaded.borrow()
+    }
+
+    /// Look up a card for a tenant (another tenant's card is "not found").
+    pub fn get(&self, tenant: &str, key: &str) -> Option<CardFacts> {
+        let m = self.cards.read().expect("registry lock");
+        m.get(key)
+            .filter(|e| &*e.tenant == tenant)
+            .map(|e| e.facts.clone())
+    }
+
+    /// Run `f` with the mirror read-locked (validation of a large batch).
+    pub fn with<T>(&self, f: impl FnOnce(&dyn Fn(&str, &str) -> Option<CardFacts>) -> T) -> T {
+        let m = self.cards.read().expect("registry lock");
+        let lookup = |tenant: &str, key: &str| {
+            m.get(key)
+                .filter(|e| &*e.tenant == tenant)
+                .map(|e| e.facts.clone())
+        };
+        f(&lookup)
+    }
+
+    pub fn len(&self) -> usize {
+        self.cards.read().expect("registry lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub async fn card(&self, tenant: &str, id: &str) -> Result<v1::Card, ApiError> {
+        let key = CardId::parse(id)
+            .map_err(|e| ApiError::new(e.code(), e.to_string()))?
+            .key()
+            .to_owned();
+        let e = kv::read(&self.kv, &key).await?;
+        let c: Option<v1::Card> = kv::live(&e).and_then(|b| decode("Card", b).ok());
+        c.filter(|c| c.tenant == tenant)
+            .ok_or_else(|| ApiError::new(ErrorCode::CardNotFound, "card not found"))
+    }
+
+    /// Import cards for a tenant. Each bad card is refused with a reason; the
+    /// rest are stored (pipelined) and mirrored at once.
+    pub async fn import(
+        &self,
+        js: &async_nats::jetstream::Context,
+        tenant: &str,
+        cards: Vec<v1::Card>,
+    ) -> Result<(u64, Vec<v1::RefusedItem>), ApiError> {
+        let mut refused = Vec::new();
+        let mut ok = Vec::new();
+        for (i, mut c) in cards.into_iter().enumerate() {
+            let refuse = |code: ErrorCode, msg: String| v1::RefusedItem {
+                index: i as u32,
+                card: String::new(),
+                problem: Some(convert::problem(code, msg)),
+            };
+            let id = match CardId::parse(&c.id) {
+                Ok(id) => id,
+                Err(e) => {
+                    let mut r = refuse(e.code(), e.to_string());
+                    r.card = c.id.clone();
+                    refused.push(r);
+                    continue;
+                }
+            };
+            c.id = id.key().to_owned();
+            let Some(facts) = facts_of(&c) else {
+                let mut r = refuse(
+                    ErrorCode::BadParameter,
+                    "carrier and sim_status (10, 11, 13, 14, 20, 30) are required".into(),
+                );
+                r.card = c.id.clone();
+                refused.push(r);
+                continue;
+            };
+            if let (CardId::Iccid(iccid), Some(prefix_carrier)) =
+                (&id, id.iccid().and_then(|i| i.carrier()))
+                && facts.carrier != Carrier::Trinet
+                && prefix_carrier != facts.carrier
+            {
+                let mut r = refuse(
+                    ErrorCode::CarrierMismatch,
+                    format!("{iccid} has a {prefix_carrier} issuer prefix"),
+                );
+                r.card = c.id.clone();
+                refused.push(r);
+                continue;
+            }
+            {
+                let m = self.cards.read().expect("registry lock");
+                if let Some(e) = m.get(c.id.as_str())
+                    && &*e.tenant != tenant
+                {
+                    let mut r = refuse(
+                        ErrorCode::PermissionDenied,
+                        "card is registered to another tenant".into(),
+                    );
+                    r.card = c.id.clone();
+                    refused.push(r);
+                    continue;
+                }
+            }
+            c.tenant = tenant.to_owned();
+            c.updated_at = Some(convert::timestamp(chrono::Utc::now()));
+            ok.push((c, facts));
+        }
+        let mut p = gsl_bus::publish::Pipeline::new(js, 4096);
+        for (c, _) in &ok {
+            p.push(gsl_bus::publish::Outgoing {
+                subject: format!("$KV.{}.{}", gsl_bus::names::KV_CARDS, c.id),
+                msg_id: None,
+                headers: None,
+                payload: encode(c),
+            })
+            .await?;
+        }
+        p.finish().await?;
+        let n = ok.len() as u64;
+        let mut m = self.cards.write().expect("registry lock");
+        let t: Arc<str> = tenant.into();
+        for (c, facts) in ok {
+            m.insert(
+                c.id.into_boxed_str(),
+                Entry {
+                    tenant: t.clone(),
+                    facts,
+                },
+            );
+        }
+        Ok((n, refused))
+    }
+
+    /// Bring a card's record up to date after a change succeeded. Idempotent,
+    /// and a stale outcome (older than the record) changes nothing.
+    pub async fn apply_outcome(
+        &self,
+        op: &v1::Operation,
+        card: &str,
+        at: Option<prost_types::Timestamp>,
+    ) -> Result<(), ApiError> {
+        let Some(kind) = convert::operation_kind(op) else {
+            return Ok(());
+        };
+        if kind.is_directional() {
+            return Ok(());
+        }
+        let at_secs = at
+            .as_ref()
+            .map(|t| (t.seconds, t.nanos))
+            .unwrap_or_default();
+        kv::cas(&self.kv, card, 50, |cur| {
+            let Some(mut c) = cur.and_then(|b| decode::<v1::Card>("Card", b).ok()) else {
+                return Cas::Keep(());
+            };
+            let prev = c
+                .updated_at
+                .as_ref()
+                .map(|t| (t.seconds, t.nanos))
+                .unwrap_or_default();
+            if at_secs < prev {
+                return Cas::Keep(());
+            }
+            use v1::operation::Kind as O;
+            match (kind, op.kind.as_ref()) {
+                (OperationKind::Activate | OperationKind::Resume, _) => {
+                    c.sim_status = 20;
+                    c.stop_reason = -1;
+                }
+                (OperationKind::Stop, _) => {
+                    c.sim_status = 14;
+                    c.stop_reason = 5;
+                }
+                (OperationKind::CloseCard, _) => c.sim_status = 30,
+                (OperationKind::Rebind, Some(O::Rebind(r))) => {
+                    c.imei = r.imei.clone();
+                    if c.carrier == v1::Carrier::Cmcc as i32 {
+                        c.sim_status = 20;
+                        c.stop_reason = -1;
+                    }
+                }
+                (OperationKind::SpeedLimit, Some(O::SpeedLimit(s))) => c.speed_kbps = s.kbps,
+                (OperationKind::SetUsageThreshold, Some(O::SetUsageThreshold(t))) => {
+                    c.threshold_mb = t.threshold_mb
+                }
+                (OperationKind::CancelUsageThreshold, _) => c.threshold_mb = -1,
+                (OperationKind::SwitchNetwork, Some(O::SwitchNetwork(s))) => {
+                    c.active_profile = s.target
+                }
+                _ => return Cas::Keep(()),
+            }
+            c.updated_at = at.or(c.updated_at.take());
+            Cas::Write(encode(&c), ())
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn batch(&self, tenant: &str, batch_no: &str) -> Result<v1::PurchaseBatch, ApiError> {
+        let not_found = || {
+            ApiError::new(
+                ErrorCode::BatchNotFound,
+                format!("purchase batch {batch_no:?} not found"),
+            )
+        };
+        if !valid_batch_no(batch_no) {
+            return Err(not_found());
+        }
+        let e = kv::read(&self.batches, batch_no).await?;
+        let b: Option<v1::PurchaseBatch> =
+            kv::live(&e).and_then(|b| decode("PurchaseBatch", b).ok());
+        b.filter(|b| b.tenant == tenant).ok_or_else(not_found)
+    }
+
+    pub async fn import_batches(
+        &self,
+        tenant: &str,
+        batches: Vec<v1::PurchaseBatch>,
+    ) -> Result<u64, ApiError> {
+        let mut n = 0;
+        for mut b in batches {
+            if !valid_batch_no(&b.batch_no) {
+                return Err(ApiError::bad(format!(
+                    "batch number {:?} must be 1-64 of A-Z a-z 0-9 - _",
+                    b.batch_no
+                )));
+            }
+            convert::carrier_from_wire(b.carrier).map_err(|e| ApiError::bad(e.to_string()))?;
+            if let Ok(existing) = self.batch_any(&b.batch_no).await
+                && existing.tenant != tenant
+            {
+                return Err(ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    "batch is registered to another tenant",
+                ));
+            }
+            b.tenant = tenant.to_owned();
+            self.batches
+                .put(&b.batch_no, encode(&b))
+                .await
+                .map_err(ApiError::busy)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    async fn batch_any(&self, batch_no: &str) -> Result<v1::PurchaseBatch, ApiError> {
+        let e = kv::read(&self.batches, batch_no).await?;
+        kv::live(&e)
+            .and_then(|b| decode("PurchaseBatch", b).ok())
+            .ok_or_else(|| ApiError::new(ErrorCode::BatchNotFound, "not found"))
+    }
+}
+
+/// Batch numbers go into subjects and keys.
+pub fn valid_batch_no(b: &str) -> bool {
+    !b.is_empty()
+        && b.len() <= 64
+        && b.as_bytes()[0].is_ascii_alphanumeric()
+        && b.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}

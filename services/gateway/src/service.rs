@@ -1,0 +1,189 @@
+//! The gRPC services: thin wrappers that authenticate, then call the
+//! operation modules.
+
+use crate::auth::{self, Principal};
+use crate::core::Core;
+use crate::error::ApiError;
+use crate::query::{self, OrderIndex};
+use crate::submit::{self, Review};
+use crate::{results, watch};
+use gsl_domain::ErrorCode;
+use gsl_domain::workorder::OrderSource;
+use gsl_proto::v1;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+#[derive(Clone)]
+pub struct Api {
+    pub core: Arc<Core>,
+    pub index: OrderIndex,
+}
+
+impl Api {
+    fn tenant<T>(&self, r: &Request<T>) -> Result<String, Status> {
+        Ok(auth::tenant(&*self.core.auth, r.metadata())?)
+    }
+}
+
+#[tonic::async_trait]
+impl v1::work_orders_server::WorkOrders for Api {
+    async fn submit(
+        &self,
+        r: Request<v1::SubmitRequest>,
+    ) -> Result<Response<v1::SubmitResponse>, Status> {
+        let t = self.tenant(&r)?;
+        let resp = submit::submit(&self.core, &t, r.into_inner(), OrderSource::Api).await?;
+        if let Some(o) = &resp.work_order {
+            self.index.note(o);
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn get(&self, r: Request<v1::GetRequest>) -> Result<Response<v1::WorkOrder>, Status> {
+        let t = self.tenant(&r)?;
+        Ok(Response::new(
+            query::get(&self.core, &t, r.into_inner().id).await?,
+        ))
+    }
+
+    async fn list(
+        &self,
+        r: Request<v1::ListRequest>,
+    ) -> Result<Response<v1::ListResponse>, Status> {
+        let t = self.tenant(&r)?;
+        Ok(Response::new(
+            query::list(&self.core, &self.index, &t, r.into_inner()).await?,
+        ))
+    }
+
+    async fn list_items(
+        &self,
+        r: Request<v1::ListItemsRequest>,
+    ) -> Result<Response<v1::ListItemsResponse>, Status> {
+        let t = self.tenant(&r)?;
+        Ok(Response::new(
+            query::list_items(&self.core, &t, r.into_inner()).await?,
+        ))
+    }
+
+    async fn card_history(
+        &self,
+        r: Request<v1::CardHistoryRequest>,
+    ) -> Result<Response<v1::CardHistoryResponse>, Status> {
+        let t = self.tenant(&r)?;
+        Ok(Response::new(
+            query::card_history(&self.core, &t, r.into_inner()).await?,
+        ))
+    }
+
+    type WatchStream = watch::WatchStream;
+
+    async fn watch(
+        &self,
+        r: Request<v1::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let t = self.tenant(&r)?;
+        Ok(Response::new(
+            watch::watch(&self.core, &t, r.into_inner()).await?,
+        ))
+    }
+
+    async fn cancel(&self, r: Request<v1::OrderRef>) -> Result<Response<v1::WorkOrder>, Status> {
+        let t = self.tenant(&r)?;
+        Ok(Response::new(
+            submit::review(&self.core, &t, r.into_inner().id, Review::Cancel, "").await?,
+        ))
+    }
+
+    async fn approve(&self, r: Request<v1::OrderRef>) -> Result<Response<v1::WorkOrder>, Status> {
+        let t = self.tenant(&r)?;
+        Ok(Response::new(
+            submit::review(&self.core, &t, r.into_inner().id, Review::Approve, "").await?,
+        ))
+    }
+
+    async fn reject(
+        &self,
+        r: Request<v1::RejectRequest>,
+    ) -> Result<Response<v1::WorkOrder>, Status> {
+        let t = self.tenant(&r)?;
+        let req = r.into_inner();
+        Ok(Response::new(
+            submit::review(&self.core, &t, req.id, Review::Reject, &req.reason).await?,
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl v1::registry_server::Registry for Api {
+    async fn import_cards(
+        &self,
+        r: Request<v1::ImportCardsRequest>,
+    ) -> Result<Response<v1::ImportCardsResponse>, Status> {
+        let t = self.tenant(&r)?;
+        let (imported, refused) = self
+            .core
+            .registry
+            .import(&self.core.js, &t, r.into_inner().cards)
+            .await?;
+        Ok(Response::new(v1::ImportCardsResponse { imported, refused }))
+    }
+
+    async fn get_card(&self, r: Request<v1::GetCardRequest>) -> Result<Response<v1::Card>, Status> {
+        let t = self.tenant(&r)?;
+        Ok(Response::new(
+            self.core.registry.card(&t, &r.into_inner().id).await?,
+        ))
+    }
+
+    async fn import_batches(
+        &self,
+        r: Request<v1::ImportBatchesRequest>,
+    ) -> Result<Response<v1::ImportBatchesResponse>, Status> {
+        let t = self.tenant(&r)?;
+        let imported = self
+            .core
+            .registry
+            .import_batches(&t, r.into_inner().batches)
+            .await?;
+        Ok(Response::new(v1::ImportBatchesResponse { imported }))
+    }
+
+    async fn get_batch(
+        &self,
+        r: Request<v1::GetBatchRequest>,
+    ) -> Result<Response<v1::PurchaseBatch>, Status> {
+        let t = self.tenant(&r)?;
+        Ok(Response::new(
+            self.core
+                .registry
+                .batch(&t, &r.into_inner().batch_no)
+                .await?,
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl v1::results_server::Results for Api {
+    async fn report(
+        &self,
+        r: Request<v1::ReportRequest>,
+    ) -> Result<Response<v1::ReportResponse>, Status> {
+        match auth::principal(&*self.core.auth, r.metadata())? {
+            Principal::Adapter => {}
+            Principal::Tenant(_) => {
+                return Err(ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    "only adapters report results",
+                )
+                .into());
+            }
+        }
+        let outcome = r
+            .into_inner()
+            .outcome
+            .ok_or_else(|| ApiError::bad("outcome is required"))?;
+        let duplicate = results::report(&self.core, outcome).await?;
+        Ok(Response::new(v1::ReportResponse { duplicate }))
+    }
+}

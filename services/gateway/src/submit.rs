@@ -1,0 +1,580 @@
+//! Submit, review (approve / reject / cancel), fan-out and settlement.
+//!
+//! Submit, in order:
+//!
+//! 1. whole-request checks;
+//! 2. claim the idempotency key with an atomic KV `create`: the record's
+//!    revision **is** the work-order id (unique and increasing across
+//!    replicas, no extra round trip). The key was used before: the same
+//!    request returns the same order, a different one is refused;
+//! 3. validate every item;
+//! 4. write the item chunks and progress records, then the order record (the
+//!    commit point), and mark the order active;
+//! 5. publish one message per valid item (many acks in flight, each with its
+//!    de-duplication id) and answer only when JetStream has stored them all;
+//! 6. record that the fan-out is done.
+//!
+//! A gateway that dies anywhere in between is finished by the client's retry
+//! with the same key, or by the next gateway start (`recovery`): the order
+//! record says what was done, so nothing is lost; items already published are
+//! dropped by the stream's duplicate window or, once consumed, absorbed by the
+//! adapters' execution records, so nothing takes effect twice.
+
+use crate::core::{Core, status_change};
+use crate::error::ApiError;
+use crate::store::{CHUNK, FAILED, PROCESSING, chunk_key, chunks_for, done_key, progress_key};
+use crate::validate::{self, Validated};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use chrono::Utc;
+use gsl_bus::codec::encode;
+use gsl_bus::kv;
+use gsl_bus::names;
+use gsl_bus::publish::{Outgoing, Pipeline};
+use gsl_domain::workorder::{OrderSource, WorkOrderStatus};
+use gsl_domain::{Carrier, ErrorCode};
+use gsl_proto::{convert, v1};
+use md5::{Digest, Md5};
+use prost::Message;
+use std::collections::BTreeMap;
+use tracing::{Instrument, info, info_span, warn};
+
+/// Refusals listed in a submit response (the rest are in ListItems).
+pub const MAX_LISTED_REFUSALS: usize = 100;
+
+fn idem_key(tenant: &str, key: &str) -> String {
+    format!("{tenant}.{}", hex::encode(Md5::digest(key.as_bytes())))
+}
+
+fn source_name(s: OrderSource) -> &'static str {
+    match s {
+        OrderSource::Console => "console",
+        OrderSource::ScheduledTask => "scheduled",
+        OrderSource::PoolStopTask => "pool_stop",
+        OrderSource::Api => "api",
+        OrderSource::BusIntake => "intake",
+    }
+}
+
+/// Submit a work order for a tenant.
+pub async fn submit(
+    core: &Core,
+    tenant: &str,
+    req: v1::SubmitRequest,
+    source: OrderSource,
+) -> Result<v1::SubmitResponse, ApiError> {
+    let started = std::time::Instant::now();
+    let r = submit_inner(core, tenant, req, source).await;
+    core.metrics
+        .submit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    if let Err(e) = &r {
+        core.metrics
+            .orders_refused
+            .get_or_create(&crate::core::CodeLabels {
+                code: e.code.code().into(),
+            })
+            .inc();
+    }
+    r
+}
+
+async fn submit_inner(
+    core: &Core,
+    tenant: &str,
+    req: v1::SubmitRequest,
+    source: OrderSource,
+) -> Result<v1::SubmitResponse, ApiError> {
+    let checked = validate::check_request(&req)?;
+    let hash = Md5::digest(req.encode_to_vec()).to_vec();
+    let key = idem_key(tenant, &req.idempotency_key);
+    let (id, replay) =
+        match kv::create(&core.store.b.idempotency, &key, Bytes::from(hash.clone())).await? {
+            Some(rev) => (rev, false),
+            None => {
+                let e = kv::read(&core.store.b.idempotency, &key)
+                    .await?
+                    .ok_or_else(|| ApiError::busy("idempotency record vanished; retry"))?;
+                if e.value.as_ref() != hash.as_slice() {
+                    return Err(ApiError::new(
+                        ErrorCode::IdempotencyConflict,
+                        "this idempotency key was used for a different request",
+                    ));
+                }
+                (e.revision, true)
+            }
+        };
+    let span = info_span!("submit", work_order_id = id, operation = %checked.kind, tenant, replay);
+    async move {
+        if replay && let Some(rec) = core.store.order(id).await? {
+            finish_fanout_if_needed(core, &rec).await?;
+            return response_for(core, &rec, true).await;
+        }
+        let v = if checked.kind.is_directional() {
+            let batch = core.registry.batch(tenant, &req.batch_no).await?;
+            validate::validate_directional(&batch, &checked)
+        } else {
+            core.registry.wait_loaded().await;
+            validate::validate_cards(&core.registry, tenant, &checked, &req.cards)
+        };
+        let rec = create_order(core, tenant, id, &req, &checked, &v, source).await?;
+        for it in &v.items {
+            if let Some(p) = &it.refused {
+                core.metrics
+                    .items_refused
+                    .get_or_create(&crate::core::CodeLabels {
+                        code: p.code.clone(),
+                    })
+                    .inc();
+            }
+        }
+        core.metrics
+            .orders_accepted
+            .get_or_create(&crate::core::OpLabels {
+                operation: checked.kind.as_str().into(),
+                source: source_name(source).into(),
+            })
+            .inc();
+        let o = rec.order.clone().unwrap_or_default();
+        if o.status == v1::WorkOrderStatus::Processing as i32 {
+            fanout(core, &rec, &v.items, |_| false).await?;
+            mark_fanout_done(core, id).await;
+        }
+        info!(
+            total = o.total,
+            refused = o.refused,
+            status = o.status,
+            "work order accepted"
+        );
+        Ok(build_response(&rec, &v.items, replay))
+    }
+    .instrument(span)
+    .await
+}
+
+fn build_response(
+    rec: &v1::OrderRecord,
+    items: &[v1::ChunkItem],
+    replayed: bool,
+) -> v1::SubmitResponse {
+    let mut by_code: BTreeMap<String, u64> = BTreeMap::new();
+    let mut listed = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        if let Some(p) = &it.refused {
+            *by_code.entry(p.code.clone()).or_default() += 1;
+            if listed.len() < MAX_LISTED_REFUSALS {
+                listed.push(v1::RefusedItem {
+                    index: i as u32,
+                    card: it.card.clone(),
+                    problem: Some(p.clone()),
+                });
+            }
+        }
+    }
+    let order = rec.order.clone().unwrap_or_default();
+    v1::SubmitResponse {
+        refused: order.refused,
+        work_order: Some(order),
+        replayed,
+        refused_by_code: by_code.into_iter().collect(),
+        refusals: listed,
+    }
+}
+
+/// The response for an order that exists (a replayed submit).
+async fn response_for(
+    core: &Core,
+    rec: &v1::OrderRecord,
+    replayed: bool,
+) -> Result<v1::SubmitResponse, ApiError> {
+    let id = rec.order.as_ref().map(|o| o.id).unwrap_or_default();
+    let mut items = Vec::new();
+    for c in 0..rec.chunks as usize {
+        items.extend(core.store.chunk(id, c).await?.items.iter().cloned());
+    }
+    let mut resp = build_response(rec, &items, replayed);
+    resp.work_order = Some(core.with_counts(rec).await?);
+    Ok(resp)
+}
+
+async fn create_order(
+    core: &Core,
+    tenant: &str,
+    id: u64,
+    req: &v1::SubmitRequest,
+    checked: &validate::Checked,
+    v: &Validated,
+    source: OrderSource,
+) -> Result<v1::OrderRecord, ApiError> {
+    let total = v.items.len();
+    let chunks = chunks_for(total);
+    let now = convert::timestamp(Utc::now());
+    let mut history = vec![status_change(WorkOrderStatus::InReview, "submitted")];
+    let status = if v.refused as usize == total {
+        history.push(status_change(
+            WorkOrderStatus::Rejected,
+            "every item was refused",
+        ));
+        WorkOrderStatus::Rejected
+    } else if req.hold_for_review {
+        WorkOrderStatus::InReview
+    } else {
+        history.push(status_change(
+            WorkOrderStatus::Approved,
+            "no review requested",
+        ));
+        history.push(status_change(
+            WorkOrderStatus::Processing,
+            "items sent to the adapters",
+        ));
+        WorkOrderStatus::Processing
+    };
+    let order = v1::WorkOrder {
+        id,
+        tenant: tenant.to_owned(),
+        operation: Some(checked.op.clone()),
+        kind: convert::kind_to_wire(checked.kind) as i32,
+        carriers: v
+            .carriers
+            .iter()
+            .map(|c| convert::carrier_to_wire(*c) as i32)
+            .collect(),
+        status: convert::status_to_wire(status) as i32,
+        source: source.code(),
+        total: total as u64,
+        succeeded: 0,
+        failed: if status == WorkOrderStatus::Rejected {
+            total as u64
+        } else {
+            0
+        },
+        processing: 0,
+        refused: v.refused,
+        created_at: Some(now),
+        updated_at: Some(now),
+        batch_no: req.batch_no.clone(),
+        idempotency_key: req.idempotency_key.clone(),
+        note: req.note.clone(),
+        history: history.clone(),
+        traceparent: gsl_telemetry::propagate::current_traceparent().unwrap_or_default(),
+    };
+    let rec = v1::OrderRecord {
+        order: Some(order),
+        request_hash: Md5::digest(req.encode_to_vec()).to_vec(),
+        chunks: chunks as u32,
+        fanout_done: status != WorkOrderStatus::Processing,
+    };
+    // Chunks and progress first (pipelined), then the order record: the commit point.
+    let wo = &core.store.b.workorders;
+    let mut writes = Vec::with_capacity(chunks * 2 + 1);
+    let mut done_bits = vec![0u8; chunks.div_ceil(8)];
+    for (c, slice) in v.items.chunks(CHUNK).enumerate() {
+        let chunk = v1::ItemChunk {
+            items: slice.to_vec(),
+        };
+        let progress: Vec<u8> = slice
+            .iter()
+            .map(|it| {
+                if it.refused.is_some() {
+                    FAILED
+                } else {
+                    PROCESSING
+                }
+            })
+            .collect();
+        if progress.iter().all(|b| *b != PROCESSING) {
+            done_bits[c / 8] |= 1 << (c % 8);
+        }
+        writes.push(wo.put(chunk_key(id, c), encode(&chunk)));
+        writes.push(wo.put(progress_key(id, c), Bytes::from(progress)));
+    }
+    writes.push(wo.put(done_key(id), Bytes::from(done_bits)));
+    futures::future::try_join_all(writes)
+        .await
+        .map_err(ApiError::busy)?;
+    if !status.is_terminal() {
+        core.store
+            .b
+            .active
+            .put(id.to_string(), Bytes::new())
+            .await
+            .map_err(ApiError::busy)?;
+    }
+    core.store.put_order(&rec).await?;
+    for h in &history {
+        core.publish_status(tenant, id, h).await?;
+    }
+    publish_refusals(
+        core,
+        tenant,
+        id,
+        convert::kind_to_wire(checked.kind) as i32,
+        &v.items,
+    )
+    .await?;
+    Ok(rec)
+}
+
+/// Refused items become failed-item events, so a card's history shows the
+/// orders that refused it too. Identifiers that are not valid card keys
+/// cannot name a subject and are only in the order's items.
+async fn publish_refusals(
+    core: &Core,
+    tenant: &str,
+    id: u64,
+    kind: i32,
+    items: &[v1::ChunkItem],
+) -> Result<(), ApiError> {
+    let mut p = Pipeline::new(&core.js, core.cfg.fanout_window);
+    let now = Some(convert::timestamp(Utc::now()));
+    for (index, it) in items.iter().enumerate() {
+        let Some(problem) = &it.refused else { continue };
+        if gsl_domain::CardId::parse(&it.card)
+            .map(|c| c.key() != it.card)
+            .unwrap_or(true)
+        {
+            continue;
+        }
+        let ev = v1::WorkOrderEvent {
+            work_order_id: id,
+            tenant: tenant.to_owned(),
+            at: now,
+            event: Some(v1::work_order_event::Event::Item(v1::ItemOutcome {
+                work_order_id: id,
+                card: it.card.clone(),
+                index: index as u32,
+                tenant: tenant.to_owned(),
+                carrier: it.carrier,
+                operation: kind,
+                kind: v1::OutcomeKind::Failed as i32,
+                problem: Some(problem.clone()),
+                at: now,
+                reporter: "gateway".into(),
+                ..Default::default()
+            })),
+        };
+        p.push(Outgoing {
+            subject: names::event_subject(tenant, id, &it.card),
+            msg_id: Some(format!("{id}:{}:refused", it.card)),
+            headers: None,
+            payload: encode(&ev),
+        })
+        .await?;
+    }
+    p.finish().await?;
+    Ok(())
+}
+
+/// Publish every valid item except those `skip` names (by index). Returns
+/// how many were sent.
+pub async fn fanout(
+    core: &Core,
+    rec: &v1::OrderRecord,
+    items: &[v1::ChunkItem],
+    skip: impl Fn(usize) -> bool,
+) -> Result<u64, ApiError> {
+    let o = rec
+        .order
+        .as_ref()
+        .ok_or_else(|| ApiError::busy("order record without order"))?;
+    let span = info_span!("fanout", work_order_id = o.id, items = items.len());
+    async {
+        let mut headers = HeaderMap::new();
+        gsl_telemetry::propagate::inject_nats(&mut headers);
+        headers.insert(names::headers::TENANT, o.tenant.as_str());
+        let mut p = Pipeline::new(&core.js, core.cfg.fanout_window);
+        let op = o.operation.clone().unwrap_or_default();
+        let kind = convert::operation_kind(&op)
+            .ok_or_else(|| ApiError::busy("order without operation"))?;
+        for (index, it) in items.iter().enumerate() {
+            if it.refused.is_some() || skip(index) {
+                continue;
+            }
+            let carrier: Carrier = convert::carrier_from_wire(it.carrier)
+                .map_err(|e| ApiError::busy(e.to_string()))?;
+            let wi = v1::WorkItem {
+                work_order_id: o.id,
+                card: it.card.clone(),
+                index: index as u32,
+                tenant: o.tenant.clone(),
+                carrier: it.carrier,
+                operation: Some(it.operation.clone().unwrap_or_else(|| op.clone())),
+                submitted_at: o.created_at,
+                batch_no: o.batch_no.clone(),
+            };
+            p.push(Outgoing {
+                subject: names::work_subject(carrier, kind),
+                msg_id: Some(names::work_msg_id(o.id, &it.card)),
+                headers: Some(headers.clone()),
+                payload: encode(&wi),
+            })
+            .await?;
+        }
+        let n = p.finish().await?;
+        core.metrics.items_published.inc_by(n);
+        Ok(n)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn mark_fanout_done(core: &Core, id: u64) {
+    let r = core
+        .store
+        .update_order(id, |r| {
+            if r.fanout_done {
+                None
+            } else {
+                r.fanout_done = true;
+                Some(())
+            }
+        })
+        .await;
+    if let Err(e) = r {
+        // Harmless: recovery re-publishes, and duplicates are absorbed.
+        warn!(work_order_id = id, error = %e, "could not record the end of the fan-out");
+    }
+}
+
+/// Finish an interrupted fan-out: publish the items still processing.
+pub async fn finish_fanout_if_needed(core: &Core, rec: &v1::OrderRecord) -> Result<(), ApiError> {
+    let o = rec
+        .order
+        .as_ref()
+        .ok_or_else(|| ApiError::busy("order record without order"))?;
+    if rec.fanout_done || o.status != v1::WorkOrderStatus::Processing as i32 {
+        return Ok(());
+    }
+    let mut items = Vec::with_capacity(o.total as usize);
+    let mut progress = Vec::with_capacity(o.total as usize);
+    for c in 0..rec.chunks as usize {
+        items.extend(core.store.chunk(o.id, c).await?.items.iter().cloned());
+        let mut p = core.store.progress(o.id, c).await?;
+        p.resize(items.len() - progress.len(), PROCESSING);
+        progress.extend(p);
+    }
+    // Items already final are not sent again.
+    let n = fanout(core, rec, &items, |i| progress[i] != PROCESSING).await?;
+    info!(
+        work_order_id = o.id,
+        republished = n,
+        "finished an interrupted fan-out"
+    );
+    mark_fanout_done(core, o.id).await;
+    Ok(())
+}
+
+/// Settle an order whose items are all final: completed or failed, once.
+pub async fn settle(core: &Core, id: u64) -> Result<(), ApiError> {
+    let Some(rec) = core.store.order(id).await? else {
+        return Ok(());
+    };
+    let o = rec.order.clone().unwrap_or_default();
+    let counts = core.store.counts(id, o.total, rec.chunks as usize).await?;
+    let Some(final_status) =
+        gsl_domain::workorder::settle(counts.total, counts.succeeded, counts.failed)
+    else {
+        return Ok(());
+    };
+    let change = status_change(final_status, "every item has a final outcome");
+    let updated = core
+        .store
+        .update_order(id, |r| {
+            let o = r.order.as_mut()?;
+            if o.status != v1::WorkOrderStatus::Processing as i32 {
+                return None;
+            }
+            o.status = convert::status_to_wire(final_status) as i32;
+            o.succeeded = counts.succeeded;
+            o.failed = counts.failed;
+            o.processing = 0;
+            o.updated_at = change.at;
+            o.history.push(change.clone());
+            Some(())
+        })
+        .await?;
+    if updated.is_some() {
+        core.publish_status(&o.tenant, id, &change).await?;
+        core.publish_counts(&o.tenant, id, counts).await?;
+        let _ = core.store.b.active.delete(id.to_string()).await;
+        info!(work_order_id = id, status = ?final_status, succeeded = counts.succeeded, failed = counts.failed, "work order settled");
+    }
+    Ok(())
+}
+
+/// Review actions on an order still in review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Review {
+    Approve,
+    Reject,
+    Cancel,
+}
+
+pub async fn review(
+    core: &Core,
+    tenant: &str,
+    id: u64,
+    action: Review,
+    reason: &str,
+) -> Result<v1::WorkOrder, ApiError> {
+    core.order_of(tenant, id).await?;
+    let changes: Vec<v1::StatusChange> = match action {
+        Review::Approve => vec![
+            status_change(
+                WorkOrderStatus::Approved,
+                if reason.is_empty() {
+                    "approved"
+                } else {
+                    reason
+                },
+            ),
+            status_change(WorkOrderStatus::Processing, "items sent to the adapters"),
+        ],
+        Review::Reject => vec![status_change(
+            WorkOrderStatus::Rejected,
+            if reason.is_empty() {
+                "rejected by a reviewer"
+            } else {
+                reason
+            },
+        )],
+        Review::Cancel => vec![status_change(
+            WorkOrderStatus::Cancelled,
+            "cancelled by the client",
+        )],
+    };
+    let last = changes.last().cloned().expect("one change at least");
+    let updated = core
+        .store
+        .update_order(id, |r| {
+            let o = r.order.as_mut()?;
+            if o.status != v1::WorkOrderStatus::InReview as i32 {
+                return None;
+            }
+            o.status = last.status;
+            o.updated_at = last.at;
+            o.history.extend(changes.iter().cloned());
+            if action == Review::Approve {
+                r.fanout_done = false;
+            }
+            Some(())
+        })
+        .await?;
+    if updated.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::NotInReview,
+            "only an order still in review can be approved, rejected or cancelled",
+        ));
+    }
+    for c in &changes {
+        core.publish_status(tenant, id, c).await?;
+    }
+    let rec = core.order_of(tenant, id).await?;
+    match action {
+        Review::Approve => finish_fanout_if_needed(core, &rec).await?,
+        Review::Reject | Review::Cancel => {
+            let _ = core.store.b.active.delete(id.to_string()).await;
+        }
+    }
+    core.with_counts(&core.order_of(tenant, id).await?).await
+}

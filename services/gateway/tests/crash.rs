@@ -1,0 +1,135 @@
+//! A gateway killed (SIGKILL) in the middle of fanning out a large order:
+//! no item is lost and none is published twice, whether the client retries
+//! with the same idempotency key or the next gateway start finishes it.
+
+mod common;
+
+use common::*;
+use gsl_bus::codec::decode;
+use gsl_bus::names;
+use gsl_proto::v1;
+use gsl_testkit::NatsServer;
+use std::collections::HashSet;
+use std::time::Duration;
+
+const N: u32 = 20_000;
+
+async fn stream_count(js: &async_nats::jetstream::Context) -> u64 {
+    js.get_stream(names::STREAM_WORK)
+        .await
+        .unwrap()
+        .get_info()
+        .await
+        .unwrap()
+        .state
+        .messages
+}
+
+/// Distinct items in GSL_WORK, and the total number of messages.
+async fn distinct_items(js: &async_nats::jetstream::Context) -> (usize, u64) {
+    let mut stream = js.get_stream(names::STREAM_WORK).await.unwrap();
+    let state = stream.info().await.unwrap().state.clone();
+    let mut seen = HashSet::new();
+    for seq in state.first_sequence..=state.last_sequence {
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            let wi: v1::WorkItem = decode("WorkItem", &m.payload).unwrap();
+            seen.insert((wi.work_order_id, wi.card));
+        }
+    }
+    (seen.len(), state.messages)
+}
+
+/// Start a gateway, register N cards, submit an N-card order and kill the
+/// gateway once the fan-out has begun. Returns the count at the kill.
+async fn kill_mid_fanout(nats: &NatsServer, key: &str, tag: u32) -> (Vec<String>, u64) {
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut gw = spawn_gateway(&nats.url()).await;
+    let ids: Vec<String> = (0..N).map(|i| ct_iccid(tag, i)).collect();
+    // Activation: the operation that allows 100,000 cards per order.
+    let r = import(
+        &gw.addr,
+        ACME,
+        ids.iter().map(|i| card(i, v1::Carrier::Ct, 13)).collect(),
+    )
+    .await;
+    assert_eq!(r.imported, N as u64);
+    let before = stream_count(&js).await;
+    let addr = gw.addr.clone();
+    let req = submit_req(key, activate_op(), &ids);
+    let submit = tokio::spawn(async move {
+        let mut c = orders(&addr).await;
+        c.submit(with_token(req, ACME)).await
+    });
+    let mut at_kill = 0;
+    for _ in 0..20_000 {
+        at_kill = stream_count(&js).await - before;
+        if at_kill > 0 || submit.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    gw.child.start_kill().unwrap();
+    gw.child.wait().await.unwrap();
+    assert!(
+        submit.await.unwrap().is_err(),
+        "the client never heard 'accepted'"
+    );
+    (ids, at_kill)
+}
+
+#[tokio::test]
+async fn client_retry_with_same_key_completes_the_fanout() {
+    let nats = NatsServer::start().await.unwrap();
+    let (ids, at_kill) = kill_mid_fanout(&nats, "crash-retry", 21).await;
+    assert!(
+        at_kill < N as u64,
+        "killed mid fan-out ({at_kill} of {N} published)"
+    );
+    let gw = spawn_gateway(&nats.url()).await;
+    let mut c = orders(&gw.addr).await;
+    let resp = c
+        .submit(with_token(
+            submit_req("crash-retry", activate_op(), &ids),
+            ACME,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let o = resp.work_order.unwrap();
+    assert!(resp.replayed);
+    assert_eq!(o.total, N as u64);
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let (distinct, messages) = distinct_items(&js).await;
+    assert_eq!(distinct, N as usize, "no item lost");
+    assert_eq!(messages, N as u64, "no item published twice");
+    let got = c
+        .get(with_token(v1::GetRequest { id: o.id }, ACME))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((got.processing, got.failed), (N as u64, 0));
+}
+
+#[tokio::test]
+async fn restart_alone_completes_the_fanout() {
+    let nats = NatsServer::start().await.unwrap();
+    let (_ids, at_kill) = kill_mid_fanout(&nats, "crash-restart", 22).await;
+    assert!(
+        at_kill < N as u64,
+        "killed mid fan-out ({at_kill} of {N} published)"
+    );
+    let _gw = spawn_gateway(&nats.url()).await;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let mut count = 0;
+    for _ in 0..300 {
+        count = stream_count(&js).await;
+        if count >= N as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (distinct, messages) = distinct_items(&js).await;
+    assert_eq!(distinct, N as usize, "no item lost (stream had {count})");
+    assert_eq!(messages, N as u64, "no item published twice");
+}

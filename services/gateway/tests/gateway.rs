@@ -1,0 +1,879 @@
+//! The gateway against a real nats-server, over real gRPC.
+
+mod common;
+
+use common::*;
+use futures::StreamExt;
+use gsl_bus::codec::decode;
+use gsl_bus::names;
+use gsl_domain::ErrorCode;
+use gsl_gateway::error::code_of;
+use gsl_proto::v1;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use tonic::Code;
+
+/// Every message in GSL_WORK: (subject, Nats-Msg-Id, item), read by sequence
+/// (a work-queue stream takes no second consumer).
+pub async fn work_messages(nats_url: &str) -> Vec<(String, String, v1::WorkItem)> {
+    let client = async_nats::connect(nats_url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream(names::STREAM_WORK).await.unwrap();
+    let state = stream.info().await.unwrap().state.clone();
+    let mut out = Vec::new();
+    if state.messages == 0 {
+        return out;
+    }
+    for seq in state.first_sequence..=state.last_sequence {
+        let Ok(m) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        let id = m
+            .headers
+            .get(names::headers::MSG_ID)
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default();
+        out.push((
+            m.subject.to_string(),
+            id,
+            decode("WorkItem", &m.payload).unwrap(),
+        ));
+    }
+    out
+}
+
+#[tokio::test]
+async fn items_land_on_their_subjects_with_dedup_ids_and_refusals_have_codes() {
+    let env = start().await;
+    let addr = url(env.gw.grpc_addr);
+    let ct_in_use = ct_iccid(1, 1);
+    let ct_stopped = ct_iccid(1, 2);
+    let cm_in_use = cmcc_iccid(1, 3);
+    let r = import(
+        &addr,
+        ACME,
+        vec![
+            card(&ct_in_use, v1::Carrier::Ct, 20),
+            card(&ct_stopped, v1::Carrier::Ct, 14),
+            card(&cm_in_use, v1::Carrier::Cmcc, 20),
+        ],
+    )
+    .await;
+    assert_eq!(r.imported, 3);
+    let mut c = orders(&addr).await;
+    let ids = vec![
+        ct_in_use.clone(),
+        cm_in_use.clone(),
+        ct_stopped.clone(),                // illegal state for stop
+        "8986031234567890123".to_string(), // bad check digit
+        ct_in_use.clone(),                 // duplicate
+        ct_iccid(9, 9),                    // not registered
+    ];
+    let resp = c
+        .submit(with_token(submit_req("k1", stop_op(), &ids), ACME))
+        .await
+        .unwrap()
+        .into_inner();
+    let o = resp.work_order.clone().unwrap();
+    assert_eq!(o.total, 6);
+    assert_eq!(resp.refused, 4);
+    assert_eq!(o.status, v1::WorkOrderStatus::Processing as i32);
+    let codes: HashMap<u32, String> = resp
+        .refusals
+        .iter()
+        .map(|r| (r.index, r.problem.clone().unwrap().code))
+        .collect();
+    assert_eq!(codes[&2], ErrorCode::IllegalState.code());
+    assert_eq!(codes[&3], ErrorCode::InvalidCardId.code());
+    assert_eq!(codes[&4], ErrorCode::DuplicateCard.code());
+    assert_eq!(codes[&5], ErrorCode::CardNotFound.code());
+    assert_eq!(resp.refused_by_code.values().sum::<u64>(), 4);
+
+    let msgs = work_messages(&env.nats.url()).await;
+    assert_eq!(msgs.len(), 2);
+    let by_card: HashMap<String, (String, String, v1::WorkItem)> =
+        msgs.into_iter().map(|m| (m.2.card.clone(), m)).collect();
+    let (subj, msg_id, item) = &by_card[&ct_in_use];
+    assert_eq!(subj, "gsl.work.ct.stop");
+    assert_eq!(msg_id, &format!("{}:{ct_in_use}", o.id));
+    assert_eq!(item.index, 0);
+    assert_eq!(item.tenant, "acme");
+    let (subj, _, item) = &by_card[&cm_in_use];
+    assert_eq!(subj, "gsl.work.cmcc.stop");
+    assert_eq!(item.index, 1);
+
+    // The refused items are failed items of the order.
+    let items = c
+        .list_items(with_token(
+            v1::ListItemsRequest {
+                work_order_id: o.id,
+                status: v1::ItemStatus::Failed as i32,
+                ..Default::default()
+            },
+            ACME,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert_eq!(items.len(), 4);
+    assert!(items.iter().all(|i| i.problem.is_some()));
+    let got = c
+        .get(with_token(v1::GetRequest { id: o.id }, ACME))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((got.failed, got.processing, got.succeeded), (4, 2, 0));
+}
+
+#[tokio::test]
+async fn whole_request_refusals_and_all_refused_is_rejected() {
+    let env = start().await;
+    let addr = url(env.gw.grpc_addr);
+    let mut c = orders(&addr).await;
+    let no_key = c
+        .submit(with_token(
+            submit_req("", stop_op(), &[ct_iccid(1, 1)]),
+            ACME,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&no_key), Some(ErrorCode::BadParameter));
+    let no_op = c
+        .submit(with_token(
+            v1::SubmitRequest {
+                idempotency_key: "x".into(),
+                cards: refs(&[ct_iccid(1, 1)]),
+                ..Default::default()
+            },
+            ACME,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&no_op), Some(ErrorCode::UnknownOperation));
+    let too_many: Vec<String> = (0..10_001).map(|i| ct_iccid(2, i)).collect();
+    let big = c
+        .submit(with_token(submit_req("big", stop_op(), &too_many), ACME))
+        .await
+        .unwrap_err();
+    assert_eq!(big.code(), Code::ResourceExhausted);
+    assert_eq!(code_of(&big), Some(ErrorCode::BatchTooLarge));
+    let bad_threshold = v1::Operation {
+        kind: Some(v1::operation::Kind::SetUsageThreshold(
+            v1::SetUsageThreshold { threshold_mb: -5 },
+        )),
+    };
+    let e = c
+        .submit(with_token(
+            submit_req("t", bad_threshold, &[ct_iccid(1, 1)]),
+            ACME,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(ErrorCode::BadParameter));
+    // every item refused: the order exists, rejected
+    let r = c
+        .submit(with_token(
+            submit_req("none", stop_op(), &[ct_iccid(3, 1)]),
+            ACME,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.work_order.unwrap().status,
+        v1::WorkOrderStatus::Rejected as i32
+    );
+    assert!(work_messages(&env.nats.url()).await.is_empty());
+}
+
+#[tokio::test]
+async fn idempotent_resubmission() {
+    let env = start().await;
+    let addr = url(env.gw.grpc_addr);
+    let ids: Vec<String> = (0..50).map(|i| ct_iccid(4, i)).collect();
+    import(
+        &addr,
+        ACME,
+        ids.iter().map(|i| card(i, v1::Carrier::Ct, 20)).collect(),
+    )
+    .await;
+    let mut c = orders(&addr).await;
+    let a = c
+        .submit(with_token(submit_req("same", stop_op(), &ids), ACME))
+        .await
+        .unwrap()
+        .into_inner();
+    let b = c
+        .submit(with_token(submit_req("same", stop_op(), &ids), ACME))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!a.replayed);
+    assert!(b.replayed);
+    assert_eq!(a.work_order.unwrap().id, b.work_order.unwrap().id);
+    assert_eq!(work_messages(&env.nats.url()).await.len(), 50);
+    let other = c
+        .submit(with_token(submit_req("same", stop_op(), &ids[..10]), ACME))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&other), Some(ErrorCode::IdempotencyConflict));
+    // another tenant may use the same key
+    let beta = c
+        .submit(with_token(submit_req("same", stop_op(), &ids), BETA))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!beta.replayed);
+    assert_eq!(beta.refused, 50, "acme's cards are unknown to beta");
+}
+
+#[tokio::test]
+async fn review_cancel_only_in_review() {
+    let env = start().await;
+    let addr = url(env.gw.grpc_addr);
+    let ids: Vec<String> = (0..3).map(|i| ct_iccid(5, i)).collect();
+    import(
+        &addr,
+        ACME,
+        ids.iter().map(|i| card(i, v1::Carrier::Ct, 20)).collect(),
+    )
+    .await;
+    let mut c = orders(&addr).await;
+    let mut held = submit_req("held", stop_op(), &ids);
+    held.hold_for_review = true;
+    let o = c
+        .submit(with_token(held, ACME))
+        .await
+        .unwrap()
+        .into_inner()
+        .work_order
+        .unwrap();
+    assert_eq!(o.status, v1::WorkOrderStatus::InReview as i32);
+    assert!(
+        work_messages(&env.nats.url()).await.is_empty(),
+        "nothing sent while in review"
+    );
+    let cancelled = c
+        .cancel(with_token(v1::OrderRef { id: o.id }, ACME))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.status, v1::WorkOrderStatus::Cancelled as i32);
+    let again = c
+        .cancel(with_token(v1::OrderRef { id: o.id }, ACME))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&again), Some(ErrorCode::NotInReview));
+    // approve: items go out
+    let mut held2 = submit_req("held2", stop_op(), &ids);
+    held2.hold_for_review = true;
+    let o2 = c
+        .submit(with_token(held2, ACME))
+        .await
+        .unwrap()
+        .into_inner()
+        .work_order
+        .unwrap();
+    let approved = c
+        .approve(with_token(v1::OrderRef { id: o2.id }, ACME))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(approved.status, v1::WorkOrderStatus::Processing as i32);
+    assert_eq!(work_messages(&env.nats.url()).await.len(), 3);
+    let late = c
+        .cancel(with_token(v1::OrderRef { id: o2.id }, ACME))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&late), Some(ErrorCode::NotInReview));
+    let history: Vec<i32> = approved.history.iter().map(|h| h.status).collect();
+    assert_eq!(
+        history,
+        vec![
+            v1::WorkOrderStatus::InReview as i32,
+            v1::WorkOrderStatus::Approved as i32,
+            v1::WorkOrderStatus::Processing as i32
+        ]
+    );
+}
+
+fn outcome(o: &v1::WorkOrder, card: &str, index: u32, kind: v1::OutcomeKind) -> v1::ReportRequest {
+    v1::ReportRequest {
+        outcome: Some(v1::ItemOutcome {
+            work_order_id: o.id,
+            card: card.to_owned(),
+            index,
+            tenant: o.tenant.clone(),
+            kind: kind as i32,
+            carrier_ticket: "T1".into(),
+            at: Some(gsl_proto::convert::timestamp(chrono::Utc::now())),
+            ..Default::default()
+        }),
+    }
+}
+
+#[tokio::test]
+async fn results_are_idempotent_counts_exact_and_order_settles() {
+    let env = start().await;
+    let addr = url(env.gw.grpc_addr);
+    let ids: Vec<String> = (0..20).map(|i| ct_iccid(6, i)).collect();
+    import(
+        &addr,
+        ACME,
+        ids.iter().map(|i| card(i, v1::Carrier::Ct, 20)).collect(),
+    )
+    .await;
+    let mut c = orders(&addr).await;
+    let o = c
+        .submit(with_token(submit_req("r", stop_op(), &ids), ACME))
+        .await
+        .unwrap()
+        .into_inner()
+        .work_order
+        .unwrap();
+    let mut tasks = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        // every outcome reported 3 times, concurrently
+        for _ in 0..3 {
+            let addr = addr.clone();
+            let o = o.clone();
+            let id = id.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut r = results(&addr).await;
+                let kind = if i % 4 == 0 {
+                    v1::OutcomeKind::Failed
+                } else {
+                    v1::OutcomeKind::Succeeded
+                };
+                r.report(with_token(outcome(&o, &id, i as u32, kind), ADAPTER))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .duplicate
+            }));
+        }
+    }
+    let mut firsts = 0;
+    for t in tasks {
+        if !t.await.unwrap() {
+            firsts += 1;
+        }
+    }
+    assert_eq!(firsts, 20, "exactly one report per item counted");
+    let got = c
+        .get(with_token(v1::GetRequest { id: o.id }, ACME))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((got.succeeded, got.failed, got.processing), (15, 5, 0));
+    assert_eq!(got.status, v1::WorkOrderStatus::Completed as i32);
+    // a report that does not match the item is refused
+    let mut r = results(&addr).await;
+    let wrong = r
+        .report(with_token(
+            outcome(&o, &ids[1], 0, v1::OutcomeKind::Succeeded),
+            ADAPTER,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&wrong), Some(ErrorCode::BadParameter));
+    // tenants cannot report
+    let denied = r
+        .report(with_token(
+            outcome(&o, &ids[0], 0, v1::OutcomeKind::Succeeded),
+            ACME,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&denied), Some(ErrorCode::PermissionDenied));
+    // the registry followed the outcome: stopped now
+    let mut reg = registry(&addr).await;
+    let card = reg
+        .get_card(with_token(v1::GetCardRequest { id: ids[1].clone() }, ACME))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(card.sim_status, 14);
+    // the card's history shows the order
+    let h = c
+        .card_history(with_token(
+            v1::CardHistoryRequest {
+                card: ids[1].clone(),
+                ..Default::default()
+            },
+            ACME,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(h.entries.len(), 1);
+    assert_eq!(h.entries[0].work_order_id, o.id);
+    assert_eq!(h.entries[0].status, v1::ItemStatus::Succeeded as i32);
+}
+
+async fn next_event(s: &mut tonic::Streaming<v1::WatchEvent>) -> v1::WatchEvent {
+    tokio::time::timeout(Duration::from_secs(10), s.message())
+        .await
+        .expect("event within 10 s")
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn watch_resumes_without_gap() {
+    let env = start().await;
+    let addr = url(env.gw.grpc_addr);
+    let ids: Vec<String> = (0..6).map(|i| ct_iccid(7, i)).collect();
+    import(
+        &addr,
+        ACME,
+        ids.iter().map(|i| card(i, v1::Carrier::Ct, 20)).collect(),
+    )
+    .await;
+    let mut c = orders(&addr).await;
+    let o = c
+        .submit(with_token(submit_req("w", stop_op(), &ids), ACME))
+        .await
+        .unwrap()
+        .into_inner()
+        .work_order
+        .unwrap();
+    let mut r = results(&addr).await;
+    for (i, id) in ids.iter().enumerate().take(3) {
+        r.report(with_token(
+            outcome(&o, id, i as u32, v1::OutcomeKind::Succeeded),
+            ADAPTER,
+        ))
+        .await
+        .unwrap();
+    }
+    // first connection: read 4 events, then drop
+    let mut s = c
+        .watch(with_token(
+            v1::WatchRequest {
+                work_order_id: o.id,
+                after_sequence: 0,
+            },
+            ACME,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(next_event(&mut s).await);
+    }
+    drop(s);
+    let last = seen.last().unwrap().sequence;
+    for (i, id) in ids.iter().enumerate().skip(3) {
+        r.report(with_token(
+            outcome(&o, id, i as u32, v1::OutcomeKind::Succeeded),
+            ADAPTER,
+        ))
+        .await
+        .unwrap();
+    }
+    // resume after the last sequence seen
+    let mut s = c
+        .watch(with_token(
+            v1::WatchRequest {
+                work_order_id: o.id,
+                after_sequence: last,
+            },
+            ACME,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    // reference: everything from the start
+    let mut all = c
+        .watch(with_token(
+            v1::WatchRequest {
+                work_order_id: o.id,
+                after_sequence: 0,
+            },
+            ACME,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut reference = Vec::new();
+    loop {
+        let e = next_event(&mut all).await;
+        let settled = matches!(&e.event.as_ref().unwrap().event, Some(v1::work_order_event::Event::StatusChanged(sc)) if sc.status == v1::WorkOrderStatus::Completed as i32);
+        reference.push(e);
+        if settled {
+            break;
+        }
+    }
+    let mut resumed = seen.clone();
+    while resumed.len() < reference.len() {
+        resumed.push(next_event(&mut s).await);
+    }
+    let seqs = |v: &[v1::WatchEvent]| v.iter().map(|e| e.sequence).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(&resumed),
+        seqs(&reference),
+        "no event lost or repeated across the reconnect"
+    );
+    let item_events = reference
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event.as_ref().unwrap().event,
+                Some(v1::work_order_event::Event::Item(_))
+            )
+        })
+        .count();
+    assert_eq!(item_events, 6);
+}
+
+#[tokio::test]
+async fn tenant_isolation_on_every_rpc() {
+    let env = start().await;
+    let addr = url(env.gw.grpc_addr);
+    let ids: Vec<String> = (0..2).map(|i| ct_iccid(8, i)).collect();
+    import(
+        &addr,
+        ACME,
+        ids.iter().map(|i| card(i, v1::Carrier::Ct, 20)).collect(),
+    )
+    .await;
+    let mut reg = registry(&addr).await;
+    reg.import_batches(with_token(
+        v1::ImportBatchesRequest {
+            batches: vec![v1::PurchaseBatch {
+                batch_no: "B-ACME".into(),
+                carrier: v1::Carrier::Ct as i32,
+                ..Default::default()
+            }],
+        },
+        ACME,
+    ))
+    .await
+    .unwrap();
+    let mut c = orders(&addr).await;
+    let mut held = submit_req("iso", stop_op(), &ids);
+    held.hold_for_review = true;
+    let o = c
+        .submit(with_token(held, ACME))
+        .await
+        .unwrap()
+        .into_inner()
+        .work_order
+        .unwrap();
+    let id = o.id;
+    for token in [BETA, "", "Bearer-nonsense"] {
+        let want = if token == BETA {
+            ErrorCode::WorkOrderNotFound
+        } else {
+            ErrorCode::Unauthenticated
+        };
+        let check = |r: Result<(), tonic::Status>, what: &str| {
+            let e = r.expect_err(what);
+            assert_eq!(code_of(&e), Some(want), "{what} with {token:?}: {e:?}");
+        };
+        check(
+            c.get(with_token(v1::GetRequest { id }, token))
+                .await
+                .map(|_| ()),
+            "get",
+        );
+        check(
+            c.list_items(with_token(
+                v1::ListItemsRequest {
+                    work_order_id: id,
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .map(|_| ()),
+            "items",
+        );
+        check(
+            c.watch(with_token(
+                v1::WatchRequest {
+                    work_order_id: id,
+                    after_sequence: 0,
+                },
+                token,
+            ))
+            .await
+            .map(|_| ()),
+            "watch",
+        );
+        check(
+            c.cancel(with_token(v1::OrderRef { id }, token))
+                .await
+                .map(|_| ()),
+            "cancel",
+        );
+        check(
+            c.approve(with_token(v1::OrderRef { id }, token))
+                .await
+                .map(|_| ()),
+            "approve",
+        );
+        check(
+            c.reject(with_token(
+                v1::RejectRequest {
+                    id,
+                    reason: String::new(),
+                },
+                token,
+            ))
+            .await
+            .map(|_| ()),
+            "reject",
+        );
+        if token != BETA {
+            check(
+                c.list(with_token(v1::ListRequest::default(), token))
+                    .await
+                    .map(|_| ()),
+                "list",
+            );
+            check(
+                c.card_history(with_token(
+                    v1::CardHistoryRequest {
+                        card: ids[0].clone(),
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await
+                .map(|_| ()),
+                "history",
+            );
+            check(
+                c.submit(with_token(submit_req("x", stop_op(), &ids), token))
+                    .await
+                    .map(|_| ()),
+                "submit",
+            );
+            check(
+                reg.get_card(with_token(v1::GetCardRequest { id: ids[0].clone() }, token))
+                    .await
+                    .map(|_| ()),
+                "get card",
+            );
+            check(
+                reg.import_cards(with_token(v1::ImportCardsRequest { cards: vec![] }, token))
+                    .await
+                    .map(|_| ()),
+                "import",
+            );
+            check(
+                reg.get_batch(with_token(
+                    v1::GetBatchRequest {
+                        batch_no: "B-ACME".into(),
+                    },
+                    token,
+                ))
+                .await
+                .map(|_| ()),
+                "batch",
+            );
+        }
+    }
+    // beta sees nothing of acme's
+    let list = c
+        .list(with_token(v1::ListRequest::default(), BETA))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(list.work_orders.is_empty());
+    let acme_list = c
+        .list(with_token(v1::ListRequest::default(), ACME))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(acme_list.work_orders.len(), 1);
+    let h = c
+        .card_history(with_token(
+            v1::CardHistoryRequest {
+                card: ids[0].clone(),
+                ..Default::default()
+            },
+            BETA,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(h.entries.is_empty());
+    let e = reg
+        .get_card(with_token(v1::GetCardRequest { id: ids[0].clone() }, BETA))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(ErrorCode::CardNotFound));
+    let e = reg
+        .get_batch(with_token(
+            v1::GetBatchRequest {
+                batch_no: "B-ACME".into(),
+            },
+            BETA,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(ErrorCode::BatchNotFound));
+    let steal = reg
+        .import_cards(with_token(
+            v1::ImportCardsRequest {
+                cards: vec![card(&ids[0], v1::Carrier::Ct, 20)],
+            },
+            BETA,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(steal.imported, 0);
+    assert_eq!(
+        steal.refused[0].problem.as_ref().unwrap().code,
+        ErrorCode::PermissionDenied.code()
+    );
+    let beta_order = c
+        .submit(with_token(submit_req("b", stop_op(), &ids), BETA))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(beta_order.refused, 2);
+    assert_eq!(
+        beta_order.refusals[0].problem.as_ref().unwrap().code,
+        ErrorCode::CardNotFound.code()
+    );
+    // adapters cannot use the tenant API
+    let e = c
+        .get(with_token(v1::GetRequest { id }, ADAPTER))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(ErrorCode::PermissionDenied));
+}
+
+#[tokio::test]
+async fn nats_intake_with_json() {
+    let env = start().await;
+    let addr = url(env.gw.grpc_addr);
+    let ids: Vec<String> = (0..3).map(|i| ct_iccid(10, i)).collect();
+    import(
+        &addr,
+        ACME,
+        ids.iter().map(|i| card(i, v1::Carrier::Ct, 20)).collect(),
+    )
+    .await;
+    let client = async_nats::connect(env.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+    let body = serde_json::json!({
+        "idempotency_key": "intake-1",
+        "operation": {"stop": {}},
+        "cards": ids.iter().map(|i| serde_json::json!({"id": i})).collect::<Vec<_>>(),
+    });
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("Content-Type", "application/json");
+    h.insert(names::INTAKE_REPLY_HEADER, inbox.as_str());
+    js.publish_with_headers(
+        "gsl.intake.acme",
+        h,
+        serde_json::to_vec(&body).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(10), replies.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let reply: v1::IntakeReply = decode("IntakeReply", &m.payload).unwrap();
+    let Some(v1::intake_reply::Result::Accepted(resp)) = reply.result else {
+        panic!("refused: {reply:?}")
+    };
+    let o = resp.work_order.unwrap();
+    assert_eq!(o.source, 100);
+    assert_eq!(o.total, 3);
+    let mut c = orders(&addr).await;
+    assert_eq!(
+        c.get(with_token(v1::GetRequest { id: o.id }, ACME))
+            .await
+            .unwrap()
+            .into_inner()
+            .id,
+        o.id
+    );
+    assert_eq!(work_messages(&env.nats.url()).await.len(), 3);
+    // an unknown operation is refused (answered), malformed JSON is dead-lettered
+    let refused =
+        serde_json::json!({"idempotency_key": "intake-2", "operation": {"stop": {}}, "cards": []});
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("Content-Type", "application/json");
+    h.insert(names::INTAKE_REPLY_HEADER, inbox.as_str());
+    js.publish_with_headers(
+        "gsl.intake.acme",
+        h,
+        serde_json::to_vec(&refused).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(10), replies.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let reply: v1::IntakeReply = decode("IntakeReply", &m.payload).unwrap();
+    assert!(
+        matches!(reply.result, Some(v1::intake_reply::Result::Refused(p)) if p.code == ErrorCode::BadParameter.code())
+    );
+    js.publish("gsl.intake.acme", "{ not json".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    js.publish("gsl.intake.nobody", "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let dlq = js.get_stream(names::STREAM_DLQ).await.unwrap();
+    let mut found = HashSet::new();
+    for _ in 0..100 {
+        let info = dlq.get_info().await.unwrap();
+        if info.state.messages >= 2 {
+            for seq in 1..=info.state.messages {
+                let m = dlq.get_raw_message(seq).await.unwrap();
+                let reason = m
+                    .headers
+                    .get(names::headers::DLQ_CODE)
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default();
+                found.insert(reason);
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        found.contains(ErrorCode::MalformedMessage.code()),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(ErrorCode::PermissionDenied.code()),
+        "{found:?}"
+    );
+    // the intake stream is drained: nothing retried forever
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        js.get_stream(names::STREAM_INTAKE)
+            .await
+            .unwrap()
+            .get_info()
+            .await
+            .unwrap()
+            .state
+            .messages,
+        0
+    );
+}
