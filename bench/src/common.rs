@@ -113,7 +113,15 @@ impl Service {
         .map_err(|_| format!("{bin} did not start within 30 s"))?
         .ok_or(format!("{bin} exited before listening"))?;
         // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let echo = std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1");
+        let name = bin.to_owned();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = lines.next_line().await {
+                if echo {
+                    eprintln!("[{name}] {l}");
+                }
+            }
+        });
         Ok(Service { child, addr })
     }
 
@@ -133,4 +141,9 @@ pub fn rss_mb(pid: u32) -> Option<(f64, f64)> {
             .map(|kb| kb / 1024.0)
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Log filter for the services a benchmark starts (`BENCH_SERVICE_LOG`, default `warn`).
+pub fn service_log() -> String {
+    std::env::var("BENCH_SERVICE_LOG").unwrap_or_else(|_| "warn".into())
 }

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod common;
+mod gateway;
 mod sim;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ type BenchFn = fn(&common::Mode) -> futures::future::BoxFuture<'_, Result<(), St
 fn registry() -> BTreeMap<&'static str, BenchFn> {
     let mut m: BTreeMap<&'static str, BenchFn> = BTreeMap::new();
     m.insert("sim", |mode| Box::pin(sim::run(mode)));
+    m.insert("gateway", |mode| Box::pin(gateway::run(mode)));
     m
 }
 

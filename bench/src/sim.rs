@@ -70,7 +70,7 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
         &[
             ("SIM_UNLIMITED", "1".into()),
             ("SIM_CARDS_PER_CARRIER", "100000".into()),
-            ("RUST_LOG", "warn".into()),
+            ("RUST_LOG", crate::common::service_log()),
         ],
     )
     .await?;
@@ -133,7 +133,7 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
         &[
             ("SIM_UNLIMITED", "1".into()),
             ("SIM_CARDS_PER_CARRIER", "1000000".into()),
-            ("RUST_LOG", "warn".into()),
+            ("RUST_LOG", crate::common::service_log()),
         ],
     )
     .await?;

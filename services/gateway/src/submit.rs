@@ -110,6 +110,7 @@ async fn submit_inner(
             finish_fanout_if_needed(core, &rec).await?;
             return response_for(core, &rec, true).await;
         }
+        let t_validate = std::time::Instant::now();
         let v = if checked.kind.is_directional() {
             let batch = core.registry.batch(tenant, &req.batch_no).await?;
             validate::validate_directional(&batch, &checked)
@@ -117,7 +118,11 @@ async fn submit_inner(
             core.registry.wait_loaded().await;
             validate::validate_cards(&core.registry, tenant, &checked, &req.cards)
         };
+        let validate_ms = t_validate.elapsed().as_millis() as u64;
+        let t_persist = std::time::Instant::now();
         let rec = create_order(core, tenant, id, &req, &checked, &v, source).await?;
+        let persist_ms = t_persist.elapsed().as_millis() as u64;
+        let t_fanout = std::time::Instant::now();
         for it in &v.items {
             if let Some(p) = &it.refused {
                 core.metrics
@@ -144,6 +149,9 @@ async fn submit_inner(
             total = o.total,
             refused = o.refused,
             status = o.status,
+            validate_ms,
+            persist_ms,
+            fanout_ms = t_fanout.elapsed().as_millis() as u64,
             "work order accepted"
         );
         Ok(build_response(&rec, &v.items, replay))
@@ -382,10 +390,15 @@ pub async fn fanout(
         let mut headers = HeaderMap::new();
         gsl_telemetry::propagate::inject_nats(&mut headers);
         headers.insert(names::headers::TENANT, o.tenant.as_str());
-        let mut p = Pipeline::new(&core.js, core.cfg.fanout_window);
         let op = o.operation.clone().unwrap_or_default();
         let kind = convert::operation_kind(&op)
             .ok_or_else(|| ApiError::busy("order without operation"))?;
+        // Subjects per carrier, computed once.
+        let subjects: Vec<String> = Carrier::ALL
+            .iter()
+            .map(|c| names::work_subject(*c, kind))
+            .collect();
+        let mut p = Pipeline::new(&core.js, core.cfg.fanout_window);
         for (index, it) in items.iter().enumerate() {
             if it.refused.is_some() || skip(index) {
                 continue;
@@ -403,7 +416,7 @@ pub async fn fanout(
                 batch_no: o.batch_no.clone(),
             };
             p.push(Outgoing {
-                subject: names::work_subject(carrier, kind),
+                subject: subjects[carrier.index()].clone(),
                 msg_id: Some(names::work_msg_id(o.id, &it.card)),
                 headers: Some(headers.clone()),
                 payload: encode(&wi),
