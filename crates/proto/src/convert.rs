@@ -153,6 +153,80 @@ pub fn from_timestamp(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?)
 }
 
+/// The facts the rules look at, from a registry record (`None` when the
+/// record lacks a valid carrier or status).
+pub fn card_facts(c: &v1::Card) -> Option<gsl_domain::CardFacts> {
+    use gsl_domain::card::{SimStatus, StopReason, TriNetVersion};
+    Some(gsl_domain::CardFacts {
+        carrier: carrier_from_wire(c.carrier).ok()?,
+        status: SimStatus::from_code(i64::from(c.sim_status))?,
+        stop_reason: StopReason::from_code(i64::from(c.stop_reason)).unwrap_or(StopReason::Normal),
+        pooled: c.pooled,
+        real_named: c.real_named,
+        trinet_version: match v1::TriNetVersion::try_from(c.trinet_version) {
+            Ok(v1::TriNetVersion::Sdk) => Some(TriNetVersion::Sdk),
+            Ok(v1::TriNetVersion::NoSdk) => Some(TriNetVersion::NoSdk),
+            _ => None,
+        },
+    })
+}
+
+/// A wire operation (per-card parameters already resolved) as a domain
+/// operation, with every parameter validated.
+pub fn operation_to_domain(op: &v1::Operation) -> Result<gsl_domain::Operation, WireError> {
+    use gsl_domain::Operation as D;
+    use v1::operation::Kind as O;
+    let bad = |f: &'static str, e: String| WireError::new(f, e);
+    Ok(
+        match op
+            .kind
+            .as_ref()
+            .ok_or_else(|| WireError::new("operation", "empty"))?
+        {
+            O::Activate(_) => D::Activate,
+            O::Stop(_) => D::Stop,
+            O::Resume(_) => D::Resume,
+            O::Rebind(r) => D::Rebind {
+                bind_type: bind_type_from_wire(r.bind_type)?,
+                imei: if r.imei.is_empty() {
+                    None
+                } else {
+                    Some(gsl_domain::Imei::parse(&r.imei).map_err(|e| bad("imei", e.to_string()))?)
+                },
+            },
+            O::SpeedLimit(s) => D::SpeedLimit { kbps: s.kbps },
+            O::NetworkCutoff(_) => D::NetworkCutoff,
+            O::NetworkRestore(_) => D::NetworkRestore,
+            O::SetUsageThreshold(t) => D::SetUsageThreshold {
+                threshold: gsl_domain::threshold::Threshold::from_mb(t.threshold_mb)
+                    .map_err(|e| bad("threshold_mb", e.to_string()))?,
+            },
+            O::CancelUsageThreshold(_) => D::CancelUsageThreshold,
+            O::RegionBind(r) => D::RegionBind {
+                region: gsl_domain::region::Region::parse(&r.region)
+                    .map_err(|e| bad("region", e.to_string()))?,
+            },
+            O::DirectionalAdd(a) => D::DirectionalAdd {
+                entries: a.entries.clone(),
+            },
+            O::DirectionalModify(m) => D::DirectionalModify {
+                entry_id: m.entry_id.clone(),
+                entry: m.entry.clone(),
+            },
+            O::DirectionalDelete(d) => D::DirectionalDelete {
+                entry_ids: d.entry_ids.clone(),
+            },
+            O::SwitchNetwork(s) => D::SwitchNetwork {
+                target: carrier_from_wire(s.target)?,
+            },
+            O::SwitchPolicy(p) => D::SwitchPolicy {
+                policy_id: p.policy_id.clone(),
+            },
+            O::CloseCard(_) => D::CloseCard,
+        },
+    )
+}
+
 /// A wire problem from a domain code.
 pub fn problem(code: gsl_domain::ErrorCode, message: impl Into<String>) -> v1::Problem {
     v1::Problem {

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use gsl_bus::codec::{decode, encode};
 use gsl_bus::kv::{self, Cas};
 use gsl_domain::ErrorCode;
-use gsl_domain::card::{CardFacts, SimStatus, StopReason, TriNetVersion};
+use gsl_domain::card::CardFacts;
 use gsl_domain::carrier::Carrier;
 use gsl_domain::ids::CardId;
 use gsl_domain::operation::OperationKind;
@@ -39,20 +39,7 @@ pub struct Registry {
 }
 
 /// Card facts from a registry record.
-pub fn facts_of(c: &v1::Card) -> Option<CardFacts> {
-    Some(CardFacts {
-        carrier: convert::carrier_from_wire(c.carrier).ok()?,
-        status: SimStatus::from_code(i64::from(c.sim_status))?,
-        stop_reason: StopReason::from_code(i64::from(c.stop_reason)).unwrap_or(StopReason::Normal),
-        pooled: c.pooled,
-        real_named: c.real_named,
-        trinet_version: match v1::TriNetVersion::try_from(c.trinet_version) {
-            Ok(v1::TriNetVersion::Sdk) => Some(TriNetVersion::Sdk),
-            Ok(v1::TriNetVersion::NoSdk) => Some(TriNetVersion::NoSdk),
-            _ => None,
-        },
-    })
-}
+pub use gsl_proto::convert::card_facts as facts_of;
 
 impl Registry {
     /// Start mirroring. The mirror is usable at once; [`wait_loaded`](Self::wait_loaded)

@@ -1,0 +1,141 @@
+//! The interface a carrier module implements, and the outcomes it reports.
+//!
+//! A carrier module turns an operation into that carrier's request(s), and
+//! that carrier's answers into one of a few outcomes, including whether a
+//! failure is worth retrying. Fallbacks a carrier needs (China Telecom's
+//! "already subscribed, so modify", forced activation when resume meets a
+//! card awaiting activation, China Mobile's token refresh) live in the
+//! module, not here.
+
+use crate::pacing::Pacer;
+use gsl_domain::carrier::Carrier;
+use gsl_domain::codes::ErrorCode;
+use gsl_proto::v1;
+use std::time::Duration;
+
+/// What a module gets to make its calls.
+pub struct CallCtx<'a> {
+    /// Wait for the carrier's budget before each request (`pace.change()`, `pace.query()`).
+    pub pace: &'a Pacer,
+    /// Our transaction id for this item's change: derived from the item id,
+    /// fixed in the execution record, the same on every retry.
+    pub txn: &'a str,
+}
+
+/// The item as a module sees it.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub work_order_id: u64,
+    pub card: String,
+    pub index: u32,
+    pub tenant: String,
+    pub carrier: Carrier,
+    pub op: v1::Operation,
+    pub batch_no: String,
+}
+
+impl Item {
+    pub fn kind(&self) -> Option<gsl_domain::OperationKind> {
+        gsl_proto::convert::operation_kind(&self.op)
+    }
+}
+
+/// The carrier accepted a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The carrier's receipt (order number, request id, ticket).
+    pub ticket: String,
+    /// What to poll with (usually the ticket; China Telecom polls by the
+    /// transaction id of the call that was accepted).
+    pub poll_ref: String,
+}
+
+/// Progress of an accepted change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    Pending,
+    Succeeded,
+    Failed {
+        carrier_code: String,
+        message: String,
+    },
+}
+
+/// Why a call did not give an answer we can use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The carrier refused; final for this item.
+    #[error("{code}: carrier {carrier_code}: {message}")]
+    Refused {
+        code: ErrorCode,
+        carrier_code: String,
+        message: String,
+    },
+    /// Nothing happened at the carrier (connection refused, 5xx, busy, over
+    /// the limit): retry, after `retry_after` when the carrier said so.
+    #[error("transient: {reason}")]
+    Transient {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The request may have reached the carrier but no answer came back
+    /// (timeout after sending, connection dropped): never call again blindly;
+    /// look the transaction up first.
+    #[error("outcome unknown: {reason}")]
+    Unknown { reason: String },
+}
+
+impl CallError {
+    pub fn refused(
+        code: ErrorCode,
+        carrier_code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> CallError {
+        CallError::Refused {
+            code,
+            carrier_code: carrier_code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn transient(reason: impl Into<String>) -> CallError {
+        CallError::Transient {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+}
+
+pub type CallResult<T> = Result<T, CallError>;
+
+/// A carrier platform.
+#[tonic::async_trait]
+pub trait CarrierApi: Send + Sync + 'static {
+    fn carrier(&self) -> Carrier;
+
+    /// The transaction id for an item's change, made once and kept in the
+    /// execution record. The default is derived from the item id; a carrier
+    /// with its own format overrides it.
+    fn make_txn(&self, item: &Item, _now: chrono::DateTime<chrono::Utc>) -> String {
+        format!("gsl-{}-{}", item.work_order_id, item.card)
+    }
+
+    /// Ask the carrier for the change. Uses `ctx.txn` so that a repeat is
+    /// recognised by the carrier.
+    async fn submit(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<Accepted>;
+
+    /// Progress of an accepted change.
+    async fn poll(
+        &self,
+        ctx: &CallCtx<'_>,
+        item: &Item,
+        accepted: &Accepted,
+    ) -> CallResult<Progress>;
+
+    /// Find the change made under `ctx.txn`, if the carrier has it (resolves
+    /// an unknown outcome).
+    async fn lookup(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<Option<Accepted>>;
+
+    /// Can the carrier be reached (for `/readyz`)?
+    async fn ping(&self) -> Result<(), String>;
+}

@@ -1,0 +1,232 @@
+//! Adapter settings: from the environment (`GSL_*`), or built by tests.
+
+use gsl_bus::BusConfig;
+use gsl_domain::carrier::Carrier;
+use gsl_domain::clock::Clock;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// A carrier rate limit for one API class: `limit` calls per `window`.
+/// `limit = 0`: no pacing at all.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub limit: u32,
+    pub window: Duration,
+}
+
+impl Rate {
+    pub const OFF: Rate = Rate {
+        limit: 0,
+        window: Duration::from_secs(1),
+    };
+
+    pub fn per_second(n: u32) -> Rate {
+        Rate {
+            limit: n,
+            window: Duration::from_secs(1),
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Rate, String> {
+        // "50", "50/s", "1/s", "0" (off), "300/min"
+        let s = s.trim();
+        let (n, per) = s.split_once('/').unwrap_or((s, "s"));
+        let limit: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("rate {s:?}: expected N, N/s or N/min"))?;
+        let window = match per.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "min" | "minute" => Duration::from_secs(60),
+            other => return Err(format!("rate {s:?}: unknown unit {other:?}")),
+        };
+        Ok(Rate { limit, window })
+    }
+}
+
+/// How replicas share a carrier's rate budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Each replica paces alone with governor (one replica only).
+    Local,
+    /// Replicas lease evenly spaced call slots from a KV record (see `pacing`).
+    Shared,
+}
+
+/// Everything an adapter needs.
+#[derive(Debug, Clone)]
+pub struct AdapterConfig {
+    pub carrier: Carrier,
+    /// Carrier platform base URL, e.g. `http://sim:8080/ct` (`GSL_CARRIER_URL`).
+    pub carrier_url: String,
+    /// Carrier credentials, carrier-specific meaning (`GSL_CARRIER_USER`, `GSL_CARRIER_SECRET`).
+    pub carrier_user: String,
+    pub carrier_secret: String,
+    pub bus: BusConfig,
+    /// The gateway's gRPC address for Results (`GSL_GATEWAY_URL`).
+    pub gateway_url: String,
+    /// Adapter credential for Results (`GSL_ADAPTER_TOKEN`).
+    pub adapter_token: String,
+    /// Admin HTTP (`GSL_ADMIN_LISTEN`, default `0.0.0.0:9091`).
+    pub admin_listen: String,
+    /// Items processed at once by this replica (`GSL_CONCURRENCY`, default 64).
+    pub concurrency: usize,
+    /// Carrier limits per API class (`GSL_RATE_CHANGE`, `GSL_RATE_QUERY`,
+    /// `GSL_RATE_LIST`; default 5/s, 5/s, 1/s as the reference service).
+    pub rate_change: Rate,
+    pub rate_query: Rate,
+    pub rate_list: Rate,
+    /// Share of the limit actually used (`GSL_RATE_SAFETY`, default 0.98): room
+    /// for network jitter so the carrier never sees more than its limit.
+    pub rate_safety: f64,
+    /// `GSL_RATE_BUDGET=shared|local` (default shared).
+    pub budget: Budget,
+    /// Deliveries of one item before it is dead-lettered (`GSL_MAX_DELIVER`, default 8).
+    pub max_deliver: i64,
+    /// How long a delivery may go without an ack or progress (`GSL_ACK_WAIT_SECS`, default 30).
+    pub ack_wait: Duration,
+    /// Attempts of one carrier call within a delivery (`GSL_CALL_ATTEMPTS`, default 4).
+    pub call_attempts: usize,
+    /// HTTP timeout of one carrier request (`GSL_CALL_TIMEOUT_MS`, default 10000).
+    pub call_timeout: Duration,
+    /// Real time between completion polls (`GSL_POLL_INTERVAL_MS`, default 5000).
+    pub poll_interval: Duration,
+    /// Poll once right after the carrier accepts (`GSL_INLINE_POLL`, default on):
+    /// changes that complete at once finish without a follow-up round trip.
+    pub inline_poll: bool,
+    /// Cooldown rules switched off by name (`GSL_COOLDOWNS_DISABLED=same,reset`).
+    pub cooldowns_disabled: BTreeSet<String>,
+    /// The scaled clock (`GSL_CLOCK_START`, `GSL_CLOCK_ANCHOR`, `GSL_TIME_SCALE`).
+    pub clock: Clock,
+    /// This replica's name in reports and logs (`POD_NAME` or `HOSTNAME`).
+    pub instance: String,
+}
+
+impl AdapterConfig {
+    /// Defaults for a carrier; tests adjust fields.
+    pub fn new(
+        carrier: Carrier,
+        carrier_url: &str,
+        nats_url: &str,
+        gateway_url: &str,
+        adapter_token: &str,
+    ) -> AdapterConfig {
+        AdapterConfig {
+            carrier,
+            carrier_url: carrier_url.trim_end_matches('/').to_owned(),
+            carrier_user: String::new(),
+            carrier_secret: String::new(),
+            bus: BusConfig::new(nats_url, format!("gsl-adapter-{carrier}")),
+            gateway_url: gateway_url.to_owned(),
+            adapter_token: adapter_token.to_owned(),
+            admin_listen: "127.0.0.1:0".into(),
+            concurrency: 64,
+            rate_change: Rate::per_second(5),
+            rate_query: Rate::per_second(5),
+            rate_list: Rate::per_second(1),
+            rate_safety: 0.98,
+            budget: Budget::Shared,
+            max_deliver: 8,
+            ack_wait: Duration::from_secs(30),
+            call_attempts: 4,
+            call_timeout: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(5),
+            inline_poll: true,
+            cooldowns_disabled: BTreeSet::new(),
+            clock: Clock::real(),
+            instance: format!("adapter-{carrier}"),
+        }
+    }
+
+    pub fn from_env() -> Result<AdapterConfig, String> {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let need = |k: &str| get(k).ok_or_else(|| format!("{k} is required"));
+        let carrier: Carrier = need("GSL_CARRIER")?
+            .parse()
+            .map_err(|e| format!("GSL_CARRIER: {e}"))?;
+        let mut c = AdapterConfig::new(
+            carrier,
+            &need("GSL_CARRIER_URL")?,
+            &get("GSL_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+            &need("GSL_GATEWAY_URL")?,
+            &need("GSL_ADAPTER_TOKEN")?,
+        );
+        c.bus = BusConfig::from_lookup(&format!("gsl-adapter-{carrier}"), |k| get(k));
+        c.carrier_user = get("GSL_CARRIER_USER").unwrap_or_default();
+        c.carrier_secret = get("GSL_CARRIER_SECRET").unwrap_or_default();
+        c.admin_listen = get("GSL_ADMIN_LISTEN").unwrap_or_else(|| "0.0.0.0:9091".into());
+        let num = |k: &str, d: u64| -> Result<u64, String> {
+            get(k)
+                .map(|v| v.parse().map_err(|_| format!("{k} must be a whole number")))
+                .unwrap_or(Ok(d))
+        };
+        c.concurrency = num("GSL_CONCURRENCY", 64)?.max(1) as usize;
+        if let Some(r) = get("GSL_RATE_CHANGE") {
+            c.rate_change = Rate::parse(&r)?;
+        }
+        if let Some(r) = get("GSL_RATE_QUERY") {
+            c.rate_query = Rate::parse(&r)?;
+        }
+        if let Some(r) = get("GSL_RATE_LIST") {
+            c.rate_list = Rate::parse(&r)?;
+        }
+        if let Some(s) = get("GSL_RATE_SAFETY") {
+            c.rate_safety = s
+                .parse()
+                .map_err(|_| "GSL_RATE_SAFETY must be a number".to_string())?;
+            if !(0.1..=1.0).contains(&c.rate_safety) {
+                return Err("GSL_RATE_SAFETY must be between 0.1 and 1".into());
+            }
+        }
+        c.budget = match get("GSL_RATE_BUDGET").as_deref() {
+            None | Some("shared") => Budget::Shared,
+            Some("local") => Budget::Local,
+            Some(o) => return Err(format!("GSL_RATE_BUDGET {o:?}: expected shared or local")),
+        };
+        c.max_deliver = num("GSL_MAX_DELIVER", 8)?.max(1) as i64;
+        c.ack_wait = Duration::from_secs(num("GSL_ACK_WAIT_SECS", 30)?.max(2));
+        c.call_attempts = num("GSL_CALL_ATTEMPTS", 4)?.max(1) as usize;
+        c.call_timeout = Duration::from_millis(num("GSL_CALL_TIMEOUT_MS", 10_000)?);
+        c.poll_interval = Duration::from_millis(num("GSL_POLL_INTERVAL_MS", 5000)?);
+        c.inline_poll = get("GSL_INLINE_POLL").as_deref() != Some("off");
+        c.cooldowns_disabled = get("GSL_COOLDOWNS_DISABLED")
+            .map(|s| {
+                s.split(',')
+                    .map(|x| x.trim().to_owned())
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        c.clock = Clock::from_settings(
+            get("GSL_CLOCK_START").as_deref(),
+            get("GSL_CLOCK_ANCHOR").as_deref(),
+            get("GSL_TIME_SCALE").as_deref(),
+        )
+        .map_err(|e| e.to_string())?;
+        c.instance = get("POD_NAME")
+            .or_else(|| get("HOSTNAME"))
+            .unwrap_or_else(|| format!("adapter-{carrier}"));
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(Rate::parse("50").unwrap(), Rate::per_second(50));
+        assert_eq!(Rate::parse("1/s").unwrap(), Rate::per_second(1));
+        assert_eq!(
+            Rate::parse("300/min").unwrap(),
+            Rate {
+                limit: 300,
+                window: Duration::from_secs(60)
+            }
+        );
+        assert_eq!(Rate::parse("0").unwrap().limit, 0);
+        assert!(Rate::parse("fast").is_err());
+        assert!(Rate::parse("5/h").is_err());
+    }
+}

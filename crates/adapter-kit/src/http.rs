@@ -1,0 +1,88 @@
+//! The HTTP client every carrier module uses: W3C trace context on every
+//! request, timeouts, and the one distinction that matters for "no double
+//! effect": whether a failed request may have reached the carrier.
+
+use crate::carrier::CallError;
+use opentelemetry::propagation::Injector;
+use std::time::Duration;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(k, v);
+        }
+    }
+}
+
+/// The current span's trace context as HTTP headers.
+pub fn trace_headers() -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    let cx = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut HeaderInjector(&mut h))
+    });
+    h
+}
+
+/// A shared client (keep-alive pool) with a per-request timeout.
+#[derive(Clone)]
+pub struct Http {
+    pub client: reqwest::Client,
+}
+
+impl Http {
+    pub fn new(timeout: Duration) -> Http {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(3).min(timeout))
+            .pool_max_idle_per_host(256)
+            .build()
+            .expect("a client with only timeouts set builds");
+        Http { client }
+    }
+
+    /// Send, with trace headers. A failure to connect is transient (nothing
+    /// was sent); any other failure may have reached the carrier.
+    pub async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response, CallError> {
+        rb.headers(trace_headers()).send().await.map_err(classify)
+    }
+
+    /// Read a body. Losing it means the outcome is unknown.
+    pub async fn body(resp: reqwest::Response) -> Result<bytes::Bytes, CallError> {
+        resp.bytes().await.map_err(|e| CallError::Unknown {
+            reason: format!("answer lost: {e}"),
+        })
+    }
+}
+
+pub fn classify(e: reqwest::Error) -> CallError {
+    if e.is_connect() {
+        CallError::transient(format!("cannot connect: {e}"))
+    } else if e.is_builder() {
+        CallError::refused(
+            gsl_domain::ErrorCode::BadParameter,
+            "",
+            format!("request not built: {e}"),
+        )
+    } else {
+        CallError::Unknown {
+            reason: format!("no answer: {e}"),
+        }
+    }
+}
+
+/// `Retry-After` in seconds, if present.
+pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    resp.headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(600.0)))
+}

@@ -1,0 +1,115 @@
+//! The execution record of an item, in `gsl_items` under `<wo>.<card>`.
+//!
+//! Written *before* the carrier is called (intent, with the transaction id),
+//! then updated with the receipt (accepted) and the outcome (done). It, not
+//! the bus, is what makes a redelivered item safe: an item whose record says
+//! the carrier may have been called is looked up at the carrier, never
+//! called again blindly; an item whose record is done is only reported again.
+
+use crate::guards::Held;
+use chrono::{DateTime, Utc};
+use gsl_bus::kv;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// The carrier may have been called under `txn`.
+    Intent,
+    /// The carrier accepted; followed to completion from GSL_FOLLOW.
+    Accepted,
+    /// Final.
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Final {
+    pub succeeded: bool,
+    pub code: String,
+    pub carrier_code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRecord {
+    pub state: State,
+    pub txn: String,
+    pub started_at: DateTime<Utc>,
+    #[serde(default)]
+    pub ticket: Option<String>,
+    #[serde(default)]
+    pub poll_ref: Option<String>,
+    #[serde(default)]
+    pub accepted_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub deadline: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub sla_reported: bool,
+    #[serde(default)]
+    pub outcome: Option<Final>,
+    /// The final outcome was acknowledged by the gateway.
+    #[serde(default)]
+    pub reported: bool,
+    #[serde(default)]
+    pub guards: Vec<Held>,
+    #[serde(default)]
+    pub quota: Option<String>,
+    #[serde(default)]
+    pub owner: String,
+}
+
+pub struct Records {
+    pub kv: async_nats::jetstream::kv::Store,
+}
+
+impl Records {
+    pub async fn get(&self, key: &str) -> Result<Option<(ExecRecord, u64)>, gsl_bus::BusError> {
+        let e = kv::read(&self.kv, key).await?;
+        Ok(
+            e.filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
+                .and_then(|e| {
+                    serde_json::from_slice(&e.value)
+                        .ok()
+                        .map(|r| (r, e.revision))
+                }),
+        )
+    }
+
+    /// Create; `Ok(None)` if a record exists already.
+    pub async fn create(
+        &self,
+        key: &str,
+        r: &ExecRecord,
+    ) -> Result<Option<u64>, gsl_bus::BusError> {
+        kv::create(
+            &self.kv,
+            key,
+            serde_json::to_vec(r).expect("serialises").into(),
+        )
+        .await
+    }
+
+    /// Update on a revision; `Ok(None)` if someone else changed it first.
+    pub async fn update(
+        &self,
+        key: &str,
+        r: &ExecRecord,
+        revision: u64,
+    ) -> Result<Option<u64>, gsl_bus::BusError> {
+        match self
+            .kv
+            .update(
+                key,
+                serde_json::to_vec(r).expect("serialises").into(),
+                revision,
+            )
+            .await
+        {
+            Ok(rev) => Ok(Some(rev)),
+            Err(e) if e.kind() == async_nats::jetstream::kv::UpdateErrorKind::WrongLastRevision => {
+                Ok(None)
+            }
+            Err(e) => Err(gsl_bus::BusError::kv("update", key, e)),
+        }
+    }
+}

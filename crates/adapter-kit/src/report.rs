@@ -1,0 +1,99 @@
+//! Reporting outcomes to the gateway's Results service, with retries until
+//! the gateway acknowledges: a gateway that is down for a minute loses
+//! nothing (the item's message is kept alive meanwhile, see `worker`).
+
+use gsl_proto::v1;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The gateway refused the report for good (bad report, unknown order).
+    #[error("gateway refused the report: {0}")]
+    Refused(String),
+    #[error("gave up reporting: {0}")]
+    GaveUp(String),
+}
+
+#[derive(Clone)]
+pub struct Reporter {
+    client: v1::results_client::ResultsClient<Channel>,
+    token: String,
+    give_up_after: Duration,
+}
+
+impl Reporter {
+    pub fn new(gateway_url: &str, token: &str) -> Result<Reporter, String> {
+        let ch = Endpoint::from_shared(gateway_url.to_owned())
+            .map_err(|e| format!("GSL_GATEWAY_URL {gateway_url:?}: {e}"))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(15))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Reporter {
+            client: v1::results_client::ResultsClient::new(ch),
+            token: token.to_owned(),
+            give_up_after: Duration::from_secs(600),
+        })
+    }
+
+    /// Report until acknowledged. Returns whether the gateway saw it before.
+    pub async fn report(&self, outcome: v1::ItemOutcome) -> Result<bool, ReportError> {
+        let span = tracing::info_span!("report", work_order_id = outcome.work_order_id, card = %outcome.card, outcome = outcome.kind);
+        let started = std::time::Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let mut req = Request::new(v1::ReportRequest {
+                outcome: Some(outcome.clone()),
+            });
+            req.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {}", self.token)
+                    .parse()
+                    .map_err(|_| ReportError::Refused("token is not ASCII".into()))?,
+            );
+            let cx = tracing_opentelemetry::OpenTelemetrySpanExt::context(&span);
+            opentelemetry::global::get_text_map_propagator(|p| {
+                p.inject_context(&cx, &mut MetadataInjector(req.metadata_mut()))
+            });
+            let r = tracing::Instrument::instrument(self.client.clone().report(req), span.clone())
+                .await;
+            match r {
+                Ok(resp) => return Ok(resp.into_inner().duplicate),
+                Err(s)
+                    if matches!(
+                        s.code(),
+                        Code::InvalidArgument
+                            | Code::NotFound
+                            | Code::PermissionDenied
+                            | Code::Unauthenticated
+                    ) =>
+                {
+                    return Err(ReportError::Refused(s.message().to_owned()));
+                }
+                Err(s) => {
+                    if started.elapsed() > self.give_up_after {
+                        return Err(ReportError::GaveUp(s.message().to_owned()));
+                    }
+                    tracing::warn!(code = ?s.code(), message = s.message(), "report failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
+
+impl opentelemetry::propagation::Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            tonic::metadata::MetadataValue::try_from(value.as_str()),
+        ) {
+            self.0.insert(k, v);
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! `gsl-adapter`: one carrier's adapter. Configuration from the environment
+//! (see `gsl_adapter_kit::config::AdapterConfig::from_env`); drains on SIGTERM.
+
+use gsl_adapter_kit::Adapter;
+use gsl_adapter_kit::config::AdapterConfig;
+
+#[tokio::main]
+async fn main() {
+    gsl_telemetry::init_logs("gsl-adapter");
+    let cfg = match AdapterConfig::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gsl-adapter: {e}");
+            std::process::exit(2);
+        }
+    };
+    let api = gsl_adapter::module_for(&cfg);
+    let adapter = match Adapter::start(cfg, api).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("gsl-adapter: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("admin on {}", adapter.admin_addr);
+    gsl_telemetry::shutdown::signal().await;
+    tracing::info!("draining");
+    adapter.shutdown().await;
+}

@@ -1,0 +1,180 @@
+//! The tri-net platform: lifecycle operations go to the card's active
+//! profile; switch network and switch policy are spaced 5 minutes apart for
+//! cards without the SDK (the guard in `adapter-kit` refuses early; the
+//! platform refuses too, and its answer maps to the same code).
+
+use crate::common::{json, s, transient_status};
+use gsl_adapter_kit::carrier::{
+    Accepted, CallCtx, CallError, CallResult, CarrierApi, Item, Progress,
+};
+use gsl_adapter_kit::http::Http;
+use gsl_domain::Carrier;
+use gsl_domain::codes::ErrorCode;
+use gsl_proto::convert;
+use gsl_proto::v1::operation::Kind as O;
+use serde_json::json;
+use std::time::Duration;
+
+pub struct Trinet {
+    base: String,
+    key: String,
+    http: Http,
+}
+
+impl Trinet {
+    pub fn new(base: &str, key: &str, timeout: Duration) -> Trinet {
+        Trinet {
+            base: format!("{}/api/v1", base.trim_end_matches('/')),
+            key: key.to_owned(),
+            http: Http::new(timeout),
+        }
+    }
+
+    async fn send(&self, rb: reqwest::RequestBuilder) -> CallResult<(u16, serde_json::Value)> {
+        let resp = self.http.send(rb.bearer_auth(&self.key)).await?;
+        if let Some(e) = transient_status(&resp) {
+            return Err(e);
+        }
+        let status = resp.status().as_u16();
+        Ok((status, json(resp).await?))
+    }
+
+    fn refusal(status: u16, v: &serde_json::Value) -> CallError {
+        let code = match (status, s(v, "code")) {
+            (409, "SWITCH_TOO_SOON") => ErrorCode::SwitchTooSoon,
+            (409, "POLICY_NOT_USABLE") => ErrorCode::PolicyNotUsable,
+            (409, _) => ErrorCode::IllegalState,
+            (403, _) => ErrorCode::NotSupported,
+            (404, _) => ErrorCode::CardNotFound,
+            (400, _) => ErrorCode::BadParameter,
+            _ => ErrorCode::CarrierRejected,
+        };
+        CallError::refused(code, s(v, "code"), s(v, "message"))
+    }
+
+    fn accepted(v: &serde_json::Value) -> Accepted {
+        let t = s(v, "ticket").to_owned();
+        Accepted {
+            ticket: t.clone(),
+            poll_ref: t,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl CarrierApi for Trinet {
+    fn carrier(&self) -> Carrier {
+        Carrier::Trinet
+    }
+
+    async fn submit(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<Accepted> {
+        let card = format!("{}/cards/{}", self.base, item.card);
+        let batch = format!("{}/batches/{}/directional", self.base, item.batch_no);
+        let rid = ctx.txn;
+        let lifecycle = |a: &str| {
+            (
+                format!("{card}/lifecycle"),
+                json!({"action": a, "requestId": rid}),
+            )
+        };
+        let (url, body) = match item.op.kind.as_ref() {
+            Some(O::Activate(_)) => lifecycle("activate"),
+            Some(O::Stop(_)) => lifecycle("stop"),
+            Some(O::Resume(_)) => lifecycle("resume"),
+            Some(O::CloseCard(_)) => lifecycle("close"),
+            Some(O::SwitchNetwork(sw)) => {
+                let target = convert::carrier_from_wire(sw.target).map_err(|e| {
+                    CallError::refused(ErrorCode::InvalidItemParameter, "", e.to_string())
+                })?;
+                (
+                    format!("{card}/switch-network"),
+                    json!({"target": target.as_str(), "requestId": rid}),
+                )
+            }
+            Some(O::SwitchPolicy(p)) => (
+                format!("{card}/switch-policy"),
+                json!({"policyId": p.policy_id, "requestId": rid}),
+            ),
+            Some(O::DirectionalAdd(a)) => (
+                batch,
+                json!({"action": "add", "entries": a.entries, "requestId": rid}),
+            ),
+            Some(O::DirectionalModify(m)) => (
+                batch,
+                json!({"action": "modify", "entryId": m.entry_id, "entry": m.entry, "requestId": rid}),
+            ),
+            Some(O::DirectionalDelete(d)) => (
+                batch,
+                json!({"action": "delete", "entryIds": d.entry_ids, "requestId": rid}),
+            ),
+            _ => {
+                return Err(CallError::refused(
+                    ErrorCode::NotSupported,
+                    "",
+                    "the tri-net platform does not offer this operation",
+                ));
+            }
+        };
+        ctx.pace.change().await;
+        let (status, v) = self.send(self.http.client.post(url).json(&body)).await?;
+        if status != 202 && status != 200 {
+            return Err(Trinet::refusal(status, &v));
+        }
+        Ok(Trinet::accepted(&v))
+    }
+
+    async fn poll(&self, ctx: &CallCtx<'_>, _item: &Item, acc: &Accepted) -> CallResult<Progress> {
+        ctx.pace.query().await;
+        let (status, v) = self
+            .send(
+                self.http
+                    .client
+                    .get(format!("{}/tickets/{}", self.base, acc.poll_ref)),
+            )
+            .await?;
+        if status != 200 {
+            return Err(Trinet::refusal(status, &v));
+        }
+        Ok(match s(&v, "state") {
+            "done" => Progress::Succeeded,
+            "failed" => Progress::Failed {
+                carrier_code: "failed".into(),
+                message: "ticket failed at the platform".into(),
+            },
+            _ => Progress::Pending,
+        })
+    }
+
+    async fn lookup(&self, ctx: &CallCtx<'_>, _item: &Item) -> CallResult<Option<Accepted>> {
+        ctx.pace.query().await;
+        let (status, v) = self
+            .send(
+                self.http
+                    .client
+                    .get(format!("{}/tickets", self.base))
+                    .query(&[("requestId", ctx.txn)]),
+            )
+            .await?;
+        match status {
+            200 => Ok(Some(Trinet::accepted(&v))),
+            404 => Ok(None),
+            _ => Err(Trinet::refusal(status, &v)),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), String> {
+        match self
+            .send(
+                self.http
+                    .client
+                    .get(format!("{}/tickets", self.base))
+                    .query(&[("requestId", "readiness-probe")]),
+            )
+            .await
+        {
+            Ok((401, _)) => Err("authentication refused".into()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The whole path for tests: nats-server, gateway, carrier-sim and adapters,
+//! with helpers to put a card in the same state at the carrier and in the
+//! registry, submit, and wait for outcomes.
+#![allow(dead_code)]
+
+use gsl_adapter_kit::Adapter;
+use gsl_adapter_kit::config::{AdapterConfig, Rate};
+use gsl_carrier_sim::config::{CompletionMode, Limits};
+use gsl_carrier_sim::inventory::CardRecord;
+use gsl_carrier_sim::{SimConfig, SimServer};
+use gsl_domain::Carrier;
+use gsl_domain::clock::Clock;
+use gsl_gateway::Gateway;
+use gsl_gateway::auth::StaticTokens;
+use gsl_gateway::config::GatewayConfig;
+use gsl_proto::{convert, v1};
+use gsl_testkit::NatsServer;
+use std::collections::HashMap;
+use std::time::Duration;
+use tonic::Request;
+use tonic::transport::Channel;
+
+pub const TENANT_TOKEN: &str = "tok-acme-0001";
+pub const ADAPTER_TOKEN: &str = "adapter-secret-1";
+
+pub struct Opts {
+    pub completion: CompletionMode,
+    pub late_share: f64,
+    pub time_scale: Option<f64>,
+    pub clock_start: Option<String>,
+    pub cooldowns_disabled: Vec<&'static str>,
+    pub carriers: Vec<Carrier>,
+    pub sim_limits: Option<Limits>,
+    pub rate_change: Rate,
+    pub poll_interval: Duration,
+    pub call_timeout: Duration,
+    pub max_deliver: i64,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            completion: CompletionMode::Immediate,
+            late_share: 0.0,
+            time_scale: None,
+            clock_start: None,
+            cooldowns_disabled: vec![],
+            carriers: Carrier::ALL.to_vec(),
+            sim_limits: None,
+            rate_change: Rate::OFF,
+            poll_interval: Duration::from_millis(100),
+            call_timeout: Duration::from_secs(5),
+            max_deliver: 8,
+        }
+    }
+}
+
+pub struct Stack {
+    pub nats: NatsServer,
+    pub sim: SimServer,
+    pub gw: Gateway,
+    pub adapters: Vec<Adapter>,
+    pub opts_clock: (Option<String>, String, Option<f64>),
+    pub grpc: String,
+}
+
+pub fn credentials(c: Carrier) -> (&'static str, &'static str) {
+    match c {
+        Carrier::Cmcc => ("gslcmcc", "cmcc-secret"),
+        Carrier::Ct => ("gslct", "ct-secret"),
+        Carrier::Cu => ("gslcu", "cu-secret"),
+        Carrier::Trinet => ("", "trinet-secret"),
+    }
+}
+
+pub async fn stack(o: Opts) -> Stack {
+    let nats = NatsServer::start().await.expect("nats");
+    let anchor = format!(
+        "{:.3}",
+        chrono::Utc::now().timestamp_millis() as f64 / 1000.0
+    );
+    let mut sc = SimConfig::unlimited();
+    sc.completion.mode = o.completion;
+    sc.completion.late_share = o.late_share;
+    sc.cards_per_carrier = 10_000;
+    sc.time_scale = o.time_scale;
+    sc.clock_start = o.clock_start.clone();
+    sc.clock_anchor = Some(anchor.clone());
+    if let Some(l) = &o.sim_limits {
+        for c in Carrier::ALL {
+            sc.limits.insert(c, l.clone());
+        }
+    }
+    let sim = SimServer::start(sc).await.expect("sim");
+    let mut tenants = HashMap::new();
+    tenants.insert(TENANT_TOKEN.to_string(), "acme".to_string());
+    let gw = Gateway::start(GatewayConfig::local(
+        &nats.url(),
+        StaticTokens::new(tenants, Some(ADAPTER_TOKEN.into())),
+    ))
+    .await
+    .expect("gateway");
+    let grpc = format!("http://{}", gw.grpc_addr);
+    let mut s = Stack {
+        nats,
+        sim,
+        gw,
+        adapters: vec![],
+        opts_clock: (o.clock_start.clone(), anchor, o.time_scale),
+        grpc,
+    };
+    for c in &o.carriers {
+        let a = Adapter::start(
+            s.adapter_config(*c, &o),
+            gsl_adapter::module_for(&s.adapter_config(*c, &o)),
+        )
+        .await
+        .expect("adapter");
+        s.adapters.push(a);
+    }
+    s
+}
+
+impl Stack {
+    pub fn clock(&self) -> Clock {
+        let scale = self.opts_clock.2.map(|s| s.to_string());
+        Clock::from_settings(
+            self.opts_clock.0.as_deref(),
+            Some(&self.opts_clock.1),
+            scale.as_deref(),
+        )
+        .unwrap()
+    }
+
+    pub fn adapter_config(&self, c: Carrier, o: &Opts) -> AdapterConfig {
+        let mut cfg = AdapterConfig::new(
+            c,
+            &self.sim.base_url(c),
+            &self.nats.url(),
+            &self.grpc,
+            ADAPTER_TOKEN,
+        );
+        let (u, p) = credentials(c);
+        cfg.carrier_user = u.into();
+        cfg.carrier_secret = p.into();
+        cfg.rate_change = o.rate_change;
+        cfg.rate_query = Rate::OFF;
+        cfg.rate_list = Rate::OFF;
+        cfg.poll_interval = o.poll_interval;
+        cfg.call_timeout = o.call_timeout;
+        cfg.max_deliver = o.max_deliver;
+        cfg.ack_wait = Duration::from_secs(10);
+        cfg.cooldowns_disabled = o.cooldowns_disabled.iter().map(|s| s.to_string()).collect();
+        cfg.clock = self.clock();
+        cfg.concurrency = 32;
+        cfg
+    }
+
+    /// Environment for an adapter process with the same settings.
+    pub fn adapter_env(&self, c: Carrier, o: &Opts) -> Vec<(String, String)> {
+        let (u, p) = credentials(c);
+        let mut env = vec![
+            ("GSL_CARRIER", c.as_str().to_string()),
+            ("GSL_CARRIER_URL", self.sim.base_url(c)),
+            ("GSL_CARRIER_USER", u.to_string()),
+            ("GSL_CARRIER_SECRET", p.to_string()),
+            ("GSL_NATS_URL", self.nats.url()),
+            ("GSL_GATEWAY_URL", self.grpc.clone()),
+            ("GSL_ADAPTER_TOKEN", ADAPTER_TOKEN.to_string()),
+            ("GSL_ADMIN_LISTEN", "127.0.0.1:0".to_string()),
+            ("GSL_RATE_CHANGE", o.rate_change.limit.to_string()),
+            ("GSL_RATE_QUERY", "0".to_string()),
+            ("GSL_RATE_LIST", "0".to_string()),
+            (
+                "GSL_POLL_INTERVAL_MS",
+                o.poll_interval.as_millis().to_string(),
+            ),
+            ("GSL_ACK_WAIT_SECS", "5".to_string()),
+            ("GSL_CONCURRENCY", "16".to_string()),
+            ("GSL_COOLDOWNS_DISABLED", o.cooldowns_disabled.join(",")),
+            ("GSL_CLOCK_ANCHOR", self.opts_clock.1.clone()),
+            ("RUST_LOG", "warn".to_string()),
+        ];
+        if let Some(s) = &self.opts_clock.0 {
+            env.push(("GSL_CLOCK_START", s.clone()));
+        }
+        if let Some(s) = self.opts_clock.2 {
+            env.push(("GSL_TIME_SCALE", s.to_string()));
+        }
+        env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+
+    pub async fn orders(&self) -> v1::work_orders_client::WorkOrdersClient<Channel> {
+        v1::work_orders_client::WorkOrdersClient::connect(self.grpc.clone())
+            .await
+            .unwrap()
+    }
+
+    pub async fn registry(&self) -> v1::registry_client::RegistryClient<Channel> {
+        v1::registry_client::RegistryClient::connect(self.grpc.clone())
+            .await
+            .unwrap()
+            .max_encoding_message_size(64 << 20)
+    }
+
+    /// Generated card `serial`, changed by `f`, stored at the carrier and in
+    /// the registry with the same state. Returns its id.
+    pub async fn card(&self, c: Carrier, serial: u64, f: impl Fn(&mut CardRecord)) -> String {
+        let mut card = self.sim.engine.page(c, serial, 1)[0].clone();
+        f(&mut card);
+        self.sim.engine.put_card(c, card.clone());
+        let mut reg = self.registry().await;
+        let r = reg
+            .import_cards(authed(v1::ImportCardsRequest {
+                cards: vec![registry_card(c, &card)],
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.imported, 1, "{:?}", r.refused);
+        card.id
+    }
+
+    pub async fn submit(
+        &self,
+        key: &str,
+        op: v1::operation::Kind,
+        cards: &[String],
+    ) -> v1::WorkOrder {
+        let mut c = self.orders().await;
+        c.submit(authed(v1::SubmitRequest {
+            idempotency_key: key.into(),
+            operation: Some(v1::Operation { kind: Some(op) }),
+            cards: cards
+                .iter()
+                .map(|id| v1::CardRef {
+                    id: id.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .work_order
+        .unwrap()
+    }
+
+    /// Wait until the order is completed, failed or rejected.
+    pub async fn settled(&self, id: u64, within: Duration) -> v1::WorkOrder {
+        let mut c = self.orders().await;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let o = c
+                .get(authed(v1::GetRequest { id }))
+                .await
+                .unwrap()
+                .into_inner();
+            let terminal = [
+                v1::WorkOrderStatus::Completed,
+                v1::WorkOrderStatus::Failed,
+                v1::WorkOrderStatus::Rejected,
+            ]
+            .iter()
+            .any(|s| *s as i32 == o.status);
+            if terminal {
+                return o;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "order {id} not settled in {within:?}: {o:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn items(&self, id: u64) -> Vec<v1::Item> {
+        let mut c = self.orders().await;
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let r = c
+                .list_items(authed(v1::ListItemsRequest {
+                    work_order_id: id,
+                    page_size: 500,
+                    page_token: token.clone(),
+                    ..Default::default()
+                }))
+                .await
+                .unwrap()
+                .into_inner();
+            out.extend(r.items);
+            if r.next_page_token.is_empty() {
+                return out;
+            }
+            token = r.next_page_token;
+        }
+    }
+
+    pub async fn shutdown(self) {
+        for a in self.adapters {
+            a.shutdown().await;
+        }
+    }
+}
+
+pub fn authed<T>(m: T) -> Request<T> {
+    let mut r = Request::new(m);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {TENANT_TOKEN}").parse().unwrap(),
+    );
+    r
+}
+
+pub fn registry_card(c: Carrier, card: &CardRecord) -> v1::Card {
+    v1::Card {
+        id: card.id.clone(),
+        carrier: convert::carrier_to_wire(c) as i32,
+        sim_status: u32::from(card.status.code()),
+        stop_reason: i32::from(card.stop_reason.code()),
+        pooled: card.pooled,
+        real_named: card.real_named,
+        trinet_version: match card.trinet_version {
+            Some(gsl_domain::card::TriNetVersion::Sdk) => v1::TriNetVersion::Sdk as i32,
+            Some(gsl_domain::card::TriNetVersion::NoSdk) => v1::TriNetVersion::NoSdk as i32,
+            None => 0,
+        },
+        imei: card.imei.clone().unwrap_or_default(),
+        speed_kbps: card.speed_kbps,
+        threshold_mb: card.threshold_mb,
+        batch_no: card.batch_no.clone(),
+        ..Default::default()
+    }
+}
+
+pub fn code(item: &v1::Item) -> String {
+    item.problem
+        .as_ref()
+        .map(|p| p.code.clone())
+        .unwrap_or_default()
+}

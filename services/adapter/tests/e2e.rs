@@ -1,0 +1,620 @@
+//! The whole path: gateway -> NATS -> adapter -> carrier-sim -> outcome,
+//! against a real nats-server.
+
+mod common;
+
+use common::*;
+use gsl_carrier_sim::config::{CompletionMode, Faults};
+use gsl_carrier_sim::inventory::CardRecord;
+use gsl_domain::capability::{self, Support};
+use gsl_domain::card::{SimStatus, StopReason, TriNetVersion};
+use gsl_domain::{Carrier, ErrorCode, OperationKind};
+use gsl_proto::v1;
+use gsl_proto::v1::operation::Kind as O;
+use std::time::Duration;
+
+fn in_use(c: &mut CardRecord) {
+    c.status = SimStatus::InUse;
+    c.stop_reason = StopReason::Normal;
+    c.threshold_mb = -1;
+    c.pooled = true;
+    c.real_named = true;
+    c.trinet_version = c.trinet_version.map(|_| TriNetVersion::Sdk);
+}
+
+/// A card state and operation that satisfy the row's preconditions.
+fn case(op: OperationKind, carrier: Carrier) -> (fn(&mut CardRecord), O) {
+    match op {
+        OperationKind::Activate => (
+            |c| c.status = SimStatus::Activatable,
+            O::Activate(v1::Activate {}),
+        ),
+        OperationKind::Stop => (in_use, O::Stop(v1::Stop {})),
+        OperationKind::Resume => (
+            |c| {
+                c.status = SimStatus::Stopped;
+                c.stop_reason = StopReason::OnRequest;
+            },
+            O::Resume(v1::Resume {}),
+        ),
+        OperationKind::Rebind if carrier == Carrier::Cmcc => (
+            |c| {
+                c.status = SimStatus::Stopped;
+                c.stop_reason = StopReason::Violation;
+            },
+            O::Rebind(v1::Rebind::default()),
+        ),
+        OperationKind::Rebind => (in_use, O::Rebind(v1::Rebind::default())),
+        OperationKind::SpeedLimit => (in_use, O::SpeedLimit(v1::SpeedLimit { kbps: 512 })),
+        OperationKind::NetworkCutoff => (in_use, O::NetworkCutoff(v1::NetworkCutoff {})),
+        OperationKind::NetworkRestore => (in_use, O::NetworkRestore(v1::NetworkRestore {})),
+        OperationKind::SetUsageThreshold => (
+            in_use,
+            O::SetUsageThreshold(v1::SetUsageThreshold { threshold_mb: 100 }),
+        ),
+        OperationKind::CancelUsageThreshold => (
+            |c| {
+                in_use(c);
+                c.threshold_mb = 100;
+            },
+            O::CancelUsageThreshold(v1::CancelUsageThreshold {}),
+        ),
+        OperationKind::RegionBind => (
+            in_use,
+            O::RegionBind(v1::RegionBind {
+                region: "240_辽宁省".into(),
+            }),
+        ),
+        OperationKind::SwitchNetwork => (
+            in_use,
+            O::SwitchNetwork(v1::SwitchNetwork {
+                target: v1::Carrier::Ct as i32,
+            }),
+        ),
+        OperationKind::SwitchPolicy => (
+            in_use,
+            O::SwitchPolicy(v1::SwitchPolicy {
+                policy_id: "p-sdk".into(),
+            }),
+        ),
+        OperationKind::CloseCard => (in_use, O::CloseCard(v1::CloseCard {})),
+        OperationKind::DirectionalAdd => (
+            in_use,
+            O::DirectionalAdd(v1::DirectionalAdd {
+                entries: vec!["https://*.example.com".into()],
+            }),
+        ),
+        OperationKind::DirectionalModify => (
+            in_use,
+            O::DirectionalModify(v1::DirectionalModify {
+                entry_id: "E1".into(),
+                entry: "10.9.9.9".into(),
+            }),
+        ),
+        OperationKind::DirectionalDelete => (
+            in_use,
+            O::DirectionalDelete(v1::DirectionalDelete {
+                entry_ids: vec!["E2".into()],
+            }),
+        ),
+    }
+}
+
+/// A batch with two effective entries, at the carrier and in the registry.
+async fn batch(s: &Stack, c: Carrier, no: &str) {
+    let entries = vec![
+        gsl_domain::directional::ExistingEntry {
+            id: "E1".into(),
+            entry: "10.0.0.1".into(),
+            state: gsl_domain::directional::EntryState::Effective,
+        },
+        gsl_domain::directional::ExistingEntry {
+            id: "E2".into(),
+            entry: "10.0.0.2".into(),
+            state: gsl_domain::directional::EntryState::Effective,
+        },
+    ];
+    s.sim.engine.platform(c).batches.lock().unwrap().insert(
+        no.into(),
+        gsl_carrier_sim::engine::Batch {
+            batch_no: no.into(),
+            purchase_type: gsl_domain::directional::PurchaseType::NewPurchase,
+            directional_data: true,
+            entries,
+        },
+    );
+    let mut reg = s.registry().await;
+    reg.import_batches(authed(v1::ImportBatchesRequest {
+        batches: vec![v1::PurchaseBatch {
+            batch_no: no.into(),
+            carrier: gsl_proto::convert::carrier_to_wire(c) as i32,
+            purchase_type: v1::PurchaseType::NewPurchase as i32,
+            directional_data: true,
+            entries: vec![
+                v1::DirectionalEntry {
+                    id: "E1".into(),
+                    entry: "10.0.0.1".into(),
+                    state: v1::EntryState::Effective as i32,
+                },
+                v1::DirectionalEntry {
+                    id: "E2".into(),
+                    entry: "10.0.0.2".into(),
+                    state: v1::EntryState::Effective as i32,
+                },
+            ],
+            tenant: String::new(),
+        }],
+    }))
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn every_row_of_the_capability_table_end_to_end() {
+    let s = stack(Opts::default()).await;
+    s.sim
+        .engine
+        .platform(Carrier::Trinet)
+        .policies
+        .lock()
+        .unwrap()
+        .insert(
+            "p-sdk".into(),
+            gsl_carrier_sim::engine::Policy {
+                id: "p-sdk".into(),
+                version: TriNetVersion::Sdk,
+                enabled: true,
+                order: vec![Carrier::Cu, Carrier::Cmcc, Carrier::Ct],
+                used: false,
+            },
+        );
+    let mut pending = Vec::new();
+    let mut serial = 100;
+    for op in OperationKind::ALL {
+        for c in Carrier::ALL {
+            serial += 1;
+            let (state, kind) = case(op, c);
+            let (key, cards) = if op.is_directional() {
+                let no = format!("B{}{}", c.as_str().to_uppercase(), serial);
+                batch(&s, c, &no).await;
+                let mut cl = s.orders().await;
+                let o = cl
+                    .submit(authed(v1::SubmitRequest {
+                        idempotency_key: format!("cap-{op}-{c}"),
+                        operation: Some(v1::Operation { kind: Some(kind) }),
+                        batch_no: no.clone(),
+                        ..Default::default()
+                    }))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .work_order
+                    .unwrap();
+                pending.push((op, c, o.id, format!("batch:{no}")));
+                continue;
+            } else {
+                (
+                    format!("cap-{op}-{c}"),
+                    vec![s.card(c, serial, state).await],
+                )
+            };
+            let o = s.submit(&key, kind, &cards).await;
+            pending.push((op, c, o.id, cards[0].clone()));
+        }
+    }
+    for (op, c, id, card) in pending {
+        let o = s.settled(id, Duration::from_secs(30)).await;
+        let items = s.items(id).await;
+        let want = capability::rule(op, c).support;
+        match want {
+            Support::Yes => {
+                assert_eq!(
+                    o.status,
+                    v1::WorkOrderStatus::Completed as i32,
+                    "{op} on {c}: {:?}",
+                    items
+                );
+                assert_eq!(
+                    s.sim.engine.truth(c, &card).applied.get(op.as_str()),
+                    Some(&1),
+                    "{op} on {c} applied once at the carrier"
+                );
+            }
+            Support::No | Support::NotStated => {
+                assert_eq!(
+                    o.status,
+                    v1::WorkOrderStatus::Rejected as i32,
+                    "{op} on {c}"
+                );
+                assert_eq!(
+                    code(&items[0]),
+                    ErrorCode::NotSupported.code(),
+                    "{op} on {c}"
+                );
+                assert!(
+                    s.sim.engine.truth(c, &card).txns.is_empty(),
+                    "{op} on {c} never reached the carrier"
+                );
+            }
+        }
+    }
+    s.shutdown().await;
+}
+
+/// A carrier, the card's state, the operation, the expected refusal.
+type Case = (Carrier, fn(&mut CardRecord), O, ErrorCode);
+
+#[tokio::test]
+async fn precondition_refusals_carry_their_codes() {
+    let s = stack(Opts::default()).await;
+    let cases: Vec<Case> = vec![
+        (
+            Carrier::Ct,
+            |c| {
+                c.status = SimStatus::Stopped;
+                c.stop_reason = StopReason::OnRequest;
+            },
+            O::Stop(v1::Stop {}),
+            ErrorCode::IllegalState,
+        ),
+        (
+            Carrier::Cmcc,
+            |c| {
+                c.status = SimStatus::Stopped;
+                c.stop_reason = StopReason::Violation;
+            },
+            O::Resume(v1::Resume {}),
+            ErrorCode::IllegalState,
+        ),
+        (
+            Carrier::Cu,
+            |c| {
+                in_use(c);
+                c.real_named = false;
+            },
+            O::SpeedLimit(v1::SpeedLimit { kbps: 512 }),
+            ErrorCode::RealNameRequired,
+        ),
+        (
+            Carrier::Cmcc,
+            |c| {
+                in_use(c);
+                c.pooled = false;
+            },
+            O::SetUsageThreshold(v1::SetUsageThreshold { threshold_mb: 5 }),
+            ErrorCode::PooledCardsOnly,
+        ),
+        (
+            Carrier::Cmcc,
+            in_use,
+            O::RegionBind(v1::RegionBind {
+                region: "991".into(),
+            }),
+            ErrorCode::RegionNotAllowed,
+        ),
+        (
+            Carrier::Ct,
+            in_use,
+            O::SpeedLimit(v1::SpeedLimit { kbps: 2048 }),
+            ErrorCode::SpeedNotOffered,
+        ),
+        (
+            Carrier::Ct,
+            |c| c.status = SimStatus::Closed,
+            O::CloseCard(v1::CloseCard {}),
+            ErrorCode::IllegalState,
+        ),
+        (
+            Carrier::Cmcc,
+            |c| {
+                c.status = SimStatus::Stopped;
+                c.stop_reason = StopReason::Violation;
+            },
+            O::Rebind(v1::Rebind {
+                bind_type: v1::BindType::FixedImei as i32,
+                imei: "490154203237518".into(),
+            }),
+            ErrorCode::BindTypeNotOffered,
+        ),
+    ];
+    for (i, (c, state, kind, want)) in cases.into_iter().enumerate() {
+        let id = s.card(c, 500 + i as u64, state).await;
+        let o = s.submit(&format!("pre-{i}"), kind, &[id]).await;
+        let items = s.items(o.id).await;
+        assert_eq!(code(&items[0]), want.code(), "case {i}");
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn ct_rebinds_two_per_card_per_cst_month() {
+    // Start 8 s before midnight of 2026-12-01 in China (16:00 UTC).
+    let s = stack(Opts {
+        clock_start: Some("2026-11-30T15:59:52Z".into()),
+        cooldowns_disabled: vec!["same"],
+        carriers: vec![Carrier::Ct],
+        ..Default::default()
+    })
+    .await;
+    let card = s.card(Carrier::Ct, 7, in_use).await;
+    let rebind = || O::Rebind(v1::Rebind::default());
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(
+            s.submit(&format!("nov-{i}"), rebind(), std::slice::from_ref(&card))
+                .await
+                .id,
+        );
+    }
+    let mut succeeded = 0;
+    let mut quota_refused = 0;
+    for id in ids {
+        let o = s.settled(id, Duration::from_secs(20)).await;
+        succeeded += o.succeeded;
+        if code(&s.items(id).await[0]) == ErrorCode::RebindQuotaExhausted.code() {
+            quota_refused += 1;
+        }
+    }
+    assert_eq!((succeeded, quota_refused), (2, 8), "November (UTC+8)");
+    // Wait for December in China time.
+    let clock = s.clock();
+    let dec = chrono::DateTime::parse_from_rfc3339("2026-11-30T16:00:01Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    tokio::time::sleep(clock.real_until(dec)).await;
+    assert_eq!(gsl_domain::calendar::month_key(clock.now()), 202612);
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(
+            s.submit(&format!("dec-{i}"), rebind(), std::slice::from_ref(&card))
+                .await
+                .id,
+        );
+    }
+    let mut succeeded = 0;
+    for id in ids {
+        succeeded += s.settled(id, Duration::from_secs(20)).await.succeeded;
+    }
+    assert_eq!(succeeded, 2, "December starts a new count");
+    assert_eq!(
+        s.sim.engine.truth(Carrier::Ct, &card).applied.get("rebind"),
+        Some(&4)
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn cooldown_refusals() {
+    let s = stack(Opts {
+        carriers: vec![Carrier::Ct, Carrier::Cmcc],
+        ..Default::default()
+    })
+    .await;
+    // The same operation on the same card within 5 minutes.
+    let ct = s.card(Carrier::Ct, 11, in_use).await;
+    let a = s
+        .submit(
+            "speed-1",
+            O::SpeedLimit(v1::SpeedLimit { kbps: 512 }),
+            std::slice::from_ref(&ct),
+        )
+        .await;
+    assert_eq!(s.settled(a.id, Duration::from_secs(20)).await.succeeded, 1);
+    let b = s
+        .submit(
+            "speed-2",
+            O::SpeedLimit(v1::SpeedLimit { kbps: 1024 }),
+            std::slice::from_ref(&ct),
+        )
+        .await;
+    s.settled(b.id, Duration::from_secs(20)).await;
+    assert_eq!(
+        code(&s.items(b.id).await[0]),
+        ErrorCode::RepeatTooSoon.code()
+    );
+    // China Mobile: a second status change within 3 minutes.
+    let cm = s
+        .card(Carrier::Cmcc, 12, |c| c.status = SimStatus::Activatable)
+        .await;
+    let a = s
+        .submit(
+            "act",
+            O::Activate(v1::Activate {}),
+            std::slice::from_ref(&cm),
+        )
+        .await;
+    assert_eq!(s.settled(a.id, Duration::from_secs(20)).await.succeeded, 1);
+    let b = s
+        .submit("stop", O::Stop(v1::Stop {}), std::slice::from_ref(&cm))
+        .await;
+    s.settled(b.id, Duration::from_secs(20)).await;
+    assert_eq!(
+        code(&s.items(b.id).await[0]),
+        ErrorCode::StatusChangeTooSoon.code()
+    );
+    assert_eq!(
+        s.sim.engine.truth(Carrier::Cmcc, &cm).applied.get("stop"),
+        None,
+        "never sent to the carrier"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn carrier_failures_then_success_and_nothing_applied_twice() {
+    let s = stack(Opts {
+        carriers: vec![Carrier::Cu],
+        call_timeout: Duration::from_millis(400),
+        ..Default::default()
+    })
+    .await;
+    let mut cards = Vec::new();
+    for i in 0..40 {
+        cards.push(s.card(Carrier::Cu, 1000 + i, in_use).await);
+    }
+    // 5xx, busy, lost answers and latency spikes past the adapter's timeout.
+    *s.sim.engine.platform(Carrier::Cu).faults.write().unwrap() = Faults {
+        error_rate: 0.2,
+        busy_rate: 0.1,
+        drop_after_rate: 0.1,
+        spike_rate: 0.1,
+        spike_ms: 800,
+        ..Default::default()
+    };
+    let o = s.submit("faulty", O::Stop(v1::Stop {}), &cards).await;
+    let done = s.settled(o.id, Duration::from_secs(120)).await;
+    assert_eq!(
+        done.succeeded,
+        40,
+        "{:?}",
+        s.items(o.id).await.iter().map(code).collect::<Vec<_>>()
+    );
+    // Without faults: one change and one (inline) poll per item.
+    let requests = s
+        .sim
+        .engine
+        .platform(Carrier::Cu)
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        requests > 100,
+        "faults forced retries and lookups: {requests} requests for 40 items"
+    );
+    for c in &cards {
+        let t = s.sim.engine.truth(Carrier::Cu, c);
+        assert_eq!(t.applied.get("stop"), Some(&1), "{c}: {t:?}");
+        assert_eq!(t.txns.len(), 1, "one transaction id per item: {t:?}");
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn cmcc_token_expiry_is_handled() {
+    let s = stack(Opts {
+        carriers: vec![Carrier::Cmcc],
+        ..Default::default()
+    })
+    .await;
+    let a = s.card(Carrier::Cmcc, 21, in_use).await;
+    let o = s
+        .submit("t1", O::Stop(v1::Stop {}), std::slice::from_ref(&a))
+        .await;
+    assert_eq!(s.settled(o.id, Duration::from_secs(20)).await.succeeded, 1);
+    s.sim
+        .engine
+        .platform(Carrier::Cmcc)
+        .tokens
+        .lock()
+        .unwrap()
+        .clear();
+    let b = s.card(Carrier::Cmcc, 22, in_use).await;
+    let o = s
+        .submit("t2", O::Stop(v1::Stop {}), std::slice::from_ref(&b))
+        .await;
+    assert_eq!(
+        s.settled(o.id, Duration::from_secs(20)).await.succeeded,
+        1,
+        "{:?}",
+        s.items(o.id).await
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn sla_breach_reported_then_completion() {
+    // One working day = 0.5 s; every change completes late.
+    let s = stack(Opts {
+        completion: CompletionMode::Sla,
+        late_share: 1.0,
+        time_scale: Some(172_800.0),
+        clock_start: Some("2026-11-22T16:00:00Z".into()),
+        carriers: vec![Carrier::Ct],
+        poll_interval: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
+    let card = s.card(Carrier::Ct, 31, in_use).await;
+    let o = s
+        .submit("late", O::Stop(v1::Stop {}), std::slice::from_ref(&card))
+        .await;
+    let mut c = s.orders().await;
+    let mut events = c
+        .watch(authed(v1::WatchRequest {
+            work_order_id: o.id,
+            after_sequence: 0,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut kinds = Vec::new();
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(30), events.message())
+            .await
+            .expect("event")
+            .unwrap()
+            .unwrap();
+        if let Some(v1::work_order_event::Event::Item(i)) = e.event.unwrap().event {
+            kinds.push(i.kind);
+            if i.kind == v1::OutcomeKind::Succeeded as i32
+                || i.kind == v1::OutcomeKind::Failed as i32
+            {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        kinds,
+        vec![
+            v1::OutcomeKind::CarrierAccepted as i32,
+            v1::OutcomeKind::SlaBreached as i32,
+            v1::OutcomeKind::Succeeded as i32
+        ]
+    );
+    let item = &s.items(o.id).await[0];
+    assert!(item.sla_breached);
+    assert_eq!(item.status, v1::ItemStatus::Succeeded as i32);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_work_message_is_dead_lettered_not_retried() {
+    let s = stack(Opts {
+        carriers: vec![Carrier::Ct],
+        ..Default::default()
+    })
+    .await;
+    let client = async_nats::connect(s.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.publish("gsl.work.ct.stop", "definitely not protobuf".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let dlq = js.get_stream(gsl_bus::names::STREAM_DLQ).await.unwrap();
+    let mut found = false;
+    for _ in 0..100 {
+        if dlq.get_info().await.unwrap().state.messages > 0 {
+            let m = dlq.get_raw_message(1).await.unwrap();
+            assert_eq!(m.subject.as_str(), "gsl.dlq.ct");
+            assert_eq!(
+                m.headers
+                    .get(gsl_bus::names::headers::DLQ_CODE)
+                    .unwrap()
+                    .as_str(),
+                ErrorCode::MalformedMessage.code()
+            );
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(found, "dead-lettered");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let work = js.get_stream(gsl_bus::names::STREAM_WORK).await.unwrap();
+    assert_eq!(
+        work.get_info().await.unwrap().state.messages,
+        0,
+        "terminated, not redelivered"
+    );
+    s.shutdown().await;
+}

@@ -1,0 +1,124 @@
+//! An adapter process killed (SIGKILL) in the middle of a batch and started
+//! again: every item gets exactly one final outcome, and the carrier applied
+//! each change exactly once, under one transaction id.
+
+mod common;
+
+use common::*;
+use gsl_adapter_kit::config::Rate;
+use gsl_carrier_sim::inventory::CardRecord;
+use gsl_domain::Carrier;
+use gsl_domain::card::{SimStatus, StopReason};
+use gsl_proto::v1;
+use std::time::Duration;
+
+fn in_use(c: &mut CardRecord) {
+    c.status = SimStatus::InUse;
+    c.stop_reason = StopReason::Normal;
+}
+
+fn spawn_adapter(env: &[(String, String)]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gsl-adapter"));
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd.spawn().expect("spawn gsl-adapter")
+}
+
+#[tokio::test]
+async fn adapter_killed_mid_batch_loses_and_repeats_nothing() {
+    const N: u64 = 200;
+    let opts = Opts {
+        carriers: vec![],
+        rate_change: Rate::per_second(40),
+        ..Default::default()
+    };
+    let s = stack(Opts {
+        carriers: vec![],
+        rate_change: Rate::per_second(40),
+        ..Default::default()
+    })
+    .await;
+    let env = s.adapter_env(Carrier::Ct, &opts);
+    let mut cards = Vec::new();
+    for i in 0..N {
+        cards.push(s.card(Carrier::Ct, 2000 + i, in_use).await);
+    }
+    let o = s
+        .submit("kill-batch", v1::operation::Kind::Stop(v1::Stop {}), &cards)
+        .await;
+    let mut a = spawn_adapter(&env);
+    let mut c = s.orders().await;
+    let mut done_at_kill = 0;
+    for _ in 0..600 {
+        let w = c
+            .get(authed(v1::GetRequest { id: o.id }))
+            .await
+            .unwrap()
+            .into_inner();
+        done_at_kill = w.succeeded + w.failed;
+        if done_at_kill >= N / 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.start_kill().unwrap();
+    a.wait().await.unwrap();
+    assert!(
+        done_at_kill < N,
+        "killed mid-batch ({done_at_kill} of {N} done)"
+    );
+    let _b = spawn_adapter(&env);
+    let w = s.settled(o.id, Duration::from_secs(120)).await;
+    assert_eq!(
+        (w.succeeded, w.failed),
+        (N, 0),
+        "{:?}",
+        s.items(o.id)
+            .await
+            .iter()
+            .map(code)
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+    );
+    for card in &cards {
+        let t = s.sim.engine.truth(Carrier::Ct, card);
+        assert_eq!(
+            t.applied.get("stop"),
+            Some(&1),
+            "{card} applied once: {t:?}"
+        );
+        assert_eq!(
+            t.txns.len(),
+            1,
+            "{card}: one transaction id, a repeat is a replay: {t:?}"
+        );
+    }
+    // Exactly one final outcome event per item.
+    let client = async_nats::connect(s.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream(gsl_bus::names::STREAM_EVENTS).await.unwrap();
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: gsl_bus::names::order_events_filter("acme", o.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut msgs = futures::StreamExt::boxed(consumer.messages().await.unwrap());
+    let mut finals = std::collections::HashMap::<String, u32>::new();
+    while let Ok(Some(Ok(m))) =
+        tokio::time::timeout(Duration::from_secs(2), futures::StreamExt::next(&mut msgs)).await
+    {
+        let e: v1::WorkOrderEvent = gsl_bus::codec::decode("WorkOrderEvent", &m.payload).unwrap();
+        if let Some(v1::work_order_event::Event::Item(i)) = e.event
+            && (i.kind == v1::OutcomeKind::Succeeded as i32
+                || i.kind == v1::OutcomeKind::Failed as i32)
+        {
+            *finals.entry(i.card).or_default() += 1;
+        }
+    }
+    assert_eq!(finals.len() as u64, N);
+    assert!(finals.values().all(|n| *n == 1), "one final event per item");
+}
