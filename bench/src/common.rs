@@ -88,8 +88,17 @@ pub struct Service {
 
 impl Service {
     pub async fn spawn(bin: &str, env: &[(&str, String)]) -> Result<Service, String> {
+        Service::spawn_args(bin, &[], env).await
+    }
+
+    pub async fn spawn_args(
+        bin: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> Result<Service, String> {
         let path = sibling(bin)?;
         let mut cmd = Command::new(&path);
+        cmd.args(args);
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);

@@ -10,6 +10,7 @@
 
 mod common;
 mod gateway;
+mod rate;
 mod sim;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ fn registry() -> BTreeMap<&'static str, BenchFn> {
     let mut m: BTreeMap<&'static str, BenchFn> = BTreeMap::new();
     m.insert("sim", |mode| Box::pin(sim::run(mode)));
     m.insert("gateway", |mode| Box::pin(gateway::run(mode)));
+    m.insert("rate", |mode| Box::pin(rate::run(mode)));
     m
 }
 

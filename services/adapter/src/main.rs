@@ -22,7 +22,8 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    println!("admin on {}", adapter.admin_addr);
+    // Every service announces its address the same way (scripts wait for it).
+    println!("listening on {}", adapter.admin_addr);
     gsl_telemetry::shutdown::signal().await;
     tracing::info!("draining");
     adapter.shutdown().await;

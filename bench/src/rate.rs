@@ -1,0 +1,207 @@
+//! `rate_fidelity`: 3 China Telecom adapter replicas (separate processes)
+//! sharing one carrier budget against a simulator that enforces 50 change
+//! calls per second strictly (at most 50 in any one-second window). Prints
+//! the achieved call rate as a share of the limit (goal >= 0.95) and the
+//! number of over-limit answers (goal 0), measured at the simulator over a
+//! steady-state window with a backlog the whole time. For comparison, the
+//! same with one replica pacing alone (governor).
+
+use crate::common::{Mode, Service, emit, service_log};
+use gsl_proto::v1;
+use gsl_testkit::NatsServer;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tonic::Request;
+use tonic::transport::Channel;
+
+const LIMIT: u32 = 50;
+const TOKEN: &str = "tok-bench-0001";
+const ADAPTER_TOKEN: &str = "bench-adapter-token";
+
+fn authed<T>(m: T) -> Request<T> {
+    let mut r = Request::new(m);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {TOKEN}").parse().expect("ascii"),
+    );
+    r
+}
+
+async fn stats(http: &reqwest::Client, admin: &str) -> Result<(f64, f64), String> {
+    let v: Value = http
+        .get(format!("{admin}/admin/stats"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let ct = &v["ct"];
+    Ok((
+        ct["allowed"]["change"].as_f64().unwrap_or(0.0),
+        ct["over_limit"]["change"].as_f64().unwrap_or(0.0),
+    ))
+}
+
+/// One run: `replicas` adapters in `budget` mode; returns (share of limit, over-limit answers).
+async fn run_once(mode: &Mode, replicas: usize, budget: &str) -> Result<(f64, f64, f64), String> {
+    let nats = NatsServer::start().await.map_err(|e| e.to_string())?;
+    let dir = std::env::temp_dir().join(format!("gsl-bench-rate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let cfg = dir.join("sim.json");
+    std::fs::write(
+        &cfg,
+        json!({
+            "cards_per_carrier": 100000,
+            "completion": {"mode": "immediate"},
+            "limits": {
+                "ct": {"change": {"limit": LIMIT, "window_ms": 1000}, "query": {"limit": 0}, "list": {"limit": 0}},
+            },
+        })
+        .to_string(),
+    )
+    .map_err(|e| e.to_string())?;
+    // The simulator takes its limits from the file.
+    let sim = Service::spawn_args(
+        "carrier-sim",
+        &["--config", cfg.to_str().unwrap_or_default()],
+        &[("RUST_LOG", service_log())],
+    )
+    .await?;
+    let sim_url = format!("http://{}", sim.addr);
+    let gw = Service::spawn(
+        "gsl-gateway",
+        &[
+            ("GSL_NATS_URL", nats.url()),
+            ("GSL_TENANT_TOKENS", format!("{TOKEN}=bench")),
+            ("GSL_ADAPTER_TOKEN", ADAPTER_TOKEN.into()),
+            ("GSL_GRPC_LISTEN", "127.0.0.1:0".into()),
+            ("GSL_ADMIN_LISTEN", "127.0.0.1:0".into()),
+            ("RUST_LOG", service_log()),
+        ],
+    )
+    .await?;
+    let gw_url = format!("http://{}", gw.addr);
+    let http = reqwest::Client::new();
+    // In-use CT cards from the simulator's inventory, registered with the gateway.
+    let measure_s = mode.pick(20.0, 6.0);
+    let needed = (f64::from(LIMIT) * (measure_s + 8.0)) as usize;
+    let mut cards = Vec::new();
+    let mut offset = 0;
+    while cards.len() < needed {
+        let page: Vec<Value> = http
+            .get(format!(
+                "{sim_url}/admin/ct/cards?offset={offset}&limit=5000"
+            ))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        offset += 5000;
+        cards.extend(
+            page.into_iter()
+                .filter(|c| c["status"] == "in_use")
+                .map(|c| c["id"].as_str().unwrap_or_default().to_owned()),
+        );
+    }
+    cards.truncate(needed);
+    let ch = Channel::from_shared(gw_url.clone())
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut reg =
+        v1::registry_client::RegistryClient::new(ch.clone()).max_encoding_message_size(64 << 20);
+    let mut orders = v1::work_orders_client::WorkOrdersClient::new(ch);
+    reg.import_cards(authed(v1::ImportCardsRequest {
+        cards: cards
+            .iter()
+            .map(|id| v1::Card {
+                id: id.clone(),
+                carrier: v1::Carrier::Ct as i32,
+                sim_status: 20,
+                stop_reason: -1,
+                threshold_mb: -1,
+                ..Default::default()
+            })
+            .collect(),
+    }))
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut adapters = Vec::new();
+    for i in 0..replicas {
+        adapters.push(
+            Service::spawn(
+                "gsl-adapter",
+                &[
+                    ("GSL_CARRIER", "ct".into()),
+                    ("GSL_CARRIER_URL", format!("{sim_url}/ct")),
+                    ("GSL_CARRIER_USER", "gslct".into()),
+                    ("GSL_CARRIER_SECRET", "ct-secret".into()),
+                    ("GSL_NATS_URL", nats.url()),
+                    ("GSL_GATEWAY_URL", gw_url.clone()),
+                    ("GSL_ADAPTER_TOKEN", ADAPTER_TOKEN.into()),
+                    ("GSL_ADMIN_LISTEN", "127.0.0.1:0".into()),
+                    ("GSL_RATE_CHANGE", LIMIT.to_string()),
+                    ("GSL_RATE_QUERY", "0".into()),
+                    ("GSL_RATE_BUDGET", budget.into()),
+                    ("GSL_CONCURRENCY", "64".into()),
+                    ("POD_NAME", format!("adapter-ct-{i}")),
+                    ("RUST_LOG", service_log()),
+                ],
+            )
+            .await?,
+        );
+    }
+    let req = v1::SubmitRequest {
+        idempotency_key: "rate".into(),
+        operation: Some(v1::Operation {
+            kind: Some(v1::operation::Kind::Stop(v1::Stop {})),
+        }),
+        cards: cards
+            .iter()
+            .map(|id| v1::CardRef {
+                id: id.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    orders
+        .submit(authed(req))
+        .await
+        .map_err(|e| e.to_string())?;
+    // Warm up, then measure at the simulator while the backlog lasts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (a0, _) = stats(&http, &sim_url).await?;
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(measure_s)).await;
+    let (a1, over) = stats(&http, &sim_url).await?;
+    let rate = (a1 - a0) / t0.elapsed().as_secs_f64();
+    drop(adapters);
+    drop(gw);
+    drop(sim);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((rate / f64::from(LIMIT), over, rate))
+}
+
+pub async fn run(mode: &Mode) -> Result<(), String> {
+    let (share, over, rate) = run_once(mode, 3, "shared").await?;
+    let mut extra = json!({
+        "over_limit": over,
+        "calls_per_s": (rate * 100.0).round() / 100.0,
+        "limit_per_s": LIMIT,
+        "replicas": 3,
+        "budget": "shared (KV slot lease)",
+        "goal": "share >= 0.95, over_limit 0",
+    });
+    if !mode.smoke() {
+        let (s1, o1, _) = run_once(mode, 1, "local").await?;
+        extra["baseline_one_replica_local_share"] = json!((s1 * 1000.0).round() / 1000.0);
+        extra["baseline_one_replica_local_over_limit"] = json!(o1);
+    }
+    emit("rate_fidelity", share, "share_of_limit", extra);
+    Ok(())
+}
