@@ -5,6 +5,7 @@
 use crate::carrier::CallError;
 use opentelemetry::propagation::Injector;
 use std::time::Duration;
+use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 struct HeaderInjector<'a>(&'a mut http::HeaderMap);
@@ -50,7 +51,29 @@ impl Http {
     /// Send, with trace headers. A failure to connect is transient (nothing
     /// was sent); any other failure may have reached the carrier.
     pub async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response, CallError> {
-        rb.headers(trace_headers()).send().await.map_err(classify)
+        let (client, req) = rb.build_split();
+        let mut req = req.map_err(classify)?;
+        // Path only: a query string may carry credentials (China Mobile's token).
+        let span = tracing::info_span!(
+            "http",
+            otel.kind = "client",
+            http.request.method = %req.method(),
+            server.address = req.url().host_str().unwrap_or(""),
+            server.port = req.url().port_or_known_default().unwrap_or(0),
+            url.path = req.url().path(),
+            http.response.status_code = tracing::field::Empty,
+        );
+        async {
+            req.headers_mut().extend(trace_headers());
+            let r = client.execute(req).await.map_err(classify);
+            if let Ok(resp) = &r {
+                tracing::Span::current()
+                    .record("http.response.status_code", resp.status().as_u16());
+            }
+            r
+        }
+        .instrument(span)
+        .await
     }
 
     /// Read a body. Losing it means the outcome is unknown.

@@ -87,6 +87,19 @@ impl Adapter {
         .await?;
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = metrics::Metrics::new(&mut registry, cfg.carrier.as_str());
+        for (class, rate) in [
+            ("change", cfg.rate_change),
+            ("query", cfg.rate_query),
+            ("list", cfg.rate_list),
+        ] {
+            metrics
+                .rate_limit
+                .get_or_create(&metrics::Labels {
+                    carrier: cfg.carrier.as_str().into(),
+                    value: class.into(),
+                })
+                .set(f64::from(rate.limit) / rate.window.as_secs_f64());
+        }
         let pacer = pacing::Pacer::new(&cfg, &b.rate, metrics.limiter_wait_seconds.clone());
         let reporter = report::Reporter::new(&cfg.gateway_url, &cfg.adapter_token)
             .map_err(StartError::Config)?;

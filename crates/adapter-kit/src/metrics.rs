@@ -37,6 +37,8 @@ pub struct Metrics {
     pub dead_letters: Counter,
     pub consumer_pending: Gauge,
     pub follow_pending: Gauge,
+    /// The configured carrier limit per API class, calls per second (for "rate vs limit").
+    pub rate_limit: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 fn latency() -> Histogram {
@@ -61,7 +63,13 @@ impl Metrics {
             dead_letters: Counter::default(),
             consumer_pending: Gauge::default(),
             follow_pending: Gauge::default(),
+            rate_limit: Family::default(),
         };
+        reg.register(
+            "gsl_adapter_rate_limit_per_s",
+            "Configured carrier rate limit per API class (0: unlimited)",
+            m.rate_limit.clone(),
+        );
         reg.register("gsl_adapter_items", "Items by outcome", m.items.clone());
         reg.register(
             "gsl_adapter_carrier_call_seconds",

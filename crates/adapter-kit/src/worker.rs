@@ -150,8 +150,11 @@ impl Worker {
             card = %item.card,
             carrier = %item.carrier,
             operation = item.kind().map(|k| k.as_str()).unwrap_or(""),
+            trace_id = tracing::field::Empty,
         );
         gsl_telemetry::propagate::set_parent_from_nats(&span, msg.headers.as_ref());
+        gsl_telemetry::propagate::link_order_trace(&span, msg.headers.as_ref());
+        gsl_telemetry::record_trace_id(&span);
         let last = delivered >= self.cfg.max_deliver;
         match self.work(&item, delivered, last).instrument(span).await {
             Ok(d) => d,
@@ -254,14 +257,24 @@ impl Worker {
         let hold = sla::deadline(&self.calendar, kind, item.carrier, now)
             .map(|d| d - now)
             .unwrap_or(chrono::Duration::days(1));
-        let held = match self.guards.acquire(item, key, no_sdk, kind, hold).await? {
+        let held = match self
+            .guards
+            .acquire(item, key, no_sdk, kind, hold)
+            .instrument(info_span!("cooldowns"))
+            .await?
+        {
             Ok(h) => h,
             Err(r) => {
                 self.metrics.rule_refusal(r.code.code());
                 return self.refuse(item, key, r, Vec::new(), None).await.map(Some);
             }
         };
-        let quota = match self.guards.reserve_quota(item, key, kind).await? {
+        let quota = match self
+            .guards
+            .reserve_quota(item, key, kind)
+            .instrument(info_span!("quota"))
+            .await?
+        {
             Ok(q) => q,
             Err(r) => {
                 self.metrics.rule_refusal(r.code.code());
@@ -669,8 +682,15 @@ impl Worker {
                     .await;
             }
         };
-        let span = info_span!("follow_up", work_order_id = item.work_order_id, card = %item.card, carrier = %item.carrier);
+        let span = info_span!(
+            "follow_up",
+            work_order_id = item.work_order_id,
+            card = %item.card,
+            carrier = %item.carrier,
+            trace_id = tracing::field::Empty,
+        );
         gsl_telemetry::propagate::set_parent_from_nats(&span, msg.headers.as_ref());
+        gsl_telemetry::record_trace_id(&span);
         match self.follow_up(&item).instrument(span).await {
             Ok(d) => d,
             Err(e) => {
@@ -812,16 +832,19 @@ impl Worker {
         call: &'static str,
         f: impl std::future::Future<Output = Result<T, CallError>>,
     ) -> Result<T, CallError> {
-        let span =
-            info_span!("carrier_call", call, carrier = %self.cfg.carrier, otel.kind = "client");
+        let span = info_span!("carrier_call", call, carrier = %self.cfg.carrier, outcome = tracing::field::Empty, error_code = tracing::field::Empty);
         let t = std::time::Instant::now();
-        let r = f.instrument(span).await;
+        let r = f.instrument(span.clone()).await;
         let result = match &r {
             Ok(_) => "ok",
             Err(CallError::Refused { .. }) => "refused",
             Err(CallError::Transient { .. }) => "transient",
             Err(CallError::Unknown { .. }) => "unknown",
         };
+        span.record("outcome", result);
+        if let Err(CallError::Refused { code, .. }) = &r {
+            span.record("error_code", code.code());
+        }
         self.metrics.call(call, result, t.elapsed().as_secs_f64());
         r
     }

@@ -28,6 +28,24 @@ pub fn set_parent_from_nats(span: &tracing::Span, headers: Option<&HeaderMap>) {
     }
 }
 
+/// Header naming the work order's trace on items that have a trace of their own.
+pub const ORDER_TRACEPARENT: &str = "Gsl-Order-Traceparent";
+
+/// Add a link from `span` to the order's trace when the message carries one.
+pub fn link_order_trace(span: &tracing::Span, headers: Option<&HeaderMap>) {
+    use opentelemetry::trace::TraceContextExt;
+    let Some(v) = headers.and_then(|h| h.get(ORDER_TRACEPARENT)) else {
+        return;
+    };
+    let mut h = HeaderMap::new();
+    h.insert("traceparent", v.as_str());
+    let cx = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(&h)));
+    let sc = cx.span().span_context().clone();
+    if sc.is_valid() {
+        span.add_link(sc);
+    }
+}
+
 /// The current span's `traceparent`, if it has one (stored on work orders so
 /// an operator can find the trace).
 pub fn current_traceparent() -> Option<String> {

@@ -6,7 +6,6 @@ use gsl_adapter_kit::config::AdapterConfig;
 
 #[tokio::main]
 async fn main() {
-    gsl_telemetry::init_logs("gsl-adapter");
     let cfg = match AdapterConfig::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -14,6 +13,10 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    let telemetry = gsl_telemetry::init(
+        "gsl-adapter",
+        &[("gsl.carrier", cfg.carrier.as_str().to_owned())],
+    );
     let api = gsl_adapter::module_for(&cfg);
     let adapter = match Adapter::start(cfg, api).await {
         Ok(a) => a,
@@ -27,4 +30,5 @@ async fn main() {
     gsl_telemetry::shutdown::signal().await;
     tracing::info!("draining");
     adapter.shutdown().await;
+    telemetry.shutdown();
 }

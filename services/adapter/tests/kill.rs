@@ -122,3 +122,70 @@ async fn adapter_killed_mid_batch_loses_and_repeats_nothing() {
     assert_eq!(finals.len() as u64, N);
     assert!(finals.values().all(|n| *n == 1), "one final event per item");
 }
+
+#[tokio::test]
+async fn sigterm_drains_a_busy_adapter_and_loses_nothing() {
+    const N: u64 = 60;
+    // 10 calls per second: items wait for the budget, so the adapter holds work when told to stop.
+    let opts = Opts {
+        carriers: vec![],
+        rate_change: Rate::per_second(10),
+        ..Default::default()
+    };
+    let s = stack(Opts {
+        carriers: vec![],
+        rate_change: Rate::per_second(10),
+        ..Default::default()
+    })
+    .await;
+    let env = s.adapter_env(Carrier::Ct, &opts);
+    let mut cards = Vec::new();
+    for i in 0..N {
+        cards.push(s.card(Carrier::Ct, 3000 + i, in_use).await);
+    }
+    let o = s
+        .submit("drain", v1::operation::Kind::Stop(v1::Stop {}), &cards)
+        .await;
+    let mut a = spawn_adapter(&env);
+    let mut c = s.orders().await;
+    for _ in 0..500 {
+        let w = c
+            .get(authed(v1::GetRequest { id: o.id }))
+            .await
+            .unwrap()
+            .into_inner();
+        if w.succeeded >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gsl_testkit::signal(a.id().unwrap(), "TERM").unwrap();
+    let started = std::time::Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(30), a.wait())
+        .await
+        .expect("exits after draining")
+        .unwrap();
+    assert!(status.success(), "clean exit: {status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "drained within the ack wait: {:?}",
+        started.elapsed()
+    );
+    let mid = c
+        .get(authed(v1::GetRequest { id: o.id }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        mid.succeeded < N,
+        "stopped with work left ({} of {N})",
+        mid.succeeded
+    );
+    let _b = spawn_adapter(&env);
+    let w = s.settled(o.id, Duration::from_secs(120)).await;
+    assert_eq!((w.succeeded, w.failed), (N, 0));
+    for card in &cards {
+        let t = s.sim.engine.truth(Carrier::Ct, card);
+        assert_eq!(t.applied.get("stop"), Some(&1), "{card}: {t:?}");
+    }
+}

@@ -178,6 +178,22 @@ async fn get_batch(State(e): S, Path((c, b)): Path<(String, String)>) -> Respons
     }
 }
 
+async fn traceparents(State(e): S, Path(c): Path<String>) -> Response {
+    match carrier(&c) {
+        Ok(c) => axum::Json(
+            e.platform(c)
+                .traceparents
+                .lock()
+                .expect("traceparents lock")
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(r) => r,
+    }
+}
+
 async fn expire_tokens(State(e): S) -> Response {
     e.platform(Carrier::Cmcc)
         .tokens
@@ -212,6 +228,7 @@ pub fn router(e: Arc<Engine>) -> Router {
         .route("/admin/{carrier}/truth", get(truth_all))
         .route("/admin/{carrier}/truth/{card}", get(truth_card))
         .route("/admin/{carrier}/faults", put(set_faults))
+        .route("/admin/{carrier}/traceparents", get(traceparents))
         .route("/admin/{carrier}/limits", put(set_limits))
         .route("/admin/{carrier}/cards", get(cards))
         .route("/admin/{carrier}/cards/{id}", get(get_card).put(put_card))

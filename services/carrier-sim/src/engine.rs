@@ -243,8 +243,14 @@ pub struct Platform {
     pub limiter: RateLimiter,
     pub faults: RwLock<Faults>,
     pub requests: AtomicU64,
+    /// The last W3C `traceparent` headers received (newest last), so tests can
+    /// check that trace context reached the carrier.
+    pub traceparents: Mutex<std::collections::VecDeque<String>>,
     seq: AtomicU64,
 }
+
+/// How many `traceparent` headers a platform remembers.
+pub const TRACEPARENTS_KEPT: usize = 10_000;
 
 /// All four platforms and the shared settings.
 pub struct Engine {
@@ -274,6 +280,7 @@ impl Engine {
             limiter: RateLimiter::new(&config.limits_for(c)),
             faults: RwLock::new(config.faults.get(&c).cloned().unwrap_or_default()),
             requests: AtomicU64::new(0),
+            traceparents: Mutex::new(std::collections::VecDeque::new()),
             seq: AtomicU64::new(0),
         });
         Ok(Engine {

@@ -115,6 +115,17 @@ pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
         return busy(g.carrier);
     }
     let (parts, body) = req.into_parts();
+    if let Some(tp) = parts
+        .headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        let mut q = p.traceparents.lock().expect("traceparents lock");
+        if q.len() >= crate::engine::TRACEPARENTS_KEPT {
+            q.pop_front();
+        }
+        q.push_back(tp.to_owned());
+    }
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
         return Response::builder()
             .status(413)

@@ -20,6 +20,10 @@ pub struct GatewayConfig {
     pub intake: bool,
     /// Largest gRPC request in bytes (`GSL_MAX_REQUEST_BYTES`, default 32 MiB: 100,000 cards fit).
     pub max_request_bytes: usize,
+    /// Orders with more items than this (`GSL_TRACE_ITEMS_PER_ORDER`, default 100) do not put
+    /// every item in the order's trace: each item starts its own trace at the adapter, linked
+    /// to the order's, sampled by the adapter's `OTEL_TRACES_SAMPLER`.
+    pub trace_items_per_order: usize,
 }
 
 impl GatewayConfig {
@@ -34,6 +38,7 @@ impl GatewayConfig {
             fanout_window: 8192,
             intake: true,
             max_request_bytes: 32 * 1024 * 1024,
+            trace_items_per_order: 100,
         }
     }
 
@@ -74,6 +79,7 @@ impl GatewayConfig {
             fanout_window: num("GSL_FANOUT_WINDOW", 8192)?,
             intake: get("GSL_INTAKE").as_deref() != Some("off"),
             max_request_bytes: num("GSL_MAX_REQUEST_BYTES", 32 * 1024 * 1024)?,
+            trace_items_per_order: num("GSL_TRACE_ITEMS_PER_ORDER", 100)?,
         })
     }
 }

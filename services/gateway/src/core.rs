@@ -25,6 +25,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
     pub operation: String,
+    /// The order's carrier, or `mixed`.
+    pub carrier: String,
     pub source: String,
 }
 

@@ -235,8 +235,15 @@ pub async fn run(core: Arc<Core>, stop: gsl_telemetry::shutdown::Listener) -> Re
 
 async fn handle(core: &Core, m: async_nats::jetstream::Message) {
     let seq = m.info().map(|i| i.stream_sequence).unwrap_or_default();
-    let span = info_span!("intake", subject = %m.subject, messaging.system = "nats", messaging.message.id = seq);
+    let span = info_span!(
+        "intake",
+        subject = %m.subject,
+        messaging.system = "nats",
+        messaging.message.id = seq,
+        trace_id = tracing::field::Empty
+    );
     gsl_telemetry::propagate::set_parent_from_nats(&span, m.headers.as_ref());
+    gsl_telemetry::record_trace_id(&span);
     async {
         let tenant = m
             .subject

@@ -84,7 +84,7 @@ impl Gateway {
         let buckets = topology::ensure(&js, &topo).await?;
         let registry = Registry::start(&buckets).await?;
         let index = OrderIndex::start(&buckets.workorders).await?;
-        let mut metric_registry = prometheus_client::registry::Registry::with_prefix("");
+        let mut metric_registry = prometheus_client::registry::Registry::default();
         let metrics = Metrics::new(&mut metric_registry);
         let tenants: Vec<String> = cfg.tokens.tenants().map(str::to_owned).collect();
         let auth: Arc<dyn auth::Authenticator> = Arc::new(cfg.tokens.clone());
@@ -169,6 +169,7 @@ impl Gateway {
             reason: e.to_string(),
         })?;
         let mut builder = tonic::transport::Server::builder()
+            .trace_fn(gsl_telemetry::grpc::server_span)
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)));
         if let Some((cert, key)) = &cfg.tls {

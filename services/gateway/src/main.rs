@@ -6,7 +6,7 @@ use gsl_gateway::config::GatewayConfig;
 
 #[tokio::main]
 async fn main() {
-    gsl_telemetry::init_logs("gsl-gateway");
+    let telemetry = gsl_telemetry::init("gsl-gateway", &[]);
     let cfg = match GatewayConfig::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -26,4 +26,5 @@ async fn main() {
     gsl_telemetry::shutdown::signal().await;
     tracing::info!("draining");
     gw.shutdown().await;
+    telemetry.shutdown();
 }

@@ -137,6 +137,11 @@ async fn submit_inner(
             .orders_accepted
             .get_or_create(&crate::core::OpLabels {
                 operation: checked.kind.as_str().into(),
+                carrier: match v.carriers.as_slice() {
+                    [one] => one.as_str().into(),
+                    [] => "none".into(),
+                    _ => "mixed".into(),
+                },
                 source: source_name(source).into(),
             })
             .inc();
@@ -387,9 +392,7 @@ pub async fn fanout(
         .ok_or_else(|| ApiError::busy("order record without order"))?;
     let span = info_span!("fanout", work_order_id = o.id, items = items.len());
     async {
-        let mut headers = HeaderMap::new();
-        gsl_telemetry::propagate::inject_nats(&mut headers);
-        headers.insert(names::headers::TENANT, o.tenant.as_str());
+        let headers = item_headers(&o.tenant, items.len(), core.cfg.trace_items_per_order);
         let op = o.operation.clone().unwrap_or_default();
         let kind = convert::operation_kind(&op)
             .ok_or_else(|| ApiError::busy("order without operation"))?;
@@ -429,6 +432,21 @@ pub async fn fanout(
     }
     .instrument(span)
     .await
+}
+
+/// Headers of every item of an order. A small order's items are in the
+/// order's trace; a large order's items each start their own trace at the
+/// adapter, linked to the order's (one trace of 100,000 spans helps nobody,
+/// and sampling can then keep a share of the items).
+pub fn item_headers(tenant: &str, items: usize, per_order_limit: usize) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if items <= per_order_limit {
+        gsl_telemetry::propagate::inject_nats(&mut headers);
+    } else if let Some(tp) = gsl_telemetry::propagate::current_traceparent() {
+        headers.insert(gsl_telemetry::propagate::ORDER_TRACEPARENT, tp.as_str());
+    }
+    headers.insert(names::headers::TENANT, tenant);
+    headers
 }
 
 async fn mark_fanout_done(core: &Core, id: u64) {

@@ -74,6 +74,14 @@ pub async fn watch(
             if event.tenant != tenant {
                 continue;
             }
+            let span = tracing::info_span!(
+                "watch_event",
+                work_order_id = event.work_order_id,
+                messaging.system = "nats",
+                messaging.message.id = sequence
+            );
+            gsl_telemetry::propagate::set_parent_from_nats(&span, m.headers.as_ref());
+            drop(span.enter());
             if tx
                 .send(Ok(v1::WatchEvent {
                     sequence,

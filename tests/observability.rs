@@ -1,0 +1,520 @@
+//! Observability across processes: one OpenTelemetry trace per work order
+//! through gateway, NATS, adapter and carrier call; metrics with the right
+//! values; per-item traces for large orders; no secret in any log line.
+
+use gsl_carrier_sim::config::CompletionMode;
+use gsl_carrier_sim::{SimConfig, SimServer};
+use gsl_domain::Carrier;
+use gsl_domain::card::{SimStatus, StopReason};
+use gsl_e2e::Proc;
+use gsl_e2e::otlp::{self, Receiver, Span};
+use gsl_proto::{convert, v1};
+use gsl_testkit::NatsServer;
+use std::collections::HashMap;
+use std::time::Duration;
+use tonic::Request;
+
+const TENANT_TOKEN: &str = "tok-acme-secret-0001";
+const ADAPTER_TOKEN: &str = "adapter-secret-token-7";
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+
+fn creds(c: Carrier) -> (&'static str, &'static str) {
+    match c {
+        Carrier::Cmcc => ("gslcmcc", "cmcc-secret"),
+        Carrier::Ct => ("gslct", "ct-secret"),
+        Carrier::Cu => ("gslcu", "cu-secret"),
+        Carrier::Trinet => ("", "trinet-secret"),
+    }
+}
+
+struct World {
+    rx: Receiver,
+    _nats: NatsServer,
+    sim: SimServer,
+    gw: Proc,
+    adapters: Vec<Proc>,
+    grpc: String,
+}
+
+async fn world(carriers: &[Carrier], gateway_env: &[(&str, String)], rust_log: &str) -> World {
+    let (rx, endpoint) = otlp::start().await;
+    let nats = NatsServer::start().await.unwrap();
+    let mut sc = SimConfig::unlimited();
+    sc.completion.mode = CompletionMode::Immediate;
+    let sim = SimServer::start(sc).await.unwrap();
+    let otel = |name: &str| {
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+            ("OTEL_SERVICE_NAME", name.to_string()),
+            ("RUST_LOG", rust_log.to_string()),
+            ("GSL_NATS_URL", nats.url()),
+            ("GSL_ADAPTER_TOKEN", ADAPTER_TOKEN.to_string()),
+            ("GSL_ADMIN_LISTEN", "127.0.0.1:0".to_string()),
+        ]
+    };
+    let mut env = otel("gsl-gateway");
+    env.push(("GSL_TENANT_TOKENS", format!("{TENANT_TOKEN}=acme")));
+    env.push(("GSL_GRPC_LISTEN", "127.0.0.1:0".to_string()));
+    env.extend(gateway_env.iter().cloned());
+    let gw = Proc::spawn("gsl-gateway", &env).await;
+    let grpc = format!("http://{}", gw.addr);
+    let mut adapters = Vec::new();
+    for c in carriers {
+        let (u, p) = creds(*c);
+        let mut env = otel("gsl-adapter");
+        env.extend([
+            ("GSL_CARRIER", c.as_str().to_string()),
+            ("GSL_CARRIER_URL", sim.base_url(*c)),
+            ("GSL_CARRIER_USER", u.to_string()),
+            ("GSL_CARRIER_SECRET", p.to_string()),
+            ("GSL_GATEWAY_URL", grpc.clone()),
+            ("GSL_RATE_CHANGE", "0".to_string()),
+            ("GSL_RATE_QUERY", "0".to_string()),
+            ("GSL_RATE_LIST", "0".to_string()),
+        ]);
+        adapters.push(Proc::spawn("gsl-adapter", &env).await);
+    }
+    World {
+        rx,
+        _nats: nats,
+        sim,
+        gw,
+        adapters,
+        grpc,
+    }
+}
+
+fn authed<T>(m: T, traceparent: Option<&str>) -> Request<T> {
+    let mut r = Request::new(m);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {TENANT_TOKEN}").parse().unwrap(),
+    );
+    if let Some(tp) = traceparent {
+        r.metadata_mut().insert("traceparent", tp.parse().unwrap());
+    }
+    r
+}
+
+impl World {
+    /// In-use cards at the carrier and in the registry.
+    async fn cards(&self, c: Carrier, first: u64, n: u64) -> Vec<String> {
+        let mut reg = v1::registry_client::RegistryClient::connect(self.grpc.clone())
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        let mut cards = Vec::new();
+        for serial in first..first + n {
+            let mut card = self.sim.engine.page(c, serial, 1)[0].clone();
+            card.status = SimStatus::InUse;
+            card.stop_reason = StopReason::Normal;
+            self.sim.engine.put_card(c, card.clone());
+            ids.push(card.id.clone());
+            cards.push(v1::Card {
+                id: card.id,
+                carrier: convert::carrier_to_wire(c) as i32,
+                sim_status: 20,
+                stop_reason: -1,
+                threshold_mb: -1,
+                ..Default::default()
+            });
+        }
+        reg.import_cards(authed(v1::ImportCardsRequest { cards }, None))
+            .await
+            .unwrap();
+        ids
+    }
+
+    async fn submit_and_wait(
+        &self,
+        key: &str,
+        ids: &[String],
+        traceparent: Option<&str>,
+    ) -> v1::WorkOrder {
+        let mut c = v1::work_orders_client::WorkOrdersClient::connect(self.grpc.clone())
+            .await
+            .unwrap();
+        let o = c
+            .submit(authed(
+                v1::SubmitRequest {
+                    idempotency_key: key.into(),
+                    operation: Some(v1::Operation {
+                        kind: Some(v1::operation::Kind::Stop(v1::Stop {})),
+                    }),
+                    cards: ids
+                        .iter()
+                        .map(|i| v1::CardRef {
+                            id: i.clone(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                },
+                traceparent,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .work_order
+            .unwrap();
+        for _ in 0..300 {
+            let g = c
+                .get(authed(v1::GetRequest { id: o.id }, None))
+                .await
+                .unwrap()
+                .into_inner();
+            if g.status == v1::WorkOrderStatus::Completed as i32
+                || g.status == v1::WorkOrderStatus::Failed as i32
+                || g.status == v1::WorkOrderStatus::Rejected as i32
+            {
+                return g;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("order {} did not settle", o.id);
+    }
+
+    /// Wait until `pred` holds over the received spans.
+    async fn spans_until(&self, what: &str, pred: impl Fn(&[Span]) -> bool) -> Vec<Span> {
+        for _ in 0..150 {
+            let spans = self.rx.spans.lock().unwrap().clone();
+            if pred(&spans) {
+                return spans;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let spans = self.rx.spans.lock().unwrap().clone();
+        panic!(
+            "{what}: not seen; spans: {:#?}",
+            spans
+                .iter()
+                .map(|s| (&s.service, &s.name, &s.trace_id))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    async fn metrics(&self, admin: &str) -> String {
+        reqwest::get(format!("http://{admin}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+fn find<'a>(spans: &'a [Span], service: &str, name: &str, trace: &str) -> Vec<&'a Span> {
+    spans
+        .iter()
+        .filter(|s| s.service == service && s.name == name && s.trace_id == trace)
+        .collect()
+}
+
+#[tokio::test]
+async fn one_trace_from_submit_through_adapter_and_carrier_to_report() {
+    let w = world(&[Carrier::Ct], &[], "info").await;
+    let ids = w.cards(Carrier::Ct, 10, 2).await;
+    let tp = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
+    let o = w.submit_and_wait("traced", &ids, Some(&tp)).await;
+    assert_eq!(o.succeeded, 2);
+    let spans = w
+        .spans_until("adapter report spans in the trace", |s| {
+            find(s, "gsl-adapter", "report", TRACE_ID).len() >= 2
+                && find(s, "gsl-gateway", "report", TRACE_ID).len() >= 2
+                && !find(s, "gsl-gateway", "fanout", TRACE_ID).is_empty()
+        })
+        .await;
+    let by_id: HashMap<&str, &Span> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let parent = |s: &Span| by_id.get(s.parent_span_id.as_str()).copied();
+    // gateway: grpc (child of the client's span) -> submit -> fanout
+    let grpc_submit = find(&spans, "gsl-gateway", "gsl.v1.WorkOrders/Submit", TRACE_ID);
+    assert_eq!(grpc_submit.len(), 1, "{spans:#?}");
+    assert_eq!(grpc_submit[0].parent_span_id, CLIENT_SPAN);
+    assert_eq!(grpc_submit[0].attr("rpc.system"), Some("grpc"));
+    let submit = find(&spans, "gsl-gateway", "submit", TRACE_ID)[0];
+    assert_eq!(submit.parent_span_id, grpc_submit[0].span_id);
+    assert_eq!(
+        submit.attr("work_order_id"),
+        Some(o.id.to_string().as_str())
+    );
+    let fanout = find(&spans, "gsl-gateway", "fanout", TRACE_ID)[0];
+    assert_eq!(fanout.parent_span_id, submit.span_id);
+    // adapter: consume is a child of the fan-out (context from NATS headers)
+    let consumes = find(&spans, "gsl-adapter", "consume", TRACE_ID);
+    assert_eq!(consumes.len(), 2);
+    for c in &consumes {
+        assert_eq!(
+            c.parent_span_id, fanout.span_id,
+            "consume parented on the fan-out"
+        );
+        assert_eq!(c.attr("messaging.system"), Some("nats"));
+        assert_eq!(c.attr("carrier"), Some("ct"));
+    }
+    // carrier call -> http, under consume; with outcome
+    let calls = find(&spans, "gsl-adapter", "carrier_call", TRACE_ID);
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.attr("call") == Some("submit") && c.attr("outcome") == Some("ok"))
+    );
+    for c in &calls {
+        assert!(
+            consumes.iter().any(|k| k.span_id == c.parent_span_id),
+            "carrier_call under consume"
+        );
+    }
+    let http = find(&spans, "gsl-adapter", "http", TRACE_ID);
+    assert!(
+        http.iter()
+            .any(|h| h.attr("http.response.status_code") == Some("200"))
+    );
+    assert!(
+        http.iter()
+            .all(|h| parent(h).is_some_and(|p| p.name == "carrier_call"))
+    );
+    // the report crosses back to the gateway: its gRPC span is a child of the adapter's report span
+    let grpc_reports = find(&spans, "gsl-gateway", "gsl.v1.Results/Report", TRACE_ID);
+    assert!(grpc_reports.len() >= 2);
+    for g in &grpc_reports {
+        let p = parent(g).expect("parent span exported");
+        assert_eq!(
+            (p.service.as_str(), p.name.as_str()),
+            ("gsl-adapter", "report")
+        );
+    }
+    // the carrier saw the trace context
+    let seen = w
+        .sim
+        .engine
+        .platform(Carrier::Ct)
+        .traceparents
+        .lock()
+        .unwrap()
+        .clone();
+    assert!(
+        seen.iter().any(|t| t.contains(TRACE_ID)),
+        "traceparent reached the carrier"
+    );
+    // logs carry the trace id: the gateway's "work order accepted" line is inside the traced RPC
+    let gw_log = w.gw.log();
+    let accepted = gw_log
+        .lines()
+        .find(|l| l.contains("work order accepted"))
+        .expect("accepted log line");
+    assert!(
+        accepted.contains(&format!("\"trace_id\":\"{TRACE_ID}\"")),
+        "{accepted}"
+    );
+}
+
+#[tokio::test]
+async fn large_orders_give_each_item_its_own_trace_linked_to_the_order() {
+    let w = world(
+        &[Carrier::Ct],
+        &[("GSL_TRACE_ITEMS_PER_ORDER", "2".into())],
+        "info",
+    )
+    .await;
+    let ids = w.cards(Carrier::Ct, 40, 3).await;
+    let tp = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
+    w.submit_and_wait("large", &ids, Some(&tp)).await;
+    let spans = w
+        .spans_until("three consume spans", |s| {
+            s.iter()
+                .filter(|x| x.service == "gsl-adapter" && x.name == "consume")
+                .count()
+                >= 3
+        })
+        .await;
+    let consumes: Vec<&Span> = spans
+        .iter()
+        .filter(|x| x.service == "gsl-adapter" && x.name == "consume")
+        .collect();
+    let traces: std::collections::HashSet<&str> =
+        consumes.iter().map(|c| c.trace_id.as_str()).collect();
+    assert_eq!(traces.len(), 3, "one trace per item");
+    assert!(
+        !traces.contains(TRACE_ID),
+        "items are not in the order's trace"
+    );
+    for c in consumes {
+        assert_eq!(
+            c.links,
+            vec![TRACE_ID.to_string()],
+            "each item links to the order's trace"
+        );
+        assert!(
+            c.parent_span_id.is_empty(),
+            "each item's trace starts at the adapter"
+        );
+    }
+}
+
+fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|lab| l.contains(lab)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let w = world(&[Carrier::Ct], &[], "warn").await;
+    let ids = w.cards(Carrier::Ct, 60, 3).await;
+    let mut with_unknown = ids.clone();
+    with_unknown.push(
+        gsl_domain::Iccid::from_payload("898603999000000001")
+            .unwrap()
+            .to_string(),
+    );
+    let o = w.submit_and_wait("metered", &with_unknown, None).await;
+    assert_eq!((o.succeeded, o.failed), (3, 1));
+    let gw = w
+        .metrics(&w.gw.printed("admin").expect("gateway admin address"))
+        .await;
+    assert_eq!(
+        metric(
+            &gw,
+            "gsl_gateway_orders_accepted_total",
+            &["operation=\"stop\"", "carrier=\"ct\"", "source=\"api\""]
+        ),
+        Some(1.0),
+        "{gw}"
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            "gsl_gateway_items_refused_total",
+            &["code=\"GSL.00020002\""]
+        ),
+        Some(1.0),
+        "{gw}"
+    );
+    assert_eq!(
+        metric(&gw, "gsl_gateway_items_published_total", &[]),
+        Some(3.0),
+        "{gw}"
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            "gsl_gateway_reports_total",
+            &["kind=\"succeeded\"", "duplicate=\"false\""]
+        ),
+        Some(3.0),
+        "{gw}"
+    );
+    // The adapter counts an item once the gateway acknowledged its report,
+    // which can be just after the order settled.
+    let mut ad = String::new();
+    for _ in 0..50 {
+        ad = w.metrics(&w.adapters[0].addr).await;
+        if metric(&ad, "gsl_adapter_items_total", &["value=\"succeeded\""]) == Some(3.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        metric(
+            &ad,
+            "gsl_adapter_items_total",
+            &["carrier=\"ct\"", "value=\"succeeded\""]
+        ),
+        Some(3.0),
+        "{ad}"
+    );
+    assert_eq!(
+        metric(
+            &ad,
+            "gsl_adapter_items_total",
+            &["carrier=\"ct\"", "value=\"accepted\""]
+        ),
+        Some(3.0),
+        "{ad}"
+    );
+    assert_eq!(
+        metric(
+            &ad,
+            "gsl_adapter_carrier_call_seconds_count",
+            &["call=\"submit\"", "result=\"ok\""]
+        ),
+        Some(3.0),
+        "{ad}"
+    );
+    assert_eq!(
+        metric(&ad, "gsl_adapter_dead_letters_total", &[]),
+        Some(0.0),
+        "{ad}"
+    );
+    assert_eq!(metric(&ad, "gsl_adapter_in_flight", &[]), Some(0.0), "{ad}");
+    assert!(
+        metric(&ad, "gsl_adapter_limiter_wait_seconds_count", &[]).is_some(),
+        "{ad}"
+    );
+    assert!(
+        metric(&ad, "gsl_adapter_rate_limit_per_s", &["value=\"change\""]).is_some(),
+        "{ad}"
+    );
+}
+
+#[tokio::test]
+async fn no_secret_appears_in_any_log() {
+    let mut w = world(
+        &[Carrier::Cmcc, Carrier::Ct, Carrier::Cu, Carrier::Trinet],
+        &[],
+        "debug",
+    )
+    .await;
+    for (i, c) in Carrier::ALL.iter().enumerate() {
+        let ids = w.cards(*c, 80 + i as u64 * 10, 2).await;
+        let o = w.submit_and_wait(&format!("secret-{c}"), &ids, None).await;
+        assert_eq!(o.succeeded, 2, "{c}");
+    }
+    // China Mobile tokens the carrier issued, and every configured secret.
+    let tokens: Vec<String> = w
+        .sim
+        .engine
+        .platform(Carrier::Cmcc)
+        .tokens
+        .lock()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert!(!tokens.is_empty(), "a China Mobile token was used");
+    let mut secrets: Vec<String> = vec![
+        TENANT_TOKEN.into(),
+        ADAPTER_TOKEN.into(),
+        "cmcc-secret".into(),
+        "ct-secret".into(),
+        "cu-secret".into(),
+        "trinet-secret".into(),
+    ];
+    secrets.extend(tokens);
+    // Logs of a clean exit too.
+    let _ = w.gw.terminate(Duration::from_secs(20)).await;
+    for a in &mut w.adapters {
+        let _ = a.terminate(Duration::from_secs(20)).await;
+    }
+    let mut logs = vec![("gsl-gateway", w.gw.log())];
+    logs.extend(w.adapters.iter().map(|a| ("gsl-adapter", a.log())));
+    for (who, log) in &logs {
+        assert!(log.len() > 1000, "{who} logged at debug level");
+        for s in &secrets {
+            assert!(
+                !log.contains(s.as_str()),
+                "{who} logged a secret ({} characters)",
+                s.len()
+            );
+        }
+        assert!(
+            !log.contains("Bearer "),
+            "{who} logged an authorization header"
+        );
+        assert!(
+            !log.contains("Basic "),
+            "{who} logged an authorization header"
+        );
+    }
+}
