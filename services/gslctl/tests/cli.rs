@@ -1,0 +1,310 @@
+//! gslctl as a user runs it: the real binary, batch files on disk, a real
+//! gateway and nats-server behind it.
+
+use gsl_domain::Iccid;
+use gsl_gateway::Gateway;
+use gsl_gateway::auth::StaticTokens;
+use gsl_gateway::config::GatewayConfig;
+use gsl_testkit::NatsServer;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::Output;
+
+const TOKEN: &str = "tok-acme-0001";
+
+fn iccid(n: u32) -> String {
+    Iccid::from_payload(&format!("898603077{n:09}"))
+        .unwrap()
+        .to_string()
+}
+
+async fn gslctl(args: &[&str], gateway: &str) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_gslctl"))
+        .args(args)
+        .env("GSL_GATEWAY", gateway)
+        .env("GSL_TOKEN", TOKEN)
+        .env("GSLCTL_CONFIG", "/nonexistent")
+        .output()
+        .await
+        .unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::File::create(&p)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    p.display().to_string()
+}
+
+fn xlsx(dir: &Path, name: &str, rows: &[Vec<&str>]) -> String {
+    let p = dir.join(name);
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    for (r, row) in rows.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            ws.write_string(r as u32, c as u16, *v).unwrap();
+        }
+    }
+    wb.save(&p).unwrap();
+    p.display().to_string()
+}
+
+#[tokio::test]
+async fn validate_only_reports_every_bad_row_csv_and_xlsx() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (iccid(1), iccid(2));
+    let csv = write(
+        dir.path(),
+        "cards.csv",
+        &format!(
+            "ICCID,bind type,IMEI\n{a},fixed_imei,490154203237518\n{b},fixed_imei,\n8986031234567890123,normal,\n,,\n{a},normal,\n"
+        ),
+    );
+    let o = gslctl(
+        &["submit", "rebind", "--file", &csv, "--validate-only"],
+        "http://127.0.0.1:1",
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    let table = out(&o);
+    for (row, code) in [
+        ("3", "GSL.00020006"),
+        ("4", "GSL.00020001"),
+        ("5", "GSL.00010004"),
+        ("6", "GSL.00020004"),
+    ] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(row) && l.contains(code)),
+            "row {row} {code} in:\n{table}"
+        );
+    }
+    assert!(
+        !table.lines().any(|l| l.starts_with("2 ")),
+        "row 2 is valid:\n{table}"
+    );
+    // JSON output, same problems
+    let o = gslctl(
+        &[
+            "submit",
+            "rebind",
+            "--file",
+            &csv,
+            "--validate-only",
+            "--output",
+            "json",
+        ],
+        "http://127.0.0.1:1",
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    let j: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(j["valid"], false);
+    let rows: Vec<u64> = j["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["row"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rows, vec![3, 4, 5, 6]);
+    // xlsx, first sheet, region bind layout
+    let good = xlsx(
+        dir.path(),
+        "good.xlsx",
+        &[
+            vec!["container id", "region"],
+            vec![&a, "240_辽宁省"],
+            vec![&b, "100"],
+        ],
+    );
+    let o = gslctl(
+        &[
+            "submit",
+            "region_bind",
+            "--file",
+            &good,
+            "--validate-only",
+            "-o",
+            "json",
+        ],
+        "http://127.0.0.1:1",
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out(&o)).unwrap()["rows"],
+        2
+    );
+    let bad = xlsx(
+        dir.path(),
+        "bad.xlsx",
+        &[vec![&a, "999"], vec!["not a card!", "240"]],
+    );
+    let o = gslctl(
+        &["submit", "region_bind", "--file", &bad, "--validate-only"],
+        "http://127.0.0.1:1",
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    let t = out(&o);
+    assert!(
+        t.contains("GSL.00020006") && t.contains("GSL.00020001"),
+        "{t}"
+    );
+    // usage errors
+    let o = gslctl(
+        &["submit", "teleport", "--validate-only", &a],
+        "http://127.0.0.1:1",
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    let o = gslctl(
+        &[
+            "submit",
+            "stop",
+            "--file",
+            "/nonexistent.csv",
+            "--validate-only",
+        ],
+        "http://127.0.0.1:1",
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn submit_import_and_exit_codes_against_a_gateway() {
+    let nats = NatsServer::start().await.unwrap();
+    let mut tenants = HashMap::new();
+    tenants.insert(TOKEN.to_string(), "acme".to_string());
+    let gw = Gateway::start(GatewayConfig::local(
+        &nats.url(),
+        StaticTokens::new(tenants, Some("adapter-secret".into())),
+    ))
+    .await
+    .unwrap();
+    let url = format!("http://{}", gw.grpc_addr);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (iccid(10), iccid(11), iccid(12));
+    let registry = write(
+        dir.path(),
+        "registry.csv",
+        &format!("id,carrier,sim_status\n{a},ct,20\n{b},ct,20\n{c},ct,14\n"),
+    );
+    let o = gslctl(&["cards", "import", &registry, "-o", "json"], &url).await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        out(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out(&o)).unwrap()["imported"],
+        3
+    );
+    // a stop for a, b (c is stopped already: refused as an item)
+    let batch = write(dir.path(), "stop.csv", &format!("{a}\n{b}\n{c}\n"));
+    let o = gslctl(
+        &[
+            "submit", "stop", "--file", &batch, "--key", "k1", "-o", "json",
+        ],
+        &url,
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(j["work_order"]["total"], 3);
+    assert_eq!(j["refused"], 1);
+    assert_eq!(j["refusals"][0]["problem"]["code"], "GSL.00016002");
+    let id = j["work_order"]["id"].as_u64().unwrap().to_string();
+    // same key, same request: replayed
+    let o = gslctl(
+        &[
+            "submit", "stop", "--file", &batch, "--key", "k1", "-o", "json",
+        ],
+        &url,
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out(&o)).unwrap()["replayed"],
+        true
+    );
+    // get, items, list in JSON
+    let o = gslctl(&["get", &id, "-o", "json"], &url).await;
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out(&o)).unwrap()["status"],
+        "processing"
+    );
+    let o = gslctl(&["items", &id, "--status", "failed", "-o", "json"], &url).await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out(&o))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let o = gslctl(&["list"], &url).await;
+    assert!(
+        out(&o).lines().nth(1).unwrap().starts_with(&id),
+        "{}",
+        out(&o)
+    );
+    // all items refused: rejected, exit 3
+    let o = gslctl(&["submit", "stop", &c, "--key", "k2"], &url).await;
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    // refused as a whole by the gateway: exit 4
+    let o = gslctl(
+        &["submit", "set_usage_threshold", &a, "--threshold-mb", "-5"],
+        &url,
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = gslctl(&["get", "999999"], &url).await;
+    assert_eq!(o.status.code(), Some(4));
+    // bad rows are not sent without --skip-bad-rows
+    let mixed = write(dir.path(), "mixed.csv", &format!("{a}\nnot-a-card!\n"));
+    let o = gslctl(&["submit", "stop", "--file", &mixed, "--key", "k3"], &url).await;
+    assert_eq!(o.status.code(), Some(2));
+    // unreachable gateway: exit 1
+    let o = gslctl(&["get", "1"], "http://127.0.0.1:1").await;
+    assert_eq!(o.status.code(), Some(1));
+    // cancel only in review: held order can be cancelled, then not again
+    let o = gslctl(
+        &["submit", "stop", &a, "--hold", "--key", "k4", "-o", "json"],
+        &url,
+    )
+    .await;
+    let held = serde_json::from_str::<serde_json::Value>(&out(&o)).unwrap()["work_order"]["id"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        gslctl(&["cancel", &held], &url).await.status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        gslctl(&["cancel", &held], &url).await.status.code(),
+        Some(4)
+    );
+}
