@@ -41,7 +41,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Submit one operation for cards (inline or from a CSV / xlsx file) or for a purchase batch.
-    Submit(SubmitArgs),
+    Submit(Box<SubmitArgs>),
     /// Show a work order.
     Get { id: u64 },
     /// List work orders.
