@@ -5,7 +5,7 @@ BENCH ?= all
 BENCH_MODE ?= full
 export BENCH_MODE
 
-.PHONY: help setup build test lint fmt bench up demo clean
+.PHONY: help setup build test lint fmt bench up demo clean k8s
 
 help:
 	@echo "make setup   install what is missing (nats-server into .tools/)"
@@ -13,6 +13,8 @@ help:
 	@echo "make test    setup, then unit and integration tests (real nats-server)"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
 	@echo "make bench   benchmarks, printing BENCH lines (BENCH=<name> for one, BENCH_MODE=smoke for a short run)"
+	@echo "make up      the whole stack as local processes (Ctrl-C stops it)"
+	@echo "make demo    sample orders against the running stack"
 
 setup:
 	@bash scripts/setup.sh
@@ -36,6 +38,13 @@ fmt:
 bench: setup
 	$(CARGO) build --release --workspace --bins
 	./target/release/gsl-bench $(BENCH)
+
+# The whole stack locally: nats-server, carrier-sim, gateway, four adapters.
+up:
+	@bash scripts/stack.sh
+
+demo:
+	@bash scripts/demo.sh
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The whole stack as local processes, no Docker: nats-server (JetStream, authentication, one user
+# per service with its own subject permissions), carrier-sim seeded with demo cards, the gateway
+# and the four adapters. Logs are prefixed with the service name. Ctrl-C stops everything.
+#
+# Settings (environment): PROFILE=debug|release (default debug), GSL_STACK_DIR (default .run),
+# GSL_STACK_PORT_BASE (default 4222; the stack uses base .. base+12), GSL_STACK_SKIP_BUILD=1,
+# GSL_TIME_SCALE (default 43200: one working day takes two seconds).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PROFILE="${PROFILE:-debug}"
+RUN="${GSL_STACK_DIR:-$ROOT/.run}"
+BASE="${GSL_STACK_PORT_BASE:-4222}"
+SCALE="${GSL_TIME_SCALE:-43200}"
+BIN="$ROOT/target/$PROFILE"
+say() { printf '[stack] %s\n' "$*"; }
+
+NATS_PORT=$BASE; NATS_HTTP=$((BASE + 1)); SIM_PORT=$((BASE + 2)); GW_PORT=$((BASE + 3)); GW_ADMIN=$((BASE + 4))
+declare -A ADMIN=([cmcc]=$((BASE + 5)) [ct]=$((BASE + 6)) [cu]=$((BASE + 7)) [trinet]=$((BASE + 8)))
+
+bash scripts/setup.sh
+if [ "${GSL_STACK_SKIP_BUILD:-0}" != 1 ]; then
+  say "building ($PROFILE)"
+  if [ "$PROFILE" = release ]; then cargo build --release --bins; else cargo build --bins; fi
+fi
+NATS_BIN="${NATS_SERVER_BIN:-}"
+[ -n "$NATS_BIN" ] || NATS_BIN="$ROOT/.tools/bin/nats-server"
+[ -x "$NATS_BIN" ] || NATS_BIN="$(command -v nats-server)"
+
+mkdir -p "$RUN/nats" "$RUN/logs"
+# Secrets: made once per stack directory, kept out of git (.run is ignored).
+if [ ! -f "$RUN/secrets.env" ]; then
+  rnd() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
+  {
+    echo "TENANT_TOKEN=demo-$(rnd)"
+    echo "ADAPTER_TOKEN=adapter-$(rnd)"
+    for u in gateway cmcc ct cu trinet intake; do echo "NATS_PW_${u^^}=$(rnd)"; done
+  } > "$RUN/secrets.env"
+  chmod 600 "$RUN/secrets.env"
+fi
+# shellcheck disable=SC1091
+source "$RUN/secrets.env"
+
+# One user per service; JetStream API access is broad here (one account), subjects are not.
+js='"$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"'
+adapter_user() {
+  local c=$1 pw=$2
+  echo "    { user: adapter-$c, password: \"$pw\", permissions: { publish: { allow: [$js, \"gsl.follow.$c\", \"gsl.dlq.$c\", \"\$KV.gsl_items.>\", \"\$KV.gsl_guards.>\", \"\$KV.gsl_quota.>\", \"\$KV.gsl_rate.>\"] }, subscribe: { allow: [\"_INBOX.>\"] } } }"
+}
+cat > "$RUN/nats.conf" <<CONF
+listen: 127.0.0.1:$NATS_PORT
+http: 127.0.0.1:$NATS_HTTP
+server_name: gsl-local
+jetstream { store_dir: "$RUN/nats" }
+authorization {
+  users = [
+    { user: gateway, password: "$NATS_PW_GATEWAY", permissions: { publish: { allow: [$js, "gsl.work.>", "gsl.evt.>", "gsl.dlq.intake", "\$KV.>"] }, subscribe: { allow: ["_INBOX.>"] } } }
+$(adapter_user cmcc "$NATS_PW_CMCC")
+$(adapter_user ct "$NATS_PW_CT")
+$(adapter_user cu "$NATS_PW_CU")
+$(adapter_user trinet "$NATS_PW_TRINET")
+    { user: intake-acme, password: "$NATS_PW_INTAKE", permissions: { publish: { allow: ["gsl.intake.acme", "\$JS.API.STREAM.INFO.GSL_INTAKE", "_INBOX.>"] }, subscribe: { allow: ["_INBOX.>"] } } }
+  ]
+}
+CONF
+
+PIDS=()
+start() { # name, command...
+  local name=$1; shift
+  "$@" > >(sed -u "s/^/[$name] /") 2>&1 &
+  PIDS+=($!)
+}
+stop_all() {
+  say "stopping"
+  for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  say "stopped"
+}
+trap 'trap - EXIT; stop_all; exit 0' INT TERM
+trap 'stop_all' EXIT
+
+wait_http() { # url, what
+  for _ in $(seq 1 300); do
+    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  say "ERROR: $2 not ready at $1"; exit 1
+}
+
+ANCHOR=$(date +%s)
+start nats "$NATS_BIN" -c "$RUN/nats.conf"
+wait_http "http://127.0.0.1:$NATS_HTTP/healthz?js-enabled-only=true" nats
+start sim env SIM_LISTEN="127.0.0.1:$SIM_PORT" SIM_CARDS_PER_CARRIER=10000 SIM_TIME_SCALE="$SCALE" SIM_CLOCK_ANCHOR="$ANCHOR" \
+  RUST_LOG="${RUST_LOG:-info}" "$BIN/carrier-sim"
+wait_http "http://127.0.0.1:$SIM_PORT/healthz" carrier-sim
+NATS_URL="nats://127.0.0.1:$NATS_PORT"
+start gateway env GSL_NATS_URL="$NATS_URL" GSL_NATS_USER=gateway GSL_NATS_PASSWORD="$NATS_PW_GATEWAY" \
+  GSL_GRPC_LISTEN="127.0.0.1:$GW_PORT" GSL_ADMIN_LISTEN="127.0.0.1:$GW_ADMIN" \
+  GSL_TENANT_TOKENS="$TENANT_TOKEN=acme" GSL_ADAPTER_TOKEN="$ADAPTER_TOKEN" RUST_LOG="${RUST_LOG:-info}" "$BIN/gsl-gateway"
+wait_http "http://127.0.0.1:$GW_ADMIN/readyz" gateway
+say "registering the simulator's demo cards"
+GSL_GATEWAY="http://127.0.0.1:$GW_PORT" GSL_TOKEN="$TENANT_TOKEN" "$BIN/gslctl" cards seed-from-sim "http://127.0.0.1:$SIM_PORT" --per-carrier 2000 | sed 's/^/[stack] /'
+declare -A USER=([cmcc]=gslcmcc [ct]=gslct [cu]=gslcu [trinet]="")
+declare -A SECRET=([cmcc]=cmcc-secret [ct]=ct-secret [cu]=cu-secret [trinet]=trinet-secret)
+declare -A NPW=([cmcc]="$NATS_PW_CMCC" [ct]="$NATS_PW_CT" [cu]="$NATS_PW_CU" [trinet]="$NATS_PW_TRINET")
+for c in cmcc ct cu trinet; do
+  start "adapter-$c" env GSL_CARRIER=$c GSL_CARRIER_URL="http://127.0.0.1:$SIM_PORT/$c" GSL_CARRIER_USER="${USER[$c]}" \
+    GSL_CARRIER_SECRET="${SECRET[$c]}" GSL_NATS_URL="$NATS_URL" GSL_NATS_USER="adapter-$c" GSL_NATS_PASSWORD="${NPW[$c]}" \
+    GSL_GATEWAY_URL="http://127.0.0.1:$GW_PORT" GSL_ADAPTER_TOKEN="$ADAPTER_TOKEN" GSL_ADMIN_LISTEN="127.0.0.1:${ADMIN[$c]}" \
+    GSL_TIME_SCALE="$SCALE" GSL_CLOCK_ANCHOR="$ANCHOR" GSL_POLL_INTERVAL_MS=500 POD_NAME="adapter-$c-0" \
+    RUST_LOG="${RUST_LOG:-info}" "$BIN/gsl-adapter"
+done
+for c in cmcc ct cu trinet; do wait_http "http://127.0.0.1:${ADMIN[$c]}/readyz" "adapter-$c"; done
+
+cat > "$RUN/stack.env" <<ENV
+GSL_GATEWAY=http://127.0.0.1:$GW_PORT
+GSL_TOKEN=$TENANT_TOKEN
+GSL_SIM=http://127.0.0.1:$SIM_PORT
+GSL_NATS_URL=$NATS_URL
+GSL_NATS_INTAKE_USER=intake-acme
+GSL_NATS_INTAKE_PASSWORD=$NATS_PW_INTAKE
+GSL_BIN=$BIN
+ENV
+cat <<MSG
+[stack] ready
+[stack]   gateway gRPC   127.0.0.1:$GW_PORT   (tenant "acme"; token in $RUN/stack.env)
+[stack]   gateway admin  http://127.0.0.1:$GW_ADMIN/metrics  /healthz  /readyz
+[stack]   adapters admin http://127.0.0.1:${ADMIN[cmcc]} (cmcc) :${ADMIN[ct]} (ct) :${ADMIN[cu]} (cu) :${ADMIN[trinet]} (trinet)
+[stack]   NATS           $NATS_URL  (monitoring http://127.0.0.1:$NATS_HTTP)
+[stack]   carrier-sim    http://127.0.0.1:$SIM_PORT  (admin /admin/stats)
+[stack] try:  make demo      or:  set -a; . $RUN/stack.env; set +a; $BIN/gslctl list
+[stack] Ctrl-C stops everything.
+MSG
+wait

@@ -1,0 +1,123 @@
+//! The local stack script end to end: start, ready, one order through every
+//! service, NATS authentication, a clean stop.
+
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// A base port with the next 9 ports free.
+fn free_base() -> u16 {
+    for _ in 0..200 {
+        let base = 20_000 + (std::process::id() as u16 % 200) * 100 + (rand_u16() % 90);
+        if (0..9).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free port range")
+}
+
+fn rand_u16() -> u16 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u16
+}
+
+#[tokio::test]
+async fn stack_script_starts_serves_an_order_and_stops_cleanly() {
+    let root = gsl_testkit::workspace_root();
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base();
+    let mut stack = tokio::process::Command::new("bash")
+        .arg(root.join("scripts/stack.sh"))
+        .env("GSL_STACK_DIR", dir.path())
+        .env("GSL_STACK_PORT_BASE", base.to_string())
+        .env("GSL_STACK_SKIP_BUILD", "1")
+        .env("RUST_LOG", "warn")
+        .current_dir(&root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(stack.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            if l == "[stack] ready" {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("stack ready within 120 s");
+    assert!(ready, "stack exited before it was ready");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let env: Vec<(String, String)> = std::fs::read_to_string(dir.path().join("stack.env"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    let get = |k: &str| {
+        env.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    // One in-use China Telecom card from the simulator's demo inventory.
+    let cards: Vec<serde_json::Value> = reqwest::get(format!(
+        "{}/admin/ct/cards?offset=0&limit=200",
+        get("GSL_SIM")
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let card = cards.iter().find(|c| c["status"] == "in_use").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = tokio::process::Command::new(gsl_e2e::binary("gslctl"))
+        .args(["submit", "stop", &card, "--watch", "-o", "json"])
+        .env("GSL_GATEWAY", get("GSL_GATEWAY"))
+        .env("GSL_TOKEN", get("GSL_TOKEN"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value =
+        serde_json::from_str(&text[text.rfind("\n{").map(|i| i + 1).unwrap_or(0)..]).unwrap();
+    assert_eq!(
+        (last["status"].as_str(), last["succeeded"].as_u64()),
+        (Some("completed"), Some(1)),
+        "{text}"
+    );
+    // NATS requires credentials.
+    let anonymous = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(2))
+        .connect(get("GSL_NATS_URL"))
+        .await;
+    assert!(anonymous.is_err(), "anonymous connection refused");
+    // Ctrl-C equivalent: everything stops, ports are released.
+    gsl_testkit::signal(stack.id().unwrap(), "INT").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), stack.wait())
+        .await
+        .expect("stack stops within 60 s")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    for i in 0..9 {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok(),
+            "port {} still held",
+            base + i
+        );
+    }
+}
