@@ -15,11 +15,45 @@ use std::time::Duration;
 
 /// What a module gets to make its calls.
 pub struct CallCtx<'a> {
-    /// Wait for the carrier's budget before each request (`pace.change()`, `pace.query()`).
+    /// Wait for the carrier's budget before each query (`pace.query()`); use
+    /// [`CallCtx::change_slot`] before each change request.
     pub pace: &'a Pacer,
     /// Our transaction id for this item's change: derived from the item id,
     /// fixed in the execution record, the same on every retry.
     pub txn: &'a str,
+    /// The worker already waited for one change slot (and then checked the
+    /// item is still its own to call for).
+    prepaid: std::sync::atomic::AtomicBool,
+}
+
+impl<'a> CallCtx<'a> {
+    pub fn new(pace: &'a Pacer, txn: &'a str) -> CallCtx<'a> {
+        CallCtx {
+            pace,
+            txn,
+            prepaid: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// A context whose first change slot was taken by the caller.
+    pub fn prepaid(pace: &'a Pacer, txn: &'a str) -> CallCtx<'a> {
+        CallCtx {
+            pace,
+            txn,
+            prepaid: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    /// Wait for the carrier's budget before a change request.
+    pub async fn change_slot(&self) {
+        if self
+            .prepaid
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        self.pace.change().await;
+    }
 }
 
 /// The item as a module sees it.

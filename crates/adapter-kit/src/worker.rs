@@ -17,7 +17,7 @@ use crate::guards::{Guards, Held, Refusal};
 use crate::metrics::Metrics;
 use crate::pacing::Pacer;
 use crate::record::{ExecRecord, Final, Records, State};
-use crate::report::Reporter;
+use crate::report::{ReportError, Reporter};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{Context, Message};
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -33,6 +33,23 @@ use gsl_proto::{convert, v1};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{Instrument, info_span, warn};
+
+/// Whether the gateway took a final outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    Acknowledged,
+    /// Refused for good; the item was dead-lettered.
+    Refused,
+}
+
+impl Reported {
+    fn disposition(self) -> Disposition {
+        match self {
+            Reported::Acknowledged => Disposition::Ack,
+            Reported::Refused => Disposition::Term,
+        }
+    }
+}
 
 /// What to do with a message once processing returns.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -177,8 +194,7 @@ impl Worker {
                 None => self.fresh(item, &key, delivered, last).await?,
                 Some((rec, rev)) => match rec.state {
                     State::Done => {
-                        self.report_final(item, &key, rec, rev).await?;
-                        Some(Disposition::Ack)
+                        Some(self.report_final(item, &key, rec, rev).await?.disposition())
                     }
                     State::Accepted => {
                         self.follow(item, &key).await?;
@@ -312,10 +328,7 @@ impl Worker {
         delivered: i64,
         last: bool,
     ) -> Result<Option<Disposition>, gsl_bus::BusError> {
-        let ctx = CallCtx {
-            pace: &self.pacer,
-            txn: &rec.txn,
-        };
+        let ctx = CallCtx::new(&self.pacer, &rec.txn);
         let found = self
             .timed("lookup", self.with_retries(|| self.api.lookup(&ctx, item)))
             .await;
@@ -341,10 +354,14 @@ impl Worker {
         delivered: i64,
         last: bool,
     ) -> Result<Option<Disposition>, gsl_bus::BusError> {
-        let ctx = CallCtx {
-            pace: &self.pacer,
-            txn: &rec.txn,
-        };
+        // Wait for the carrier's budget first, then make sure the item is still
+        // ours to call for: a replica that was paused (or slow) past the ack
+        // wait finds that another one took it over, and does not call again.
+        self.pacer.change().await;
+        if self.records.get(key).await?.map(|(_, r)| r) != Some(rev) {
+            return Ok(None);
+        }
+        let ctx = CallCtx::prepaid(&self.pacer, &rec.txn);
         let r = self
             .timed("submit", self.with_retries(|| self.api.submit(&ctx, item)))
             .await;
@@ -413,10 +430,7 @@ impl Worker {
         };
         self.metrics.item("accepted");
         if self.cfg.inline_poll {
-            let ctx = CallCtx {
-                pace: &self.pacer,
-                txn: &rec.txn,
-            };
+            let ctx = CallCtx::new(&self.pacer, &rec.txn);
             if let Ok(p @ (Progress::Succeeded | Progress::Failed { .. })) =
                 self.timed("poll", self.api.poll(&ctx, item, &acc)).await
             {
@@ -434,9 +448,9 @@ impl Worker {
         Ok(Some(Disposition::Ack))
     }
 
-    /// Publish the follow-up message (de-duplicated per item).
-    async fn follow(&self, item: &Item, key: &str) -> Result<(), gsl_bus::BusError> {
-        let wi = v1::WorkItem {
+    /// The item as a bus message again (follow-ups, dead letters).
+    fn work_item(&self, item: &Item) -> v1::WorkItem {
+        v1::WorkItem {
             work_order_id: item.work_order_id,
             card: item.card.clone(),
             index: item.index,
@@ -445,7 +459,12 @@ impl Worker {
             operation: Some(item.op.clone()),
             submitted_at: None,
             batch_no: item.batch_no.clone(),
-        };
+        }
+    }
+
+    /// Publish the follow-up message (de-duplicated per item).
+    async fn follow(&self, item: &Item, key: &str) -> Result<(), gsl_bus::BusError> {
+        let wi = self.work_item(item);
         let mut h = HeaderMap::new();
         gsl_telemetry::propagate::inject_nats(&mut h);
         publish_one(
@@ -483,8 +502,9 @@ impl Worker {
                 self.guards.release_quota(q, key).await;
             }
         }
-        self.report_final(item, key, rec, rev).await?;
-        Ok(Some(Disposition::Ack))
+        Ok(Some(
+            self.report_final(item, key, rec, rev).await?.disposition(),
+        ))
     }
 
     /// A refusal before any carrier call.
@@ -517,11 +537,10 @@ impl Worker {
             owner: self.cfg.instance.clone(),
         };
         match self.records.create(key, &rec).await? {
-            Some(rev) => self.report_final(item, key, rec, rev).await?,
+            Some(rev) => Ok(self.report_final(item, key, rec, rev).await?.disposition()),
             // Someone else recorded this item meanwhile: their record wins.
-            None => return Ok(Disposition::Nak(Duration::from_millis(200))),
+            None => Ok(Disposition::Nak(Duration::from_millis(200))),
         }
-        Ok(Disposition::Ack)
     }
 
     /// Report a final outcome (again, if it was not acknowledged) and note it.
@@ -531,12 +550,12 @@ impl Worker {
         key: &str,
         mut rec: ExecRecord,
         rev: u64,
-    ) -> Result<(), gsl_bus::BusError> {
+    ) -> Result<Reported, gsl_bus::BusError> {
         let Some(fin) = rec.outcome.clone() else {
-            return Ok(());
+            return Ok(Reported::Acknowledged);
         };
         if rec.reported {
-            return Ok(());
+            return Ok(Reported::Acknowledged);
         }
         let mut o = self.outcome(
             item,
@@ -559,7 +578,23 @@ impl Worker {
                     .item(if fin.succeeded { "succeeded" } else { "failed" });
                 rec.reported = true;
                 let _ = self.records.update(key, &rec, rev).await?;
-                Ok(())
+                Ok(Reported::Acknowledged)
+            }
+            Err(ReportError::Refused(why)) => {
+                // A poison item: retrying cannot help. Keep it, with the reason, in the
+                // dead-letter stream and stop redelivering it.
+                warn!(reason = %why, work_order_id = item.work_order_id, card = %item.card, "gateway refused the outcome; dead-lettering");
+                self.publish_dead_letter(
+                    &names::work_subject(item.carrier, item.kind().expect("checked")),
+                    &encode(&self.work_item(item)),
+                    ErrorCode::ReportRefused,
+                    &why,
+                    0,
+                )
+                .await?;
+                rec.reported = true;
+                let _ = self.records.update(key, &rec, rev).await?;
+                Ok(Reported::Refused)
             }
             Err(e) => {
                 // The record says done; the next delivery reports again.
@@ -593,16 +628,7 @@ impl Worker {
         };
         self.publish_dead_letter(
             &names::work_subject(item.carrier, item.kind().expect("checked")),
-            &encode(&v1::WorkItem {
-                work_order_id: item.work_order_id,
-                card: item.card.clone(),
-                index: item.index,
-                tenant: item.tenant.clone(),
-                carrier: convert::carrier_to_wire(item.carrier) as i32,
-                operation: Some(item.op.clone()),
-                submitted_at: None,
-                batch_no: item.batch_no.clone(),
-            }),
+            &encode(&self.work_item(item)),
             ErrorCode::MaxDeliveries,
             reason,
             self.cfg.max_deliver as u64,
@@ -708,8 +734,7 @@ impl Worker {
             };
             match rec.state {
                 State::Done => {
-                    self.report_final(item, &key, rec, rev).await?;
-                    return Ok(Disposition::Ack);
+                    return Ok(self.report_final(item, &key, rec, rev).await?.disposition());
                 }
                 State::Intent => return Ok(Disposition::Ack), // the work message owns it
                 State::Accepted => {}
@@ -718,10 +743,7 @@ impl Worker {
                 ticket: rec.ticket.clone().unwrap_or_default(),
                 poll_ref: rec.poll_ref.clone().unwrap_or_default(),
             };
-            let ctx = CallCtx {
-                pace: &self.pacer,
-                txn: &rec.txn,
-            };
+            let ctx = CallCtx::new(&self.pacer, &rec.txn);
             let p = self
                 .timed(
                     "poll",

@@ -155,6 +155,8 @@ codes! {
     CarrierAccepted = ("GSL.00030007", Info, "carrier accepted the change"),
     /// The work order was cancelled before this item was sent.
     Cancelled = ("GSL.00030008", Info, "work order cancelled"),
+    /// The gateway refused an item's outcome for good (unknown order or item): dead-lettered.
+    ReportRefused = ("GSL.00030009", BadInput, "outcome refused by the gateway, dead-lettered"),
 }
 
 impl ErrorCode {

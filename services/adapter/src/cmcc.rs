@@ -148,7 +148,7 @@ impl Cmcc {
         for attempt in 0..2 {
             let token = self.token(ctx).await?;
             match class {
-                Class::Change => ctx.pace.change().await,
+                Class::Change => ctx.change_slot().await,
                 Class::Query => ctx.pace.query().await,
             }
             let mut all = vec![("transid", transid.to_owned()), ("token", token)];

@@ -108,7 +108,7 @@ impl Ct {
         txn: &str,
     ) -> CallResult<(String, String, serde_json::Value)> {
         p.insert("transactionId".into(), txn.to_owned());
-        ctx.pace.change().await;
+        ctx.change_slot().await;
         self.call(method, &p).await
     }
 

@@ -104,7 +104,7 @@ impl CarrierApi for Cu {
                 ));
             }
         };
-        ctx.pace.change().await;
+        ctx.change_slot().await;
         let (status, v) = self
             .send(
                 self.http

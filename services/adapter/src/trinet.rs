@@ -115,7 +115,7 @@ impl CarrierApi for Trinet {
                 ));
             }
         };
-        ctx.pace.change().await;
+        ctx.change_slot().await;
         let (status, v) = self.send(self.http.client.post(url).json(&body)).await?;
         if status != 202 && status != 200 {
             return Err(Trinet::refusal(status, &v));
