@@ -3,177 +3,99 @@
 //! values; per-item traces for large orders; no secret in any log line.
 
 use gsl_carrier_sim::config::CompletionMode;
-use gsl_carrier_sim::{SimConfig, SimServer};
 use gsl_domain::Carrier;
 use gsl_domain::card::{SimStatus, StopReason};
 use gsl_e2e::Proc;
 use gsl_e2e::otlp::{self, Receiver, Span};
-use gsl_proto::{convert, v1};
-use gsl_testkit::NatsServer;
+use gsl_e2e::rig::{self, ADAPTER_TOKEN, Rig, TENANT_TOKEN};
+use gsl_proto::v1;
 use std::collections::HashMap;
 use std::time::Duration;
-use tonic::Request;
 
-const TENANT_TOKEN: &str = "tok-acme-secret-0001";
-const ADAPTER_TOKEN: &str = "adapter-secret-token-7";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
-fn creds(c: Carrier) -> (&'static str, &'static str) {
-    match c {
-        Carrier::Cmcc => ("gslcmcc", "cmcc-secret"),
-        Carrier::Ct => ("gslct", "ct-secret"),
-        Carrier::Cu => ("gslcu", "cu-secret"),
-        Carrier::Trinet => ("", "trinet-secret"),
-    }
-}
-
 struct World {
     rx: Receiver,
-    _nats: NatsServer,
-    sim: SimServer,
-    gw: Proc,
+    rig: Rig,
     adapters: Vec<Proc>,
-    grpc: String,
 }
 
-async fn world(carriers: &[Carrier], gateway_env: &[(&str, String)], rust_log: &str) -> World {
+async fn world(
+    carriers: &[Carrier],
+    gateway_env: &[(&'static str, String)],
+    rust_log: &str,
+) -> World {
     let (rx, endpoint) = otlp::start().await;
-    let nats = NatsServer::start().await.unwrap();
-    let mut sc = SimConfig::unlimited();
-    sc.completion.mode = CompletionMode::Immediate;
-    let sim = SimServer::start(sc).await.unwrap();
-    let otel = |name: &str| {
-        vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
-            ("OTEL_SERVICE_NAME", name.to_string()),
-            ("RUST_LOG", rust_log.to_string()),
-            ("GSL_NATS_URL", nats.url()),
-            ("GSL_ADAPTER_TOKEN", ADAPTER_TOKEN.to_string()),
-            ("GSL_ADMIN_LISTEN", "127.0.0.1:0".to_string()),
-        ]
-    };
-    let mut env = otel("gsl-gateway");
-    env.push(("GSL_TENANT_TOKENS", format!("{TENANT_TOKEN}=acme")));
-    env.push(("GSL_GRPC_LISTEN", "127.0.0.1:0".to_string()));
-    env.extend(gateway_env.iter().cloned());
-    let gw = Proc::spawn("gsl-gateway", &env).await;
-    let grpc = format!("http://{}", gw.addr);
+    let common = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+        ("RUST_LOG", rust_log.to_string()),
+    ];
+    let mut gw_env = vec![("OTEL_SERVICE_NAME", "gsl-gateway".to_string())];
+    gw_env.extend(gateway_env.iter().cloned());
+    let rig = rig::start(
+        |sc| sc.completion.mode = CompletionMode::Immediate,
+        common,
+        &gw_env,
+    )
+    .await;
     let mut adapters = Vec::new();
     for c in carriers {
-        let (u, p) = creds(*c);
-        let mut env = otel("gsl-adapter");
-        env.extend([
-            ("GSL_CARRIER", c.as_str().to_string()),
-            ("GSL_CARRIER_URL", sim.base_url(*c)),
-            ("GSL_CARRIER_USER", u.to_string()),
-            ("GSL_CARRIER_SECRET", p.to_string()),
-            ("GSL_GATEWAY_URL", grpc.clone()),
-            ("GSL_RATE_CHANGE", "0".to_string()),
-            ("GSL_RATE_QUERY", "0".to_string()),
-            ("GSL_RATE_LIST", "0".to_string()),
-        ]);
-        adapters.push(Proc::spawn("gsl-adapter", &env).await);
+        adapters.push(
+            rig.adapter(*c, &[("OTEL_SERVICE_NAME", "gsl-adapter".to_string())])
+                .await,
+        );
     }
-    World {
-        rx,
-        _nats: nats,
-        sim,
-        gw,
-        adapters,
-        grpc,
-    }
+    World { rx, rig, adapters }
 }
 
-fn authed<T>(m: T, traceparent: Option<&str>) -> Request<T> {
-    let mut r = Request::new(m);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {TENANT_TOKEN}").parse().unwrap(),
-    );
-    if let Some(tp) = traceparent {
-        r.metadata_mut().insert("traceparent", tp.parse().unwrap());
-    }
-    r
+fn in_use(c: &mut gsl_carrier_sim::inventory::CardRecord) {
+    c.status = SimStatus::InUse;
+    c.stop_reason = StopReason::Normal;
 }
 
 impl World {
-    /// In-use cards at the carrier and in the registry.
     async fn cards(&self, c: Carrier, first: u64, n: u64) -> Vec<String> {
-        let mut reg = v1::registry_client::RegistryClient::connect(self.grpc.clone())
-            .await
-            .unwrap();
-        let mut ids = Vec::new();
-        let mut cards = Vec::new();
-        for serial in first..first + n {
-            let mut card = self.sim.engine.page(c, serial, 1)[0].clone();
-            card.status = SimStatus::InUse;
-            card.stop_reason = StopReason::Normal;
-            self.sim.engine.put_card(c, card.clone());
-            ids.push(card.id.clone());
-            cards.push(v1::Card {
-                id: card.id,
-                carrier: convert::carrier_to_wire(c) as i32,
-                sim_status: 20,
-                stop_reason: -1,
-                threshold_mb: -1,
-                ..Default::default()
-            });
-        }
-        reg.import_cards(authed(v1::ImportCardsRequest { cards }, None))
-            .await
-            .unwrap();
-        ids
+        self.rig.cards(c, first, n, in_use).await
     }
 
+    /// Submit a stop (with the client's trace context) and wait for its end.
     async fn submit_and_wait(
         &self,
         key: &str,
         ids: &[String],
         traceparent: Option<&str>,
     ) -> v1::WorkOrder {
-        let mut c = v1::work_orders_client::WorkOrdersClient::connect(self.grpc.clone())
-            .await
-            .unwrap();
-        let o = c
-            .submit(authed(
-                v1::SubmitRequest {
-                    idempotency_key: key.into(),
-                    operation: Some(v1::Operation {
-                        kind: Some(v1::operation::Kind::Stop(v1::Stop {})),
-                    }),
-                    cards: ids
-                        .iter()
-                        .map(|i| v1::CardRef {
-                            id: i.clone(),
-                            ..Default::default()
-                        })
-                        .collect(),
+        let mut req = rig::authed(v1::SubmitRequest {
+            idempotency_key: key.into(),
+            operation: Some(v1::Operation {
+                kind: Some(v1::operation::Kind::Stop(v1::Stop {})),
+            }),
+            cards: ids
+                .iter()
+                .map(|i| v1::CardRef {
+                    id: i.clone(),
                     ..Default::default()
-                },
-                traceparent,
-            ))
+                })
+                .collect(),
+            ..Default::default()
+        });
+        if let Some(tp) = traceparent {
+            req.metadata_mut()
+                .insert("traceparent", tp.parse().unwrap());
+        }
+        let o = self
+            .rig
+            .orders()
+            .await
+            .submit(req)
             .await
             .unwrap()
             .into_inner()
             .work_order
             .unwrap();
-        for _ in 0..300 {
-            let g = c
-                .get(authed(v1::GetRequest { id: o.id }, None))
-                .await
-                .unwrap()
-                .into_inner();
-            if g.status == v1::WorkOrderStatus::Completed as i32
-                || g.status == v1::WorkOrderStatus::Failed as i32
-                || g.status == v1::WorkOrderStatus::Rejected as i32
-            {
-                return g;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("order {} did not settle", o.id);
+        self.rig.settled(o.id, Duration::from_secs(30)).await
     }
 
     /// Wait until `pred` holds over the received spans.
@@ -286,6 +208,7 @@ async fn one_trace_from_submit_through_adapter_and_carrier_to_report() {
     }
     // the carrier saw the trace context
     let seen = w
+        .rig
         .sim
         .engine
         .platform(Carrier::Ct)
@@ -298,7 +221,7 @@ async fn one_trace_from_submit_through_adapter_and_carrier_to_report() {
         "traceparent reached the carrier"
     );
     // logs carry the trace id: the gateway's "work order accepted" line is inside the traced RPC
-    let gw_log = w.gw.log();
+    let gw_log = w.rig.gw.log();
     let accepted = gw_log
         .lines()
         .find(|l| l.contains("work order accepted"))
@@ -371,7 +294,7 @@ async fn metrics_count_what_happened() {
     let o = w.submit_and_wait("metered", &with_unknown, None).await;
     assert_eq!((o.succeeded, o.failed), (3, 1));
     let gw = w
-        .metrics(&w.gw.printed("admin").expect("gateway admin address"))
+        .metrics(&w.rig.gw.printed("admin").expect("gateway admin address"))
         .await;
     assert_eq!(
         metric(
@@ -473,6 +396,7 @@ async fn no_secret_appears_in_any_log() {
     }
     // China Mobile tokens the carrier issued, and every configured secret.
     let tokens: Vec<String> = w
+        .rig
         .sim
         .engine
         .platform(Carrier::Cmcc)
@@ -493,11 +417,11 @@ async fn no_secret_appears_in_any_log() {
     ];
     secrets.extend(tokens);
     // Logs of a clean exit too.
-    let _ = w.gw.terminate(Duration::from_secs(20)).await;
+    let _ = w.rig.gw.terminate(Duration::from_secs(20)).await;
     for a in &mut w.adapters {
         let _ = a.terminate(Duration::from_secs(20)).await;
     }
-    let mut logs = vec![("gsl-gateway", w.gw.log())];
+    let mut logs = vec![("gsl-gateway", w.rig.gw.log())];
     logs.extend(w.adapters.iter().map(|a| ("gsl-adapter", a.log())));
     for (who, log) in &logs {
         assert!(log.len() > 1000, "{who} logged at debug level");

@@ -106,6 +106,31 @@ async fn stack_script_starts_serves_an_order_and_stops_cleanly() {
         .connect(get("GSL_NATS_URL"))
         .await;
     assert!(anonymous.is_err(), "anonymous connection refused");
+    // An adapter's user may not publish work orders on the intake.
+    let secrets: Vec<(String, String)> = std::fs::read_to_string(dir.path().join("secrets.env"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    let pw = secrets
+        .iter()
+        .find(|(k, _)| k == "NATS_PW_CT")
+        .unwrap()
+        .1
+        .clone();
+    let adapter = async_nats::ConnectOptions::with_user_and_password("adapter-ct".into(), pw)
+        .connect(get("GSL_NATS_URL"))
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(adapter);
+    let denied = match js.publish("gsl.intake.acme", "{}".into()).await {
+        Err(_) => true,
+        Ok(ack) => tokio::time::timeout(Duration::from_secs(3), ack)
+            .await
+            .map(|r| r.is_err())
+            .unwrap_or(true),
+    };
+    assert!(denied, "adapter-ct cannot publish on the intake");
     // Ctrl-C equivalent: everything stops, ports are released.
     gsl_testkit::signal(stack.id().unwrap(), "INT").unwrap();
     let status = tokio::time::timeout(Duration::from_secs(60), stack.wait())

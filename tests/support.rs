@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub mod otlp;
+pub mod rig;
 
 /// A binary of this workspace, from the target directory of this test.
 pub fn binary(name: &str) -> PathBuf {

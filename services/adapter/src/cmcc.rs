@@ -37,7 +37,7 @@ enum Class {
 }
 
 /// China Mobile's status codes, as our outcome.
-fn map_status(code: &str, msg: &str) -> CallError {
+pub(crate) fn map_status(code: &str, msg: &str) -> CallError {
     let r = |c: ErrorCode| CallError::refused(c, code, msg);
     match code {
         "10000" => CallError::transient(format!("carrier busy: {msg}")),

@@ -45,7 +45,7 @@ pub fn sign(p: &Params, secret: &str, timestamp: &str) -> String {
     ))
 }
 
-fn map_code(code: &str, desc: &str) -> CallError {
+pub(crate) fn map_code(code: &str, desc: &str) -> CallError {
     let r = |c: ErrorCode| CallError::refused(c, code, desc);
     match code {
         "-5" => r(ErrorCode::RebindQuotaExhausted),

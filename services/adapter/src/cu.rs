@@ -46,7 +46,7 @@ impl Cu {
         Ok((status, json(resp).await?))
     }
 
-    fn refusal(status: u16, v: &serde_json::Value) -> CallError {
+    pub(crate) fn refusal(status: u16, v: &serde_json::Value) -> CallError {
         let code = match status {
             400 => ErrorCode::BadParameter,
             404 => ErrorCode::CardNotFound,

@@ -40,3 +40,47 @@ pub fn module_for(cfg: &AdapterConfig) -> Arc<dyn CarrierApi> {
         Carrier::Trinet => Arc::new(trinet::Trinet::new(url, secret, t)),
     }
 }
+
+#[cfg(test)]
+mod answer_parsing {
+    //! Carrier answers are outside our control: whatever comes back maps to
+    //! an outcome, never a panic.
+    use gsl_adapter_kit::carrier::CallError;
+    use proptest::prelude::*;
+
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "\\PC{0,16}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map("[a-zA-Z]{0,12}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn cmcc_and_ct_codes(code in "\\PC{0,12}", msg in "\\PC{0,40}") {
+            // A status code is an answer: never "outcome unknown".
+            let cmcc_unknown = matches!(crate::cmcc::map_status(&code, &msg), CallError::Unknown { .. });
+            let ct_unknown = matches!(crate::ct::map_code(&code, &msg), CallError::Unknown { .. });
+            prop_assert!(!cmcc_unknown);
+            prop_assert!(!ct_unknown);
+        }
+
+        #[test]
+        fn rest_refusals(status in 100u16..600, body in json()) {
+            let _ = crate::cu::Cu::refusal(status, &body);
+            let _ = crate::trinet::Trinet::refusal(status, &body);
+            let _ = crate::common::s(&body, "status");
+        }
+    }
+}

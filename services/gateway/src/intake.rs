@@ -359,6 +359,43 @@ async fn dead_letter(core: &Core, m: &async_nats::jetstream::Message, code: Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+
+        /// Whatever another service publishes, decoding answers Ok or Err.
+        #[test]
+        fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_intake(None, &bytes);
+            let mut h = async_nats::HeaderMap::new();
+            h.insert(names::headers::CONTENT_TYPE, names::headers::JSON);
+            let _ = decode_intake(Some(&h), &bytes);
+        }
+
+        /// JSON that is almost right: random operation names, fields and values.
+        #[test]
+        fn json_shapes_never_panic(
+            op in "[a-z_]{0,24}",
+            field in "[a-z_]{0,12}",
+            v in prop_oneof![
+                Just(serde_json::json!(1)),
+                Just(serde_json::json!(-1)),
+                Just(serde_json::json!("x")),
+                Just(serde_json::json!(null)),
+                Just(serde_json::json!([1, "a"])),
+                Just(serde_json::json!({"k": 1}))
+            ],
+            cards in proptest::collection::vec("[0-9A-Za-z ._-]{0,24}", 0..4),
+        ) {
+            let j = serde_json::json!({
+                "idempotency_key": "k",
+                "operation": {op: {field: v}},
+                "cards": cards.iter().map(|c| serde_json::json!({"id": c})).collect::<Vec<_>>(),
+            });
+            let _ = decode_intake(None, j.to_string().as_bytes());
+        }
+    }
 
     #[test]
     fn json_orders() {

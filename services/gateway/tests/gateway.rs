@@ -676,6 +676,15 @@ async fn tenant_isolation_on_every_rpc() {
                 .map(|_| ()),
                 "batch",
             );
+            check(
+                reg.import_batches(with_token(
+                    v1::ImportBatchesRequest { batches: vec![] },
+                    token,
+                ))
+                .await
+                .map(|_| ()),
+                "import batches",
+            );
         }
     }
     // beta sees nothing of acme's
@@ -718,6 +727,24 @@ async fn tenant_isolation_on_every_rpc() {
         .await
         .unwrap_err();
     assert_eq!(code_of(&e), Some(ErrorCode::BatchNotFound));
+    let steal_batch = reg
+        .import_batches(with_token(
+            v1::ImportBatchesRequest {
+                batches: vec![v1::PurchaseBatch {
+                    batch_no: "B-ACME".into(),
+                    carrier: v1::Carrier::Ct as i32,
+                    ..Default::default()
+                }],
+            },
+            BETA,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_of(&steal_batch),
+        Some(ErrorCode::PermissionDenied),
+        "another tenant's batch cannot be overwritten"
+    );
     let steal = reg
         .import_cards(with_token(
             v1::ImportCardsRequest {
@@ -875,5 +902,36 @@ async fn nats_intake_with_json() {
             .state
             .messages,
         0
+    );
+}
+
+#[tokio::test]
+async fn oversized_requests_are_refused() {
+    let nats = gsl_testkit::NatsServer::start().await.unwrap();
+    let mut cfg = gsl_gateway::config::GatewayConfig::local(&nats.url(), tokens());
+    cfg.max_request_bytes = 64 * 1024;
+    let gw = gsl_gateway::Gateway::start(cfg).await.unwrap();
+    let mut c = orders(&url(gw.grpc_addr)).await;
+    let ids: Vec<String> = (0..5000).map(|i| ct_iccid(11, i)).collect();
+    let e = c
+        .submit(with_token(submit_req("huge", stop_op(), &ids), ACME))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.code(),
+            Code::OutOfRange | Code::ResourceExhausted | Code::Internal
+        ),
+        "{e:?}"
+    );
+    // the gateway is still serving
+    let small = c
+        .submit(with_token(submit_req("small", stop_op(), &ids[..1]), ACME))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        small.refused, 1,
+        "card not registered, but the request was taken"
     );
 }

@@ -1,0 +1,246 @@
+//! A running system for cross-service tests: nats-server, the carrier
+//! simulator (in this process, so a test can read its ground truth and set
+//! its faults), the gateway and adapters as real processes.
+
+use crate::Proc;
+use gsl_carrier_sim::inventory::CardRecord;
+use gsl_carrier_sim::{SimConfig, SimServer};
+use gsl_domain::Carrier;
+use gsl_proto::{convert, v1};
+use gsl_testkit::NatsServer;
+use std::time::Duration;
+use tonic::Request;
+
+pub const TENANT_TOKEN: &str = "tok-acme-secret-0001";
+pub const ADAPTER_TOKEN: &str = "adapter-secret-token-7";
+
+/// Credentials the simulator expects, per carrier.
+pub fn creds(c: Carrier) -> (&'static str, &'static str) {
+    match c {
+        Carrier::Cmcc => ("gslcmcc", "cmcc-secret"),
+        Carrier::Ct => ("gslct", "ct-secret"),
+        Carrier::Cu => ("gslcu", "cu-secret"),
+        Carrier::Trinet => ("", "trinet-secret"),
+    }
+}
+
+pub struct Rig {
+    pub nats: NatsServer,
+    pub sim: SimServer,
+    pub gw: Proc,
+    pub grpc: String,
+    /// Environment every service gets (NATS, tokens, log level, OTLP...).
+    pub common: Vec<(&'static str, String)>,
+}
+
+/// Start nats-server, the simulator (configured by `sim`), and the gateway
+/// with `common` plus `gateway_env` in its environment.
+pub async fn start(
+    sim: impl FnOnce(&mut SimConfig),
+    common: Vec<(&'static str, String)>,
+    gateway_env: &[(&'static str, String)],
+) -> Rig {
+    let nats = NatsServer::start().await.expect("nats-server");
+    let mut sc = SimConfig::unlimited();
+    sc.cards_per_carrier = 20_000;
+    sim(&mut sc);
+    let sim = SimServer::start(sc).await.expect("carrier-sim");
+    let mut common = common;
+    common.extend([
+        ("GSL_NATS_URL", nats.url()),
+        ("GSL_ADAPTER_TOKEN", ADAPTER_TOKEN.to_string()),
+        ("GSL_ADMIN_LISTEN", "127.0.0.1:0".to_string()),
+    ]);
+    let mut env = common.clone();
+    env.extend([
+        ("GSL_TENANT_TOKENS", format!("{TENANT_TOKEN}=acme")),
+        ("GSL_GRPC_LISTEN", "127.0.0.1:0".to_string()),
+    ]);
+    env.extend(gateway_env.iter().cloned());
+    let gw = Proc::spawn("gsl-gateway", &env).await;
+    let grpc = format!("http://{}", gw.addr);
+    Rig {
+        nats,
+        sim,
+        gw,
+        grpc,
+        common,
+    }
+}
+
+pub fn authed<T>(m: T) -> Request<T> {
+    let mut r = Request::new(m);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {TENANT_TOKEN}").parse().expect("ascii"),
+    );
+    r
+}
+
+pub fn terminal(status: i32) -> bool {
+    [
+        v1::WorkOrderStatus::Completed,
+        v1::WorkOrderStatus::Failed,
+        v1::WorkOrderStatus::Rejected,
+    ]
+    .iter()
+    .any(|s| *s as i32 == status)
+}
+
+impl Rig {
+    /// Environment of an adapter for `c`, with `extra` on top (limits off by default).
+    pub fn adapter_env(
+        &self,
+        c: Carrier,
+        extra: &[(&'static str, String)],
+    ) -> Vec<(&'static str, String)> {
+        let (u, p) = creds(c);
+        let mut env = self.common.clone();
+        env.extend([
+            ("GSL_CARRIER", c.as_str().to_string()),
+            ("GSL_CARRIER_URL", self.sim.base_url(c)),
+            ("GSL_CARRIER_USER", u.to_string()),
+            ("GSL_CARRIER_SECRET", p.to_string()),
+            ("GSL_GATEWAY_URL", self.grpc.clone()),
+            ("GSL_RATE_CHANGE", "0".to_string()),
+            ("GSL_RATE_QUERY", "0".to_string()),
+            ("GSL_RATE_LIST", "0".to_string()),
+            ("GSL_POLL_INTERVAL_MS", "200".to_string()),
+        ]);
+        env.extend(extra.iter().cloned());
+        env
+    }
+
+    pub async fn adapter(&self, c: Carrier, extra: &[(&'static str, String)]) -> Proc {
+        Proc::spawn("gsl-adapter", &self.adapter_env(c, extra)).await
+    }
+
+    pub async fn orders(
+        &self,
+    ) -> v1::work_orders_client::WorkOrdersClient<tonic::transport::Channel> {
+        v1::work_orders_client::WorkOrdersClient::connect(self.grpc.clone())
+            .await
+            .expect("gateway")
+            .max_encoding_message_size(64 << 20)
+    }
+
+    /// Generated cards `first..first+n`, changed by `f`, at the carrier and
+    /// in the registry with the same state.
+    pub async fn cards(
+        &self,
+        c: Carrier,
+        first: u64,
+        n: u64,
+        f: impl Fn(&mut CardRecord),
+    ) -> Vec<String> {
+        let mut reg = v1::registry_client::RegistryClient::connect(self.grpc.clone())
+            .await
+            .unwrap()
+            .max_encoding_message_size(64 << 20);
+        let mut ids = Vec::new();
+        let mut cards = Vec::new();
+        for mut card in self.sim.engine.page(c, first, n) {
+            f(&mut card);
+            self.sim.engine.put_card(c, card.clone());
+            ids.push(card.id.clone());
+            cards.push(v1::Card {
+                id: card.id.clone(),
+                carrier: convert::carrier_to_wire(c) as i32,
+                sim_status: u32::from(card.status.code()),
+                stop_reason: i32::from(card.stop_reason.code()),
+                pooled: card.pooled,
+                real_named: card.real_named,
+                threshold_mb: card.threshold_mb,
+                ..Default::default()
+            });
+        }
+        for chunk in cards.chunks(10_000) {
+            let r = reg
+                .import_cards(authed(v1::ImportCardsRequest {
+                    cards: chunk.to_vec(),
+                }))
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(r.refused.is_empty(), "{:?}", r.refused.first());
+        }
+        ids
+    }
+
+    pub async fn submit(
+        &self,
+        key: &str,
+        op: v1::operation::Kind,
+        cards: &[String],
+    ) -> v1::WorkOrder {
+        self.orders()
+            .await
+            .submit(authed(v1::SubmitRequest {
+                idempotency_key: key.into(),
+                operation: Some(v1::Operation { kind: Some(op) }),
+                cards: cards
+                    .iter()
+                    .map(|id| v1::CardRef {
+                        id: id.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }))
+            .await
+            .expect("submit")
+            .into_inner()
+            .work_order
+            .expect("work order")
+    }
+
+    pub async fn get(&self, id: u64) -> v1::WorkOrder {
+        self.orders()
+            .await
+            .get(authed(v1::GetRequest { id }))
+            .await
+            .expect("get")
+            .into_inner()
+    }
+
+    /// Wait until the order is completed, failed or rejected.
+    pub async fn settled(&self, id: u64, within: Duration) -> v1::WorkOrder {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Ok(r) = self.orders().await.get(authed(v1::GetRequest { id })).await {
+                let o = r.into_inner();
+                if terminal(o.status) {
+                    return o;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "order {id} not settled within {within:?}: {o:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn items(&self, id: u64) -> Vec<v1::Item> {
+        let mut c = self.orders().await;
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let r = c
+                .list_items(authed(v1::ListItemsRequest {
+                    work_order_id: id,
+                    page_size: 500,
+                    page_token: token.clone(),
+                    ..Default::default()
+                }))
+                .await
+                .unwrap()
+                .into_inner();
+            out.extend(r.items);
+            if r.next_page_token.is_empty() {
+                return out;
+            }
+            token = r.next_page_token;
+        }
+    }
+}
