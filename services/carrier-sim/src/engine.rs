@@ -271,7 +271,12 @@ impl Engine {
         )?;
         let platforms = Carrier::ALL.map(|c| Platform {
             carrier: c,
-            inv: Mutex::new(Inventory::new(c, config.seed, config.cards_per_carrier)),
+            inv: Mutex::new(Inventory::new(
+                c,
+                config.seed,
+                config.cards_per_carrier,
+                config.all_status,
+            )),
             orders: Mutex::new(Orders::default()),
             truth: Mutex::new(Truth::default()),
             batches: Mutex::new(HashMap::new()),

@@ -68,6 +68,8 @@ pub struct Generator {
     pub carrier: Carrier,
     pub seed: u64,
     pub count: u64,
+    /// Every card in this status (with no stop reason) instead of the mix.
+    pub all_status: Option<SimStatus>,
 }
 
 impl Generator {
@@ -127,10 +129,8 @@ impl Generator {
         (serial < self.count && want == id).then_some(serial)
     }
 
-    /// Generated card `serial`, as it is before anything changes it.
-    pub fn card(&self, serial: u64) -> CardRecord {
-        let h = splitmix(self.seed ^ splitmix(serial ^ ((self.carrier.index() as u64) << 56)));
-        let (status, stop_reason) = match h % 100 {
+    fn mix(h: u64) -> (SimStatus, StopReason) {
+        match h % 100 {
             0..=59 => (SimStatus::InUse, StopReason::Normal),
             60..=69 => (SimStatus::Stopped, StopReason::OnRequest),
             70..=72 => (SimStatus::Stopped, StopReason::Violation),
@@ -141,6 +141,22 @@ impl Generator {
             84..=89 => (SimStatus::Activatable, StopReason::Normal),
             90..=95 => (SimStatus::NotActivated, StopReason::Normal),
             _ => (SimStatus::Closed, StopReason::Normal),
+        }
+    }
+
+    /// Generated card `serial`, as it is before anything changes it.
+    pub fn card(&self, serial: u64) -> CardRecord {
+        let h = splitmix(self.seed ^ splitmix(serial ^ ((self.carrier.index() as u64) << 56)));
+        let (status, stop_reason) = match self.all_status {
+            Some(s) => (
+                s,
+                if s == SimStatus::Stopped {
+                    StopReason::OnRequest
+                } else {
+                    StopReason::Normal
+                },
+            ),
+            None => Generator::mix(h),
         };
         let imei_payload = format!("86{:012}", (h >> 20) % 1_000_000_000_000);
         let imei = Imei::from_payload(&imei_payload)
@@ -204,12 +220,18 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    pub fn new(carrier: Carrier, seed: u64, count: u64) -> Inventory {
+    pub fn new(
+        carrier: Carrier,
+        seed: u64,
+        count: u64,
+        all_status: Option<SimStatus>,
+    ) -> Inventory {
         Inventory {
             generator: Generator {
                 carrier,
                 seed,
                 count,
+                all_status,
             },
             changed: HashMap::new(),
         }
@@ -270,6 +292,7 @@ mod tests {
                 carrier: c,
                 seed: 7,
                 count: 1000,
+                all_status: None,
             };
             for s in [0, 1, 2, 999] {
                 let id = g.id_at(s);
@@ -282,6 +305,7 @@ mod tests {
                 carrier: c,
                 seed: 8,
                 count: 1000,
+                all_status: None,
             };
             assert_eq!(other_seed.serial_of(&g.id_at(5)), None);
         }
@@ -289,6 +313,7 @@ mod tests {
             carrier: Carrier::Trinet,
             seed: 7,
             count: 10,
+            all_status: None,
         };
         let id = t.id_at(3);
         assert!(matches!(CardId::parse(&id).unwrap(), CardId::Container(_)));
@@ -304,6 +329,7 @@ mod tests {
             carrier: Carrier::Ct,
             seed: 42,
             count: 10_000,
+            all_status: None,
         };
         assert_eq!(g.card(17), g.card(17));
         let cards: Vec<CardRecord> = (0..2000).map(|s| g.card(s)).collect();
@@ -328,8 +354,28 @@ mod tests {
     }
 
     #[test]
+    fn all_status_overrides_the_mix() {
+        let g = Generator {
+            carrier: Carrier::Cmcc,
+            seed: 42,
+            count: 1000,
+            all_status: Some(SimStatus::Activatable),
+        };
+        assert!((0..1000).all(|s| g.card(s).status == SimStatus::Activatable));
+        let stopped = Generator {
+            all_status: Some(SimStatus::Stopped),
+            ..g
+        };
+        let c = stopped.card(9);
+        assert_eq!(
+            (c.status, c.stop_reason),
+            (SimStatus::Stopped, StopReason::OnRequest)
+        );
+    }
+
+    #[test]
     fn copy_on_write() {
-        let mut inv = Inventory::new(Carrier::Cu, 1, 1_000_000);
+        let mut inv = Inventory::new(Carrier::Cu, 1, 1_000_000, None);
         let id = inv.generator.id_at(123_456);
         assert_eq!(inv.materialised(), 0);
         inv.get_mut(&id).unwrap().speed_kbps = 512;

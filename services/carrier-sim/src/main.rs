@@ -55,6 +55,12 @@ async fn main() {
     if let Some(v) = env("SIM_CLOCK_START") {
         cfg.clock_start = Some(v);
     }
+    if let Some(v) = env("SIM_ALL_STATUS") {
+        cfg.all_status = Some(
+            serde_json::from_value(serde_json::Value::String(v.clone()))
+                .unwrap_or_else(|_| fail(format!("SIM_ALL_STATUS {v:?}: expected testable, not_activated, activatable, in_use, stopped or closed"))),
+        );
+    }
     if let Some(v) = env("SIM_CLOCK_ANCHOR") {
         cfg.clock_anchor = Some(v);
     }
