@@ -50,7 +50,42 @@ pub fn emit(name: &str, value: f64, unit: &str, extra: Value) {
     if let Value::Object(e) = extra {
         m.extend(e);
     }
-    println!("BENCH {}", Value::Object(m));
+    let line = Value::Object(m);
+    println!("BENCH {line}");
+    if let Ok(mut all) = FIGURES.lock() {
+        all.push(line);
+    }
+}
+
+/// Every figure printed in this run, for the closing table and JSON file.
+static FIGURES: std::sync::Mutex<Vec<Value>> = std::sync::Mutex::new(Vec::new());
+
+/// Print the run's figures as a table (stderr) and write them as JSON to
+/// `BENCH_JSON` (default `target/bench-results.json`).
+pub fn write_summary(mode: &Mode) -> Result<String, String> {
+    let all = FIGURES.lock().map_err(|e| e.to_string())?.clone();
+    eprintln!("\n{:<28} {:>14}  unit", "figure", "value");
+    for f in &all {
+        eprintln!(
+            "{:<28} {:>14.3}  {}",
+            f["name"].as_str().unwrap_or_default(),
+            f["value"].as_f64().unwrap_or(f64::NAN),
+            f["unit"].as_str().unwrap_or_default()
+        );
+    }
+    let path = std::env::var("BENCH_JSON").unwrap_or_else(|_| {
+        gsl_testkit::workspace_root()
+            .join("target/bench-results.json")
+            .to_string_lossy()
+            .into_owned()
+    });
+    let doc = json!({"mode": format!("{:?}", mode.kind).to_lowercase(), "figures": all});
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&doc).unwrap_or_default(),
+    )
+    .map_err(|e| format!("{path}: {e}"))?;
+    Ok(path)
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -155,4 +190,68 @@ pub fn rss_mb(pid: u32) -> Option<(f64, f64)> {
 /// Log filter for the services a benchmark starts (`BENCH_SERVICE_LOG`, default `warn`).
 pub fn service_log() -> String {
     std::env::var("BENCH_SERVICE_LOG").unwrap_or_else(|_| "warn".into())
+}
+
+/// The tenant token every benchmark uses (tenant `bench`).
+pub const TOKEN: &str = "tok-bench-0001";
+/// The adapters' credential for Results.
+pub const ADAPTER_TOKEN: &str = "bench-adapter-token";
+
+/// A request carrying the benchmark tenant's token.
+pub fn authed<T>(m: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(m);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {TOKEN}").parse().expect("ascii"),
+    );
+    r
+}
+
+/// A gateway on free ports, talking to `nats_url`, knowing the bench tenant.
+pub async fn spawn_gateway(nats_url: String) -> Result<Service, String> {
+    Service::spawn(
+        "gsl-gateway",
+        &[
+            ("GSL_NATS_URL", nats_url),
+            ("GSL_TENANT_TOKENS", format!("{TOKEN}=bench")),
+            ("GSL_ADAPTER_TOKEN", ADAPTER_TOKEN.into()),
+            ("GSL_GRPC_LISTEN", "127.0.0.1:0".into()),
+            ("GSL_ADMIN_LISTEN", "127.0.0.1:0".into()),
+            ("RUST_LOG", service_log()),
+        ],
+    )
+    .await
+}
+
+/// A China Telecom adapter against `sim_url` (the simulator's base URL).
+pub async fn spawn_ct_adapter(
+    nats_url: String,
+    gateway_url: String,
+    sim_url: &str,
+    extra: &[(&str, String)],
+) -> Result<Service, String> {
+    let mut env = vec![
+        ("GSL_CARRIER", "ct".to_owned()),
+        ("GSL_CARRIER_URL", format!("{sim_url}/ct")),
+        ("GSL_CARRIER_USER", "gslct".into()),
+        ("GSL_CARRIER_SECRET", "ct-secret".into()),
+        ("GSL_NATS_URL", nats_url),
+        ("GSL_GATEWAY_URL", gateway_url),
+        ("GSL_ADAPTER_TOKEN", ADAPTER_TOKEN.into()),
+        ("GSL_ADMIN_LISTEN", "127.0.0.1:0".into()),
+        ("RUST_LOG", service_log()),
+    ];
+    env.extend(extra.iter().cloned());
+    Service::spawn("gsl-adapter", &env).await
+}
+
+/// CPU time (user + system) a process has used so far, in seconds, from /proc.
+pub fn cpu_s(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after ") ".
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }

@@ -8,7 +8,7 @@
 //! floor under any 100k accept), and 64 concurrent publish-and-wait-for-ack
 //! loops (one durable write per submission, the floor under a submission).
 
-use crate::common::{Mode, Service, emit, median, rss_mb};
+use crate::common::{Mode, authed, emit, median, rss_mb, spawn_gateway};
 use bytes::Bytes;
 use gsl_bus::publish::{Outgoing, Pipeline};
 use gsl_proto::v1;
@@ -17,10 +17,8 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tonic::Request;
 use tonic::transport::Channel;
 
-const TOKEN: &str = "tok-bench-0001";
 const BIG: u32 = 100_000;
 const SMALL_CARDS: u32 = 10_000;
 const CONCURRENCY: usize = 64;
@@ -30,15 +28,6 @@ fn iccid(tag: u32, n: u32) -> String {
         .expect("valid")
         .as_str()
         .to_owned()
-}
-
-fn authed<T>(m: T) -> Request<T> {
-    let mut r = Request::new(m);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {TOKEN}").parse().expect("ascii"),
-    );
-    r
 }
 
 async fn clients(
@@ -83,18 +72,7 @@ fn order(
 
 pub async fn run(mode: &Mode) -> Result<(), String> {
     let nats = NatsServer::start().await.map_err(|e| e.to_string())?;
-    let gw = Service::spawn(
-        "gsl-gateway",
-        &[
-            ("GSL_NATS_URL", nats.url()),
-            ("GSL_TENANT_TOKENS", format!("{TOKEN}=bench")),
-            ("GSL_ADAPTER_TOKEN", "bench-adapter-token".into()),
-            ("GSL_GRPC_LISTEN", "127.0.0.1:0".into()),
-            ("GSL_ADMIN_LISTEN", "127.0.0.1:0".into()),
-            ("RUST_LOG", crate::common::service_log()),
-        ],
-    )
-    .await?;
+    let gw = spawn_gateway(nats.url()).await?;
     let pid = gw.pid().ok_or("no pid")?;
     let addr = format!("http://{}", gw.addr);
     let (mut orders, mut registry) = clients(&addr).await?;

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod common;
+mod e2e;
 mod gateway;
 mod rate;
 mod sim;
@@ -20,6 +21,7 @@ type BenchFn = fn(&common::Mode) -> futures::future::BoxFuture<'_, Result<(), St
 fn registry() -> BTreeMap<&'static str, BenchFn> {
     let mut m: BTreeMap<&'static str, BenchFn> = BTreeMap::new();
     m.insert("sim", |mode| Box::pin(sim::run(mode)));
+    m.insert("e2e", |mode| Box::pin(e2e::run(mode)));
     m.insert("gateway", |mode| Box::pin(gateway::run(mode)));
     m.insert("rate", |mode| Box::pin(rate::run(mode)));
     m
@@ -52,6 +54,10 @@ async fn main() {
             eprintln!("bench {group} failed: {e}");
             failed = true;
         }
+    }
+    match common::write_summary(&mode) {
+        Ok(path) => eprintln!("figures written to {path}"),
+        Err(e) => eprintln!("could not write the figures: {e}"),
     }
     if failed {
         std::process::exit(1);

@@ -6,26 +6,14 @@
 //! steady-state window with a backlog the whole time. For comparison, the
 //! same with one replica pacing alone (governor).
 
-use crate::common::{Mode, Service, emit, service_log};
+use crate::common::{Mode, Service, authed, emit, service_log, spawn_ct_adapter, spawn_gateway};
 use gsl_proto::v1;
 use gsl_testkit::NatsServer;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use tonic::Request;
 use tonic::transport::Channel;
 
 const LIMIT: u32 = 50;
-const TOKEN: &str = "tok-bench-0001";
-const ADAPTER_TOKEN: &str = "bench-adapter-token";
-
-fn authed<T>(m: T) -> Request<T> {
-    let mut r = Request::new(m);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {TOKEN}").parse().expect("ascii"),
-    );
-    r
-}
 
 async fn stats(http: &reqwest::Client, admin: &str) -> Result<(f64, f64), String> {
     let v: Value = http
@@ -69,18 +57,7 @@ async fn run_once(mode: &Mode, replicas: usize, budget: &str) -> Result<(f64, f6
     )
     .await?;
     let sim_url = format!("http://{}", sim.addr);
-    let gw = Service::spawn(
-        "gsl-gateway",
-        &[
-            ("GSL_NATS_URL", nats.url()),
-            ("GSL_TENANT_TOKENS", format!("{TOKEN}=bench")),
-            ("GSL_ADAPTER_TOKEN", ADAPTER_TOKEN.into()),
-            ("GSL_GRPC_LISTEN", "127.0.0.1:0".into()),
-            ("GSL_ADMIN_LISTEN", "127.0.0.1:0".into()),
-            ("RUST_LOG", service_log()),
-        ],
-    )
-    .await?;
+    let gw = spawn_gateway(nats.url()).await?;
     let gw_url = format!("http://{}", gw.addr);
     let http = reqwest::Client::new();
     // In-use CT cards from the simulator's inventory, registered with the gateway.
@@ -133,23 +110,16 @@ async fn run_once(mode: &Mode, replicas: usize, budget: &str) -> Result<(f64, f6
     let mut adapters = Vec::new();
     for i in 0..replicas {
         adapters.push(
-            Service::spawn(
-                "gsl-adapter",
+            spawn_ct_adapter(
+                nats.url(),
+                gw_url.clone(),
+                &sim_url,
                 &[
-                    ("GSL_CARRIER", "ct".into()),
-                    ("GSL_CARRIER_URL", format!("{sim_url}/ct")),
-                    ("GSL_CARRIER_USER", "gslct".into()),
-                    ("GSL_CARRIER_SECRET", "ct-secret".into()),
-                    ("GSL_NATS_URL", nats.url()),
-                    ("GSL_GATEWAY_URL", gw_url.clone()),
-                    ("GSL_ADAPTER_TOKEN", ADAPTER_TOKEN.into()),
-                    ("GSL_ADMIN_LISTEN", "127.0.0.1:0".into()),
                     ("GSL_RATE_CHANGE", LIMIT.to_string()),
                     ("GSL_RATE_QUERY", "0".into()),
                     ("GSL_RATE_BUDGET", budget.into()),
                     ("GSL_CONCURRENCY", "64".into()),
                     ("POD_NAME", format!("adapter-ct-{i}")),
-                    ("RUST_LOG", service_log()),
                 ],
             )
             .await?,

@@ -47,7 +47,9 @@ pub struct ExecRecord {
     pub sla_reported: bool,
     #[serde(default)]
     pub outcome: Option<Final>,
-    /// The final outcome was acknowledged by the gateway.
+    /// The final outcome needs no more reporting: the gateway refused it and
+    /// the item was dead-lettered. (An acknowledged report is not written
+    /// back; reporting it again after a redelivery is harmless.)
     #[serde(default)]
     pub reported: bool,
     #[serde(default)]

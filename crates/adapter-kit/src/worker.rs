@@ -425,10 +425,11 @@ impl Worker {
         rec.poll_ref = Some(acc.poll_ref.clone());
         rec.accepted_at = Some(now);
         rec.deadline = sla::deadline(&self.calendar, kind, item.carrier, now);
-        let Some(rev) = self.records.update(key, &rec, rev).await? else {
-            return Ok(None);
-        };
         self.metrics.item("accepted");
+        // Poll once before writing "accepted": a change complete at once goes
+        // straight to "done" (one record write, not two). Dying before either
+        // write is safe: the record still says "intent", and the next
+        // delivery looks the transaction up at the carrier before calling.
         if self.cfg.inline_poll {
             let ctx = CallCtx::new(&self.pacer, &rec.txn);
             if let Ok(p @ (Progress::Succeeded | Progress::Failed { .. })) =
@@ -436,6 +437,9 @@ impl Worker {
             {
                 return self.complete(item, key, rec, rev, final_of(p)).await;
             }
+        }
+        if self.records.update(key, &rec, rev).await?.is_none() {
+            return Ok(None);
         }
         self.follow(item, key).await?;
         if let Err(e) = self
@@ -576,8 +580,10 @@ impl Worker {
             Ok(_) => {
                 self.metrics
                     .item(if fin.succeeded { "succeeded" } else { "failed" });
-                rec.reported = true;
-                let _ = self.records.update(key, &rec, rev).await?;
+                // Not written back: reporting again (a redelivered or
+                // duplicated item) is harmless, the gateway counts an item's
+                // outcome once, and a write here would cost every item a
+                // round trip.
                 Ok(Reported::Acknowledged)
             }
             Err(ReportError::Refused(why)) => {

@@ -46,15 +46,55 @@ pub async fn cas<T>(
     store: &Store,
     key: &str,
     max_attempts: u32,
-    mut decide: impl FnMut(Option<&Bytes>) -> Cas<T>,
+    decide: impl FnMut(Option<&Bytes>) -> Cas<T>,
 ) -> Result<T, BusError> {
+    Ok(cas_from(store, key, max_attempts, None, decide).await?.0)
+}
+
+/// A value and the revision it was read or written at, as a caller
+/// remembers it. Revision 0 with no value means "believed absent".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub value: Option<Bytes>,
+    pub revision: u64,
+}
+
+/// [`cas`], starting from a value the caller believes current (skipping the
+/// first read) and returning what was written. A stale belief costs one lost
+/// race and a read, never a wrong write: the update is still conditional on
+/// the revision. Returns `(result, Some(written))`, or `(result, None)` when
+/// `decide` kept the key (then the value seen is not returned: it may be a
+/// stale belief).
+pub async fn cas_from<T>(
+    store: &Store,
+    key: &str,
+    max_attempts: u32,
+    mut start: Option<Known>,
+    mut decide: impl FnMut(Option<&Bytes>) -> Cas<T>,
+) -> Result<(T, Option<Known>), BusError> {
     for _ in 0..max_attempts {
-        let entry = read(store, key).await?;
-        let revision = entry.as_ref().map(|e| e.revision).unwrap_or(0);
-        match decide(live(&entry)) {
-            Cas::Keep(t) => return Ok(t),
-            Cas::Write(value, t) => match store.update(key, value, revision).await {
-                Ok(_) => return Ok(t),
+        let (value, revision, believed) = match start.take() {
+            Some(k) => (k.value, k.revision, true),
+            None => {
+                let entry = read(store, key).await?;
+                let revision = entry.as_ref().map(|e| e.revision).unwrap_or(0);
+                (live(&entry).cloned(), revision, false)
+            }
+        };
+        match decide(value.as_ref()) {
+            // A belief may be stale: "nothing to do" is only trusted once read.
+            Cas::Keep(_) if believed => continue,
+            Cas::Keep(t) => return Ok((t, None)),
+            Cas::Write(value, t) => match store.update(key, value.clone(), revision).await {
+                Ok(rev) => {
+                    return Ok((
+                        t,
+                        Some(Known {
+                            value: Some(value),
+                            revision: rev,
+                        }),
+                    ));
+                }
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
                 Err(e) => return Err(BusError::kv("update", key, e)),
             },
@@ -131,5 +171,54 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    #[tokio::test]
+    async fn cas_from_a_stale_belief_rereads_and_never_overwrites() {
+        let nats = NatsServer::start().await.unwrap();
+        let (_c, js) = crate::connect(&crate::BusConfig::new(nats.url(), "test"))
+            .await
+            .unwrap();
+        let b = ensure(&js, &Topology::default()).await.unwrap();
+        let store = b.quota.clone();
+        let append = |cur: Option<&Bytes>| {
+            let mut v = cur.map(|b| b.to_vec()).unwrap_or_default();
+            v.push(b'x');
+            Cas::Write(Bytes::from(v), ())
+        };
+        // Believed absent and really absent: one write.
+        let ((), k1) = cas_from(
+            &store,
+            "k",
+            5,
+            Some(Known {
+                value: None,
+                revision: 0,
+            }),
+            append,
+        )
+        .await
+        .unwrap();
+        let k1 = k1.unwrap();
+        assert_eq!(k1.value.as_deref(), Some(&b"x"[..]));
+        // Someone else writes; our belief (k1) is now stale.
+        store.put("k", Bytes::from_static(b"yy")).await.unwrap();
+        let ((), k2) = cas_from(&store, "k", 5, Some(k1.clone()), append)
+            .await
+            .unwrap();
+        assert_eq!(k2.unwrap().value.as_deref(), Some(&b"yyx"[..]));
+        // A stale belief that says "nothing to do" is checked against the store.
+        let ((), kept) = cas_from(&store, "k", 5, Some(k1), |cur| {
+            if cur.map(|b| b.len()) == Some(1) {
+                Cas::Keep(())
+            } else {
+                Cas::Write(Bytes::from_static(b"z"), ())
+            }
+        })
+        .await
+        .unwrap();
+        assert!(kept.is_some(), "the stale belief must not decide");
+        let v = live(&read(&store, "k").await.unwrap()).cloned().unwrap();
+        assert_eq!(&v[..], b"z");
     }
 }

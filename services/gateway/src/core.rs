@@ -11,7 +11,7 @@ use async_nats::jetstream::Context;
 use chrono::Utc;
 use gsl_bus::codec::encode;
 use gsl_bus::names;
-use gsl_bus::publish::{Outgoing, publish_one};
+use gsl_bus::publish::{Outgoing, Pipeline, publish_one};
 use gsl_domain::workorder::WorkOrderStatus;
 use gsl_proto::{convert, v1};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -106,7 +106,7 @@ impl Metrics {
 }
 
 /// What the Results path needs about an order, cached (it never changes).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Meta {
     pub tenant: String,
     pub total: u64,
@@ -174,11 +174,7 @@ impl Core {
             chunks: rec.chunks as usize,
             op: o.operation.unwrap_or_default(),
         });
-        let mut cache = self.meta.lock().expect("meta cache");
-        if cache.len() >= META_CACHE {
-            cache.clear();
-        }
-        cache.insert(id, m.clone());
+        self.remember_meta(id, m.clone());
         Ok(m)
     }
 
@@ -196,14 +192,15 @@ impl Core {
     }
 
     /// Publish an event to GSL_EVENTS (`card` None: an order-level event).
-    pub async fn publish_event(
+    /// An order event as a bus message.
+    pub fn event_msg(
         &self,
         tenant: &str,
         id: u64,
         card: Option<&str>,
         event: v1::work_order_event::Event,
         msg_id: Option<String>,
-    ) -> Result<(), ApiError> {
+    ) -> Outgoing {
         let ev = v1::WorkOrderEvent {
             work_order_id: id,
             tenant: tenant.to_owned(),
@@ -216,17 +213,57 @@ impl Core {
         };
         let mut headers = HeaderMap::new();
         gsl_telemetry::propagate::inject_nats(&mut headers);
-        publish_one(
-            &self.js,
-            Outgoing {
-                subject,
-                msg_id,
-                headers: Some(headers),
-                payload: encode(&ev),
-            },
-        )
-        .await?;
+        Outgoing {
+            subject,
+            msg_id,
+            headers: Some(headers),
+            payload: encode(&ev),
+        }
+    }
+
+    pub async fn publish_event(
+        &self,
+        tenant: &str,
+        id: u64,
+        card: Option<&str>,
+        event: v1::work_order_event::Event,
+        msg_id: Option<String>,
+    ) -> Result<(), ApiError> {
+        publish_one(&self.js, self.event_msg(tenant, id, card, event, msg_id)).await?;
         Ok(())
+    }
+
+    /// Publish events in order, waiting for all acks at the end (one round
+    /// trip for the lot instead of one each).
+    pub async fn publish_events(&self, msgs: Vec<Outgoing>) -> Result<(), ApiError> {
+        let mut p = Pipeline::new(&self.js, self.cfg.fanout_window);
+        for m in msgs {
+            p.push(m).await?;
+        }
+        p.finish().await?;
+        Ok(())
+    }
+
+    /// A status-change event message.
+    pub fn status_msg(&self, tenant: &str, id: u64, change: &v1::StatusChange) -> Outgoing {
+        self.event_msg(
+            tenant,
+            id,
+            None,
+            v1::work_order_event::Event::StatusChanged(change.clone()),
+            Some(format!("{id}:status:{}", change.status)),
+        )
+    }
+
+    /// A counts event message.
+    pub fn counts_msg(&self, tenant: &str, id: u64, counts: Counts) -> Outgoing {
+        self.event_msg(
+            tenant,
+            id,
+            None,
+            v1::work_order_event::Event::Counts(counts.to_wire()),
+            None,
+        )
     }
 
     pub async fn publish_status(
@@ -235,15 +272,8 @@ impl Core {
         id: u64,
         change: &v1::StatusChange,
     ) -> Result<(), ApiError> {
-        let msg_id = format!("{id}:status:{}", change.status);
-        self.publish_event(
-            tenant,
-            id,
-            None,
-            v1::work_order_event::Event::StatusChanged(change.clone()),
-            Some(msg_id),
-        )
-        .await
+        publish_one(&self.js, self.status_msg(tenant, id, change)).await?;
+        Ok(())
     }
 
     pub async fn publish_counts(
@@ -252,14 +282,17 @@ impl Core {
         id: u64,
         counts: Counts,
     ) -> Result<(), ApiError> {
-        self.publish_event(
-            tenant,
-            id,
-            None,
-            v1::work_order_event::Event::Counts(counts.to_wire()),
-            None,
-        )
-        .await
+        publish_one(&self.js, self.counts_msg(tenant, id, counts)).await?;
+        Ok(())
+    }
+
+    /// Remember an order's immutable facts (at submit, so reports need not read them).
+    pub fn remember_meta(&self, id: u64, m: Arc<Meta>) {
+        let mut cache = self.meta.lock().expect("meta cache");
+        if cache.len() >= META_CACHE {
+            cache.clear();
+        }
+        cache.insert(id, m);
     }
 
     pub fn mark_dirty(&self, id: u64, tenant: &str, total: u64) {

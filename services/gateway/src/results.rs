@@ -122,11 +122,13 @@ async fn report_inner(
             }
             // Also on repeats: a gateway that died between the flip and the
             // settlement is completed by the adapter's retry.
+            // One chunk: its completion is the order's.
             if chunk_complete
-                && core
-                    .store
-                    .mark_chunk_done(id, index / CHUNK, meta.chunks)
-                    .await?
+                && (meta.chunks == 1
+                    || core
+                        .store
+                        .mark_chunk_done(id, index / CHUNK, meta.chunks)
+                        .await?)
             {
                 settle(core, id).await?;
             }

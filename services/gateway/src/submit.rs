@@ -20,7 +20,7 @@
 //! dropped by the stream's duplicate window or, once consumed, absorbed by the
 //! adapters' execution records, so nothing takes effect twice.
 
-use crate::core::{Core, status_change};
+use crate::core::{Core, Meta, status_change};
 use crate::error::ApiError;
 use crate::store::{CHUNK, FAILED, PROCESSING, chunk_key, chunks_for, done_key, progress_key};
 use crate::validate::{self, Validated};
@@ -37,6 +37,7 @@ use gsl_proto::{convert, v1};
 use md5::{Digest, Md5};
 use prost::Message;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use tracing::{Instrument, info, info_span, warn};
 
 /// Refusals listed in a submit response (the rest are in ListItems).
@@ -278,13 +279,13 @@ async fn create_order(
         fanout_done: status != WorkOrderStatus::Processing,
     };
     // Chunks and progress first (pipelined), then the order record: the commit point.
-    let wo = &core.store.b.workorders;
+    let store = &core.store;
     let mut writes = Vec::with_capacity(chunks * 2 + 1);
     let mut done_bits = vec![0u8; chunks.div_ceil(8)];
     for (c, slice) in v.items.chunks(CHUNK).enumerate() {
-        let chunk = v1::ItemChunk {
+        let chunk = Arc::new(v1::ItemChunk {
             items: slice.to_vec(),
-        };
+        });
         let progress: Vec<u8> = slice
             .iter()
             .map(|it| {
@@ -298,48 +299,53 @@ async fn create_order(
         if progress.iter().all(|b| *b != PROCESSING) {
             done_bits[c / 8] |= 1 << (c % 8);
         }
-        writes.push(wo.put(chunk_key(id, c), encode(&chunk)));
-        writes.push(wo.put(progress_key(id, c), Bytes::from(progress)));
+        writes.push(store.put(chunk_key(id, c), encode(chunk.as_ref())));
+        writes.push(store.put(progress_key(id, c), Bytes::from(progress)));
+        store.cache_chunk(id, c, chunk);
     }
-    writes.push(wo.put(done_key(id), Bytes::from(done_bits)));
-    futures::future::try_join_all(writes)
-        .await
-        .map_err(ApiError::busy)?;
+    // One chunk: its completion is the order's, no chunk bits needed.
+    if chunks > 1 {
+        writes.push(store.put(done_key(id), Bytes::from(done_bits)));
+    }
+    futures::future::try_join_all(writes).await?;
     if !status.is_terminal() {
-        core.store
+        store
             .b
             .active
             .put(id.to_string(), Bytes::new())
             .await
             .map_err(ApiError::busy)?;
     }
-    core.store.put_order(&rec).await?;
-    for h in &history {
-        core.publish_status(tenant, id, h).await?;
-    }
-    publish_refusals(
-        core,
+    store.put_order(&rec).await?;
+    core.remember_meta(
+        id,
+        Arc::new(Meta {
+            tenant: tenant.to_owned(),
+            total: total as u64,
+            chunks,
+            op: checked.op.clone(),
+        }),
+    );
+    let mut events: Vec<Outgoing> = history
+        .iter()
+        .map(|h| core.status_msg(tenant, id, h))
+        .collect();
+    events.extend(refusal_events(
         tenant,
         id,
         convert::kind_to_wire(checked.kind) as i32,
         &v.items,
-    )
-    .await?;
+    ));
+    core.publish_events(events).await?;
     Ok(rec)
 }
 
 /// Refused items become failed-item events, so a card's history shows the
 /// orders that refused it too. Identifiers that are not valid card keys
 /// cannot name a subject and are only in the order's items.
-async fn publish_refusals(
-    core: &Core,
-    tenant: &str,
-    id: u64,
-    kind: i32,
-    items: &[v1::ChunkItem],
-) -> Result<(), ApiError> {
-    let mut p = Pipeline::new(&core.js, core.cfg.fanout_window);
+fn refusal_events(tenant: &str, id: u64, kind: i32, items: &[v1::ChunkItem]) -> Vec<Outgoing> {
     let now = Some(convert::timestamp(Utc::now()));
+    let mut out = Vec::new();
     for (index, it) in items.iter().enumerate() {
         let Some(problem) = &it.refused else { continue };
         if gsl_domain::CardId::parse(&it.card)
@@ -366,16 +372,14 @@ async fn publish_refusals(
                 ..Default::default()
             })),
         };
-        p.push(Outgoing {
+        out.push(Outgoing {
             subject: names::event_subject(tenant, id, &it.card),
             msg_id: Some(format!("{id}:{}:refused", it.card)),
             headers: None,
             payload: encode(&ev),
-        })
-        .await?;
+        });
     }
-    p.finish().await?;
-    Ok(())
+    out
 }
 
 /// Publish every valid item except those `skip` names (by index). Returns
@@ -497,11 +501,11 @@ pub async fn finish_fanout_if_needed(core: &Core, rec: &v1::OrderRecord) -> Resu
 
 /// Settle an order whose items are all final: completed or failed, once.
 pub async fn settle(core: &Core, id: u64) -> Result<(), ApiError> {
-    let Some(rec) = core.store.order(id).await? else {
-        return Ok(());
-    };
-    let o = rec.order.clone().unwrap_or_default();
-    let counts = core.store.counts(id, o.total, rec.chunks as usize).await?;
+    let meta = core.meta(id).await?;
+    let counts = core
+        .store
+        .final_counts(id, meta.total, meta.chunks)
+        .await?;
     let Some(final_status) =
         gsl_domain::workorder::settle(counts.total, counts.succeeded, counts.failed)
     else {
@@ -525,8 +529,13 @@ pub async fn settle(core: &Core, id: u64) -> Result<(), ApiError> {
         })
         .await?;
     if updated.is_some() {
-        core.publish_status(&o.tenant, id, &change).await?;
-        core.publish_counts(&o.tenant, id, counts).await?;
+        // The settled counts are the last word: no periodic counts event after them.
+        core.dirty.lock().expect("dirty set").remove(&id);
+        core.publish_events(vec![
+            core.status_msg(&meta.tenant, id, &change),
+            core.counts_msg(&meta.tenant, id, counts),
+        ])
+        .await?;
         let _ = core.store.b.active.delete(id.to_string()).await;
         info!(work_order_id = id, status = ?final_status, succeeded = counts.succeeded, failed = counts.failed, "work order settled");
     }
