@@ -48,11 +48,16 @@ struct Sizes {
     big: u64,
 }
 
+/// Sizes by mode; `BENCH_E2E_N`, `BENCH_E2E_ROUNDS` and `BENCH_BIG_CARDS`
+/// override them (for profiling one part).
 fn sizes(mode: &Mode) -> Sizes {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
     Sizes {
-        n: mode.pick(5_000, 500),
-        rounds: mode.pick(3, 1),
-        big: mode.pick(BIG, 10_000),
+        n: env("BENCH_E2E_N").unwrap_or(mode.pick(5_000, 500)).max(1),
+        rounds: env("BENCH_E2E_ROUNDS").unwrap_or(mode.pick(3, 1)).max(1) as usize,
+        big: env("BENCH_BIG_CARDS")
+            .unwrap_or(mode.pick(BIG, 10_000))
+            .max(1),
     }
 }
 

@@ -24,6 +24,16 @@ pub struct GatewayConfig {
     /// every item in the order's trace: each item starts its own trace at the adapter, linked
     /// to the order's, sampled by the adapter's `OTEL_TRACES_SAMPLER`.
     pub trace_items_per_order: usize,
+    /// Orders with more valid items than this (`GSL_BACKGROUND_FANOUT_OVER`, default 1000) are
+    /// answered once recorded (chunks and order record on disk in JetStream) and their items
+    /// published in the background; smaller orders are answered once every item is on the
+    /// work stream. `off` publishes every order before answering.
+    pub background_fanout_over: usize,
+    /// How often every replica looks for fan-outs nobody is finishing (`GSL_FANOUT_SWEEP_SECS`,
+    /// default 15), and how long a fan-out may go unfinished before it is taken over
+    /// (`GSL_FANOUT_STALE_SECS`, default 60).
+    pub fanout_sweep: std::time::Duration,
+    pub fanout_stale: std::time::Duration,
 }
 
 impl GatewayConfig {
@@ -39,6 +49,9 @@ impl GatewayConfig {
             intake: true,
             max_request_bytes: 32 * 1024 * 1024,
             trace_items_per_order: 100,
+            background_fanout_over: 1000,
+            fanout_sweep: std::time::Duration::from_secs(15),
+            fanout_stale: std::time::Duration::from_secs(60),
         }
     }
 
@@ -80,6 +93,16 @@ impl GatewayConfig {
             intake: get("GSL_INTAKE").as_deref() != Some("off"),
             max_request_bytes: num("GSL_MAX_REQUEST_BYTES", 32 * 1024 * 1024)?,
             trace_items_per_order: num("GSL_TRACE_ITEMS_PER_ORDER", 100)?,
+            background_fanout_over: match get("GSL_BACKGROUND_FANOUT_OVER").as_deref() {
+                Some("off") => usize::MAX,
+                _ => num("GSL_BACKGROUND_FANOUT_OVER", 1000)?,
+            },
+            fanout_sweep: std::time::Duration::from_secs(
+                num("GSL_FANOUT_SWEEP_SECS", 15)?.max(1) as u64
+            ),
+            fanout_stale: std::time::Duration::from_secs(
+                num("GSL_FANOUT_STALE_SECS", 60)?.max(1) as u64
+            ),
         })
     }
 }

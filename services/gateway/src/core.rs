@@ -126,6 +126,8 @@ pub struct Core {
     pub tenants: Vec<String>,
     /// Orders whose counts changed since the last counts event.
     pub dirty: Mutex<HashMap<u64, (String, u64, usize)>>,
+    /// Orders this replica is fanning out in the background right now.
+    pub fanning: Mutex<std::collections::HashSet<u64>>,
     meta: Mutex<HashMap<u64, Arc<Meta>>>,
 }
 
@@ -153,6 +155,7 @@ impl Core {
             metrics,
             tenants,
             dirty: Mutex::default(),
+            fanning: Mutex::default(),
             meta: Mutex::default(),
         }
     }

@@ -233,7 +233,7 @@ pub async fn run(core: Arc<Core>, stop: gsl_telemetry::shutdown::Listener) -> Re
     }
 }
 
-async fn handle(core: &Core, m: async_nats::jetstream::Message) {
+async fn handle(core: &Arc<Core>, m: async_nats::jetstream::Message) {
     let seq = m.info().map(|i| i.stream_sequence).unwrap_or_default();
     let span = info_span!(
         "intake",

@@ -117,6 +117,7 @@ impl Gateway {
             });
         }
         spawn_counts_publisher(core.clone(), shutdown.clone());
+        recovery::spawn_sweeper(core.clone(), index.clone(), shutdown.listener());
 
         // Admin endpoints.
         let ready_core = core.clone();
@@ -212,10 +213,25 @@ impl Gateway {
         })
     }
 
-    /// Stop taking requests, let in-flight ones finish, stop background work.
+    /// Stop taking requests, let in-flight ones finish (background fan-outs
+    /// included), stop background work.
     pub async fn shutdown(self) {
         self.shutdown.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(20), self.server).await;
+        let core = self.core.clone();
+        let fanouts = async move {
+            while !core.fanning.lock().expect("fanning set").is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(30), fanouts)
+            .await
+            .is_err()
+        {
+            warn!(
+                "stopping with a background fan-out unfinished; another replica's sweep or the next start finishes it"
+            );
+        }
         let _ = self.core.client.flush().await;
     }
 

@@ -26,6 +26,8 @@ pub struct Summary {
     pub carriers: Vec<i32>,
     pub status: i32,
     pub created: i64,
+    /// Every item is on the work stream (see `OrderRecord.fanout_done`).
+    pub fanout_done: bool,
 }
 
 /// Every order's summary, newest first by id.
@@ -69,6 +71,7 @@ impl OrderIndex {
                             carriers: o.carriers,
                             status: o.status,
                             created: o.created_at.map(|t| t.seconds).unwrap_or_default(),
+                            fanout_done: rec.fanout_done,
                         },
                     );
                 }
@@ -77,18 +80,39 @@ impl OrderIndex {
         Ok(idx)
     }
 
-    /// Record an order at once (the watch will confirm it).
+    /// Record an order at once, unless the watch has already delivered it
+    /// (the watch is the authority; this only makes a new order listable
+    /// without waiting for it).
     pub fn note(&self, o: &v1::WorkOrder) {
-        self.orders.write().expect("index lock").insert(
-            o.id,
-            Summary {
+        self.orders
+            .write()
+            .expect("index lock")
+            .entry(o.id)
+            .or_insert_with(|| Summary {
                 tenant: o.tenant.as_str().into(),
                 kind: o.kind,
                 carriers: o.carriers.clone(),
                 status: o.status,
                 created: o.created_at.map(|t| t.seconds).unwrap_or_default(),
-            },
-        );
+                // Not known here; the watch says (the sweep only acts on what it says).
+                fanout_done: true,
+            });
+    }
+
+    /// Processing orders whose fan-out is not recorded done and that were
+    /// created before `before` (unix seconds).
+    pub fn unfinished_fanouts(&self, before: i64) -> Vec<u64> {
+        self.orders
+            .read()
+            .expect("index lock")
+            .iter()
+            .filter(|(_, s)| {
+                !s.fanout_done
+                    && s.created < before
+                    && s.status == v1::WorkOrderStatus::Processing as i32
+            })
+            .map(|(id, _)| *id)
+            .collect()
     }
 }
 

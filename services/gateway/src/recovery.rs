@@ -2,11 +2,21 @@
 //! gets its interrupted fan-out completed and is settled if all its items are
 //! final. Safe to run on every replica at once: fan-out re-publishes are
 //! de-duplicated or absorbed, settlement is a compare-and-set.
+//!
+//! The fan-out sweep does the same for fan-outs while the gateway runs: a
+//! large order is published in the background after it is accepted, and if
+//! the replica doing it dies, another replica must finish it without waiting
+//! for a restart. Every `GSL_FANOUT_SWEEP_SECS` each replica takes, from its
+//! order index, the processing orders whose fan-out is not recorded done,
+//! created more than `GSL_FANOUT_STALE_SECS` ago and not its own, and
+//! finishes them.
 
 use crate::core::Core;
 use crate::error::ApiError;
+use crate::query::OrderIndex;
 use crate::submit::{finish_fanout_if_needed, settle};
 use futures::StreamExt;
+use std::sync::Arc;
 use tracing::{info, warn};
 
 pub async fn run(core: &Core) -> Result<usize, ApiError> {
@@ -32,4 +42,46 @@ pub async fn run(core: &Core) -> Result<usize, ApiError> {
         info!(orders = ids.len(), "recovery checked active work orders");
     }
     Ok(ids.len())
+}
+
+/// One sweep: finish the fan-outs nobody is finishing. Returns how many it took over.
+pub async fn sweep(core: &Core, index: &OrderIndex) -> Result<usize, ApiError> {
+    let stale = chrono::Duration::from_std(core.cfg.fanout_stale).unwrap_or_default();
+    let before = (chrono::Utc::now() - stale).timestamp();
+    let mut taken = 0;
+    for id in index.unfinished_fanouts(before) {
+        if core.fanning.lock().expect("fanning set").contains(&id) {
+            continue;
+        }
+        let Some(rec) = core.store.order(id).await? else {
+            continue;
+        };
+        if rec.fanout_done {
+            continue;
+        }
+        warn!(work_order_id = id, "taking over a fan-out nobody finished");
+        finish_fanout_if_needed(core, &rec).await?;
+        taken += 1;
+    }
+    Ok(taken)
+}
+
+/// Sweep every `GSL_FANOUT_SWEEP_SECS` until the gateway stops.
+pub fn spawn_sweeper(core: Arc<Core>, index: OrderIndex, stop: gsl_telemetry::shutdown::Listener) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(core.cfg.fanout_sweep);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let stopped = stop.wait();
+        tokio::pin!(stopped);
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = sweep(&core, &index).await {
+                warn!(error = %e, "fan-out sweep failed; next time");
+            }
+        }
+    });
 }

@@ -35,9 +35,9 @@ use crate::error::ApiError;
 use bytes::Bytes;
 use gsl_bus::Buckets;
 use gsl_bus::codec::{decode, encode};
+use gsl_bus::kv::Known;
 use gsl_bus::kv::{self, Cas};
 use gsl_proto::v1;
-use gsl_bus::kv::Known;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
@@ -353,13 +353,9 @@ impl Store {
                 }
             };
             let wanted: Vec<(usize, u8)> = batch.iter().map(|f| (f.pos, f.state)).collect();
-            let r = kv::cas_from(
-                &self.b.workorders,
-                &key,
-                1000,
-                self.recall(&key),
-                |cur| apply_flips(cur, &wanted),
-            )
+            let r = kv::cas_from(&self.b.workorders, &key, 1000, self.recall(&key), |cur| {
+                apply_flips(cur, &wanted)
+            })
             .await;
             match self.settle_belief(&key, r) {
                 Ok(results) => {
@@ -486,8 +482,12 @@ mod tests {
         assert_eq!(&next[..], &[SUCCEEDED, FAILED, FAILED]);
         assert_eq!(r, vec![(true, true)]);
         // Everything already final: nothing to write, the chunk is complete.
-        assert!(matches!(apply_flips(Some(&next), &[(1, SUCCEEDED)]), Cas::Keep(r) if r == vec![(false, true)]));
-        assert!(matches!(apply_flips(None, &[(0, SUCCEEDED)]), Cas::Keep(r) if r == vec![(false, false)]));
+        assert!(
+            matches!(apply_flips(Some(&next), &[(1, SUCCEEDED)]), Cas::Keep(r) if r == vec![(false, true)])
+        );
+        assert!(
+            matches!(apply_flips(None, &[(0, SUCCEEDED)]), Cas::Keep(r) if r == vec![(false, false)])
+        );
     }
 
     #[test]

@@ -12,11 +12,16 @@
 //!    commit point), and mark the order active;
 //! 5. publish one message per valid item (many acks in flight, each with its
 //!    de-duplication id) and answer only when JetStream has stored them all;
+//!    an order with more than `GSL_BACKGROUND_FANOUT_OVER` (1,000) valid items
+//!    is answered right after step 4, when it is already on disk in
+//!    JetStream, and published in the background (a 100,000-card order is
+//!    accepted in well under a second instead of waiting for 100,000 acks);
 //! 6. record that the fan-out is done.
 //!
 //! A gateway that dies anywhere in between is finished by the client's retry
-//! with the same key, or by the next gateway start (`recovery`): the order
-//! record says what was done, so nothing is lost; items already published are
+//! with the same key, by the next gateway start, or by any live replica's
+//! fan-out sweep (`recovery`): the order record says what was done, so
+//! nothing is lost; items already published are
 //! dropped by the stream's duplicate window or, once consumed, absorbed by the
 //! adapters' execution records, so nothing takes effect twice.
 
@@ -38,6 +43,7 @@ use md5::{Digest, Md5};
 use prost::Message;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::{Instrument, info, info_span, warn};
 
 /// Refusals listed in a submit response (the rest are in ListItems).
@@ -59,7 +65,7 @@ fn source_name(s: OrderSource) -> &'static str {
 
 /// Submit a work order for a tenant.
 pub async fn submit(
-    core: &Core,
+    core: &Arc<Core>,
     tenant: &str,
     req: v1::SubmitRequest,
     source: OrderSource,
@@ -81,7 +87,7 @@ pub async fn submit(
 }
 
 async fn submit_inner(
-    core: &Core,
+    core: &Arc<Core>,
     tenant: &str,
     req: v1::SubmitRequest,
     source: OrderSource,
@@ -108,7 +114,10 @@ async fn submit_inner(
     let span = info_span!("submit", work_order_id = id, operation = %checked.kind, tenant, replay);
     async move {
         if replay && let Some(rec) = core.store.order(id).await? {
-            finish_fanout_if_needed(core, &rec).await?;
+            let ours = core.fanning.lock().expect("fanning set").contains(&id);
+            if !ours {
+                finish_fanout_if_needed(core, &rec).await?;
+            }
             return response_for(core, &rec, true).await;
         }
         let t_validate = std::time::Instant::now();
@@ -146,10 +155,19 @@ async fn submit_inner(
                 source: source_name(source).into(),
             })
             .inc();
+        let response = build_response(&rec, &v.items, replay);
         let o = rec.order.clone().unwrap_or_default();
+        let valid = o.total - o.refused;
+        let background = valid > core.cfg.background_fanout_over as u64;
         if o.status == v1::WorkOrderStatus::Processing as i32 {
-            fanout(core, &rec, &v.items, |_| false).await?;
-            mark_fanout_done(core, id).await;
+            if background {
+                // Recorded on disk already (chunks, then the order record):
+                // answer now, publish in the background (module doc).
+                spawn_fanout(core.clone(), rec.clone(), v.items);
+            } else {
+                fanout(core, &rec, &v.items, |_| false).await?;
+                mark_fanout_done(core, id).await;
+            }
         }
         info!(
             total = o.total,
@@ -158,9 +176,10 @@ async fn submit_inner(
             validate_ms,
             persist_ms,
             fanout_ms = t_fanout.elapsed().as_millis() as u64,
+            background,
             "work order accepted"
         );
-        Ok(build_response(&rec, &v.items, replay))
+        Ok(response)
     }
     .instrument(span)
     .await
@@ -453,6 +472,33 @@ pub fn item_headers(tenant: &str, items: usize, per_order_limit: usize) -> Heade
     headers
 }
 
+/// Publish a large order's items in the background. A failed attempt is
+/// tried again twice; after that (or if this gateway dies) the fan-out
+/// sweep of any replica finishes it (`recovery::sweep`).
+fn spawn_fanout(core: Arc<Core>, rec: v1::OrderRecord, items: Vec<v1::ChunkItem>) {
+    let id = rec.order.as_ref().map(|o| o.id).unwrap_or_default();
+    core.fanning.lock().expect("fanning set").insert(id);
+    let span = tracing::Span::current();
+    tokio::spawn(
+        async move {
+            for attempt in 0..3u32 {
+                match fanout(&core, &rec, &items, |_| false).await {
+                    Ok(_) => {
+                        mark_fanout_done(&core, id).await;
+                        break;
+                    }
+                    Err(e) => {
+                        warn!(work_order_id = id, attempt, error = %e, "background fan-out failed");
+                        tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+                    }
+                }
+            }
+            core.fanning.lock().expect("fanning set").remove(&id);
+        }
+        .instrument(span),
+    );
+}
+
 async fn mark_fanout_done(core: &Core, id: u64) {
     let r = core
         .store
@@ -502,10 +548,7 @@ pub async fn finish_fanout_if_needed(core: &Core, rec: &v1::OrderRecord) -> Resu
 /// Settle an order whose items are all final: completed or failed, once.
 pub async fn settle(core: &Core, id: u64) -> Result<(), ApiError> {
     let meta = core.meta(id).await?;
-    let counts = core
-        .store
-        .final_counts(id, meta.total, meta.chunks)
-        .await?;
+    let counts = core.store.final_counts(id, meta.total, meta.chunks).await?;
     let Some(final_status) =
         gsl_domain::workorder::settle(counts.total, counts.succeeded, counts.failed)
     else {

@@ -1,6 +1,7 @@
 //! A gateway killed (SIGKILL) in the middle of fanning out a large order:
 //! no item is lost and none is published twice, whether the client retries
-//! with the same idempotency key or the next gateway start finishes it.
+//! with the same idempotency key, the next gateway start finishes it, or a
+//! live replica's fan-out sweep takes it over.
 
 mod common;
 
@@ -39,12 +40,18 @@ async fn distinct_items(js: &async_nats::jetstream::Context) -> (usize, u64) {
     (seen.len(), state.messages)
 }
 
-/// Start a gateway, register N cards, submit an N-card order and kill the
-/// gateway once the fan-out has begun. Returns the count at the kill.
-async fn kill_mid_fanout(nats: &NatsServer, key: &str, tag: u32) -> (Vec<String>, u64) {
+/// Start a gateway (with `env`), register N cards, submit an N-card order
+/// and kill the gateway once the fan-out has begun. Returns the cards, the
+/// count at the kill and whether the client heard "accepted".
+async fn kill_mid_fanout(
+    nats: &NatsServer,
+    key: &str,
+    tag: u32,
+    env: &[(&str, &str)],
+) -> (Vec<String>, u64, bool) {
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let mut gw = spawn_gateway(&nats.url()).await;
+    let mut gw = spawn_gateway_with(&nats.url(), env).await;
     let ids: Vec<String> = (0..N).map(|i| ct_iccid(tag, i)).collect();
     // Activation: the operation that allows 100,000 cards per order.
     let r = import(
@@ -64,28 +71,42 @@ async fn kill_mid_fanout(nats: &NatsServer, key: &str, tag: u32) -> (Vec<String>
     let mut at_kill = 0;
     for _ in 0..20_000 {
         at_kill = stream_count(&js).await - before;
-        if at_kill > 0 || submit.is_finished() {
+        if at_kill > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     gw.child.start_kill().unwrap();
     gw.child.wait().await.unwrap();
-    assert!(
-        submit.await.unwrap().is_err(),
-        "the client never heard 'accepted'"
-    );
-    (ids, at_kill)
+    let heard = submit.await.unwrap().is_ok();
+    (ids, at_kill, heard)
+}
+
+/// Wait until the work stream holds at least `n` messages (or 30 s).
+async fn wait_for_stream(nats: &NatsServer, n: u64) -> u64 {
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let mut count = 0;
+    for _ in 0..300 {
+        count = stream_count(&js).await;
+        if count >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    count
 }
 
 #[tokio::test]
 async fn client_retry_with_same_key_completes_the_fanout() {
     let nats = NatsServer::start().await.unwrap();
-    let (ids, at_kill) = kill_mid_fanout(&nats, "crash-retry", 21).await;
+    // Fan-out before answering: the client is cut off without an answer.
+    let sync = [("GSL_BACKGROUND_FANOUT_OVER", "off")];
+    let (ids, at_kill, heard) = kill_mid_fanout(&nats, "crash-retry", 21, &sync).await;
     assert!(
         at_kill < N as u64,
         "killed mid fan-out ({at_kill} of {N} published)"
     );
+    assert!(!heard, "the client never heard 'accepted'");
     let gw = spawn_gateway(&nats.url()).await;
     let mut c = orders(&gw.addr).await;
     let resp = c
@@ -114,21 +135,42 @@ async fn client_retry_with_same_key_completes_the_fanout() {
 #[tokio::test]
 async fn restart_alone_completes_the_fanout() {
     let nats = NatsServer::start().await.unwrap();
-    let (_ids, at_kill) = kill_mid_fanout(&nats, "crash-restart", 22).await;
+    // Background fan-out (the default for large orders): accepted, then killed.
+    let (_ids, at_kill, heard) = kill_mid_fanout(&nats, "crash-restart", 22, &[]).await;
     assert!(
         at_kill < N as u64,
         "killed mid fan-out ({at_kill} of {N} published)"
     );
+    assert!(heard, "a large order is answered before its fan-out");
     let _gw = spawn_gateway(&nats.url()).await;
+    let count = wait_for_stream(&nats, N as u64).await;
     let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let mut count = 0;
-    for _ in 0..300 {
-        count = stream_count(&js).await;
-        if count >= N as u64 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (distinct, messages) = distinct_items(&js).await;
+    assert_eq!(distinct, N as usize, "no item lost (stream had {count})");
+    assert_eq!(messages, N as u64, "no item published twice");
+}
+
+#[tokio::test]
+async fn a_live_replica_takes_over_a_dead_replicas_fanout() {
+    let nats = NatsServer::start().await.unwrap();
+    // Replica B runs throughout and sweeps every second for fan-outs
+    // unfinished for 2 s.
+    let _b = spawn_gateway_with(
+        &nats.url(),
+        &[
+            ("GSL_FANOUT_SWEEP_SECS", "1"),
+            ("GSL_FANOUT_STALE_SECS", "2"),
+        ],
+    )
+    .await;
+    let (_ids, at_kill, heard) = kill_mid_fanout(&nats, "crash-sweep", 23, &[]).await;
+    assert!(
+        at_kill < N as u64,
+        "killed mid fan-out ({at_kill} of {N} published)"
+    );
+    assert!(heard);
+    let count = wait_for_stream(&nats, N as u64).await;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     let (distinct, messages) = distinct_items(&js).await;
     assert_eq!(distinct, N as usize, "no item lost (stream had {count})");
     assert_eq!(messages, N as u64, "no item published twice");

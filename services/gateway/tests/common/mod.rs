@@ -145,8 +145,14 @@ pub struct GatewayProcess {
 }
 
 pub async fn spawn_gateway(nats_url: &str) -> GatewayProcess {
+    spawn_gateway_with(nats_url, &[]).await
+}
+
+/// A gateway process with extra settings.
+pub async fn spawn_gateway_with(nats_url: &str, env: &[(&str, &str)]) -> GatewayProcess {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gsl-gateway"))
+        .envs(env.iter().copied())
         .env("GSL_NATS_URL", nats_url)
         .env("GSL_TENANT_TOKENS", env_tokens())
         .env("GSL_ADAPTER_TOKEN", ADAPTER)
