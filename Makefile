@@ -4,6 +4,10 @@ CARGO ?= cargo
 BENCH ?= all
 BENCH_MODE ?= full
 export BENCH_MODE
+# Benchmarks build release binaries; BENCH_PROFILE=dev reuses the test build
+# (CI's smoke run: it proves the benchmarks run, its figures mean nothing).
+BENCH_PROFILE ?= release
+BENCH_DIR = $(if $(filter dev,$(BENCH_PROFILE)),debug,$(BENCH_PROFILE))
 
 .PHONY: help setup build test lint fmt bench up demo clean k8s
 
@@ -13,6 +17,7 @@ help:
 	@echo "make test    setup, then unit and integration tests (real nats-server)"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
 	@echo "make bench   benchmarks, printing BENCH lines (BENCH=<name> for one, BENCH_MODE=smoke for a short run)"
+	@echo "             a table on stderr and target/bench-results.json"
 	@echo "make up      the whole stack as local processes (Ctrl-C stops it)"
 	@echo "make demo    sample orders against the running stack"
 
@@ -34,10 +39,11 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-# Benchmarks run release binaries as separate processes.
+# Benchmarks run the binaries as separate processes; figures go to stdout
+# (BENCH lines), a table to stderr and target/bench-results.json.
 bench: setup
-	$(CARGO) build --release --workspace --bins
-	./target/release/gsl-bench $(BENCH)
+	$(CARGO) build --profile $(BENCH_PROFILE) --workspace --bins
+	./target/$(BENCH_DIR)/gsl-bench $(BENCH)
 
 # The whole stack locally: nats-server, carrier-sim, gateway, four adapters.
 up:

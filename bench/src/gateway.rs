@@ -1,11 +1,13 @@
 //! `gateway`: time to accept a 100,000-card order (`gateway_accept_100k_s`,
-//! goal <= 2 s), sustained single-card submissions (`gateway_submit_per_s`,
-//! goal >= 2,000/s), and the gateway's peak memory (`gateway_peak_rss_mb`,
-//! goal < 150 MB).
+//! goal <= 2 s) and until all its items are on the work stream (in the
+//! figure's `fanout_done_s`: large orders are answered once recorded and
+//! published in the background), sustained single-card submissions
+//! (`gateway_submit_per_s`, goal >= 2,000/s), and the gateway's peak memory
+//! (`gateway_peak_rss_mb`, goal < 150 MB).
 //!
 //! Baselines in the same run, against the same nats-server: publishing
 //! 100,000 messages of a work item's size with the same pipelining (the
-//! floor under any 100k accept), and 64 concurrent publish-and-wait-for-ack
+//! floor under any 100k fan-out), and 64 concurrent publish-and-wait-for-ack
 //! loops (one durable write per submission, the floor under a submission).
 
 use crate::common::{Mode, authed, emit, median, rss_mb, spawn_gateway};
@@ -123,6 +125,11 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
     let rounds = mode.rounds().min(3);
     let mut raw = Vec::new();
     let mut accept = Vec::new();
+    let mut fanned = Vec::new();
+    let mut work = js
+        .get_stream(gsl_bus::names::STREAM_WORK)
+        .await
+        .map_err(|e| e.to_string())?;
     for round in 0..rounds {
         let t = Instant::now();
         let mut p = Pipeline::new(&js, 8192);
@@ -144,6 +151,7 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
             v1::operation::Kind::Activate(v1::Activate {}),
             (0..BIG).map(|n| iccid(1, n)),
         );
+        let before = work.info().await.map_err(|e| e.to_string())?.state.messages;
         let t = Instant::now();
         let resp = orders
             .submit(authed(req))
@@ -151,6 +159,14 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .into_inner();
         accept.push(t.elapsed().as_secs_f64());
+        // Until every item is on the work stream (no adapter consumes here).
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while work.info().await.map_err(|e| e.to_string())?.state.messages < before + u64::from(BIG)
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        fanned.push(t.elapsed().as_secs_f64());
         let o = resp.work_order.ok_or("no order")?;
         if o.total != u64::from(BIG) || resp.refused != 0 {
             return Err(format!(
@@ -159,15 +175,20 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
             ));
         }
     }
-    let (a, r) = (median(accept.clone()), median(raw.clone()));
+    let (a, r, f) = (
+        median(accept.clone()),
+        median(raw.clone()),
+        median(fanned.clone()),
+    );
     emit(
         "gateway_accept_100k_s",
         a,
         "s",
         json!({
             "rounds": accept,
+            "fanout_done_s": (f * 1000.0).round() / 1000.0,
             "baseline_raw_publish_100k_s": (r * 1000.0).round() / 1000.0,
-            "ratio_to_baseline": (a / r * 100.0).round() / 100.0,
+            "fanout_ratio_to_baseline": (f / r * 100.0).round() / 100.0,
             "goal": "<= 2",
         }),
     );

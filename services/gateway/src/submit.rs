@@ -320,7 +320,11 @@ async fn create_order(
         }
         writes.push(store.put(chunk_key(id, c), encode(chunk.as_ref())));
         writes.push(store.put(progress_key(id, c), Bytes::from(progress)));
-        store.cache_chunk(id, c, chunk);
+        // Saves a small order's first report a read; a large order's chunks
+        // are read once each when their reports come (not worth the memory).
+        if chunks <= 2 {
+            store.cache_chunk(id, c, chunk);
+        }
     }
     // One chunk: its completion is the order's, no chunk bits needed.
     if chunks > 1 {
