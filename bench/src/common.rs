@@ -207,6 +207,35 @@ pub fn authed<T>(m: T) -> tonic::Request<T> {
     r
 }
 
+/// Register `ids` with the gateway as China Telecom cards in `sim_status`
+/// (the domain's numeric code), 20,000 per call.
+pub async fn import_ct_cards(
+    ch: &tonic::transport::Channel,
+    ids: &[String],
+    sim_status: u32,
+) -> Result<(), String> {
+    let mut reg = gsl_proto::v1::registry_client::RegistryClient::new(ch.clone())
+        .max_encoding_message_size(64 << 20);
+    for chunk in ids.chunks(20_000) {
+        reg.import_cards(authed(gsl_proto::v1::ImportCardsRequest {
+            cards: chunk
+                .iter()
+                .map(|id| gsl_proto::v1::Card {
+                    id: id.clone(),
+                    carrier: gsl_proto::v1::Carrier::Ct as i32,
+                    sim_status,
+                    stop_reason: -1,
+                    threshold_mb: -1,
+                    ..Default::default()
+                })
+                .collect(),
+        }))
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// A gateway on free ports, talking to `nats_url`, knowing the bench tenant.
 pub async fn spawn_gateway(nats_url: String) -> Result<Service, String> {
     Service::spawn(

@@ -16,8 +16,8 @@
 //!    carrier-sim and nats-server after all of the above.
 
 use crate::common::{
-    Mode, Service, authed, cpu_s, emit, median, rss_mb, service_log, spawn_ct_adapter,
-    spawn_gateway,
+    Mode, Service, authed, cpu_s, emit, import_ct_cards, median, rss_mb, service_log,
+    spawn_ct_adapter, spawn_gateway,
 };
 use async_nats::jetstream;
 use bytes::Bytes;
@@ -311,30 +311,6 @@ async fn e2e_round(
     })
 }
 
-/// Register `ids` with the gateway as activatable China Telecom cards.
-async fn import(ch: &Channel, ids: &[String]) -> Result<(), String> {
-    let mut reg =
-        v1::registry_client::RegistryClient::new(ch.clone()).max_encoding_message_size(64 << 20);
-    for chunk in ids.chunks(20_000) {
-        reg.import_cards(authed(v1::ImportCardsRequest {
-            cards: chunk
-                .iter()
-                .map(|id| v1::Card {
-                    id: id.clone(),
-                    carrier: v1::Carrier::Ct as i32,
-                    sim_status: 13,
-                    stop_reason: -1,
-                    threshold_mb: -1,
-                    ..Default::default()
-                })
-                .collect(),
-        }))
-        .await
-        .map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
 /// Messages each client connection has sent and received so far, by
 /// connection name (from nats-server's monitoring endpoint).
 async fn bus_messages(http: &reqwest::Client, port: u16) -> HashMap<String, (f64, f64)> {
@@ -461,7 +437,7 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let t = Instant::now();
-    import(&ch, &ids).await?;
+    import_ct_cards(&ch, &ids, 13).await?;
     eprintln!(
         "registered {} cards in {:.1} s",
         ids.len(),

@@ -6,7 +6,9 @@
 //! steady-state window with a backlog the whole time. For comparison, the
 //! same with one replica pacing alone (governor).
 
-use crate::common::{Mode, Service, authed, emit, service_log, spawn_ct_adapter, spawn_gateway};
+use crate::common::{
+    Mode, Service, authed, emit, import_ct_cards, service_log, spawn_ct_adapter, spawn_gateway,
+};
 use gsl_proto::v1;
 use gsl_testkit::NatsServer;
 use serde_json::{Value, json};
@@ -89,24 +91,8 @@ async fn run_once(mode: &Mode, replicas: usize, budget: &str) -> Result<(f64, f6
         .connect()
         .await
         .map_err(|e| e.to_string())?;
-    let mut reg =
-        v1::registry_client::RegistryClient::new(ch.clone()).max_encoding_message_size(64 << 20);
-    let mut orders = v1::work_orders_client::WorkOrdersClient::new(ch);
-    reg.import_cards(authed(v1::ImportCardsRequest {
-        cards: cards
-            .iter()
-            .map(|id| v1::Card {
-                id: id.clone(),
-                carrier: v1::Carrier::Ct as i32,
-                sim_status: 20,
-                stop_reason: -1,
-                threshold_mb: -1,
-                ..Default::default()
-            })
-            .collect(),
-    }))
-    .await
-    .map_err(|e| e.to_string())?;
+    let mut orders = v1::work_orders_client::WorkOrdersClient::new(ch.clone());
+    import_ct_cards(&ch, &cards, 20).await?;
     let mut adapters = Vec::new();
     for i in 0..replicas {
         adapters.push(

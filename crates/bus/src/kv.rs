@@ -112,14 +112,20 @@ mod tests {
     use crate::topology::{Topology, ensure};
     use gsl_testkit::NatsServer;
 
-    #[tokio::test]
-    async fn cas_counts_exactly_under_contention() {
+    /// A fresh server and its quota bucket (kept alive by the returned server
+    /// and client).
+    async fn quota_store() -> (NatsServer, async_nats::Client, Store) {
         let nats = NatsServer::start().await.unwrap();
-        let (_c, js) = crate::connect(&crate::BusConfig::new(nats.url(), "test"))
+        let (c, js) = crate::connect(&crate::BusConfig::new(nats.url(), "test"))
             .await
             .unwrap();
         let b = ensure(&js, &Topology::default()).await.unwrap();
-        let store = b.quota.clone();
+        (nats, c, b.quota.clone())
+    }
+
+    #[tokio::test]
+    async fn cas_counts_exactly_under_contention() {
+        let (_nats, _c, store) = quota_store().await;
         // 40 concurrent increments with a cap of 25: exactly 25 win.
         let mut tasks = Vec::new();
         for _ in 0..40 {
@@ -175,12 +181,7 @@ mod tests {
 
     #[tokio::test]
     async fn cas_from_a_stale_belief_rereads_and_never_overwrites() {
-        let nats = NatsServer::start().await.unwrap();
-        let (_c, js) = crate::connect(&crate::BusConfig::new(nats.url(), "test"))
-            .await
-            .unwrap();
-        let b = ensure(&js, &Topology::default()).await.unwrap();
-        let store = b.quota.clone();
+        let (_nats, _c, store) = quota_store().await;
         let append = |cur: Option<&Bytes>| {
             let mut v = cur.map(|b| b.to_vec()).unwrap_or_default();
             v.push(b'x');

@@ -2,9 +2,11 @@
 //!
 //! Token from `get/token` cached for its TTL and refreshed on `12021` (then
 //! the call is retried once). `transid` = appid + `yyyyMMddHHmmss` (China
-//! time) + 8 digits: for a change it is made once per item and kept in the
-//! execution record, so a repeat carries the same transid; queries use a
-//! per-process sequence. Rebind, region binding and directional config are
+//! time) + 8 digits from one per-process sequence that starts at a random
+//! point, so no two calls of one process share a transid (the carrier refuses
+//! a transid reused for another card) and replicas rarely meet. A change's
+//! transid is made once and kept in the execution record, so a repeat of that
+//! change carries the same one. Rebind, region binding and directional config are
 //! back-office requests followed to completion like any other change.
 
 use crate::common::{json, s, transient_status};
@@ -37,6 +39,16 @@ enum Class {
 }
 
 /// China Mobile's status codes, as our outcome.
+/// Where a process's transid sequence starts: from the clock and the pid, so
+/// two replicas started together still start apart.
+fn sequence_start() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16))
+        .unwrap_or(0);
+    (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % 100_000_000
+}
+
 pub(crate) fn map_status(code: &str, msg: &str) -> CallError {
     let r = |c: ErrorCode| CallError::refused(c, code, msg);
     match code {
@@ -66,7 +78,7 @@ impl Cmcc {
             password: password.to_owned(),
             http: Http::new(timeout),
             token: tokio::sync::Mutex::new(None),
-            seq: AtomicU32::new(0),
+            seq: AtomicU32::new(sequence_start()),
         }
     }
 
@@ -77,7 +89,8 @@ impl Cmcc {
             .to_string()
     }
 
-    fn query_transid(&self) -> String {
+    /// The next transid of this process.
+    fn transid(&self) -> String {
         let n = self.seq.fetch_add(1, Ordering::Relaxed) % 100_000_000;
         format!("{}{}{n:08}", self.appid, self.stamp())
     }
@@ -114,7 +127,7 @@ impl Cmcc {
         let params = [
             ("appid", self.appid.clone()),
             ("password", self.password.clone()),
-            ("transid", self.query_transid()),
+            ("transid", self.transid()),
         ];
         let (status, msg, result) = self.envelope("get/token", &params).await?;
         if status != "0" {
@@ -173,7 +186,7 @@ impl Cmcc {
                 ctx,
                 Class::Query,
                 "query/order-info",
-                &self.query_transid(),
+                &self.transid(),
                 params,
             )
             .await?;
@@ -191,13 +204,11 @@ impl CarrierApi for Cmcc {
         Carrier::Cmcc
     }
 
-    /// appid + China time of the first attempt + 8 digits from the item id.
-    fn make_txn(&self, item: &Item, _now: DateTime<Utc>) -> String {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in format!("{}:{}", item.work_order_id, item.card).bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{}{}{:08}", self.appid, self.stamp(), h % 100_000_000)
+    /// appid + China time of the first attempt + the process sequence. Made
+    /// once and stored before the call, so it need not be derivable from the
+    /// item (an earlier hash of the item id could repeat within a second).
+    fn make_txn(&self, _item: &Item, _now: DateTime<Utc>) -> String {
+        self.transid()
     }
 
     async fn submit(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<Accepted> {
@@ -326,12 +337,48 @@ impl CarrierApi for Cmcc {
         let params = [
             ("appid", self.appid.clone()),
             ("password", self.password.clone()),
-            ("transid", self.query_transid()),
+            ("transid", self.transid()),
         ];
         match self.envelope("get/token", &params).await {
             Ok((status, _, _)) if status == "0" => Ok(()),
             Ok((status, msg, _)) => Err(format!("token refused: {status} {msg}")),
             Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn item(card: &str) -> Item {
+        Item {
+            work_order_id: 7,
+            card: card.to_owned(),
+            index: 0,
+            tenant: "t".into(),
+            carrier: Carrier::Cmcc,
+            op: Default::default(),
+            batch_no: String::new(),
+        }
+    }
+
+    #[test]
+    fn transids_have_the_carrier_format_and_never_repeat_in_one_process() {
+        let c = Cmcc::new("http://x", "app1", "pw", Duration::from_secs(1));
+        let mut seen = HashSet::new();
+        for i in 0..20_000 {
+            let t = if i % 2 == 0 {
+                c.make_txn(&item(&format!("8986{i:016}")), Utc::now())
+            } else {
+                c.transid()
+            };
+            let rest = t.strip_prefix("app1").expect("appid prefix");
+            assert_eq!(rest.len(), 22, "{t}");
+            assert!(rest.bytes().all(|b| b.is_ascii_digit()), "{t}");
+            // The 8-digit tail alone must not repeat (the timestamp may).
+            assert!(seen.insert(rest[14..].to_owned()), "repeated {t}");
         }
     }
 }
