@@ -41,13 +41,16 @@ async fn distinct_items(js: &async_nats::jetstream::Context) -> (usize, u64) {
 }
 
 /// Start a gateway (with `env`), register N cards, submit an N-card order
-/// and kill the gateway once the fan-out has begun. Returns the cards, the
-/// count at the kill and whether the client heard "accepted".
+/// and kill the gateway once the fan-out has begun (with `answered_first`,
+/// once the submit has also been answered: a background fan-out's first
+/// items can reach the stream before the answer reaches the client). Returns
+/// the cards, the count at the kill and whether the client heard "accepted".
 async fn kill_mid_fanout(
     nats: &NatsServer,
     key: &str,
     tag: u32,
     env: &[(&str, &str)],
+    answered_first: bool,
 ) -> (Vec<String>, u64, bool) {
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
@@ -64,10 +67,15 @@ async fn kill_mid_fanout(
     let before = stream_count(&js).await;
     let addr = gw.addr.clone();
     let req = submit_req(key, activate_op(), &ids);
-    let submit = tokio::spawn(async move {
+    let mut submit = Some(tokio::spawn(async move {
         let mut c = orders(&addr).await;
         c.submit(with_token(req, ACME)).await
-    });
+    }));
+    let mut heard = None;
+    if answered_first {
+        let answer = submit.take().unwrap().await.unwrap();
+        heard = Some(answer.is_ok());
+    }
     let mut at_kill = 0;
     for _ in 0..20_000 {
         at_kill = stream_count(&js).await - before;
@@ -78,7 +86,11 @@ async fn kill_mid_fanout(
     }
     gw.child.start_kill().unwrap();
     gw.child.wait().await.unwrap();
-    let heard = submit.await.unwrap().is_ok();
+    let heard = match (heard, submit) {
+        (Some(h), _) => h,
+        (None, Some(task)) => task.await.unwrap().is_ok(),
+        (None, None) => unreachable!("the answer was awaited or is pending"),
+    };
     (ids, at_kill, heard)
 }
 
@@ -101,7 +113,7 @@ async fn client_retry_with_same_key_completes_the_fanout() {
     let nats = NatsServer::start().await.unwrap();
     // Fan-out before answering: the client is cut off without an answer.
     let sync = [("GSL_BACKGROUND_FANOUT_OVER", "off")];
-    let (ids, at_kill, heard) = kill_mid_fanout(&nats, "crash-retry", 21, &sync).await;
+    let (ids, at_kill, heard) = kill_mid_fanout(&nats, "crash-retry", 21, &sync, false).await;
     assert!(
         at_kill < N as u64,
         "killed mid fan-out ({at_kill} of {N} published)"
@@ -136,7 +148,7 @@ async fn client_retry_with_same_key_completes_the_fanout() {
 async fn restart_alone_completes_the_fanout() {
     let nats = NatsServer::start().await.unwrap();
     // Background fan-out (the default for large orders): accepted, then killed.
-    let (_ids, at_kill, heard) = kill_mid_fanout(&nats, "crash-restart", 22, &[]).await;
+    let (_ids, at_kill, heard) = kill_mid_fanout(&nats, "crash-restart", 22, &[], true).await;
     assert!(
         at_kill < N as u64,
         "killed mid fan-out ({at_kill} of {N} published)"
@@ -163,7 +175,7 @@ async fn a_live_replica_takes_over_a_dead_replicas_fanout() {
         ],
     )
     .await;
-    let (_ids, at_kill, heard) = kill_mid_fanout(&nats, "crash-sweep", 23, &[]).await;
+    let (_ids, at_kill, heard) = kill_mid_fanout(&nats, "crash-sweep", 23, &[], true).await;
     assert!(
         at_kill < N as u64,
         "killed mid fan-out ({at_kill} of {N} published)"
