@@ -35,7 +35,7 @@ async fn progress(r: &Rig, id: u64, n: u64, within: Duration) -> u64 {
     let t = Instant::now();
     loop {
         let o = r.get(id).await;
-        if o.succeeded + o.failed >= n || rig::terminal(o.status) {
+        if o.succeeded + o.failed >= n || gsl_proto::convert::status_is_terminal(o.status) {
             return o.succeeded + o.failed;
         }
         assert!(

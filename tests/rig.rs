@@ -7,22 +7,12 @@ use gsl_carrier_sim::inventory::CardRecord;
 use gsl_carrier_sim::{SimConfig, SimServer};
 use gsl_domain::Carrier;
 use gsl_proto::{convert, v1};
-use gsl_testkit::NatsServer;
+use gsl_testkit::{NatsServer, gateway};
 use std::time::Duration;
 use tonic::Request;
 
 pub const TENANT_TOKEN: &str = "tok-acme-secret-0001";
 pub const ADAPTER_TOKEN: &str = "adapter-secret-token-7";
-
-/// Credentials the simulator expects, per carrier.
-pub fn creds(c: Carrier) -> (&'static str, &'static str) {
-    match c {
-        Carrier::Cmcc => ("gslcmcc", "cmcc-secret"),
-        Carrier::Ct => ("gslct", "ct-secret"),
-        Carrier::Cu => ("gslcu", "cu-secret"),
-        Carrier::Trinet => ("", "trinet-secret"),
-    }
-}
 
 pub struct Rig {
     pub nats: NatsServer,
@@ -69,22 +59,7 @@ pub async fn start(
 }
 
 pub fn authed<T>(m: T) -> Request<T> {
-    let mut r = Request::new(m);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {TENANT_TOKEN}").parse().expect("ascii"),
-    );
-    r
-}
-
-pub fn terminal(status: i32) -> bool {
-    [
-        v1::WorkOrderStatus::Completed,
-        v1::WorkOrderStatus::Failed,
-        v1::WorkOrderStatus::Rejected,
-    ]
-    .iter()
-    .any(|s| *s as i32 == status)
+    gateway::bearer(TENANT_TOKEN, m)
 }
 
 impl Rig {
@@ -94,13 +69,13 @@ impl Rig {
         c: Carrier,
         extra: &[(&'static str, String)],
     ) -> Vec<(&'static str, String)> {
-        let (u, p) = creds(c);
+        let (u, p) = self.sim.engine.config.credentials.account(c);
         let mut env = self.common.clone();
         env.extend([
             ("GSL_CARRIER", c.as_str().to_string()),
             ("GSL_CARRIER_URL", self.sim.base_url(c)),
-            ("GSL_CARRIER_USER", u.to_string()),
-            ("GSL_CARRIER_SECRET", p.to_string()),
+            ("GSL_CARRIER_USER", u.to_owned()),
+            ("GSL_CARRIER_SECRET", p.to_owned()),
             ("GSL_GATEWAY_URL", self.grpc.clone()),
             ("GSL_RATE_CHANGE", "0".to_string()),
             ("GSL_RATE_QUERY", "0".to_string()),
@@ -115,13 +90,8 @@ impl Rig {
         Proc::spawn("gsl-adapter", &self.adapter_env(c, extra)).await
     }
 
-    pub async fn orders(
-        &self,
-    ) -> v1::work_orders_client::WorkOrdersClient<tonic::transport::Channel> {
-        v1::work_orders_client::WorkOrdersClient::connect(self.grpc.clone())
-            .await
-            .expect("gateway")
-            .max_encoding_message_size(64 << 20)
+    pub async fn orders(&self) -> gateway::OrdersClient {
+        gateway::orders(&self.grpc).await.expect("gateway")
     }
 
     /// Generated cards `first..first+n`, changed by `f`, at the carrier and
@@ -203,44 +173,12 @@ impl Rig {
             .into_inner()
     }
 
-    /// Wait until the order is completed, failed or rejected.
+    /// Wait until the order is terminal.
     pub async fn settled(&self, id: u64, within: Duration) -> v1::WorkOrder {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Ok(r) = self.orders().await.get(authed(v1::GetRequest { id })).await {
-                let o = r.into_inner();
-                if terminal(o.status) {
-                    return o;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "order {id} not settled within {within:?}: {o:?}"
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        gateway::settled(&self.grpc, TENANT_TOKEN, id, within).await
     }
 
     pub async fn items(&self, id: u64) -> Vec<v1::Item> {
-        let mut c = self.orders().await;
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let r = c
-                .list_items(authed(v1::ListItemsRequest {
-                    work_order_id: id,
-                    page_size: 500,
-                    page_token: token.clone(),
-                    ..Default::default()
-                }))
-                .await
-                .unwrap()
-                .into_inner();
-            out.extend(r.items);
-            if r.next_page_token.is_empty() {
-                return out;
-            }
-            token = r.next_page_token;
-        }
+        gateway::items(&self.grpc, TENANT_TOKEN, id).await
     }
 }

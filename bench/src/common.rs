@@ -259,11 +259,14 @@ pub async fn spawn_ct_adapter(
     sim_url: &str,
     extra: &[(&str, String)],
 ) -> Result<Service, String> {
+    // The simulator process runs with its default credentials.
+    let creds = gsl_carrier_sim::config::Credentials::default();
+    let (user, secret) = creds.account(gsl_domain::Carrier::Ct);
     let mut env = vec![
         ("GSL_CARRIER", "ct".to_owned()),
         ("GSL_CARRIER_URL", format!("{sim_url}/ct")),
-        ("GSL_CARRIER_USER", "gslct".into()),
-        ("GSL_CARRIER_SECRET", "ct-secret".into()),
+        ("GSL_CARRIER_USER", user.to_owned()),
+        ("GSL_CARRIER_SECRET", secret.to_owned()),
         ("GSL_NATS_URL", nats_url),
         ("GSL_GATEWAY_URL", gateway_url),
         ("GSL_ADAPTER_TOKEN", ADAPTER_TOKEN.into()),

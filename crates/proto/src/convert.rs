@@ -134,6 +134,12 @@ pub fn status_from_wire(v: i32) -> Result<WorkOrderStatus, WireError> {
         .ok_or_else(|| WireError::new("status", format!("unknown or unspecified value {v}")))
 }
 
+/// Whether a wire status is terminal, by the domain's rule (an unknown value
+/// is not).
+pub fn status_is_terminal(v: i32) -> bool {
+    status_from_wire(v).is_ok_and(WorkOrderStatus::is_terminal)
+}
+
 pub fn item_status_to_wire(s: ItemStatus) -> v1::ItemStatus {
     match s {
         ItemStatus::Processing => v1::ItemStatus::Processing,
@@ -258,7 +264,13 @@ mod tests {
         assert!(kind_from_wire(0).is_err());
         for s in WorkOrderStatus::ALL {
             assert_eq!(status_from_wire(status_to_wire(s) as i32).unwrap(), s);
+            assert_eq!(
+                status_is_terminal(status_to_wire(s) as i32),
+                s.is_terminal()
+            );
         }
+        assert!(!status_is_terminal(0));
+        assert!(!status_is_terminal(99));
     }
 
     #[test]

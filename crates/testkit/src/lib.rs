@@ -10,8 +10,12 @@
 //! * [`NatsServer`], [`NatsOptions`]: the server harness;
 //! * [`find_nats_server`]: where the binary comes from (`NATS_SERVER_BIN`,
 //!   then the project's `.tools/bin`, then `PATH`), with the version check;
-//! * [`free_port`], [`signal`]: small helpers for tests that spawn processes.
+//! * [`free_port`], [`signal`]: small helpers for tests that spawn processes;
+//! * [`gateway`]: driving a running gateway over gRPC (bearer requests,
+//!   waiting for an order to settle, reading all of its items).
 #![forbid(unsafe_code)]
+
+pub mod gateway;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -281,14 +281,7 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
         }
         "backoffice/directional" => {
             let batch = get("batchNo").to_owned();
-            let list = |k: &str| -> Vec<String> {
-                get(k)
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            };
+            let list = |k: &str| DirChange::list(get(k));
             let plan = match get("action") {
                 "add" => DirChange::Add {
                     entries: list("entries"),

@@ -155,6 +155,19 @@ pub struct Credentials {
     pub trinet_api_key: String,
 }
 
+impl Credentials {
+    /// The user and secret a client presents to carrier `c` (tri-net has
+    /// only an API key).
+    pub fn account(&self, c: Carrier) -> (&str, &str) {
+        match c {
+            Carrier::Cmcc => (&self.cmcc_appid, &self.cmcc_password),
+            Carrier::Ct => (&self.ct_app_key, &self.ct_secret),
+            Carrier::Cu => (&self.cu_user, &self.cu_api_key),
+            Carrier::Trinet => ("", &self.trinet_api_key),
+        }
+    }
+}
+
 impl Default for Credentials {
     fn default() -> Self {
         Credentials {

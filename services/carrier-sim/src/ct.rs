@@ -246,14 +246,7 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
             Change::Rebind { imei, fixed }
         }
         "dirWhiteListAction" => {
-            let list = |k: &str| -> Vec<String> {
-                get(k)
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            };
+            let list = |k: &str| DirChange::list(get(k));
             let plan = match get("action") {
                 "ADD" => DirChange::Add {
                     entries: list("entries"),

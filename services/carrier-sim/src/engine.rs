@@ -60,6 +60,18 @@ pub enum DirChange {
     Delete { ids: Vec<String> },
 }
 
+impl DirChange {
+    /// Entries or entry ids as the carriers send them in a query string:
+    /// comma-separated, blanks ignored.
+    pub fn list(s: &str) -> Vec<String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
 impl Change {
     /// The operation this change counts as in the ground truth (domain names).
     pub fn op(&self) -> OperationKind {

@@ -2,23 +2,13 @@
 //! processing, rate, ETA). A dropped connection is resumed from the last
 //! event's sequence, so no event is missed or counted twice.
 
+use gsl_proto::convert::status_is_terminal;
 use gsl_proto::v1;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
 use tonic::transport::Channel;
 
 type Client = v1::work_orders_client::WorkOrdersClient<Channel>;
-
-fn terminal(status: i32) -> bool {
-    [
-        v1::WorkOrderStatus::Completed,
-        v1::WorkOrderStatus::Failed,
-        v1::WorkOrderStatus::Rejected,
-        v1::WorkOrderStatus::Cancelled,
-    ]
-    .iter()
-    .any(|s| *s as i32 == status)
-}
 
 /// Watch until the order is terminal; returns its final state.
 pub async fn follow(
@@ -47,7 +37,7 @@ pub async fn follow(
     show(&pb, order.succeeded, order.failed, order.processing);
     let mut after = 0u64;
     let mut failures = 0;
-    while !terminal(order.status) {
+    while !status_is_terminal(order.status) {
         let stream = client
             .watch(watch_req(v1::WatchRequest {
                 work_order_id: id,
@@ -73,7 +63,7 @@ pub async fn follow(
                             show(&pb, c.succeeded, c.failed, c.processing)
                         }
                         Some(v1::work_order_event::Event::StatusChanged(sc))
-                            if terminal(sc.status) =>
+                            if status_is_terminal(sc.status) =>
                         {
                             order = client.get(req(v1::GetRequest { id })).await?.into_inner();
                             break;

@@ -14,7 +14,7 @@ use gsl_gateway::Gateway;
 use gsl_gateway::auth::StaticTokens;
 use gsl_gateway::config::GatewayConfig;
 use gsl_proto::{convert, v1};
-use gsl_testkit::NatsServer;
+use gsl_testkit::{NatsServer, gateway};
 use std::collections::HashMap;
 use std::time::Duration;
 use tonic::Request;
@@ -62,15 +62,6 @@ pub struct Stack {
     pub adapters: Vec<Adapter>,
     pub opts_clock: (Option<String>, String, Option<f64>),
     pub grpc: String,
-}
-
-pub fn credentials(c: Carrier) -> (&'static str, &'static str) {
-    match c {
-        Carrier::Cmcc => ("gslcmcc", "cmcc-secret"),
-        Carrier::Ct => ("gslct", "ct-secret"),
-        Carrier::Cu => ("gslcu", "cu-secret"),
-        Carrier::Trinet => ("", "trinet-secret"),
-    }
 }
 
 pub async fn stack(o: Opts) -> Stack {
@@ -140,7 +131,7 @@ impl Stack {
             &self.grpc,
             ADAPTER_TOKEN,
         );
-        let (u, p) = credentials(c);
+        let (u, p) = self.sim.engine.config.credentials.account(c);
         cfg.carrier_user = u.into();
         cfg.carrier_secret = p.into();
         cfg.rate_change = o.rate_change;
@@ -158,12 +149,12 @@ impl Stack {
 
     /// Environment for an adapter process with the same settings.
     pub fn adapter_env(&self, c: Carrier, o: &Opts) -> Vec<(String, String)> {
-        let (u, p) = credentials(c);
+        let (u, p) = self.sim.engine.config.credentials.account(c);
         let mut env = vec![
             ("GSL_CARRIER", c.as_str().to_string()),
             ("GSL_CARRIER_URL", self.sim.base_url(c)),
-            ("GSL_CARRIER_USER", u.to_string()),
-            ("GSL_CARRIER_SECRET", p.to_string()),
+            ("GSL_CARRIER_USER", u.to_owned()),
+            ("GSL_CARRIER_SECRET", p.to_owned()),
             ("GSL_NATS_URL", self.nats.url()),
             ("GSL_GATEWAY_URL", self.grpc.clone()),
             ("GSL_ADAPTER_TOKEN", ADAPTER_TOKEN.to_string()),
@@ -190,10 +181,8 @@ impl Stack {
         env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 
-    pub async fn orders(&self) -> v1::work_orders_client::WorkOrdersClient<Channel> {
-        v1::work_orders_client::WorkOrdersClient::connect(self.grpc.clone())
-            .await
-            .unwrap()
+    pub async fn orders(&self) -> gateway::OrdersClient {
+        gateway::orders(&self.grpc).await.unwrap()
     }
 
     pub async fn registry(&self) -> v1::registry_client::RegistryClient<Channel> {
@@ -247,55 +236,13 @@ impl Stack {
         .unwrap()
     }
 
-    /// Wait until the order is completed, failed or rejected.
+    /// Wait until the order is terminal.
     pub async fn settled(&self, id: u64, within: Duration) -> v1::WorkOrder {
-        let mut c = self.orders().await;
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let o = c
-                .get(authed(v1::GetRequest { id }))
-                .await
-                .unwrap()
-                .into_inner();
-            let terminal = [
-                v1::WorkOrderStatus::Completed,
-                v1::WorkOrderStatus::Failed,
-                v1::WorkOrderStatus::Rejected,
-            ]
-            .iter()
-            .any(|s| *s as i32 == o.status);
-            if terminal {
-                return o;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "order {id} not settled in {within:?}: {o:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        gateway::settled(&self.grpc, TENANT_TOKEN, id, within).await
     }
 
     pub async fn items(&self, id: u64) -> Vec<v1::Item> {
-        let mut c = self.orders().await;
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let r = c
-                .list_items(authed(v1::ListItemsRequest {
-                    work_order_id: id,
-                    page_size: 500,
-                    page_token: token.clone(),
-                    ..Default::default()
-                }))
-                .await
-                .unwrap()
-                .into_inner();
-            out.extend(r.items);
-            if r.next_page_token.is_empty() {
-                return out;
-            }
-            token = r.next_page_token;
-        }
+        gateway::items(&self.grpc, TENANT_TOKEN, id).await
     }
 
     pub async fn shutdown(self) {
@@ -306,12 +253,7 @@ impl Stack {
 }
 
 pub fn authed<T>(m: T) -> Request<T> {
-    let mut r = Request::new(m);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {TENANT_TOKEN}").parse().unwrap(),
-    );
-    r
+    gateway::bearer(TENANT_TOKEN, m)
 }
 
 pub fn registry_card(c: Carrier, card: &CardRecord) -> v1::Card {
