@@ -199,12 +199,7 @@ pub const ADAPTER_TOKEN: &str = "bench-adapter-token";
 
 /// A request carrying the benchmark tenant's token.
 pub fn authed<T>(m: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(m);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {TOKEN}").parse().expect("ascii"),
-    );
-    r
+    gsl_testkit::gateway::bearer(TOKEN, m)
 }
 
 /// Register `ids` with the gateway as China Telecom cards in `sim_status`

@@ -43,13 +43,13 @@ pub fn url(addr: std::net::SocketAddr) -> String {
     format!("http://{addr}")
 }
 
+/// `msg` with the bearer `token`, or with no credentials when it is empty.
 pub fn with_token<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    if !token.is_empty() {
-        r.metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    if token.is_empty() {
+        Request::new(msg)
+    } else {
+        gsl_testkit::gateway::bearer(token, msg)
     }
-    r
 }
 
 pub async fn orders(addr: &str) -> v1::work_orders_client::WorkOrdersClient<Channel> {
