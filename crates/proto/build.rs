@@ -5,7 +5,7 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let files =
-        ["common", "workorders", "results", "bus"].map(|f| root.join(format!("gsl/v1/{f}.proto")));
+        ["common", "workorders", "results", "bus", "backoffice"].map(|f| root.join(format!("gsl/v1/{f}.proto")));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

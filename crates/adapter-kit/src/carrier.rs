@@ -66,6 +66,10 @@ pub struct Item {
     pub carrier: Carrier,
     pub op: v1::Operation,
     pub batch_no: String,
+    /// The carrier's numbers for the card, from the registry when it has
+    /// them (empty otherwise; a module that needs one looks it up).
+    pub msisdn: String,
+    pub access_number: String,
 }
 
 impl Item {
@@ -79,9 +83,57 @@ impl Item {
 pub struct Accepted {
     /// The carrier's receipt (order number, request id, ticket).
     pub ticket: String,
-    /// What to poll with (usually the ticket; China Telecom polls by the
-    /// transaction id of the call that was accepted).
+    /// What to poll with (the order number, a job id, or a module's own
+    /// marker such as "read the card").
     pub poll_ref: String,
+    /// The answer itself is the outcome: the change is made (China Unicom's
+    /// synchronous edits) or nothing can ever read it back (China Telecom's
+    /// `speedLimitAction`): no poll follows.
+    pub done: bool,
+}
+
+impl Accepted {
+    /// A receipt to follow with polls.
+    pub fn pending(ticket: impl Into<String>, poll_ref: impl Into<String>) -> Accepted {
+        Accepted {
+            ticket: ticket.into(),
+            poll_ref: poll_ref.into(),
+            done: false,
+        }
+    }
+
+    /// The answer is the outcome.
+    pub fn done(ticket: impl Into<String>) -> Accepted {
+        Accepted {
+            ticket: ticket.into(),
+            poll_ref: String::new(),
+            done: true,
+        }
+    }
+}
+
+/// What reading the carrier says about a change whose answer was lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// Nothing was made: calling (again) is safe.
+    NotMade,
+    /// The change was made and is being carried out: follow it.
+    Made(Accepted),
+    /// The change is final at the carrier.
+    Done(Progress),
+    /// Not safe to tell yet (China Mobile's repeat window since the call has
+    /// not passed): look again after this long.
+    Wait(Duration),
+    /// Nothing the carrier exposes can tell: a person must check (a
+    /// back-office verification request). The text says what to check.
+    Unverifiable(String),
+}
+
+/// Why an operation goes to the carrier's back office instead of an API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackOfficeReason {
+    /// What the operator does at the carrier, in words.
+    pub instructions: String,
 }
 
 /// Progress of an accepted change.
@@ -154,8 +206,8 @@ pub trait CarrierApi: Send + Sync + 'static {
         format!("gsl-{}-{}", item.work_order_id, item.card)
     }
 
-    /// Ask the carrier for the change. Uses `ctx.txn` so that a repeat is
-    /// recognised by the carrier.
+    /// Ask the carrier for the change (`ctx.txn` is our id for this call,
+    /// where the carrier takes one; no carrier de-duplicates by it).
     async fn submit(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<Accepted>;
 
     /// Progress of an accepted change.
@@ -166,9 +218,22 @@ pub trait CarrierApi: Send + Sync + 'static {
         accepted: &Accepted,
     ) -> CallResult<Progress>;
 
-    /// Find the change made under `ctx.txn`, if the carrier has it (resolves
-    /// an unknown outcome).
-    async fn lookup(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<Option<Accepted>>;
+    /// Resolve an unknown outcome by reading what the carrier exposes (the
+    /// card's state, an order list): never by calling the change again.
+    /// `since` is when the intent was recorded (before the call).
+    async fn lookup(
+        &self,
+        ctx: &CallCtx<'_>,
+        item: &Item,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> CallResult<Lookup>;
+
+    /// `Some` when this carrier has no public API for the item's operation
+    /// (contracts' README §7): the adapter files a back-office request
+    /// instead of calling anything.
+    fn back_office(&self, _item: &Item) -> Option<BackOfficeReason> {
+        None
+    }
 
     /// Can the carrier be reached (for `/readyz`)?
     async fn ping(&self) -> Result<(), String>;

@@ -3,7 +3,7 @@
 use gsl_bus::BusConfig;
 use gsl_domain::carrier::Carrier;
 use gsl_domain::clock::Clock;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// A carrier rate limit for one API class: `limit` calls per `window`.
@@ -100,6 +100,13 @@ pub struct AdapterConfig {
     pub clock: Clock,
     /// This replica's name in reports and logs (`POD_NAME` or `HOSTNAME`).
     pub instance: String,
+    /// Cooldown holds overridden by name (`GSL_COOLDOWN_HOLDS=status=1800`,
+    /// seconds): e.g. China Mobile's repeat window, 3 or 30 minutes
+    /// (`cmcc.md`, unsure), is the `status` rule.
+    pub cooldown_holds: BTreeMap<String, Duration>,
+    /// Carrier-specific settings (`GSL_CMCC_*`, `GSL_CT_*`, `GSL_CU_*`), read
+    /// by that carrier's module, which owns their defaults.
+    pub carrier_settings: BTreeMap<String, String>,
 }
 
 impl AdapterConfig {
@@ -135,7 +142,28 @@ impl AdapterConfig {
             cooldowns_disabled: BTreeSet::new(),
             clock: Clock::real(),
             instance: format!("adapter-{carrier}"),
+            cooldown_holds: BTreeMap::new(),
+            carrier_settings: BTreeMap::new(),
         }
+    }
+
+    /// The hold of a cooldown rule: the override, or the domain table's.
+    pub fn cooldown_hold(&self, rule: &str) -> Option<Duration> {
+        if let Some(d) = self.cooldown_holds.get(rule) {
+            return Some(*d);
+        }
+        gsl_domain::cooldown::COOLDOWNS
+            .iter()
+            .find(|r| r.name == rule)
+            .and_then(|r| match r.hold {
+                gsl_domain::cooldown::Hold::For(d) => d.to_std().ok(),
+                gsl_domain::cooldown::Hold::UntilComplete => None,
+            })
+    }
+
+    /// A carrier setting (`GSL_CMCC_GROUP_ID` ...), if set.
+    pub fn carrier_setting(&self, key: &str) -> Option<&str> {
+        self.carrier_settings.get(key).map(String::as_str)
     }
 
     pub fn from_env() -> Result<AdapterConfig, String> {
@@ -203,6 +231,27 @@ impl AdapterConfig {
             get("GSL_TIME_SCALE").as_deref(),
         )
         .map_err(|e| e.to_string())?;
+        if let Some(h) = get("GSL_COOLDOWN_HOLDS") {
+            for pair in h.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (name, secs) = pair
+                    .split_once('=')
+                    .ok_or_else(|| format!("GSL_COOLDOWN_HOLDS: {pair:?} is not rule=seconds"))?;
+                let secs: u64 = secs
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("GSL_COOLDOWN_HOLDS: {pair:?} is not rule=seconds"))?;
+                c.cooldown_holds
+                    .insert(name.trim().to_owned(), Duration::from_secs(secs));
+            }
+        }
+        c.carrier_settings = std::env::vars()
+            .filter(|(k, v)| {
+                !v.is_empty()
+                    && ["GSL_CMCC_", "GSL_CT_", "GSL_CU_", "GSL_TRINET_"]
+                        .iter()
+                        .any(|p| k.starts_with(p))
+            })
+            .collect();
         c.instance = get("POD_NAME")
             .or_else(|| get("HOSTNAME"))
             .unwrap_or_else(|| format!("adapter-{carrier}"));

@@ -47,6 +47,8 @@ pub struct Guards {
     pub quota: async_nats::jetstream::kv::Store,
     pub clock: Clock,
     pub disabled: BTreeSet<String>,
+    /// Holds overridden by rule name (`GSL_COOLDOWN_HOLDS`).
+    pub holds: std::collections::BTreeMap<String, std::time::Duration>,
 }
 
 impl Guards {
@@ -82,8 +84,12 @@ impl Guards {
         for rule in self.rules(item, no_sdk, op) {
             let key = rule.key(&item.card, op);
             let takes = rule.taken_by.contains(op);
-            let until = match rule.hold {
-                Hold::For(d) => now + d,
+            let hold = match self.holds.get(rule.name) {
+                Some(d) => Hold::For(Duration::from_std(*d).unwrap_or(Duration::MAX)),
+                None => rule.hold,
+            };
+            let until = match hold {
+                Hold::For(d) => now.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC),
                 Hold::UntilComplete => now + until_complete_for,
             };
             let refused = Refusal {

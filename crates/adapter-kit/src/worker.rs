@@ -11,7 +11,7 @@
 //! Every step that changes shared state does so by compare-and-set; a lost
 //! race re-reads the record and continues from what it says.
 
-use crate::carrier::{Accepted, CallCtx, CallError, CarrierApi, Item, Progress};
+use crate::carrier::{Accepted, CallCtx, CallError, CarrierApi, Item, Lookup, Progress};
 use crate::config::AdapterConfig;
 use crate::guards::{Guards, Held, Refusal};
 use crate::metrics::Metrics;
@@ -71,6 +71,8 @@ pub struct Worker {
     pub reporter: Reporter,
     pub metrics: Metrics,
     pub calendar: Calendar,
+    /// `gsl_backoffice`: requests for operations with no public API.
+    pub backoffice: async_nats::jetstream::kv::Store,
 }
 
 /// Why a message is malformed (dead-lettered at once).
@@ -103,8 +105,13 @@ fn item_from(wi: v1::WorkItem, carrier: gsl_domain::Carrier) -> Result<Item, Str
         carrier: c,
         op,
         batch_no: wi.batch_no,
+        msisdn: String::new(),
+        access_number: String::new(),
     })
 }
+
+/// `poll_ref` of an item followed through the back-office queue.
+pub const BACK_OFFICE_REF: &str = "backoffice:";
 
 fn backoff(delivered: i64) -> Duration {
     // 1 s, 2 s, 4 s ... 60 s, plus up to 20 % jitter.
@@ -150,7 +157,7 @@ impl Worker {
             }
         };
         let item = match item_from(wi, self.cfg.carrier) {
-            Ok(i) => i,
+            Ok(i) => self.with_numbers(i).await,
             Err(why) => {
                 return self
                     .dead_letter(msg, ErrorCode::MalformedMessage, &why)
@@ -328,13 +335,20 @@ impl Worker {
         delivered: i64,
         last: bool,
     ) -> Result<Option<Disposition>, gsl_bus::BusError> {
+        if self.api.back_office(item).is_some() {
+            // Filing is an atomic create: the request filed before is found.
+            return self.call(item, key, rec, rev, delivered, last).await;
+        }
         let ctx = CallCtx::new(&self.pacer, &rec.txn);
         let found = self
-            .timed("lookup", self.with_retries(|| self.api.lookup(&ctx, item)))
+            .timed(
+                "lookup",
+                self.with_retries(|| self.api.lookup(&ctx, item, rec.started_at)),
+            )
             .await;
         match found {
-            Ok(Some(acc)) => self.accepted(item, key, rec, rev, acc).await,
-            Ok(None) | Err(CallError::Refused { .. }) => {
+            Ok(l) => self.resolved(item, key, rec, rev, l, delivered, last).await,
+            Err(CallError::Refused { .. }) => {
                 self.call(item, key, rec, rev, delivered, last).await
             }
             Err(e) if last => self
@@ -343,6 +357,120 @@ impl Worker {
                 .map(Some),
             Err(_) => Ok(Some(Disposition::Nak(backoff(delivered)))),
         }
+    }
+
+    /// Act on what reading the carrier said about a lost answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn resolved(
+        &self,
+        item: &Item,
+        key: &str,
+        rec: ExecRecord,
+        rev: u64,
+        found: Lookup,
+        delivered: i64,
+        last: bool,
+    ) -> Result<Option<Disposition>, gsl_bus::BusError> {
+        match found {
+            Lookup::NotMade => self.call(item, key, rec, rev, delivered, last).await,
+            Lookup::Made(acc) => self.accepted(item, key, rec, rev, acc).await,
+            Lookup::Done(p @ (Progress::Succeeded | Progress::Failed { .. })) => {
+                self.complete(item, key, rec, rev, final_of(p)).await
+            }
+            Lookup::Done(Progress::Pending) => {
+                self.accepted(item, key, rec, rev, Accepted::pending("", "card"))
+                    .await
+            }
+            Lookup::Wait(d) if !last => Ok(Some(Disposition::Nak(d))),
+            Lookup::Wait(_) => {
+                let what = "the carrier's answer was lost and the card is not yet in the target state; check whether the change was made".to_owned();
+                self.file_back_office(item, key, rec, rev, v1::BackOfficeKind::Verify, what)
+                    .await
+            }
+            Lookup::Unverifiable(what) => {
+                self.file_back_office(item, key, rec, rev, v1::BackOfficeKind::Verify, what)
+                    .await
+            }
+        }
+    }
+
+    /// The card's carrier numbers from the registry (empty when it has none).
+    async fn with_numbers(&self, mut item: Item) -> Item {
+        if item.kind().is_some_and(|k| k.is_directional()) {
+            return item;
+        }
+        if let Ok(e) = gsl_bus::kv::read(&self.cards, &item.card).await
+            && let Some(c) = gsl_bus::kv::live(&e).and_then(|b| decode::<v1::Card>("Card", b).ok())
+        {
+            item.msisdn = c.msisdn;
+            item.access_number = c.access_number;
+        }
+        item
+    }
+
+    /// File (or find) the item's back-office request and follow it.
+    async fn file_back_office(
+        &self,
+        item: &Item,
+        key: &str,
+        rec: ExecRecord,
+        rev: u64,
+        kind: v1::BackOfficeKind,
+        instructions: String,
+    ) -> Result<Option<Disposition>, gsl_bus::BusError> {
+        let now = self.now();
+        let op = item.kind().expect("checked when decoded");
+        let id = gsl_bus::backoffice::request_id(item.carrier.as_str(), item.work_order_id, &item.card);
+        let req = v1::BackOfficeRequest {
+            id: id.clone(),
+            carrier: convert::carrier_to_wire(item.carrier) as i32,
+            tenant: item.tenant.clone(),
+            work_order_id: item.work_order_id,
+            card: item.card.clone(),
+            batch_no: item.batch_no.clone(),
+            operation: Some(item.op.clone()),
+            kind: kind as i32,
+            state: v1::BackOfficeState::Open as i32,
+            instructions,
+            created_at: Some(convert::timestamp(now)),
+            updated_at: Some(convert::timestamp(now)),
+            sla_deadline: sla::deadline(&self.calendar, op, item.carrier, now).map(convert::timestamp),
+            msisdn: item.msisdn.clone(),
+            ..Default::default()
+        };
+        let filed = gsl_bus::backoffice::file(&self.backoffice, req).await?;
+        self.metrics.item("back_office");
+        tracing::info!(request = %filed.id, work_order_id = item.work_order_id, card = %item.card, "back-office request filed");
+        self.accepted(
+            item,
+            key,
+            rec,
+            rev,
+            Accepted::pending(filed.id.clone(), format!("{BACK_OFFICE_REF}{}", filed.id)),
+        )
+        .await
+    }
+
+    /// Progress of an accepted change: the carrier's, or the back office's.
+    async fn progress(&self, ctx: &CallCtx<'_>, item: &Item, acc: &Accepted) -> Result<Progress, CallError> {
+        let Some(id) = acc.poll_ref.strip_prefix(BACK_OFFICE_REF) else {
+            return self.api.poll(ctx, item, acc).await;
+        };
+        let req = gsl_bus::backoffice::get(&self.backoffice, id)
+            .await
+            .map_err(|e| CallError::transient(e.to_string()))?;
+        Ok(match req {
+            Some(r) if r.state == v1::BackOfficeState::Completed as i32 => Progress::Succeeded,
+            Some(r) if r.state == v1::BackOfficeState::Rejected as i32 => Progress::Failed {
+                carrier_code: r.carrier_ticket,
+                message: format!("rejected in the carrier's back office: {}", r.reason),
+            },
+            Some(_) => Progress::Pending,
+            None => Progress::Failed {
+                carrier_code: String::new(),
+                message: format!("back-office request {id} is gone"),
+            },
+        })
     }
 
     async fn call(
@@ -354,6 +482,11 @@ impl Worker {
         delivered: i64,
         last: bool,
     ) -> Result<Option<Disposition>, gsl_bus::BusError> {
+        if let Some(bo) = self.api.back_office(item) {
+            return self
+                .file_back_office(item, key, rec, rev, v1::BackOfficeKind::NoApi, bo.instructions)
+                .await;
+        }
         // Wait for the carrier's budget first, then make sure the item is still
         // ours to call for: a replica that was paused (or slow) past the ack
         // wait finds that another one took it over, and does not call again.
@@ -383,9 +516,27 @@ impl Worker {
             }
             Err(CallError::Unknown { reason }) if last => {
                 // One last look before giving up: the carrier may have it.
-                match self.api.lookup(&ctx, item).await {
-                    Ok(Some(acc)) => self.accepted(item, key, rec, rev, acc).await,
-                    _ => self.give_up(item, key, rec, rev, &reason).await.map(Some),
+                match self.api.lookup(&ctx, item, rec.started_at).await {
+                    Ok(Lookup::NotMade) | Err(_) => {
+                        self.give_up(item, key, rec, rev, &reason).await.map(Some)
+                    }
+                    Ok(Lookup::Made(acc)) => self.accepted(item, key, rec, rev, acc).await,
+                    Ok(Lookup::Done(p @ (Progress::Succeeded | Progress::Failed { .. }))) => {
+                        self.complete(item, key, rec, rev, final_of(p)).await
+                    }
+                    Ok(Lookup::Done(Progress::Pending)) => {
+                        self.accepted(item, key, rec, rev, Accepted::pending("", "card"))
+                            .await
+                    }
+                    Ok(Lookup::Wait(_)) => {
+                        let what = format!("the carrier's answer was lost ({reason}); check whether the change was made");
+                        self.file_back_office(item, key, rec, rev, v1::BackOfficeKind::Verify, what)
+                            .await
+                    }
+                    Ok(Lookup::Unverifiable(what)) => {
+                        self.file_back_office(item, key, rec, rev, v1::BackOfficeKind::Verify, what)
+                            .await
+                    }
                 }
             }
             Err(e @ CallError::Transient { .. }) if last => self
@@ -403,10 +554,18 @@ impl Worker {
         let mut o = self.outcome(item, v1::OutcomeKind::CarrierAccepted);
         o.carrier_ticket = rec.ticket.clone().unwrap_or_default();
         o.sla_deadline = rec.deadline.map(convert::timestamp);
-        o.problem = Some(convert::problem(
-            ErrorCode::CarrierAccepted,
-            "carrier accepted the change",
-        ));
+        let back_office = rec
+            .poll_ref
+            .as_deref()
+            .is_some_and(|r| r.starts_with(BACK_OFFICE_REF));
+        o.problem = Some(if back_office {
+            convert::problem(
+                ErrorCode::BackOfficePending,
+                "waiting on the carrier's back office (no public API): an operator carries it out",
+            )
+        } else {
+            convert::problem(ErrorCode::CarrierAccepted, "carrier accepted the change")
+        });
         o
     }
 
@@ -426,6 +585,9 @@ impl Worker {
         rec.accepted_at = Some(now);
         rec.deadline = sla::deadline(&self.calendar, kind, item.carrier, now);
         self.metrics.item("accepted");
+        if acc.done {
+            return self.complete(item, key, rec, rev, final_of(Progress::Succeeded)).await;
+        }
         // Poll once before writing "accepted": a change complete at once goes
         // straight to "done" (one record write, not two). Dying before either
         // write is safe: the record still says "intent", and the next
@@ -433,7 +595,7 @@ impl Worker {
         if self.cfg.inline_poll {
             let ctx = CallCtx::new(&self.pacer, &rec.txn);
             if let Ok(p @ (Progress::Succeeded | Progress::Failed { .. })) =
-                self.timed("poll", self.api.poll(&ctx, item, &acc)).await
+                self.timed("poll", self.progress(&ctx, item, &acc)).await
             {
                 return self.complete(item, key, rec, rev, final_of(p)).await;
             }
@@ -707,7 +869,7 @@ impl Worker {
             }
         };
         let item = match item_from(wi, self.cfg.carrier) {
-            Ok(i) => i,
+            Ok(i) => self.with_numbers(i).await,
             Err(why) => {
                 return self
                     .dead_letter(msg, ErrorCode::MalformedMessage, &why)
@@ -745,15 +907,15 @@ impl Worker {
                 State::Intent => return Ok(Disposition::Ack), // the work message owns it
                 State::Accepted => {}
             }
-            let acc = Accepted {
-                ticket: rec.ticket.clone().unwrap_or_default(),
-                poll_ref: rec.poll_ref.clone().unwrap_or_default(),
-            };
+            let acc = Accepted::pending(
+                rec.ticket.clone().unwrap_or_default(),
+                rec.poll_ref.clone().unwrap_or_default(),
+            );
             let ctx = CallCtx::new(&self.pacer, &rec.txn);
             let p = self
                 .timed(
                     "poll",
-                    self.with_retries(|| self.api.poll(&ctx, item, &acc)),
+                    self.with_retries(|| self.progress(&ctx, item, &acc)),
                 )
                 .await;
             match p {

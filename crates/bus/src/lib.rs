@@ -18,6 +18,7 @@
 //! | [`trace`] | W3C `traceparent` injector / extractor for NATS headers |
 #![forbid(unsafe_code)]
 
+pub mod backoffice;
 pub mod codec;
 pub mod connect;
 pub mod kv;

@@ -38,6 +38,8 @@ pub const KV_RESULTS: &str = "gsl_results";
 pub const KV_ACTIVE: &str = "gsl_active";
 /// Shared carrier rate budgets (adapters).
 pub const KV_RATE: &str = "gsl_rate";
+/// Back-office requests `<carrier>.<work order>.<card>` (`v1.BackOfficeRequest`).
+pub const KV_BACKOFFICE: &str = "gsl_backoffice";
 
 /// Headers.
 pub mod headers {

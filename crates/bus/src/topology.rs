@@ -45,6 +45,7 @@ pub struct Buckets {
     pub results: Store,
     pub rate: Store,
     pub active: Store,
+    pub backoffice: Store,
 }
 
 fn stream_config(
@@ -156,6 +157,7 @@ pub async fn ensure(js: &Context, t: &Topology) -> Result<Buckets, BusError> {
         results: ensure_bucket(js, KV_RESULTS, year, t).await?,
         rate: ensure_bucket(js, KV_RATE, Duration::from_secs(300), t).await?,
         active: ensure_bucket(js, KV_ACTIVE, Duration::ZERO, t).await?,
+        backoffice: ensure_bucket(js, KV_BACKOFFICE, year, t).await?,
     })
 }
 
@@ -186,6 +188,7 @@ pub async fn check(js: &Context) -> Result<(), BusError> {
         KV_RESULTS,
         KV_RATE,
         KV_ACTIVE,
+        KV_BACKOFFICE,
     ] {
         js.get_key_value(b).await.map_err(|e| BusError::Topology {
             what: format!("bucket {b}"),

@@ -157,6 +157,8 @@ codes! {
     Cancelled = ("GSL.00030008", Info, "work order cancelled"),
     /// The gateway refused an item's outcome for good (unknown order or item): dead-lettered.
     ReportRefused = ("GSL.00030009", BadInput, "outcome refused by the gateway, dead-lettered"),
+    /// The carrier has no public API for this operation: a back-office request was filed and an operator carries it out.
+    BackOfficePending = ("GSL.00030010", Info, "waiting on the carrier's back office"),
 }
 
 impl ErrorCode {

@@ -98,10 +98,10 @@ pub static COOLDOWNS: &[CooldownRule] = &[
         blocks: Ops::Only(STATUS_OPS),
         per_operation: false,
         no_sdk_only: false,
-        hold: Hold::For(Duration::minutes(3)),
+        hold: Hold::For(Duration::minutes(30)),
         code: ErrorCode::StatusChangeTooSoon,
         release_on_failure: false,
-        note: "China Mobile refuses a second status change on the same card within 3 minutes",
+        note: "China Mobile refuses a second status change on the same card inside its repeat window (3 or 30 minutes in the sources: 30 by default, GSL_COOLDOWN_HOLDS=status=<secs>)",
     },
     CooldownRule {
         name: "toggle",
@@ -246,13 +246,13 @@ mod tests {
     }
 
     #[test]
-    fn cmcc_status_spacing_3_minutes() {
+    fn cmcc_repeat_window_30_minutes_by_default() {
         for op in STATUS_OPS {
             assert!(names(Cmcc, false, *op).contains(&"status"));
             assert!(!names(Ct, false, *op).contains(&"status"));
         }
         let r = COOLDOWNS.iter().find(|r| r.name == "status").unwrap();
-        assert_eq!(r.hold, Hold::For(Duration::minutes(3)));
+        assert_eq!(r.hold, Hold::For(Duration::minutes(30)));
         assert!(names(Cmcc, false, K::SetUsageThreshold).contains(&"toggle"));
     }
 

@@ -1,44 +1,246 @@
-//! China Mobile, OneLink EC API v5.
+//! China Mobile, OneLink EC API v5, as `../shared/carriers/cmcc.md` gives it.
 //!
-//! Token from `get/token` cached for its TTL and refreshed on `12021` (then
-//! the call is retried once). `transid` = appid + `yyyyMMddHHmmss` (China
-//! time) + 8 digits from one per-process sequence that starts at a random
-//! point, so no two calls of one process share a transid (the carrier refuses
-//! a transid reused for another card) and replicas rarely meet. A change's
-//! transid is made once and kept in the execution record, so a repeat of that
-//! change carries the same one. Rebind, region binding and directional config are
-//! back-office requests followed to completion like any other change.
+//! * Every call is a POST with a JSON body, so the password and the token
+//!   never sit in a URL. The token comes from `get/token` and is kept for
+//!   90 % of its `ttl` (saturating: a hostile `ttl` cannot overflow the
+//!   clock); `12021` drops it, fetches another and retries once.
+//! * `transid` = appid + `yyyyMMddHHmmss` (China time) + 8 digits from one
+//!   per-process sequence: unique per call. The carrier does not
+//!   de-duplicate by it, so a lost answer is resolved by reading the card.
+//! * Activation picks `operType` from the card's state (`query/sim-status`):
+//!   testable `5`, inventory `2`, awaiting activation `6`; stop `0`, resume
+//!   `1`. Completion by `query/order-info` `status` strings; an unknown
+//!   string is pending (logged); without an `orderNum`, by re-reading the card.
+//! * The pooled-card cap (`limit/group-member-data-usage`, 23E04) takes the
+//!   MSISDN and the account's `groupId`, `offerId`, `apnName`
+//!   (`GSL_CMCC_GROUP_ID`, `GSL_CMCC_OFFER_ID`, `GSL_CMCC_APN_NAME`); its
+//!   answer is the success. Without that account data it is a back-office
+//!   request. Rebind (separation), region bind, directional config and close
+//!   have no API: back-office requests.
+//! * Error codes: only `0` and `12021` have a meaning here; every other
+//!   status is kept verbatim under "carrier refused".
 
 use crate::common::{json, s, transient_status};
 use chrono::{DateTime, Utc};
 use gsl_adapter_kit::carrier::{
-    Accepted, CallCtx, CallError, CallResult, CarrierApi, Item, Progress,
+    Accepted, BackOfficeReason, CallCtx, CallError, CallResult, CarrierApi, Item, Lookup, Progress,
 };
+use gsl_adapter_kit::config::AdapterConfig;
 use gsl_adapter_kit::http::Http;
 use gsl_domain::Carrier;
 use gsl_domain::calendar::cst;
 use gsl_domain::codes::ErrorCode;
 use gsl_proto::v1::operation::Kind as O;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+/// China Mobile's settings; `GSL_CMCC_*` overrides each.
+#[derive(Clone, PartialEq)]
+pub struct CmccSettings {
+    pub appid: String,
+    pub password: String,
+    /// The per-card repeat window of status changes (the `status` cooldown).
+    pub repeat_window: Duration,
+    /// Account data for 23E04, the pooled-card cap.
+    pub group_id: String,
+    pub offer_id: String,
+    pub apn_name: String,
+    /// 23E04 `actionRule` (1 = stop data at the cap) and `operType` values
+    /// (one client's doc comments: 1 add, 2 delete, 3 change; unsure).
+    pub action_rule: String,
+    pub oper_add: String,
+    pub oper_delete: String,
+}
+
+impl std::fmt::Debug for CmccSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CmccSettings")
+            .field("appid", &self.appid)
+            .field("password", &"<redacted>")
+            .field("repeat_window", &self.repeat_window)
+            .field("group_id", &self.group_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CmccSettings {
+    pub fn from_config(cfg: &AdapterConfig) -> CmccSettings {
+        let get = |k: &str, d: &str| cfg.carrier_setting(k).unwrap_or(d).to_owned();
+        CmccSettings {
+            appid: cfg.carrier_user.clone(),
+            password: cfg.carrier_secret.clone(),
+            repeat_window: cfg
+                .cooldown_hold("status")
+                .unwrap_or(Duration::from_secs(1800)),
+            group_id: get("GSL_CMCC_GROUP_ID", ""),
+            offer_id: get("GSL_CMCC_OFFER_ID", ""),
+            apn_name: get("GSL_CMCC_APN_NAME", ""),
+            action_rule: get("GSL_CMCC_ACTION_RULE", "1"),
+            oper_add: get("GSL_CMCC_CAP_OPER_ADD", "1"),
+            oper_delete: get("GSL_CMCC_CAP_OPER_DELETE", "2"),
+        }
+    }
+
+    fn has_pool_account(&self) -> bool {
+        !(self.group_id.is_empty() || self.offer_id.is_empty() || self.apn_name.is_empty())
+    }
+}
+
 pub struct Cmcc {
     base: String,
-    appid: String,
-    password: String,
+    set: CmccSettings,
     http: Http,
     /// Held while fetching, so concurrent items share one token request.
     token: tokio::sync::Mutex<Option<(String, Instant)>>,
     seq: AtomicU32,
+    /// ICCID -> MSISDN, looked up with `query/sim-card-info/batch`.
+    msisdns: Mutex<HashMap<String, String>>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Class {
-    Change,
-    Query,
+/// A request as the contract gives it: path under `/v5/ec/` and the JSON
+/// fields besides `transid` and `token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Req {
+    pub path: &'static str,
+    pub fields: Vec<(&'static str, String)>,
 }
 
-/// China Mobile's status codes, as our outcome.
+/// What the card must read as when the change is done (`cardStatus`).
+fn target_status(item: &Item) -> Option<&'static str> {
+    match item.op.kind.as_ref() {
+        Some(O::Stop(_)) => Some("4"),
+        Some(O::Activate(_) | O::Resume(_)) => Some("2"),
+        _ => None,
+    }
+}
+
+/// 23S03 `operType` of an activation, from the card's `cardStatus`.
+pub fn activation_oper_type(card_status: &str) -> Option<&'static str> {
+    match card_status {
+        "6" => Some("5"),
+        "7" => Some("2"),
+        "1" => Some("6"),
+        _ => None,
+    }
+}
+
+/// The single-card change request (`card_status`: the card's current
+/// `cardStatus`, needed for an activation).
+pub fn change_request(
+    set: &CmccSettings,
+    item: &Item,
+    card_status: &str,
+    msisdn: &str,
+) -> CallResult<Req> {
+    let iccid = || ("iccid", item.card.clone());
+    let status = |t: &str| Req {
+        path: "change/sim-status",
+        fields: vec![iccid(), ("operType", t.to_owned())],
+    };
+    Ok(match item.op.kind.as_ref() {
+        Some(O::Stop(_)) => status("0"),
+        Some(O::Resume(_)) => status("1"),
+        Some(O::Activate(_)) => status(activation_oper_type(card_status).ok_or_else(|| {
+            CallError::refused(
+                ErrorCode::IllegalState,
+                "",
+                format!("card status {card_status:?} at China Mobile cannot be activated"),
+            )
+        })?),
+        Some(O::SetUsageThreshold(t)) => cap(set, msisdn, &set.oper_add, t.threshold_mb),
+        Some(O::CancelUsageThreshold(_)) => cap(set, msisdn, &set.oper_delete, -1),
+        _ => {
+            return Err(CallError::refused(
+                ErrorCode::NotSupported,
+                "",
+                "China Mobile has no API for this operation",
+            ));
+        }
+    })
+}
+
+fn cap(set: &CmccSettings, msisdn: &str, oper: &str, mb: i64) -> Req {
+    let mut fields = vec![
+        ("msisdn", msisdn.to_owned()),
+        ("groupId", set.group_id.clone()),
+        ("offerId", set.offer_id.clone()),
+        ("apnName", set.apn_name.clone()),
+        ("actionRule", set.action_rule.clone()),
+        ("operType", oper.to_owned()),
+    ];
+    if mb >= 0 {
+        fields.push(("limitValue", mb.to_string()));
+    }
+    Req {
+        path: "limit/group-member-data-usage",
+        fields,
+    }
+}
+
+/// The envelope: `status` (a string) and `result` (an array).
+pub fn envelope(v: &Value) -> CallResult<Vec<Value>> {
+    let status = s(v, "status");
+    if status != "0" {
+        return Err(CallError::refused(
+            ErrorCode::CarrierRejected,
+            status,
+            s(v, "message"),
+        ));
+    }
+    Ok(v.get("result")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// A change's answer: an `orderNum` to follow, or none (confirm by the
+/// card); 23E04's answer is the success.
+pub fn parse_change(path: &str, v: &Value) -> CallResult<Accepted> {
+    let result = envelope(v)?;
+    if path == "limit/group-member-data-usage" {
+        return Ok(Accepted::done(""));
+    }
+    let order = result.first().map(|r| s(r, "orderNum")).unwrap_or("");
+    Ok(if order.is_empty() {
+        Accepted::pending("", "card")
+    } else {
+        Accepted::pending(order, order)
+    })
+}
+
+/// `query/order-info`: `None` when the carrier no longer has the order.
+pub fn parse_order(v: &Value) -> CallResult<Option<Progress>> {
+    let result = envelope(v)?;
+    let Some(o) = result.first() else {
+        return Ok(None);
+    };
+    Ok(Some(match s(o, "status") {
+        "completed" => Progress::Succeeded,
+        st @ ("failed" | "aborted" | "cancelled") => Progress::Failed {
+            carrier_code: st.to_owned(),
+            message: format!("order {st} at China Mobile"),
+        },
+        "acknowledged" | "ready" | "future" | "inProgress" | "amending" | "suspended"
+        | "cancelling" => Progress::Pending,
+        other => {
+            tracing::warn!(status = other, "unknown China Mobile order status; treated as pending");
+            Progress::Pending
+        }
+    }))
+}
+
+/// `query/sim-status`: the card's `cardStatus`.
+pub fn parse_card_status(v: &Value) -> CallResult<String> {
+    let result = envelope(v)?;
+    Ok(result
+        .first()
+        .map(|r| s(r, "cardStatus").to_owned())
+        .unwrap_or_default())
+}
+
 /// Where a process's transid sequence starts: from the clock and the pid, so
 /// two replicas started together still start apart.
 fn sequence_start() -> u32 {
@@ -49,36 +251,21 @@ fn sequence_start() -> u32 {
     (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % 100_000_000
 }
 
-pub(crate) fn map_status(code: &str, msg: &str) -> CallError {
-    let r = |c: ErrorCode| CallError::refused(c, code, msg);
-    match code {
-        "10000" => CallError::transient(format!("carrier busy: {msg}")),
-        "12006" => CallError::Transient {
-            reason: format!("over the rate limit: {msg}"),
-            retry_after: Some(Duration::from_secs(1)),
-        },
-        "11000" => r(ErrorCode::BadParameter),
-        "12009" | "12010" => r(ErrorCode::CardNotFound),
-        "12089" | "12098" => r(ErrorCode::IllegalState),
-        "12090" => r(ErrorCode::StatusChangeTooSoon),
-        "12091" => r(ErrorCode::RegionNotAllowed),
-        "12092" => r(ErrorCode::NotSupported),
-        "12093" => r(ErrorCode::PooledCardsOnly),
-        "12094" => r(ErrorCode::DirectionalLimit),
-        "12096" => r(ErrorCode::RebindQuotaExhausted),
-        _ => r(ErrorCode::CarrierRejected),
-    }
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Change,
+    Query,
 }
 
 impl Cmcc {
-    pub fn new(base: &str, appid: &str, password: &str, timeout: Duration) -> Cmcc {
+    pub fn new(base: &str, set: CmccSettings, timeout: Duration) -> Cmcc {
         Cmcc {
             base: base.trim_end_matches('/').to_owned(),
-            appid: appid.to_owned(),
-            password: password.to_owned(),
+            set,
             http: Http::new(timeout),
             token: tokio::sync::Mutex::new(None),
             seq: AtomicU32::new(sequence_start()),
+            msisdns: Mutex::new(HashMap::new()),
         }
     }
 
@@ -90,30 +277,22 @@ impl Cmcc {
     }
 
     /// The next transid of this process.
-    fn transid(&self) -> String {
+    pub fn transid(&self) -> String {
         let n = self.seq.fetch_add(1, Ordering::Relaxed) % 100_000_000;
-        format!("{}{}{n:08}", self.appid, self.stamp())
+        format!("{}{}{n:08}", self.set.appid, self.stamp())
     }
 
-    async fn envelope(
-        &self,
-        op: &str,
-        params: &[(&str, String)],
-    ) -> CallResult<(String, String, serde_json::Value)> {
-        let url = format!("{}/v5/ec/{op}", self.base);
-        let resp = self
-            .http
-            .send(self.http.client.get(url).query(params))
-            .await?;
+    async fn post(&self, path: &str, fields: &[(&str, String)]) -> CallResult<Value> {
+        let body: Map<String, Value> = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::String(v.clone())))
+            .collect();
+        let url = format!("{}/v5/ec/{path}", self.base);
+        let resp = self.http.send(self.http.client.post(url).json(&body)).await?;
         if let Some(e) = transient_status(&resp) {
             return Err(e);
         }
-        let v = json(resp).await?;
-        Ok((
-            s(&v, "status").to_owned(),
-            s(&v, "message").to_owned(),
-            v.get("result").cloned().unwrap_or_default(),
-        ))
+        json(resp).await
     }
 
     async fn token(&self, ctx: &CallCtx<'_>) -> CallResult<String> {
@@ -124,29 +303,34 @@ impl Cmcc {
             return Ok(t);
         }
         ctx.pace.query().await;
-        let params = [
-            ("appid", self.appid.clone()),
-            ("password", self.password.clone()),
-            ("transid", self.transid()),
-        ];
-        let (status, msg, result) = self.envelope("get/token", &params).await?;
-        if status != "0" {
-            return Err(map_status(&status, &msg));
+        let v = self.fetch_token().await?;
+        let result = envelope(&v)?;
+        let first = result.first().cloned().unwrap_or_default();
+        let token = s(&first, "token").to_owned();
+        if token.is_empty() {
+            return Err(CallError::transient("token answer without a token"));
         }
-        let token = result[0]
-            .get("token")
-            .and_then(|t| t.as_str())
-            .unwrap_or_default()
-            .to_owned();
-        let ttl: u64 = result[0]
-            .get("ttl")
-            .and_then(|t| t.as_str())
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(60);
-        // Refresh a little before the carrier expires it.
-        let exp = Instant::now() + Duration::from_secs(ttl.saturating_sub(ttl / 10).max(1));
+        let ttl: u64 = s(&first, "ttl").trim().parse().unwrap_or(60);
+        // Refresh at 90 % of the ttl; a huge ttl saturates instead of
+        // overflowing the clock.
+        let keep = Duration::from_secs(ttl.saturating_sub(ttl / 10).clamp(1, 86_400));
+        let exp = Instant::now()
+            .checked_add(keep)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
         *cached = Some((token.clone(), exp));
         Ok(token)
+    }
+
+    async fn fetch_token(&self) -> CallResult<Value> {
+        self.post(
+            "get/token",
+            &[
+                ("appid", self.set.appid.clone()),
+                ("password", self.set.password.clone()),
+                ("transid", self.transid()),
+            ],
+        )
+        .await
     }
 
     /// An authenticated call; on `12021` (token expired) refresh and retry once.
@@ -154,10 +338,10 @@ impl Cmcc {
         &self,
         ctx: &CallCtx<'_>,
         class: Class,
-        op: &str,
+        path: &str,
         transid: &str,
-        params: &[(&str, String)],
-    ) -> CallResult<(String, String, serde_json::Value)> {
+        fields: &[(&'static str, String)],
+    ) -> CallResult<Value> {
         for attempt in 0..2 {
             let token = self.token(ctx).await?;
             match class {
@@ -165,36 +349,60 @@ impl Cmcc {
                 Class::Query => ctx.pace.query().await,
             }
             let mut all = vec![("transid", transid.to_owned()), ("token", token)];
-            all.extend(params.iter().cloned());
-            let r = self.envelope(op, &all).await?;
-            if r.0 == "12021" && attempt == 0 {
+            all.extend(fields.iter().cloned());
+            let v = self.post(path, &all).await?;
+            if s(&v, "status") == "12021" && attempt == 0 {
                 *self.token.lock().await = None;
                 continue;
             }
-            return Ok(r);
+            return Ok(v);
         }
         Err(CallError::transient("token refused twice"))
     }
 
-    async fn order_info(
-        &self,
-        ctx: &CallCtx<'_>,
-        params: &[(&str, String)],
-    ) -> CallResult<Option<serde_json::Value>> {
-        let (status, msg, result) = self
+    async fn card_status(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<String> {
+        let v = self
             .call(
                 ctx,
                 Class::Query,
-                "query/order-info",
+                "query/sim-status",
                 &self.transid(),
-                params,
+                &[("iccid", item.card.clone())],
             )
             .await?;
-        match status.as_str() {
-            "0" => Ok(result.get(0).cloned()),
-            "12097" => Ok(None),
-            _ => Err(map_status(&status, &msg)),
+        parse_card_status(&v)
+    }
+
+    /// The card's MSISDN: from the registry, a cache, or 25S05.
+    async fn msisdn(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<String> {
+        if !item.msisdn.is_empty() {
+            return Ok(item.msisdn.clone());
         }
+        if let Some(m) = self.msisdns.lock().expect("msisdn cache").get(&item.card) {
+            return Ok(m.clone());
+        }
+        let v = self
+            .call(
+                ctx,
+                Class::Query,
+                "query/sim-card-info/batch",
+                &self.transid(),
+                &[("iccids", item.card.clone())],
+            )
+            .await?;
+        let found = envelope(&v)?
+            .iter()
+            .find(|r| s(r, "iccid") == item.card)
+            .map(|r| s(r, "msisdn").to_owned())
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| {
+                CallError::refused(ErrorCode::CardNotFound, "", "China Mobile has no MSISDN for this ICCID")
+            })?;
+        self.msisdns
+            .lock()
+            .expect("msisdn cache")
+            .insert(item.card.clone(), found.clone());
+        Ok(found)
     }
 }
 
@@ -204,144 +412,93 @@ impl CarrierApi for Cmcc {
         Carrier::Cmcc
     }
 
-    /// appid + China time of the first attempt + the process sequence. Made
-    /// once and stored before the call, so it need not be derivable from the
-    /// item (an earlier hash of the item id could repeat within a second).
+    /// appid + China time of the first attempt + the process sequence.
     fn make_txn(&self, _item: &Item, _now: DateTime<Utc>) -> String {
         self.transid()
     }
 
-    async fn submit(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<Accepted> {
-        let card = ("iccid", item.card.clone());
-        let status_change = |t: &str| {
-            (
-                "change/sim-status",
-                vec![card.clone(), ("operType", t.to_owned())],
-            )
-        };
-        let (op, params): (&str, Vec<(&str, String)>) = match item.op.kind.as_ref() {
-            Some(O::Activate(_)) => status_change("6"),
-            Some(O::Stop(_)) => status_change("0"),
-            Some(O::Resume(_)) => status_change("1"),
-            Some(O::CloseCard(_)) => status_change("7"),
-            Some(O::SetUsageThreshold(t)) => (
-                "limit/group-member-data-usage",
-                vec![
-                    card.clone(),
-                    ("operType", "1".into()),
-                    ("limitValue", t.threshold_mb.to_string()),
-                ],
+    fn back_office(&self, item: &Item) -> Option<BackOfficeReason> {
+        let why = match item.op.kind.as_ref()? {
+            O::Rebind(_) => "China Mobile: re-enable the card stopped for violation or device separation (no public API; GSL SLA 3 working days)".to_owned(),
+            O::RegionBind(r) => format!("China Mobile console: bind the card to restricted region {}", r.region),
+            O::CloseCard(_) => "China Mobile: close (cancel) the card; no API offers it".to_owned(),
+            O::DirectionalAdd(_) | O::DirectionalModify(_) | O::DirectionalDelete(_) => format!(
+                "China Mobile: change the directional config of purchase batch {} (about 6 weeks)",
+                item.batch_no
             ),
-            Some(O::CancelUsageThreshold(_)) => (
-                "limit/group-member-data-usage",
-                vec![card.clone(), ("operType", "2".into())],
-            ),
-            Some(O::Rebind(r)) => (
-                "backoffice/rebind",
-                vec![card.clone(), ("imei", r.imei.clone())],
-            ),
-            Some(O::RegionBind(r)) => {
-                let code = r.region.split('_').next().unwrap_or("").to_owned();
-                (
-                    "backoffice/region-bind",
-                    vec![card.clone(), ("provinceCode", code)],
-                )
+            O::SetUsageThreshold(_) | O::CancelUsageThreshold(_) if !self.set.has_pool_account() => {
+                "China Mobile: set the pooled card's usage cap in the console (GSL_CMCC_GROUP_ID / OFFER_ID / APN_NAME are not configured)".to_owned()
             }
-            Some(O::DirectionalAdd(a)) => (
-                "backoffice/directional",
-                vec![
-                    ("batchNo", item.batch_no.clone()),
-                    ("action", "add".into()),
-                    ("entries", a.entries.join(",")),
-                ],
-            ),
-            Some(O::DirectionalModify(m)) => (
-                "backoffice/directional",
-                vec![
-                    ("batchNo", item.batch_no.clone()),
-                    ("action", "modify".into()),
-                    ("entryId", m.entry_id.clone()),
-                    ("entry", m.entry.clone()),
-                ],
-            ),
-            Some(O::DirectionalDelete(d)) => (
-                "backoffice/directional",
-                vec![
-                    ("batchNo", item.batch_no.clone()),
-                    ("action", "delete".into()),
-                    ("entryIds", d.entry_ids.join(",")),
-                ],
-            ),
-            _ => {
-                return Err(CallError::refused(
-                    ErrorCode::NotSupported,
-                    "",
-                    "China Mobile does not offer this operation",
-                ));
-            }
+            _ => return None,
         };
-        let (status, msg, result) = self.call(ctx, Class::Change, op, ctx.txn, &params).await?;
-        if status != "0" {
-            return Err(map_status(&status, &msg));
-        }
-        let order = result
-            .get(0)
-            .map(|r| s(r, "orderNum").to_owned())
-            .unwrap_or_default();
-        if order.is_empty() {
-            return Err(CallError::Unknown {
-                reason: "accepted without an order number".into(),
-            });
-        }
-        Ok(Accepted {
-            ticket: order.clone(),
-            poll_ref: order,
-        })
+        Some(BackOfficeReason { instructions: why })
     }
 
-    async fn poll(&self, ctx: &CallCtx<'_>, _item: &Item, acc: &Accepted) -> CallResult<Progress> {
-        let o = self
-            .order_info(ctx, &[("orderNum", acc.poll_ref.clone())])
-            .await?
-            .ok_or_else(|| {
-                CallError::refused(
-                    ErrorCode::CarrierFailed,
-                    "12097",
-                    "the carrier has no such order",
+    async fn submit(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<Accepted> {
+        let card_status = match item.op.kind {
+            Some(O::Activate(_)) => self.card_status(ctx, item).await?,
+            _ => String::new(),
+        };
+        let msisdn = match item.op.kind {
+            Some(O::SetUsageThreshold(_) | O::CancelUsageThreshold(_)) => {
+                self.msisdn(ctx, item).await?
+            }
+            _ => String::new(),
+        };
+        let req = change_request(&self.set, item, &card_status, &msisdn)?;
+        let v = self
+            .call(ctx, Class::Change, req.path, ctx.txn, &req.fields)
+            .await?;
+        parse_change(req.path, &v)
+    }
+
+    async fn poll(&self, ctx: &CallCtx<'_>, item: &Item, acc: &Accepted) -> CallResult<Progress> {
+        if acc.poll_ref != "card" {
+            let v = self
+                .call(
+                    ctx,
+                    Class::Query,
+                    "query/order-info",
+                    &self.transid(),
+                    &[("orderNum", acc.poll_ref.clone())],
                 )
-            })?;
-        Ok(match s(&o, "orderStatus") {
-            "2" => Progress::Succeeded,
-            "3" => Progress::Failed {
-                carrier_code: "3".into(),
-                message: "order failed at the carrier".into(),
-            },
+                .await?;
+            if let Some(p) = parse_order(&v)? {
+                return Ok(p);
+            }
+        }
+        // No order number, or the carrier no longer has it: read the card.
+        let status = self.card_status(ctx, item).await?;
+        Ok(match target_status(item) {
+            Some(t) if t == status => Progress::Succeeded,
             _ => Progress::Pending,
         })
     }
 
-    async fn lookup(&self, ctx: &CallCtx<'_>, _item: &Item) -> CallResult<Option<Accepted>> {
-        Ok(self
-            .order_info(ctx, &[("origTransid", ctx.txn.to_owned())])
-            .await?
-            .map(|o| {
-                let n = s(&o, "orderNum").to_owned();
-                Accepted {
-                    ticket: n.clone(),
-                    poll_ref: n,
-                }
-            }))
+    async fn lookup(&self, ctx: &CallCtx<'_>, item: &Item, since: DateTime<Utc>) -> CallResult<Lookup> {
+        let Some(target) = target_status(item) else {
+            return Ok(Lookup::Unverifiable(
+                "China Mobile: the answer to the usage-cap change was lost; check the card's cap in the pool".into(),
+            ));
+        };
+        let status = self.card_status(ctx, item).await?;
+        if status == target {
+            return Ok(Lookup::Done(Progress::Succeeded));
+        }
+        // Unchanged: safe to call again only once the repeat window since
+        // our call has passed (a call inside it would be refused, and a
+        // change still being carried out would then be seen).
+        let elapsed = (Utc::now() - since).to_std().unwrap_or_default();
+        match self.set.repeat_window.checked_sub(elapsed) {
+            Some(left) if !left.is_zero() => Ok(Lookup::Wait(left.min(Duration::from_secs(600)))),
+            _ => Ok(Lookup::NotMade),
+        }
     }
 
     async fn ping(&self) -> Result<(), String> {
-        let params = [
-            ("appid", self.appid.clone()),
-            ("password", self.password.clone()),
-            ("transid", self.transid()),
-        ];
-        match self.envelope("get/token", &params).await {
-            Ok((status, _, _)) if status == "0" => Ok(()),
-            Ok((status, msg, _)) => Err(format!("token refused: {status} {msg}")),
+        match self.fetch_token().await {
+            Ok(v) if s(&v, "status") == "0" => Ok(()),
+            Ok(v) => Err(format!("token refused: status {}", s(&v, "status"))),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -361,12 +518,20 @@ mod tests {
             carrier: Carrier::Cmcc,
             op: Default::default(),
             batch_no: String::new(),
+            msisdn: String::new(),
+            access_number: String::new(),
         }
+    }
+
+    fn settings() -> CmccSettings {
+        CmccSettings::from_config(&AdapterConfig::new(Carrier::Cmcc, "http://x", "nats://x", "http://x", "t"))
     }
 
     #[test]
     fn transids_have_the_carrier_format_and_never_repeat_in_one_process() {
-        let c = Cmcc::new("http://x", "app1", "pw", Duration::from_secs(1));
+        let mut set = settings();
+        set.appid = "app1".into();
+        let c = Cmcc::new("http://x", set, Duration::from_secs(1));
         let mut seen = HashSet::new();
         for i in 0..20_000 {
             let t = if i % 2 == 0 {
@@ -377,8 +542,25 @@ mod tests {
             let rest = t.strip_prefix("app1").expect("appid prefix");
             assert_eq!(rest.len(), 22, "{t}");
             assert!(rest.bytes().all(|b| b.is_ascii_digit()), "{t}");
-            // The 8-digit tail alone must not repeat (the timestamp may).
             assert!(seen.insert(rest[14..].to_owned()), "repeated {t}");
         }
+    }
+
+    #[test]
+    fn activation_never_uses_oper_type_7() {
+        for st in ["1", "2", "4", "6", "7", "8", "9", ""] {
+            assert_ne!(activation_oper_type(st), Some("7"));
+        }
+        assert_eq!(activation_oper_type("6"), Some("5"));
+        assert_eq!(activation_oper_type("7"), Some("2"));
+        assert_eq!(activation_oper_type("1"), Some("6"));
+        assert_eq!(activation_oper_type("2"), None, "already activated");
+    }
+
+    #[test]
+    fn password_is_redacted_in_debug() {
+        let mut set = settings();
+        set.password = "hunter2-cmcc".into();
+        assert!(!format!("{set:?}").contains("hunter2"));
     }
 }

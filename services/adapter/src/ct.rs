@@ -1,131 +1,445 @@
-//! China Telecom, 5G CMP OpenAPI.
+//! China Telecom, as `../shared/carriers/ct.md` gives it: 5GCMP for status,
+//! cutoff, threshold and speed; the legacy DCP `m2m_ec` for what 5GCMP lacks
+//! (rebind by `IMEIReRecord`, access numbers by `getTelephone`).
 //!
-//! Every request is signed (`AppKey`, `Timestamp`, `Sign` = upper-case MD5
-//! of the sorted parameters, the secret and the timestamp). Two fallbacks
-//! live here: a threshold "add" answered `-9` ("already subscribed") becomes
-//! a "modify"; a resume answered `100008` ("awaiting activation") becomes a
-//! forced activation. A fallback call carries its own derived transaction id
-//! (`<txn>-M`, `<txn>-F`), so it is idempotent too, and progress is polled by
-//! the transaction id of whichever call was accepted.
+//! * 5GCMP calls are GETs with the parameters in the query string, so every
+//!   reading of the signing rule gives the same `Sign`: lower-case
+//!   `md5(sortedQuery + secret + Timestamp)`, its 32 ASCII characters
+//!   hex-encoded again, upper case (64 characters). The `Timestamp` zone is
+//!   a setting (`GSL_CT_TIMESTAMP_ZONE=cst|gmt`, unsure in the sources).
+//! * Cards are named by `access_number`: from the registry, else looked up
+//!   once by DCP `getTelephone` and cached.
+//! * Answers come in four shapes (XML `SvcCont`, JSON `Response`, JSON
+//!   `resultCode`, JSON `RESULT`/`result`): [`parse_answer`] reads them all.
+//!   They are receipts. Stop / resume / activate complete when
+//!   `queryCardMainStatus` shows the target status, cutoff / restore when
+//!   `netBlockStatusName` flips. `speedLimitAction`, `offNetAction` and
+//!   `IMEIReRecord` can never be read back: the accepted answer is the
+//!   success, and a lost answer becomes a back-office verification request.
+//! * Fallbacks: a threshold is *modified* first and *added* when the answer
+//!   says none is subscribed ("未订购达量断网"); a resume answered `100008`
+//!   (card awaiting activation) fails with that code unless
+//!   `GSL_CT_FORCE_ACTIVATION=on`, which changes the card's billing state by
+//!   calling `requestServActive`.
+//! * Codes with a source: `0000`, `-5` (monthly rebind limit), `-9`
+//!   (duplicate function order: already in effect), `100008`. Every other
+//!   code is kept verbatim under "carrier refused".
 
-use crate::common::{json, s, transient_status};
-use chrono::Utc;
+use crate::common::transient_status;
+use chrono::{DateTime, Utc};
 use gsl_adapter_kit::carrier::{
-    Accepted, CallCtx, CallError, CallResult, CarrierApi, Item, Progress,
+    Accepted, BackOfficeReason, CallCtx, CallError, CallResult, CarrierApi, Item, Lookup, Progress,
 };
+use gsl_adapter_kit::config::AdapterConfig;
 use gsl_adapter_kit::http::Http;
 use gsl_domain::calendar::cst;
 use gsl_domain::codes::ErrorCode;
 use gsl_domain::{Carrier, speed};
 use gsl_proto::v1::operation::Kind as O;
 use md5::{Digest, Md5};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// China Telecom's settings (`GSL_CARRIER_USER` / `GSL_CARRIER_SECRET` are
+/// the 5GCMP AppKey and secret; `GSL_CT_*` the rest).
+#[derive(Clone)]
+pub struct CtSettings {
+    pub app_key: String,
+    pub secret: String,
+    /// `Timestamp` in China time (true) or GMT.
+    pub timestamp_cst: bool,
+    pub dcp_url: String,
+    pub dcp_user: String,
+    pub dcp_password: String,
+    /// The 9-character DCP key.
+    pub dcp_key: String,
+    /// Where `IMEIReRecord` is posted (`/m2m_ec/query.do`, or
+    /// `/m2m_ec/app/serviceAccept.do` in another client: unsure).
+    pub rebind_path: String,
+    /// Resume meeting "awaiting activation" forces an activation (changes the
+    /// card's billing state): off by default.
+    pub force_activation: bool,
+}
+
+impl std::fmt::Debug for CtSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CtSettings")
+            .field("app_key", &self.app_key)
+            .field("secret", &"<redacted>")
+            .field("dcp_user", &self.dcp_user)
+            .field("dcp_password", &"<redacted>")
+            .field("dcp_key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl CtSettings {
+    pub fn from_config(cfg: &AdapterConfig) -> CtSettings {
+        let get = |k: &str| cfg.carrier_setting(k).map(str::to_owned);
+        CtSettings {
+            app_key: cfg.carrier_user.clone(),
+            secret: cfg.carrier_secret.clone(),
+            timestamp_cst: get("GSL_CT_TIMESTAMP_ZONE").as_deref() != Some("gmt"),
+            dcp_url: get("GSL_CT_DCP_URL").unwrap_or_else(|| cfg.carrier_url.clone()),
+            dcp_user: get("GSL_CT_DCP_USER").unwrap_or_default(),
+            dcp_password: get("GSL_CT_DCP_PASSWORD").unwrap_or_default(),
+            dcp_key: get("GSL_CT_DCP_KEY").unwrap_or_default(),
+            rebind_path: get("GSL_CT_REBIND_PATH").unwrap_or_else(|| "/m2m_ec/query.do".into()),
+            force_activation: get("GSL_CT_FORCE_ACTIVATION").as_deref() == Some("on"),
+        }
+    }
+}
+
+/// 5GCMP `Sign` (ct.md): hex of the ASCII of lower-case
+/// `md5(sortedQuery + rawBody + secret + timestamp)`, upper case.
+pub fn sign(sorted_query: &str, raw_body: &str, secret: &str, timestamp: &str) -> String {
+    let lower = hex::encode(Md5::digest(
+        format!("{sorted_query}{raw_body}{secret}{timestamp}").as_bytes(),
+    ));
+    hex::encode_upper(lower.as_bytes())
+}
+
+/// `k=v&k=v`, sorted by key.
+pub fn sorted_query(p: &BTreeMap<&str, String>) -> String {
+    p.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// DCP `passWord` and `sign` for a method's signed values.
+pub fn dcp_auth(set: &CtSettings, values: &[&str]) -> (String, String) {
+    let (k1, k2, k3) = gsl_desjs::dcp_keys(&set.dcp_key);
+    let mut v: Vec<&str> = values.to_vec();
+    v.sort();
+    (
+        gsl_desjs::str_enc(&set.dcp_password, &k1, &k2, &k3),
+        gsl_desjs::str_enc(&v.join(","), &k1, &k2, &k3),
+    )
+}
+
+/// A 5GCMP request: path and query parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Req {
+    pub path: &'static str,
+    pub query: BTreeMap<&'static str, String>,
+}
+
+const COMMON: &str = "/5gcmp/openapi/v1/common/";
+
+fn req(method: &'static str, kv: &[(&'static str, &str)]) -> Req {
+    let path = match method {
+        "disabledNumberService" => "/5gcmp/openapi/v1/common/disabledNumberService",
+        "requestServActive" => "/5gcmp/openapi/v1/common/requestServActive",
+        "singleCutNet" => "/5gcmp/openapi/v1/common/singleCutNet",
+        "offNetAction" => "/5gcmp/openapi/v1/common/offNetAction",
+        "speedLimitAction" => "/5gcmp/openapi/v1/common/speedLimitAction",
+        _ => "/openapi/v1/prodinst/queryCardMainStatus",
+    };
+    debug_assert!(path.starts_with(COMMON) || method == "queryCardMainStatus");
+    Req {
+        path,
+        query: kv.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+    }
+}
+
+/// The 5GCMP change request of an item (rebind goes to DCP: [`rebind_query`]).
+pub fn change_request(item: &Item, number: &str) -> CallResult<Req> {
+    let n = number;
+    Ok(match item.op.kind.as_ref() {
+        Some(O::Stop(_)) => req(
+            "disabledNumberService",
+            &[("access_number", n), ("acctCd", ""), ("orderTypeId", "19")],
+        ),
+        Some(O::Resume(_)) => req(
+            "disabledNumberService",
+            &[("access_number", n), ("acctCd", ""), ("orderTypeId", "20")],
+        ),
+        Some(O::Activate(_)) => req("requestServActive", &[("access_number", n)]),
+        Some(O::NetworkCutoff(_)) => req("singleCutNet", &[("access_number", n), ("action", "ADD")]),
+        Some(O::NetworkRestore(_)) => {
+            req("singleCutNet", &[("access_number", n), ("action", "DEL")])
+        }
+        Some(O::SetUsageThreshold(t)) => req(
+            "offNetAction",
+            &[
+                ("access_number", n),
+                ("action", "2"),
+                ("quota", &t.threshold_mb.to_string()),
+                ("type", "1"),
+            ],
+        ),
+        Some(O::CancelUsageThreshold(_)) => req(
+            "offNetAction",
+            &[("access_number", n), ("action", "3"), ("quota", "-1"), ("type", "1")],
+        ),
+        Some(O::SpeedLimit(sl)) if sl.kbps == 0 => req(
+            "speedLimitAction",
+            &[("access_number", n), ("action", "DEL"), ("speedValue", "10")],
+        ),
+        Some(O::SpeedLimit(sl)) => {
+            let code = speed::ct_code(sl.kbps).ok_or_else(|| {
+                CallError::refused(
+                    ErrorCode::SpeedNotOffered,
+                    "",
+                    format!("{} Kbps has no China Telecom code", sl.kbps),
+                )
+            })?;
+            req(
+                "speedLimitAction",
+                &[("access_number", n), ("action", "ADD"), ("speedValue", &code.to_string())],
+            )
+        }
+        _ => {
+            return Err(CallError::refused(
+                ErrorCode::NotSupported,
+                "",
+                "China Telecom has no API for this operation",
+            ));
+        }
+    })
+}
+
+/// DCP `IMEIReRecord` query pairs (signed values: access_number, user_id,
+/// password, method, action).
+pub fn rebind_query(set: &CtSettings, item: &Item, number: &str) -> Vec<(&'static str, String)> {
+    let (fixed, imei) = match item.op.kind.as_ref() {
+        Some(O::Rebind(r)) => (r.bind_type == gsl_proto::v1::BindType::FixedImei as i32, r.imei.clone()),
+        _ => (false, String::new()),
+    };
+    let (pw, sign) = dcp_auth(set, &[number, &set.dcp_user, &set.dcp_password, "IMEIReRecord", "ADD"]);
+    let mut q = vec![
+        ("method", "IMEIReRecord".to_owned()),
+        ("user_id", set.dcp_user.clone()),
+        ("access_number", number.to_owned()),
+        ("action", "ADD".to_owned()),
+        ("bind_type", if fixed { "2" } else { "" }.to_owned()),
+    ];
+    if fixed {
+        q.push(("imei", imei));
+    }
+    q.push(("passWord", pw));
+    q.push(("sign", sign));
+    q
+}
+
+/// One answer, whatever its shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub code: String,
+    pub desc: String,
+    pub txn: String,
+}
+
+impl Answer {
+    pub fn ok(&self) -> bool {
+        self.code == "0000" || self.code == "0"
+    }
+}
+
+fn tag<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&close)? + start;
+    Some(xml[start..end].trim())
+}
+
+/// Read any of China Telecom's answer shapes; `None` when it is none of them.
+pub fn parse_answer(body: &str) -> Option<Answer> {
+    let t = body.trim_start();
+    if t.starts_with('<') {
+        let code = tag(t, "RspCode")?;
+        return Some(Answer {
+            code: code.to_owned(),
+            desc: tag(t, "RspDesc").unwrap_or("").to_owned(),
+            txn: tag(t, "GROUP_TRANSACTIONID").unwrap_or("").to_owned(),
+        });
+    }
+    let v: serde_json::Value = serde_json::from_str(t).ok()?;
+    let st = |v: &serde_json::Value, k: &str| -> Option<String> {
+        match v.get(k)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    if let Some(r) = v.get("Response") {
+        return Some(Answer {
+            code: st(r, "RspCode")?,
+            desc: st(r, "RspDesc").unwrap_or_default(),
+            txn: st(&v, "GROUP_TRANSACTIONID").unwrap_or_default(),
+        });
+    }
+    for (code, desc) in [("resultCode", "resultMsg"), ("RESULT", "SMSG"), ("result", "resultMsg"), ("IRESULT", "SMSG")] {
+        if let Some(c) = st(&v, code) {
+            return Some(Answer {
+                code: c,
+                desc: st(&v, desc).unwrap_or_default(),
+                txn: String::new(),
+            });
+        }
+    }
+    None
+}
+
+/// A refusal with its source-given meaning, or "carrier refused".
+pub fn refusal(a: &Answer) -> CallError {
+    let code = match a.code.as_str() {
+        "-5" => ErrorCode::RebindQuotaExhausted,
+        "100008" => ErrorCode::IllegalState,
+        _ => ErrorCode::CarrierRejected,
+    };
+    let msg = if a.code == "100008" {
+        format!("the card awaits activation at China Telecom: {}", a.desc)
+    } else {
+        a.desc.clone()
+    };
+    CallError::refused(code, &a.code, msg)
+}
+
+/// What reading the card must show when the change is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Status(&'static str),
+    NetCut(bool),
+}
+
+pub fn target(item: &Item) -> Option<Target> {
+    match item.op.kind.as_ref()? {
+        O::Stop(_) => Some(Target::Status("5")),
+        O::Resume(_) | O::Activate(_) => Some(Target::Status("4")),
+        O::NetworkCutoff(_) => Some(Target::NetCut(true)),
+        O::NetworkRestore(_) => Some(Target::NetCut(false)),
+        _ => None,
+    }
+}
+
+/// Whether a `queryCardMainStatus` answer shows the target.
+pub fn reached(v: &serde_json::Value, t: Target) -> bool {
+    match t {
+        Target::Status(cd) => v
+            .get("productInfo")
+            .and_then(|p| p.get(0))
+            .and_then(|p| p.get("productMainStatusCd"))
+            .and_then(|c| c.as_str())
+            == Some(cd),
+        Target::NetCut(cut) => {
+            let name = v.get("netBlockStatusName").and_then(|n| n.as_str()).unwrap_or("");
+            (name == "已断网") == cut && !name.is_empty()
+        }
+    }
+}
 
 pub struct Ct {
     base: String,
-    app_key: String,
-    secret: String,
+    set: CtSettings,
     http: Http,
-}
-
-type Params = BTreeMap<String, String>;
-
-fn params(kv: &[(&str, &str)]) -> Params {
-    kv.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// `Sign` = upper-case hex MD5 of `k=v&...` (sorted) + secret + timestamp.
-pub fn sign(p: &Params, secret: &str, timestamp: &str) -> String {
-    let joined: Vec<String> = p.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    hex::encode_upper(Md5::digest(
-        format!("{}{secret}{timestamp}", joined.join("&")).as_bytes(),
-    ))
-}
-
-pub(crate) fn map_code(code: &str, desc: &str) -> CallError {
-    let r = |c: ErrorCode| CallError::refused(c, code, desc);
-    match code {
-        "-5" => r(ErrorCode::RebindQuotaExhausted),
-        "100008" | "-1" => r(ErrorCode::IllegalState),
-        "-2" => r(ErrorCode::BadParameter),
-        "-4" => r(ErrorCode::CardNotFound),
-        "-6" => r(ErrorCode::NotSupported),
-        "-7" => r(ErrorCode::PendingStop),
-        "-8" => CallError::Transient {
-            reason: format!("over the rate limit: {desc}"),
-            retry_after: Some(Duration::from_secs(1)),
-        },
-        "-11" => r(ErrorCode::DirectionalLimit),
-        "-99" => CallError::transient(format!("carrier busy: {desc}")),
-        _ => r(ErrorCode::CarrierRejected),
-    }
+    /// ICCID -> access number (DCP `getTelephone`).
+    numbers: Mutex<HashMap<String, String>>,
 }
 
 impl Ct {
-    pub fn new(base: &str, app_key: &str, secret: &str, timeout: Duration) -> Ct {
+    pub fn new(base: &str, set: CtSettings, timeout: Duration) -> Ct {
         Ct {
             base: base.trim_end_matches('/').to_owned(),
-            app_key: app_key.to_owned(),
-            secret: secret.to_owned(),
+            set,
             http: Http::new(timeout),
+            numbers: Mutex::new(HashMap::new()),
         }
     }
 
-    /// One signed call; returns (rspCode, rspDesc, body).
-    async fn call(
-        &self,
-        method: &str,
-        p: &Params,
-    ) -> CallResult<(String, String, serde_json::Value)> {
-        let ts = Utc::now()
-            .with_timezone(&cst())
-            .format("%Y%m%d%H%M%S")
-            .to_string();
-        let rb = self
-            .http
-            .client
-            .post(format!("{}/5gcmp/openapi/v1/common/{method}", self.base))
-            .header("AppKey", &self.app_key)
-            .header("Timestamp", &ts)
-            .header("Sign", sign(p, &self.secret, &ts))
-            .json(p);
-        let resp = self.http.send(rb).await?;
+    fn timestamp(&self) -> String {
+        let now = Utc::now();
+        if self.set.timestamp_cst {
+            now.with_timezone(&cst()).format("%Y%m%d%H%M%S").to_string()
+        } else {
+            now.format("%Y%m%d%H%M%S").to_string()
+        }
+    }
+
+    async fn read(resp: reqwest::Response) -> CallResult<String> {
         if let Some(e) = transient_status(&resp) {
             return Err(e);
         }
-        let v = json(resp).await?;
-        Ok((s(&v, "rspCode").to_owned(), s(&v, "rspDesc").to_owned(), v))
+        let body = Http::body(resp).await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
-    async fn change(
-        &self,
-        ctx: &CallCtx<'_>,
-        method: &str,
-        mut p: Params,
-        txn: &str,
-    ) -> CallResult<(String, String, serde_json::Value)> {
-        p.insert("transactionId".into(), txn.to_owned());
-        ctx.change_slot().await;
-        self.call(method, &p).await
+    /// One signed 5GCMP GET.
+    async fn get(&self, r: &Req) -> CallResult<String> {
+        let ts = self.timestamp();
+        let pairs: Vec<(&str, &str)> = r.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let rb = self
+            .http
+            .client
+            .get(format!("{}{}", self.base, r.path))
+            .query(&pairs)
+            .header("AppKey", &self.set.app_key)
+            .header("Timestamp", &ts)
+            .header("Sign", sign(&sorted_query(&r.query), "", &self.set.secret, &ts));
+        Ct::read(self.http.send(rb).await?).await
     }
 
-    async fn query_order(
-        &self,
-        ctx: &CallCtx<'_>,
-        txn: &str,
-    ) -> CallResult<Option<serde_json::Value>> {
-        ctx.pace.query().await;
-        let (code, desc, v) = self
-            .call("queryOrder", &params(&[("transactionId", txn)]))
-            .await?;
-        match code.as_str() {
-            "0000" => Ok(Some(v)),
-            "-4" => Ok(None),
-            _ => Err(map_code(&code, &desc)),
+    async fn dcp(&self, path: &str, q: &[(&str, String)]) -> CallResult<String> {
+        let url = format!("{}{path}", self.set.dcp_url.trim_end_matches('/'));
+        // A form body, so `passWord` and `sign` never sit in a URL.
+        Ct::read(self.http.send(self.http.client.post(url).form(q)).await?).await
+    }
+
+    fn answer(body: &str) -> CallResult<Answer> {
+        parse_answer(body).ok_or_else(|| CallError::Unknown {
+            reason: "China Telecom answer in no known shape".into(),
+        })
+    }
+
+    /// The card's access number: registry, cache, or DCP `getTelephone`.
+    async fn number(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<String> {
+        if !item.access_number.is_empty() {
+            return Ok(item.access_number.clone());
         }
+        if let Some(n) = self.numbers.lock().expect("number cache").get(&item.card) {
+            return Ok(n.clone());
+        }
+        ctx.pace.query().await;
+        let (pw, sign) = dcp_auth(&self.set, &[&item.card, &self.set.dcp_user, &self.set.dcp_password, "getTelephone"]);
+        let body = self
+            .dcp(
+                "/m2m_ec/query.do",
+                &[
+                    ("method", "getTelephone".into()),
+                    ("user_id", self.set.dcp_user.clone()),
+                    ("iccid", item.card.clone()),
+                    ("passWord", pw),
+                    ("sign", sign),
+                ],
+            )
+            .await?;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let n = crate::common::s(&v, "RESULT").to_owned();
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CallError::refused(
+                ErrorCode::CardNotFound,
+                crate::common::s(&v, "IRESULT"),
+                "China Telecom has no access number for this ICCID",
+            ));
+        }
+        self.numbers.lock().expect("number cache").insert(item.card.clone(), n.clone());
+        Ok(n)
+    }
+
+    async fn read_card(&self, ctx: &CallCtx<'_>, number: &str) -> CallResult<serde_json::Value> {
+        ctx.pace.query().await;
+        let body = self.get(&req("queryCardMainStatus", &[("access_number", number)])).await?;
+        let v: serde_json::Value = serde_json::from_str(&body).map_err(|_| CallError::Unknown {
+            reason: "unreadable card status".into(),
+        })?;
+        let a = Ct::answer(&body)?;
+        if !a.ok() {
+            return Err(refusal(&a));
+        }
+        Ok(v)
     }
 }
 
@@ -135,176 +449,73 @@ impl CarrierApi for Ct {
         Carrier::Ct
     }
 
-    async fn submit(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<Accepted> {
-        let iccid = item.card.as_str();
-        let batch = item.batch_no.as_str();
-        let (method, p): (&str, Params) = match item.op.kind.as_ref() {
-            Some(O::Stop(_)) => (
-                "disabledNumber",
-                params(&[("iccid", iccid), ("orderTypeId", "19")]),
+    fn back_office(&self, item: &Item) -> Option<BackOfficeReason> {
+        let why = match item.op.kind.as_ref()? {
+            O::CloseCard(_) => "China Telecom: close (tear down) the card; no API offers it".to_owned(),
+            O::DirectionalAdd(_) | O::DirectionalModify(_) | O::DirectionalDelete(_) => format!(
+                "China Telecom: change the directional config (IP / domain product) of purchase batch {} (about 5 working days)",
+                item.batch_no
             ),
-            Some(O::Resume(_)) => (
-                "disabledNumber",
-                params(&[("iccid", iccid), ("orderTypeId", "20")]),
-            ),
-            Some(O::Activate(_)) => ("requestServActive", params(&[("iccid", iccid)])),
-            Some(O::CloseCard(_)) => ("cancelNumber", params(&[("iccid", iccid)])),
-            Some(O::NetworkCutoff(_)) => (
-                "singleCutNet",
-                params(&[("iccid", iccid), ("action", "ADD")]),
-            ),
-            Some(O::NetworkRestore(_)) => (
-                "singleCutNet",
-                params(&[("iccid", iccid), ("action", "DEL")]),
-            ),
-            Some(O::SetUsageThreshold(t)) => (
-                "offNetAction",
-                params(&[
-                    ("iccid", iccid),
-                    ("action", "1"),
-                    ("quota", &t.threshold_mb.to_string()),
-                ]),
-            ),
-            Some(O::CancelUsageThreshold(_)) => {
-                ("offNetAction", params(&[("iccid", iccid), ("action", "3")]))
-            }
-            Some(O::SpeedLimit(sl)) if sl.kbps == 0 => (
-                "speedLimitAction",
-                params(&[("iccid", iccid), ("action", "DEL")]),
-            ),
-            Some(O::SpeedLimit(sl)) => {
-                let code = speed::ct_code(sl.kbps).ok_or_else(|| {
-                    CallError::refused(
-                        ErrorCode::SpeedNotOffered,
-                        "",
-                        format!("{} Kbps has no China Telecom code", sl.kbps),
-                    )
-                })?;
-                (
-                    "speedLimitAction",
-                    params(&[
-                        ("iccid", iccid),
-                        ("action", "ADD"),
-                        ("speedValue", &code.to_string()),
-                    ]),
-                )
-            }
-            Some(O::Rebind(r)) => {
-                let fixed = r.bind_type == gsl_proto::v1::BindType::FixedImei as i32;
-                (
-                    "IMEIReRecord",
-                    params(&[
-                        ("iccid", iccid),
-                        ("bind_type", if fixed { "2" } else { "" }),
-                        ("imei", &r.imei),
-                    ]),
-                )
-            }
-            Some(O::DirectionalAdd(a)) => (
-                "dirWhiteListAction",
-                params(&[
-                    ("batchNo", batch),
-                    ("action", "ADD"),
-                    ("entries", &a.entries.join(",")),
-                ]),
-            ),
-            Some(O::DirectionalModify(m)) => (
-                "dirWhiteListAction",
-                params(&[
-                    ("batchNo", batch),
-                    ("action", "MOD"),
-                    ("entryId", &m.entry_id),
-                    ("entry", &m.entry),
-                ]),
-            ),
-            Some(O::DirectionalDelete(d)) => (
-                "dirWhiteListAction",
-                params(&[
-                    ("batchNo", batch),
-                    ("action", "DEL"),
-                    ("entryIds", &d.entry_ids.join(",")),
-                ]),
-            ),
-            _ => {
-                return Err(CallError::refused(
-                    ErrorCode::NotSupported,
-                    "",
-                    "China Telecom does not offer this operation",
-                ));
-            }
+            _ => return None,
         };
-        let (mut code, mut desc, mut v) = self.change(ctx, method, p.clone(), ctx.txn).await?;
-        let mut used = ctx.txn.to_owned();
-        // Already subscribed: modify instead.
-        if code == "-9" && method == "offNetAction" {
-            used = format!("{}-M", ctx.txn);
-            let mut m = p.clone();
-            m.insert("action".into(), "2".into());
-            (code, desc, v) = self.change(ctx, method, m, &used).await?;
-        }
-        // Resume of a card awaiting activation: force the activation.
-        if code == "100008" && matches!(item.op.kind, Some(O::Resume(_))) {
-            used = format!("{}-F", ctx.txn);
-            (code, desc, v) = self
-                .change(ctx, "requestServActive", params(&[("iccid", iccid)]), &used)
-                .await?;
-        }
-        if code != "0000" {
-            return Err(map_code(&code, &desc));
-        }
-        Ok(Accepted {
-            ticket: s(&v, "groupTransactionId").to_owned(),
-            poll_ref: used,
-        })
+        Some(BackOfficeReason { instructions: why })
     }
 
-    async fn poll(&self, ctx: &CallCtx<'_>, _item: &Item, acc: &Accepted) -> CallResult<Progress> {
-        let v = self.query_order(ctx, &acc.poll_ref).await?.ok_or_else(|| {
-            CallError::refused(
-                ErrorCode::CarrierFailed,
-                "-4",
-                "the carrier has no such order",
-            )
-        })?;
-        Ok(
-            match v.get("data").map(|d| s(d, "orderStatus")).unwrap_or("") {
-                "SUCCESS" => Progress::Succeeded,
-                "FAILED" => Progress::Failed {
-                    carrier_code: "FAILED".into(),
-                    message: "order failed at the carrier".into(),
-                },
-                _ => Progress::Pending,
-            },
-        )
+    async fn submit(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<Accepted> {
+        let number = self.number(ctx, item).await?;
+        if matches!(item.op.kind, Some(O::Rebind(_))) {
+            ctx.change_slot().await;
+            let body = self.dcp(&self.set.rebind_path, &rebind_query(&self.set, item, &number)).await?;
+            let a = Ct::answer(&body)?;
+            return if a.ok() { Ok(Accepted::done(a.txn)) } else { Err(refusal(&a)) };
+        }
+        let r = change_request(item, &number)?;
+        ctx.change_slot().await;
+        let mut a = Ct::answer(&self.get(&r).await?)?;
+        // A modify on a card without a threshold: add instead.
+        if r.path.ends_with("offNetAction") && !a.ok() && a.desc.contains("未订购达量断网") {
+            let mut add = r.clone();
+            add.query.insert("action", "1".into());
+            ctx.change_slot().await;
+            a = Ct::answer(&self.get(&add).await?)?;
+        }
+        if a.code == "100008" && matches!(item.op.kind, Some(O::Resume(_))) && self.set.force_activation {
+            ctx.change_slot().await;
+            a = Ct::answer(&self.get(&req("requestServActive", &[("access_number", &number)])).await?)?;
+        }
+        let readable = target(item).is_some();
+        if a.ok() || a.code == "-9" {
+            // `-9`: the function is already ordered, i.e. in effect.
+            return Ok(if readable { Accepted::pending(a.txn, "card") } else { Accepted::done(a.txn) });
+        }
+        Err(refusal(&a))
     }
 
-    async fn lookup(&self, ctx: &CallCtx<'_>, _item: &Item) -> CallResult<Option<Accepted>> {
-        // The change may have been made by a fallback call.
-        for txn in [
-            ctx.txn.to_owned(),
-            format!("{}-M", ctx.txn),
-            format!("{}-F", ctx.txn),
-        ] {
-            if let Some(v) = self.query_order(ctx, &txn).await? {
-                return Ok(Some(Accepted {
-                    ticket: s(&v, "groupTransactionId").to_owned(),
-                    poll_ref: txn,
-                }));
-            }
-        }
-        Ok(None)
+    async fn poll(&self, ctx: &CallCtx<'_>, item: &Item, _acc: &Accepted) -> CallResult<Progress> {
+        let Some(t) = target(item) else {
+            return Ok(Progress::Succeeded);
+        };
+        let number = self.number(ctx, item).await?;
+        let v = self.read_card(ctx, &number).await?;
+        Ok(if reached(&v, t) { Progress::Succeeded } else { Progress::Pending })
+    }
+
+    async fn lookup(&self, ctx: &CallCtx<'_>, item: &Item, _since: DateTime<Utc>) -> CallResult<Lookup> {
+        let Some(t) = target(item) else {
+            return Ok(Lookup::Unverifiable(format!(
+                "China Telecom: the answer to this change was lost and the platform cannot read it back; check the card {} at the carrier",
+                item.card
+            )));
+        };
+        let number = self.number(ctx, item).await?;
+        let v = self.read_card(ctx, &number).await?;
+        Ok(if reached(&v, t) { Lookup::Done(Progress::Succeeded) } else { Lookup::NotMade })
     }
 
     async fn ping(&self) -> Result<(), String> {
-        match self
-            .call(
-                "queryOrder",
-                &params(&[("transactionId", "readiness-probe")]),
-            )
-            .await
-        {
-            Ok((code, desc, _)) if code == "-3" => Err(format!("authentication refused: {desc}")),
-            Ok(_) => Ok(()),
+        // Reachability only: an answer of any shape means the platform is up.
+        match self.get(&req("queryCardMainStatus", &[("access_number", "0")])).await {
+            Ok(_) | Err(CallError::Refused { .. }) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -314,12 +525,51 @@ impl CarrierApi for Ct {
 mod tests {
     use super::*;
 
-    /// The adapter signs exactly as the simulator verifies.
+    /// ct.md's worked vectors, written as literals (not compared with the
+    /// simulator's function).
     #[test]
-    fn signature_matches_the_simulator() {
-        let p = params(&[("iccid", "8986031"), ("action", "ADD")]);
-        let ours = sign(&p, "secret", "20261123153000");
-        let sim = gsl_carrier_sim::ct::sign(&p, "secret", "20261123153000");
-        assert_eq!(ours, sim);
+    fn sign_matches_the_worked_vector_of_ct_md() {
+        let r = req(
+            "disabledNumberService",
+            &[("orderTypeId", "19"), ("access_number", "14910000001"), ("acctCd", "")],
+        );
+        let q = sorted_query(&r.query);
+        assert_eq!(q, "access_number=14910000001&acctCd=&orderTypeId=19");
+        assert_eq!(
+            hex::encode(Md5::digest(format!("{q}Zq7Vector202620261201013000").as_bytes())),
+            "b02fa07acfe260810ec03890058684ab"
+        );
+        assert_eq!(
+            sign(&q, "", "Zq7Vector2026", "20261201013000"),
+            "6230326661303761636665323630383130656330333839303035383638346162"
+        );
+        assert_eq!(
+            sign("", r#"{"access_number":"14910000001","action":"ADD"}"#, "Zq7Vector2026", "20261201013000"),
+            "3536386239323864663431623637663030376565623437393762326635643238"
+        );
+    }
+
+    #[test]
+    fn dcp_password_matches_the_vector_of_ct_md() {
+        let mut set = CtSettings::from_config(&AdapterConfig::new(Carrier::Ct, "http://x", "nats://x", "http://x", "t"));
+        set.dcp_key = "k9X2m7Q4p".into();
+        set.dcp_password = "Passw0rd".into();
+        assert_eq!(dcp_auth(&set, &[]).0, "3D057CC80D614CFD30E7AC02CD78E8EE");
+        assert!(!format!("{set:?}").contains("Passw0rd"));
+    }
+
+    #[test]
+    fn every_answer_shape_is_read() {
+        let x = parse_answer("<SvcCont><Response><RspType>0</RspType><RspCode>0000</RspCode><RspDesc>成功接收消息</RspDesc></Response><GROUP_TRANSACTIONID>1000000190202612010000000001</GROUP_TRANSACTIONID></SvcCont>").unwrap();
+        assert!(x.ok());
+        assert_eq!(x.txn, "1000000190202612010000000001");
+        let j = parse_answer(r#"{"Response":{"RspType":"1","RspCode":"-5","RspDesc":"超限"},"GROUP_TRANSACTIONID":"1"}"#).unwrap();
+        assert_eq!(j.code, "-5");
+        assert!(matches!(refusal(&j), CallError::Refused { code: ErrorCode::RebindQuotaExhausted, .. }));
+        assert!(parse_answer(r#"{"resultCode":"0000","resultMsg":"成功"}"#).unwrap().ok());
+        assert!(parse_answer(r#"{"RESULT":"0","SMSG":"成功"}"#).unwrap().ok());
+        assert_eq!(parse_answer(r#"{"result":"100008"}"#).unwrap().code, "100008");
+        assert!(parse_answer("garbage").is_none());
+        assert!(parse_answer("<SvcCont>").is_none());
     }
 }

@@ -1,44 +1,144 @@
-//! China Unicom, Jasper / Control Center REST.
+//! China Unicom, Jasper / Cisco Control Center REST, as
+//! `../shared/carriers/cu.md` gives it.
 //!
-//! Status changes by `PUT /devices/{iccid}`; speed tiers and usage
-//! thresholds by the same PUT; no rebind (the carrier unbinds on its own).
-//! Over the limit: HTTP 429 with `Retry-After`, honoured. Our transaction id
-//! goes in `X-Request-Id` (a simulator extension: Jasper itself documents no
-//! idempotency key), and progress is read from `/requests/{id}`.
+//! * `PUT /devices/{iccid}` (Edit Device Details) is **synchronous**: HTTP
+//!   200 means the change is made, so the answer is the outcome and nothing
+//!   is polled. Only an unknown outcome (no answer) is resolved, by one
+//!   `GET /devices/{iccid}`: the device in the target state is done,
+//!   otherwise nothing was made and calling again is safe.
+//! * Activate / resume `ACTIVATED`, stop `DEACTIVATED`, close `RETIRED`.
+//!   Speed tiers and usage caps exist only as account plans: with
+//!   `GSL_CU_SPEED_PLANS=512=PlanA,1024=PlanB` (Kbps -> communication plan)
+//!   or `GSL_CU_CAP_PLANS=100=Pool100,-1=Default` (MB -> rate plan) they are
+//!   a PUT of `communicationPlan` / `ratePlan`; without a mapping they are
+//!   back-office requests. Directional config is always back-office.
+//! * The account's call policy: 5 calls per second **in all** and one call
+//!   in flight. Every call here (changes and reads) spends the change budget,
+//!   and a semaphore keeps one call in flight per replica.
+//! * Errors: `{"errorMessage","errorCode"}` kept verbatim under "carrier
+//!   refused"; 401 (no or invalid credentials, as documented) is a
+//!   configuration fault, retried and shown on `/readyz`.
 
 use crate::common::{json, s, transient_status};
+use chrono::{DateTime, Utc};
 use gsl_adapter_kit::carrier::{
-    Accepted, CallCtx, CallError, CallResult, CarrierApi, Item, Progress,
+    Accepted, BackOfficeReason, CallCtx, CallError, CallResult, CarrierApi, Item, Lookup, Progress,
 };
+use gsl_adapter_kit::config::AdapterConfig;
 use gsl_adapter_kit::http::Http;
 use gsl_domain::Carrier;
 use gsl_domain::codes::ErrorCode;
 use gsl_proto::v1::operation::Kind as O;
-use serde_json::json;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// China Unicom's settings.
+#[derive(Clone)]
+pub struct CuSettings {
+    pub user: String,
+    pub api_key: String,
+    /// Kbps -> communication plan name (account data).
+    pub speed_plans: BTreeMap<u32, String>,
+    /// Usage cap MB (-1 = none) -> rate plan name (account data).
+    pub cap_plans: BTreeMap<i64, String>,
+}
+
+impl std::fmt::Debug for CuSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CuSettings")
+            .field("user", &self.user)
+            .field("api_key", &"<redacted>")
+            .field("speed_plans", &self.speed_plans)
+            .field("cap_plans", &self.cap_plans)
+            .finish()
+    }
+}
+
+fn plan_table<K: std::str::FromStr + Ord>(s: Option<&str>) -> BTreeMap<K, String> {
+    s.unwrap_or("")
+        .split(',')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            Some((k.trim().parse().ok()?, v.trim().to_owned()))
+        })
+        .filter(|(_, v): &(K, String)| !v.is_empty())
+        .collect()
+}
+
+impl CuSettings {
+    pub fn from_config(cfg: &AdapterConfig) -> CuSettings {
+        CuSettings {
+            user: cfg.carrier_user.clone(),
+            api_key: cfg.carrier_secret.clone(),
+            speed_plans: plan_table(cfg.carrier_setting("GSL_CU_SPEED_PLANS")),
+            cap_plans: plan_table(cfg.carrier_setting("GSL_CU_CAP_PLANS")),
+        }
+    }
+}
+
+/// The body of the Edit Device Details PUT, and the field whose value the
+/// device must show when done.
+pub fn edit(set: &CuSettings, item: &Item) -> Option<(Value, &'static str, String)> {
+    let status = |s: &str| Some((json!({ "status": s }), "status", s.to_owned()));
+    match item.op.kind.as_ref()? {
+        O::Activate(_) | O::Resume(_) => status("ACTIVATED"),
+        O::Stop(_) => status("DEACTIVATED"),
+        O::CloseCard(_) => status("RETIRED"),
+        O::SpeedLimit(sl) => {
+            let plan = set.speed_plans.get(&sl.kbps)?;
+            Some((json!({ "communicationPlan": plan }), "communicationPlan", plan.clone()))
+        }
+        O::SetUsageThreshold(t) => {
+            let plan = set.cap_plans.get(&t.threshold_mb)?;
+            Some((json!({ "ratePlan": plan }), "ratePlan", plan.clone()))
+        }
+        O::CancelUsageThreshold(_) => {
+            let plan = set.cap_plans.get(&-1)?;
+            Some((json!({ "ratePlan": plan }), "ratePlan", plan.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// A non-2xx answer.
+pub fn refusal(status: u16, v: &Value) -> CallError {
+    if status == 401 {
+        return CallError::transient(format!(
+            "China Unicom refused the API credentials: {}",
+            s(v, "errorMessage")
+        ));
+    }
+    CallError::refused(ErrorCode::CarrierRejected, s(v, "errorCode"), s(v, "errorMessage"))
+}
 
 pub struct Cu {
     base: String,
-    user: String,
-    key: String,
+    set: CuSettings,
     http: Http,
+    /// One call in flight (the account's policy).
+    one: tokio::sync::Semaphore,
 }
 
 impl Cu {
-    pub fn new(base: &str, user: &str, key: &str, timeout: Duration) -> Cu {
+    pub fn new(base: &str, set: CuSettings, timeout: Duration) -> Cu {
         Cu {
             base: format!("{}/rws/api/v1", base.trim_end_matches('/')),
-            user: user.to_owned(),
-            key: key.to_owned(),
+            set,
             http: Http::new(timeout),
+            one: tokio::sync::Semaphore::new(1),
         }
     }
 
-    async fn send(&self, rb: reqwest::RequestBuilder) -> CallResult<(u16, serde_json::Value)> {
-        let resp = self
-            .http
-            .send(rb.basic_auth(&self.user, Some(&self.key)))
-            .await?;
+    async fn send(&self, ctx: &CallCtx<'_>, change: bool, rb: reqwest::RequestBuilder) -> CallResult<(u16, Value)> {
+        if change {
+            ctx.change_slot().await;
+        } else {
+            // One budget for every call of the API user.
+            ctx.pace.change().await;
+        }
+        let _one = self.one.acquire().await.expect("never closed");
+        let resp = self.http.send(rb.basic_auth(&self.set.user, Some(&self.set.api_key))).await?;
         if let Some(e) = transient_status(&resp) {
             return Err(e);
         }
@@ -46,26 +146,14 @@ impl Cu {
         Ok((status, json(resp).await?))
     }
 
-    pub(crate) fn refusal(status: u16, v: &serde_json::Value) -> CallError {
-        let code = match status {
-            400 => ErrorCode::BadParameter,
-            404 => ErrorCode::CardNotFound,
-            409 => ErrorCode::IllegalState,
-            403 => ErrorCode::NotSupported,
-            _ => ErrorCode::CarrierRejected,
-        };
-        CallError::refused(code, s(v, "errorCode"), s(v, "errorMessage"))
-    }
-
-    fn progress(v: &serde_json::Value) -> Progress {
-        match s(v, "status") {
-            "COMPLETED" => Progress::Succeeded,
-            "FAILED" => Progress::Failed {
-                carrier_code: "FAILED".into(),
-                message: "request failed at the carrier".into(),
-            },
-            _ => Progress::Pending,
+    async fn device(&self, ctx: &CallCtx<'_>, iccid: &str) -> CallResult<Value> {
+        let (status, v) = self
+            .send(ctx, false, self.http.client.get(format!("{}/devices/{iccid}", self.base)))
+            .await?;
+        if status != 200 {
+            return Err(refusal(status, &v));
         }
+        Ok(v)
     }
 }
 
@@ -75,104 +163,64 @@ impl CarrierApi for Cu {
         Carrier::Cu
     }
 
-    async fn submit(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<Accepted> {
-        let device = format!("{}/devices/{}", self.base, item.card);
-        let (url, body) = match item.op.kind.as_ref() {
-            Some(O::Activate(_) | O::Resume(_)) => (device, json!({"status": "ACTIVATED"})),
-            Some(O::Stop(_)) => (device, json!({"status": "DEACTIVATED"})),
-            Some(O::CloseCard(_)) => (device, json!({"status": "RETIRED"})),
-            Some(O::SpeedLimit(sl)) => (device, json!({"speedTier": sl.kbps})),
-            Some(O::SetUsageThreshold(t)) => (device, json!({"usageThresholdMb": t.threshold_mb})),
-            Some(O::CancelUsageThreshold(_)) => (device, json!({"usageThresholdMb": -1})),
-            Some(O::DirectionalAdd(a)) => (
-                format!("{}/batches/{}/directional", self.base, item.batch_no),
-                json!({"action": "ADD", "entries": a.entries}),
+    fn back_office(&self, item: &Item) -> Option<BackOfficeReason> {
+        let why = match item.op.kind.as_ref()? {
+            O::DirectionalAdd(_) | O::DirectionalModify(_) | O::DirectionalDelete(_) => format!(
+                "China Unicom: change the directional config of purchase batch {} (about 7 working days)",
+                item.batch_no
             ),
-            Some(O::DirectionalModify(m)) => (
-                format!("{}/batches/{}/directional", self.base, item.batch_no),
-                json!({"action": "MODIFY", "entry_id": m.entry_id, "entry": m.entry}),
+            O::SpeedLimit(sl) if edit(&self.set, item).is_none() => format!(
+                "China Unicom: set the card to the {} Kbps tier (no communication plan is mapped in GSL_CU_SPEED_PLANS)",
+                sl.kbps
             ),
-            Some(O::DirectionalDelete(d)) => (
-                format!("{}/batches/{}/directional", self.base, item.batch_no),
-                json!({"action": "DELETE", "entry_ids": d.entry_ids}),
-            ),
-            _ => {
-                return Err(CallError::refused(
-                    ErrorCode::NotSupported,
-                    "",
-                    "China Unicom does not offer this operation",
-                ));
+            O::SetUsageThreshold(_) | O::CancelUsageThreshold(_) if edit(&self.set, item).is_none() => {
+                "China Unicom: set the card's usage cap (no rate plan is mapped in GSL_CU_CAP_PLANS)".to_owned()
             }
+            _ => return None,
         };
-        ctx.change_slot().await;
-        let (status, v) = self
-            .send(
-                self.http
-                    .client
-                    .put(url)
-                    .header("X-Request-Id", ctx.txn)
-                    .json(&body),
-            )
-            .await?;
-        if status != 202 && status != 200 {
-            return Err(Cu::refusal(status, &v));
+        Some(BackOfficeReason { instructions: why })
+    }
+
+    async fn submit(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<Accepted> {
+        let (body, _, _) = edit(&self.set, item).ok_or_else(|| {
+            CallError::refused(ErrorCode::NotSupported, "", "China Unicom has no API for this operation")
+        })?;
+        let url = format!("{}/devices/{}", self.base, item.card);
+        let (status, v) = self.send(ctx, true, self.http.client.put(url).json(&body)).await?;
+        if status != 200 {
+            return Err(refusal(status, &v));
         }
-        let id = s(&v, "requestId").to_owned();
-        Ok(Accepted {
-            ticket: id.clone(),
-            poll_ref: id,
+        Ok(Accepted::done(item.card.clone()))
+    }
+
+    async fn poll(&self, ctx: &CallCtx<'_>, item: &Item, _acc: &Accepted) -> CallResult<Progress> {
+        Ok(match self.lookup(ctx, item, Utc::now()).await? {
+            Lookup::Done(p) => p,
+            _ => Progress::Pending,
         })
     }
 
-    async fn poll(&self, ctx: &CallCtx<'_>, _item: &Item, acc: &Accepted) -> CallResult<Progress> {
-        ctx.pace.query().await;
-        let (status, v) = self
-            .send(
-                self.http
-                    .client
-                    .get(format!("{}/requests/{}", self.base, acc.poll_ref)),
-            )
-            .await?;
-        if status != 200 {
-            return Err(Cu::refusal(status, &v));
-        }
-        Ok(Cu::progress(&v))
-    }
-
-    async fn lookup(&self, ctx: &CallCtx<'_>, _item: &Item) -> CallResult<Option<Accepted>> {
-        ctx.pace.query().await;
-        let (status, v) = self
-            .send(
-                self.http
-                    .client
-                    .get(format!("{}/requests", self.base))
-                    .query(&[("externalId", ctx.txn)]),
-            )
-            .await?;
-        match status {
-            200 => {
-                let id = s(&v, "requestId").to_owned();
-                Ok(Some(Accepted {
-                    ticket: id.clone(),
-                    poll_ref: id,
-                }))
-            }
-            404 => Ok(None),
-            _ => Err(Cu::refusal(status, &v)),
-        }
+    async fn lookup(&self, ctx: &CallCtx<'_>, item: &Item, _since: DateTime<Utc>) -> CallResult<Lookup> {
+        let Some((_, field, want)) = edit(&self.set, item) else {
+            return Ok(Lookup::NotMade);
+        };
+        let v = self.device(ctx, &item.card).await?;
+        Ok(if s(&v, field) == want { Lookup::Done(Progress::Succeeded) } else { Lookup::NotMade })
     }
 
     async fn ping(&self) -> Result<(), String> {
-        match self
+        let _one = self.one.acquire().await.expect("never closed");
+        let r = self
+            .http
             .send(
                 self.http
                     .client
-                    .get(format!("{}/requests", self.base))
-                    .query(&[("externalId", "readiness-probe")]),
+                    .get(format!("{}/devices/0", self.base))
+                    .basic_auth(&self.set.user, Some(&self.set.api_key)),
             )
-            .await
-        {
-            Ok((401, _)) => Err("authentication refused".into()),
+            .await;
+        match r {
+            Ok(resp) if resp.status().as_u16() == 401 => Err("China Unicom refused the API credentials".into()),
             Ok(_) => Ok(()),
             Err(e) => Err(e.to_string()),
         }

@@ -7,9 +7,12 @@
 //!
 //! ## Layout
 //!
-//! * [`cmcc`]: China Mobile OneLink (token, `transid`, back-office requests);
-//! * [`ct`]: China Telecom CMP (signing, add-to-modify and forced-activation fallbacks);
-//! * [`cu`]: China Unicom Jasper (`PUT` devices, 429 with `Retry-After`);
+//! * [`cmcc`]: China Mobile OneLink EC v5 (token, `transid`, state-picked
+//!   `operType`, order status strings, back-office operations);
+//! * [`ct`]: China Telecom 5GCMP + DCP (both signatures, four answer
+//!   shapes, completion by reading the card);
+//! * [`cu`]: China Unicom Jasper (synchronous `PUT` devices, one budget,
+//!   one call in flight, plans by mapping);
 //! * [`trinet`]: the tri-net platform (switches, policies, active profile);
 //! * [`common`]: answers every carrier gives the same meaning.
 #![forbid(unsafe_code)]
@@ -27,16 +30,11 @@ use std::sync::Arc;
 
 /// The module for the configured carrier.
 pub fn module_for(cfg: &AdapterConfig) -> Arc<dyn CarrierApi> {
-    let (url, user, secret, t) = (
-        &cfg.carrier_url,
-        &cfg.carrier_user,
-        &cfg.carrier_secret,
-        cfg.call_timeout,
-    );
+    let (url, secret, t) = (&cfg.carrier_url, &cfg.carrier_secret, cfg.call_timeout);
     match cfg.carrier {
-        Carrier::Cmcc => Arc::new(cmcc::Cmcc::new(url, user, secret, t)),
-        Carrier::Ct => Arc::new(ct::Ct::new(url, user, secret, t)),
-        Carrier::Cu => Arc::new(cu::Cu::new(url, user, secret, t)),
+        Carrier::Cmcc => Arc::new(cmcc::Cmcc::new(url, cmcc::CmccSettings::from_config(cfg), t)),
+        Carrier::Ct => Arc::new(ct::Ct::new(url, ct::CtSettings::from_config(cfg), t)),
+        Carrier::Cu => Arc::new(cu::Cu::new(url, cu::CuSettings::from_config(cfg), t)),
         Carrier::Trinet => Arc::new(trinet::Trinet::new(url, secret, t)),
     }
 }
@@ -70,15 +68,21 @@ mod answer_parsing {
         #[test]
         fn cmcc_and_ct_codes(code in "\\PC{0,12}", msg in "\\PC{0,40}") {
             // A status code is an answer: never "outcome unknown".
-            let cmcc_unknown = matches!(crate::cmcc::map_status(&code, &msg), CallError::Unknown { .. });
-            let ct_unknown = matches!(crate::ct::map_code(&code, &msg), CallError::Unknown { .. });
+            let env = serde_json::json!({"status": code, "message": msg});
+            let cmcc_unknown = matches!(crate::cmcc::envelope(&env), Err(CallError::Unknown { .. }));
             prop_assert!(!cmcc_unknown);
+            let a = crate::ct::Answer { code: code.clone(), desc: msg.clone(), txn: String::new() };
+            let ct_unknown = matches!(crate::ct::refusal(&a), CallError::Unknown { .. });
             prop_assert!(!ct_unknown);
+            let _ = crate::ct::parse_answer(&msg);
+            let _ = crate::ct::parse_answer(&format!("<SvcCont><RspCode>{code}</RspCode>{msg}"));
         }
 
         #[test]
         fn rest_refusals(status in 100u16..600, body in json()) {
-            let _ = crate::cu::Cu::refusal(status, &body);
+            let _ = crate::cu::refusal(status, &body);
+            let _ = crate::cmcc::parse_change("change/sim-status", &body);
+            let _ = crate::cmcc::parse_order(&body);
             let _ = crate::trinet::Trinet::refusal(status, &body);
             let _ = crate::common::s(&body, "status");
         }

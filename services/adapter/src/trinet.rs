@@ -5,7 +5,7 @@
 
 use crate::common::{json, s, transient_status};
 use gsl_adapter_kit::carrier::{
-    Accepted, CallCtx, CallError, CallResult, CarrierApi, Item, Progress,
+    Accepted, CallCtx, CallError, CallResult, CarrierApi, Item, Lookup, Progress,
 };
 use gsl_adapter_kit::http::Http;
 use gsl_domain::Carrier;
@@ -54,10 +54,7 @@ impl Trinet {
 
     fn accepted(v: &serde_json::Value) -> Accepted {
         let t = s(v, "ticket").to_owned();
-        Accepted {
-            ticket: t.clone(),
-            poll_ref: t,
-        }
+        Accepted::pending(t.clone(), t)
     }
 }
 
@@ -145,7 +142,14 @@ impl CarrierApi for Trinet {
         })
     }
 
-    async fn lookup(&self, ctx: &CallCtx<'_>, _item: &Item) -> CallResult<Option<Accepted>> {
+    /// The project's own contract keeps `GET /tickets?requestId=`: the one
+    /// platform where a change is found by our id.
+    async fn lookup(
+        &self,
+        ctx: &CallCtx<'_>,
+        _item: &Item,
+        _since: chrono::DateTime<chrono::Utc>,
+    ) -> CallResult<Lookup> {
         ctx.pace.query().await;
         let (status, v) = self
             .send(
@@ -156,8 +160,8 @@ impl CarrierApi for Trinet {
             )
             .await?;
         match status {
-            200 => Ok(Some(Trinet::accepted(&v))),
-            404 => Ok(None),
+            200 => Ok(Lookup::Made(Trinet::accepted(&v))),
+            404 => Ok(Lookup::NotMade),
             _ => Err(Trinet::refusal(status, &v)),
         }
     }

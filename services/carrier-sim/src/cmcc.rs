@@ -1,38 +1,50 @@
-//! China Mobile, OneLink EC API v5 style.
+//! China Mobile, OneLink EC API v5, as `../shared/carriers/cmcc.md` gives it.
 //!
-//! * `GET /cmcc/v5/ec/get/token?appid=&password=&transid=` -> a token with a `ttl`.
-//! * Every other call carries `transid` (appid + `yyyyMMddHHmmss` + 8 digits)
-//!   and `token`; an expired or unknown token answers status `12021`.
-//! * Envelope `{"status":"0","message":"正确","result":[...]}`; `status` is a
-//!   string, `result` always an array. Query string (GET) or JSON body (POST).
-//! * `change/sim-status` (`operType` 0 stop, 1 resume, 6 activate, 7 close
-//!   (the close code is unsure)) returns an `orderNum`;
-//!   `query/order-info?orderNum=` (or `?origTransid=`) its result;
-//!   `query/sim-status?iccid=` the card.
-//! * `limit/group-member-data-usage` (`operType` 1 set, 2 cancel, `limitValue`
-//!   MB): the usage cap of pooled cards.
-//! * Back-office processes (no public API; filed, then polled):
-//!   `backoffice/rebind`, `backoffice/region-bind`, `backoffice/directional`.
+//! * `get/token?appid=&password=&transid=` -> `result[0].token`, `ttl`
+//!   (seconds, a string). Every other call carries `transid` and `token`; an
+//!   unknown or expired token answers `12021`. GET with a query string or
+//!   POST with a JSON body of the same fields.
+//! * Envelope `{"status":"0","message":"正确","result":[...]}`: `status` a
+//!   string, `result` always an array.
+//! * A single card is named by exactly one of `msisdn`, `iccid`, `imsi`.
+//! * `change/sim-status` (23S03): `operType` 0 stop, 1 resume, 2
+//!   inventory->activated, 5 testable->activated, 6 awaiting->activated (3,
+//!   4, 8, 9 are inventory moves the project never makes: refused as not
+//!   simulated); there is no `operType 7`. Answers `{"iccid"|..., "orderNum"}`
+//!   (`orderNum` omitted for a configured share of answers).
+//! * `query/order-info` (23M27): `status` strings `acknowledged` ...
+//!   `completed` / `failed`; `query/sim-status` (25S04): `cardStatus`
+//!   (1 awaiting, 2 activated, 4 stopped, 6 testable, 7 inventory, 9
+//!   cancelled) and `lastChangeDate`; `query/sim-card-info/batch` (25S05):
+//!   number mapping, <= 100 ids joined by `_`.
+//! * `limit/group-member-data-usage` (23E04): `msisdn` only, with `groupId`,
+//!   `offerId`, `apnName`, `limitValue` (MB), `actionRule`, `operType` (1 add,
+//!   2 delete, 3 change); the answer is the success (nothing to poll).
+//! * No API exists for rebind, region bind, directional config or close:
+//!   the simulator has no endpoint for them (the adapter files back-office
+//!   requests).
 //!
-//! Codes: `11000` bad parameter, `12004` auth failed, `12009` card not yours,
-//! `12010` card unknown, `12021` token expired, `12089` illegal state, `12098`
-//! resume not allowed. Unsure (no public source): `12006` over the rate limit,
-//! `12090` too soon, `12091` region not allowed, `12092` not offered, `12093`
-//! pooled cards only, `12094` directional refused, `12095` already set / not
-//! set, `10000` system busy.
+//! Codes: `0` OK, `12021` token, `11000` bad parameter, `12004` /`12022`
+//! credentials, `12009` card not this customer's, `12010` card unknown,
+//! `12089` state does not allow it, `12098` stop reason does not allow a
+//! self-service resume (the reseller table; unsure). Over the limit, inside
+//! the repeat window and "not pooled" are labelled settings
+//! ([`crate::config::Undocumented`]).
 
 use crate::config::ApiClass;
-use crate::engine::{Change, DirChange, Engine, OrderState, Refusal};
+use crate::engine::{CardIdKind, Change, Engine, OrderState, Refusal};
 use crate::gate::Gate;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use chrono::{Duration, Utc};
-use gsl_domain::card::SimStatus;
+use chrono::{DateTime, Duration, Utc};
+use gsl_domain::calendar::cst;
+use gsl_domain::card::{SimStatus, StopReason};
 use gsl_domain::carrier::Carrier;
 use gsl_domain::ids::Iccid;
+use rand::Rng;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,20 +61,18 @@ fn err(code: &str, msg: &str) -> Response {
     envelope(code, msg, json!([]))
 }
 
-pub fn busy() -> Response {
-    err("10000", "系统繁忙")
+pub fn busy(e: &Engine) -> Response {
+    over_limit(e)
 }
 
-pub fn over_limit() -> Response {
-    err("12006", "访问频率超过限制")
+pub fn over_limit(e: &Engine) -> Response {
+    err(&e.config.undocumented.cmcc_over_limit, "访问频率超过限制（模拟器设定）")
 }
 
 pub fn classify(parts: &http::request::Parts) -> ApiClass {
     let path = parts.uri.path();
     if path.contains("/query/") || path.ends_with("/get/token") {
         ApiClass::Query
-    } else if path.contains("/list/") {
-        ApiClass::List
     } else {
         ApiClass::Change
     }
@@ -115,18 +125,18 @@ fn decode(s: &str) -> Option<String> {
 }
 
 /// Token and transid checks (the token endpoint checks the password instead).
-pub fn authenticate(e: &Engine, parts: &http::request::Parts) -> Result<(), Response> {
+pub fn authenticate(e: &Engine, parts: &http::request::Parts, body: &[u8]) -> Result<(), Response> {
     if parts.uri.path().ends_with("/get/token") {
         return Ok(());
     }
-    let p = params(parts, &[]);
+    let p = params(parts, body);
     let appid = &e.config.credentials.cmcc_appid;
     match p.get("transid") {
         Some(t) if valid_transid(appid, t) => {}
         _ => return Err(err("11000", "transid 格式错误")),
     }
     let Some(token) = p.get("token") else {
-        return Err(err("12021", "token 不存在或已过期"));
+        return Err(err("12021", "TOKEN不存在或已过期，请重新获取"));
     };
     let tokens = e
         .platform(Carrier::Cmcc)
@@ -135,7 +145,7 @@ pub fn authenticate(e: &Engine, parts: &http::request::Parts) -> Result<(), Resp
         .expect("tokens lock");
     match tokens.get(token) {
         Some(exp) if *exp > Utc::now() => Ok(()),
-        _ => Err(err("12021", "token 不存在或已过期")),
+        _ => Err(err("12021", "TOKEN不存在或已过期，请重新获取")),
     }
 }
 
@@ -145,47 +155,56 @@ fn valid_transid(appid: &str, t: &str) -> bool {
         .is_some_and(|rest| rest.len() == 22 && rest.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn refusal(r: &Refusal) -> Response {
+fn refusal(e: &Engine, r: &Refusal) -> Response {
+    let u = &e.config.undocumented;
     let (code, msg) = match r {
         Refusal::UnknownCard => ("12010", "卡号不存在"),
-        Refusal::IllegalState(_) | Refusal::PendingStop | Refusal::AwaitingActivation => {
-            ("12089", "卡状态不允许此操作")
-        }
-        Refusal::ResumeNotAllowed => ("12098", "只有主动停机可以复机"),
-        Refusal::TooSoon => ("12090", "操作过于频繁"),
-        Refusal::RegionForbidden => ("12091", "该区域不允许绑定"),
-        Refusal::NotOffered
-        | Refusal::RealNameRequired
-        | Refusal::SwitchTooSoon
-        | Refusal::PolicyUnusable(_) => ("12092", "不支持此业务"),
-        Refusal::NotPooled => ("12093", "仅限流量池成员"),
-        Refusal::Directional(_) | Refusal::BatchUnknown => ("12094", "定向配置不符合要求"),
-        Refusal::AlreadySubscribed | Refusal::NotSubscribed => ("12095", "业务已存在或不存在"),
-        Refusal::RebindQuota => ("12096", "本月重绑次数已用完"),
-        Refusal::BadParam(_) | Refusal::TxnConflict => ("11000", "参数错误"),
+        Refusal::ResumeNotAllowed => ("12098", "停机原因不允许自助复机"),
+        Refusal::TooSoon => (u.cmcc_repeat_window.as_str(), "同一号码在限定时间内不允许重复办理（模拟器设定）"),
+        Refusal::NotPooled => (u.cmcc_not_pooled.as_str(), "非流量池成员（模拟器设定）"),
+        Refusal::BadParam(_) => ("11000", "参数错误"),
+        _ => ("12089", "当前状态不允许办理该业务"),
     };
-    let detail = r.to_string();
-    envelope(code, &format!("{msg}: {detail}"), json!([]))
+    envelope(code, &format!("{msg}: {r}"), json!([]))
 }
 
-/// Card lookup with China Mobile's distinction between "not yours" and "unknown".
-fn card_known(e: &Engine, iccid: &str) -> Result<(), Response> {
-    if e.card(Carrier::Cmcc, iccid).is_some() {
-        return Ok(());
-    }
-    match Iccid::parse(iccid).ok().and_then(|i| i.carrier()) {
-        Some(c) if c != Carrier::Cmcc => Err(err("12009", "卡号不属于该集团")),
-        _ => Err(err("12010", "卡号不存在")),
+/// The card a single-card call names: exactly one of `msisdn`, `iccid`,
+/// `imsi`. Returns the card key and the (name, value) to echo.
+fn named_card(
+    e: &Engine,
+    get: &dyn Fn(&str) -> String,
+) -> Result<(String, &'static str, String), Response> {
+    let given: Vec<(&'static str, String)> = ["msisdn", "iccid", "imsi"]
+        .into_iter()
+        .map(|k| (k, get(k)))
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    let [(name, value)] = given.as_slice() else {
+        return Err(err("11000", "msisdn、iccid、imsi 必须且只能填写一个"));
+    };
+    let kind = match *name {
+        "msisdn" => CardIdKind::Msisdn,
+        "iccid" => CardIdKind::Iccid,
+        _ => CardIdKind::Imsi,
+    };
+    match e.find_card(Carrier::Cmcc, kind, value) {
+        Some(id) => Ok((id, name, value.clone())),
+        None => {
+            let other = kind == CardIdKind::Iccid
+                && Iccid::parse(value)
+                    .ok()
+                    .and_then(|i| i.carrier())
+                    .is_some_and(|c| c != Carrier::Cmcc);
+            Err(if other {
+                err("12009", "号码不属于该集团")
+            } else {
+                err("12010", "卡号不存在")
+            })
+        }
     }
 }
 
-fn submit(e: &Engine, card: &str, txn: &str, change: Change) -> Response {
-    match e.submit(Carrier::Cmcc, card, txn, change) {
-        Ok(r) => ok(json!([{"orderNum": r.order_no}])),
-        Err(r) => refusal(&r),
-    }
-}
-
+/// `cardStatus` of the OneLink-CT platform.
 fn card_status(s: SimStatus) -> &'static str {
     match s {
         SimStatus::Activatable => "1",
@@ -197,20 +216,47 @@ fn card_status(s: SimStatus) -> &'static str {
     }
 }
 
+fn stamp(t: DateTime<Utc>) -> String {
+    t.with_timezone(&cst()).format("%Y%m%d%H%M%S").to_string()
+}
+
+/// `query/order-info` `status` of an order.
+fn order_status(o: &crate::engine::Order, now: DateTime<Utc>) -> &'static str {
+    match o.state {
+        OrderState::Succeeded => "completed",
+        OrderState::Failed => "failed",
+        OrderState::Pending if now - o.accepted_at < Duration::seconds(1) => "acknowledged",
+        OrderState::Pending => "inProgress",
+    }
+}
+
+/// `operType` of 23S03 -> the change and the state it starts from.
+fn status_change(oper: &str) -> Result<(Change, Option<SimStatus>), Response> {
+    Ok(match oper {
+        "0" => (Change::Stop, None),
+        "1" => (Change::Resume, None),
+        "2" => (Change::Activate, Some(SimStatus::NotActivated)),
+        "5" => (Change::Activate, Some(SimStatus::Testable)),
+        "6" => (Change::Activate, Some(SimStatus::Activatable)),
+        "3" | "4" | "8" | "9" => return Err(err("11000", "该 operType 未在模拟器中实现")),
+        _ => return Err(err("11000", "operType 错误")),
+    })
+}
+
 async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes) -> Response {
     let e: &Arc<Engine> = &g.engine;
     let p = params(&parts, &body);
     let path = parts.uri.path().to_owned();
     let op = path.rsplit("/v5/ec/").next().unwrap_or("");
-    let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
+    let get = |k: &str| p.get(k).cloned().unwrap_or_default();
     let txn = get("transid");
     match op {
         "get/token" => {
             let c = &e.config.credentials;
             if get("appid") != c.cmcc_appid || get("password") != c.cmcc_password {
-                return err("12004", "鉴权失败");
+                return err("12022", "appid 或密码错误");
             }
-            if !valid_transid(&c.cmcc_appid, get("transid")) {
+            if !valid_transid(&c.cmcc_appid, &txn) {
                 return err("11000", "transid 格式错误");
             }
             let token = format!("{:032x}", rand::random::<u128>());
@@ -219,118 +265,121 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
                 .tokens
                 .lock()
                 .expect("tokens lock")
-                .insert(token.clone(), Utc::now() + Duration::seconds(ttl as i64));
+                .insert(
+                    token.clone(),
+                    Utc::now() + Duration::seconds(ttl.min(i64::MAX as u64 / 2000) as i64),
+                );
             ok(json!([{"token": token, "ttl": ttl.to_string()}]))
         }
         "change/sim-status" => {
-            let iccid = get("iccid");
-            if let Err(r) = card_known(e, iccid) {
-                return r;
-            }
-            let change = match get("operType") {
-                "0" => Change::Stop,
-                "1" => Change::Resume,
-                "6" => Change::Activate,
-                "7" => Change::Close,
-                _ => return err("11000", "operType 错误"),
+            let (card, name, value) = match named_card(e, &get) {
+                Ok(c) => c,
+                Err(r) => return r,
             };
-            submit(e, iccid, txn, change)
+            let (change, from) = match status_change(&get("operType")) {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
+            if let Some(from) = from
+                && e.card(Carrier::Cmcc, &card).is_some_and(|c| c.status != from)
+            {
+                return refusal(e, &Refusal::IllegalState("operType does not match the card's state".into()));
+            }
+            match e.submit(Carrier::Cmcc, &card, &txn, change) {
+                Ok(r) => {
+                    let share = e.config.undocumented.cmcc_omit_order_num_share;
+                    let mut item = json!({ name: value });
+                    if !(share > 0.0 && rand::rng().random_bool(share.clamp(0.0, 1.0))) {
+                        item["orderNum"] = json!(r.order_no);
+                    }
+                    ok(json!([item]))
+                }
+                Err(r) => refusal(e, &r),
+            }
         }
         "limit/group-member-data-usage" => {
-            let iccid = get("iccid");
-            if let Err(r) = card_known(e, iccid) {
-                return r;
+            let msisdn = get("msisdn");
+            if msisdn.is_empty() || !get("iccid").is_empty() || !get("imsi").is_empty() {
+                return err("11000", "该接口只接受 msisdn");
             }
-            let change = match get("operType") {
-                "1" => {
-                    let Ok(mb) = get("limitValue").parse::<i64>() else {
-                        return err("11000", "limitValue 错误");
-                    };
-                    // China Mobile "sets" the cap: add or replace.
-                    let exists = e
-                        .card(Carrier::Cmcc, iccid)
-                        .is_some_and(|c| c.threshold_mb != -1);
-                    if exists {
-                        Change::ThresholdModify { mb }
-                    } else {
-                        Change::ThresholdAdd { mb }
-                    }
+            for k in ["groupId", "offerId", "apnName", "actionRule", "operType"] {
+                if get(k).is_empty() {
+                    return err("11000", &format!("{k} 不能为空"));
                 }
-                "2" => Change::ThresholdCancel,
+            }
+            let Some(card) = e.find_card(Carrier::Cmcc, CardIdKind::Msisdn, &msisdn) else {
+                return err("12010", "卡号不存在");
+            };
+            let limit = || get("limitValue").parse::<i64>().ok().filter(|v| *v >= -1);
+            let exists = e
+                .card(Carrier::Cmcc, &card)
+                .is_some_and(|c| c.threshold_mb != -1);
+            let change = match (get("operType").as_str(), limit()) {
+                ("1" | "3", Some(mb)) if exists => Change::ThresholdModify { mb },
+                ("1" | "3", Some(mb)) => Change::ThresholdAdd { mb },
+                ("2", _) if exists => Change::ThresholdCancel,
+                // Deleting a cap the card does not have leaves it without one.
+                ("2", _) => return ok(json!([])),
+                ("1" | "3", None) => return err("11000", "limitValue 错误"),
                 _ => return err("11000", "operType 错误"),
             };
-            submit(e, iccid, txn, change)
-        }
-        "backoffice/rebind" => {
-            let iccid = get("iccid");
-            if let Err(r) = card_known(e, iccid) {
-                return r;
-            }
-            let imei = Some(get("imei").to_owned()).filter(|s| !s.is_empty());
-            submit(e, iccid, txn, Change::Rebind { imei, fixed: false })
-        }
-        "backoffice/region-bind" => {
-            let iccid = get("iccid");
-            if let Err(r) = card_known(e, iccid) {
-                return r;
-            }
-            let Ok(code) = get("provinceCode").parse::<u16>() else {
-                return err("11000", "provinceCode 错误");
-            };
-            submit(e, iccid, txn, Change::RegionBind { code })
-        }
-        "backoffice/directional" => {
-            let batch = get("batchNo").to_owned();
-            let list = |k: &str| DirChange::list(get(k));
-            let plan = match get("action") {
-                "add" => DirChange::Add {
-                    entries: list("entries"),
-                },
-                "modify" => DirChange::Modify {
-                    id: get("entryId").to_owned(),
-                    entry: get("entry").to_owned(),
-                },
-                "delete" => DirChange::Delete {
-                    ids: list("entryIds"),
-                },
-                _ => return err("11000", "action 错误"),
-            };
-            let key = format!("batch:{batch}");
-            submit(e, &key, txn, Change::Directional { batch, plan })
-        }
-        "query/order-info" => {
-            let order = if !get("orderNum").is_empty() {
-                e.order(Carrier::Cmcc, get("orderNum"))
-            } else {
-                e.order_by_txn(Carrier::Cmcc, get("origTransid"))
-            };
-            match order {
-                None => err("12097", "订单不存在"),
-                Some(o) => ok(json!([{
-                    "orderNum": o.order_no,
-                    "iccid": o.card,
-                    "orderStatus": match o.state { OrderState::Pending => "1", OrderState::Succeeded => "2", OrderState::Failed => "3" },
-                    "acceptTime": o.accepted_at.to_rfc3339(),
-                }])),
+            match e.submit_sync(Carrier::Cmcc, &card, change) {
+                Ok(_) => ok(json!([])),
+                Err(r) => refusal(e, &r),
             }
         }
-        "query/sim-status" => match e.card(Carrier::Cmcc, get("iccid")) {
-            None => match card_known(e, get("iccid")) {
-                Err(r) => r,
-                Ok(()) => err("12010", "卡号不存在"),
-            },
-            Some(c) => ok(json!([{
-                "iccid": c.id,
-                "msisdn": c.msisdn,
-                "imsi": c.imsi,
-                "cardStatus": card_status(c.status),
-                "stopReason": c.stop_reason.code().to_string(),
-                "imei": c.imei.unwrap_or_default(),
-                "usageLimitMb": c.threshold_mb.to_string(),
-                "region": c.region.map(|r| r.to_string()).unwrap_or_default(),
+        "query/order-info" => match e.order(Carrier::Cmcc, &get("orderNum")) {
+            // Orders are kept 60 days; an unknown one is an empty result.
+            None => ok(json!([])),
+            Some(o) => ok(json!([{
+                "orderNum": o.order_no,
+                "status": order_status(&o, e.now()),
+                "statusDate": stamp(o.completed_at.unwrap_or(o.accepted_at)),
+                "createDate": stamp(o.accepted_at),
             }])),
         },
-        _ => err("11000", "接口不存在"),
+        "query/sim-status" => {
+            let (card, _, _) = match named_card(e, &get) {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
+            let c = e.card(Carrier::Cmcc, &card).expect("found above");
+            ok(json!([{
+                "cardStatus": card_status(c.status),
+                "lastChangeDate": c.last_status_change.map(stamp).unwrap_or_default(),
+            }]))
+        }
+        "query/sim-stop-reason" => {
+            let (card, _, _) = match named_card(e, &get) {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
+            let c = e.card(Carrier::Cmcc, &card).expect("found above");
+            // The reason table is not public: the simulator answers with the
+            // domain's operator_status code.
+            let reason = if c.stop_reason == StopReason::Normal { String::new() } else { c.stop_reason.code().to_string() };
+            ok(json!([{"platformType": "OneLink-CT", "stopReason": reason}]))
+        }
+        "query/sim-card-info/batch" => {
+            let (kind, list) = match (get("msisdns"), get("iccids"), get("imsis")) {
+                (m, i, s) if !m.is_empty() && i.is_empty() && s.is_empty() => (CardIdKind::Msisdn, m),
+                (m, i, s) if m.is_empty() && !i.is_empty() && s.is_empty() => (CardIdKind::Iccid, i),
+                (m, i, s) if m.is_empty() && i.is_empty() && !s.is_empty() => (CardIdKind::Imsi, s),
+                _ => return err("11000", "msisdns、iccids、imsis 必须且只能填写一个"),
+            };
+            let ids: Vec<&str> = list.split('_').filter(|s| !s.is_empty()).collect();
+            if ids.len() > 100 {
+                return err("11000", "一次最多 100 个号码");
+            }
+            let found: Vec<Value> = ids
+                .iter()
+                .filter_map(|v| e.find_card(Carrier::Cmcc, kind, v))
+                .filter_map(|id| e.card(Carrier::Cmcc, &id))
+                .map(|c| json!({"msisdn": c.msisdn, "imsi": c.imsi, "iccid": c.id}))
+                .collect();
+            ok(Value::Array(found))
+        }
+        _ => (http::StatusCode::NOT_FOUND, "no such API").into_response(),
     }
 }
 

@@ -143,9 +143,13 @@ pub struct Credentials {
     pub cmcc_password: String,
     /// China Mobile token lifetime, seconds.
     pub cmcc_token_ttl_s: u64,
-    /// China Telecom `AppKey` / secret.
+    /// China Telecom 5GCMP `AppKey` / secret.
     pub ct_app_key: String,
     pub ct_secret: String,
+    /// China Telecom DCP `user_id`, password and 9-character key.
+    pub ct_dcp_user: String,
+    pub ct_dcp_password: String,
+    pub ct_dcp_key: String,
     /// Largest accepted difference between `Timestamp` and the clock, seconds.
     pub ct_max_skew_s: i64,
     /// China Unicom Jasper user / API key (HTTP Basic).
@@ -176,6 +180,9 @@ impl Default for Credentials {
             cmcc_token_ttl_s: 3600,
             ct_app_key: "gslct".into(),
             ct_secret: "ct-secret".into(),
+            ct_dcp_user: "gsldcp".into(),
+            ct_dcp_password: "dcp-secret".into(),
+            ct_dcp_key: "k9X2m7Q4p".into(),
             ct_max_skew_s: 300,
             cu_user: "gslcu".into(),
             cu_api_key: "cu-secret".into(),
@@ -188,20 +195,71 @@ impl Default for Credentials {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CarrierRules {
-    /// China Mobile: seconds between two status changes on one card (3 minutes).
+    /// China Mobile: the per-card repeat window of status changes, seconds.
+    /// `cmcc.md`: 3 min (newer doc) or 30 min (older doc); the simulator
+    /// takes the safe reading, 30 min.
     pub cmcc_status_spacing_s: i64,
     /// China Telecom: successful rebinds per card per calendar month (UTC+8).
     pub ct_rebinds_per_month: u32,
     /// Tri-net: seconds between switches for cards without the SDK.
     pub trinet_switch_spacing_s: i64,
+    /// China Unicom account data: communication plan name -> speed (Kbps).
+    pub cu_speed_plans: BTreeMap<String, u32>,
+    /// China Unicom account data: rate plan name -> usage cap (MB, -1 none).
+    pub cu_cap_plans: BTreeMap<String, i64>,
 }
 
 impl Default for CarrierRules {
     fn default() -> Self {
         CarrierRules {
-            cmcc_status_spacing_s: 180,
+            cmcc_status_spacing_s: 1800,
             ct_rebinds_per_month: 2,
             trinet_switch_spacing_s: 300,
+            cu_speed_plans: BTreeMap::new(),
+            cu_cap_plans: BTreeMap::new(),
+        }
+    }
+}
+
+/// Answers no public source documents. The simulator must answer
+/// something; each value here is a **labelled simulator setting**, not a
+/// carrier fact, and adapters must not depend on it (they keep the code and
+/// text under "carrier refused").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Undocumented {
+    /// China Mobile: envelope `status` when over the rate limit.
+    pub cmcc_over_limit: String,
+    /// China Mobile: envelope `status` when a card is inside its repeat window
+    /// (single change) or any card of a batch is.
+    pub cmcc_repeat_window: String,
+    /// China Mobile: envelope `status` for a cap on a card that is not in a pool.
+    pub cmcc_not_pooled: String,
+    /// China Mobile: share of single status changes answered without an
+    /// `orderNum` (some platforms omit it; `cmcc.md`).
+    pub cmcc_omit_order_num_share: f64,
+    /// China Telecom: `RspCode` of a refused `Sign` / `AppKey` / `Timestamp`.
+    pub ct_auth_failed: String,
+    /// China Telecom: `RspCode` when over the rate limit.
+    pub ct_over_limit: String,
+    /// China Telecom: `RspCode` of a refusal for the card's state.
+    pub ct_illegal_state: String,
+    /// China Unicom: HTTP status when over the 5 calls/s policy (Jasper
+    /// documents the policy, not the answer).
+    pub cu_over_limit_status: u16,
+}
+
+impl Default for Undocumented {
+    fn default() -> Self {
+        Undocumented {
+            cmcc_over_limit: "12006".into(),
+            cmcc_repeat_window: "12090".into(),
+            cmcc_not_pooled: "12093".into(),
+            cmcc_omit_order_num_share: 0.0,
+            ct_auth_failed: "-3".into(),
+            ct_over_limit: "-8".into(),
+            ct_illegal_state: "-1".into(),
+            cu_over_limit_status: 429,
         }
     }
 }
@@ -225,6 +283,7 @@ pub struct SimConfig {
     pub time_scale: Option<f64>,
     pub credentials: Credentials,
     pub rules: CarrierRules,
+    pub undocumented: Undocumented,
     pub completion: Completion,
     /// Per-carrier limits (missing carriers get the defaults).
     pub limits: BTreeMap<Carrier, Limits>,
@@ -243,6 +302,7 @@ impl Default for SimConfig {
             time_scale: None,
             credentials: Credentials::default(),
             rules: CarrierRules::default(),
+            undocumented: Undocumented::default(),
             completion: Completion::default(),
             limits: BTreeMap::new(),
             faults: BTreeMap::new(),

@@ -1,39 +1,45 @@
-//! China Telecom, 5G CMP OpenAPI style.
+//! China Telecom, as `../shared/carriers/ct.md` gives it: the 5GCMP open API
+//! and, where 5GCMP has no method, the legacy DCP `m2m_ec`.
 //!
-//! * `POST /ct/5gcmp/openapi/v1/common/{method}` with a flat JSON body of
-//!   string parameters.
-//! * Headers `AppKey`, `Timestamp` (`yyyyMMddHHmmss`, China time) and `Sign` =
-//!   upper-case hex MD5 of the parameters sorted by name as `k=v&k=v`, then
-//!   the secret, then the timestamp. A timestamp more than `ct_max_skew_s`
-//!   from the clock is refused.
-//! * Answers `{"rspCode":"0000","rspDesc":..,"groupTransactionId":..,"data":{..}}`;
-//!   `0000` = accepted (the change itself is asynchronous).
-//! * Methods: `disabledNumber` (`orderTypeId` 19 stop, 20 resume),
-//!   `requestServActive` (forced activation), `singleCutNet` (`action`
-//!   ADD / DEL), `offNetAction` (`action` 1 add / 2 modify / 3 cancel, `quota`
-//!   MB), `speedLimitAction` (`action` ADD / DEL, `speedValue` code),
-//!   `IMEIReRecord` (`bind_type` "" normal / "2" fixed, `imei`),
-//!   `queryCardMainStatus` (1 activatable, 2 test-active, 3 inventory, 4 in
-//!   use, 5 stopped, 6 closed); unsure: `cancelNumber` (close),
-//!   `dirWhiteListAction` (directional), `queryOrder` (by `transactionId`).
-//! * Every change carries our `transactionId`; a repeat returns the original
-//!   receipt.
+//! **5GCMP** (`/5gcmp/openapi/v1/common/{method}`,
+//! `/openapi/v1/prodinst/queryCardMainStatus`), GET with a query string (or
+//! POST with a JSON body). Headers `AppKey`, `Timestamp` (`yyyyMMddHHmmss`,
+//! China time or GMT: either is accepted within `ct_max_skew_s`, the zone is
+//! unsure) and `Sign` = hex of the ASCII of lower-case `md5(sortedQuery +
+//! rawBody + secret + Timestamp)`, upper case, 64 characters. The card is
+//! named by `access_number`.
 //!
-//! Codes: `-5` monthly rebind limit, `-9` duplicate subscription
-//! ("不能重复订购"), `100008` card awaiting activation; unsure: `-1` illegal
-//! state, `-2` bad parameter, `-3` signature or auth failed, `-4` card
-//! unknown, `-6` not offered, `-7` pending order, `-8` over the rate limit,
-//! `-10` nothing to modify, `-11` directional refused, `-12` transaction id
-//! conflict, `-99` system busy.
+//! | method | params | answer |
+//! |---|---|---|
+//! | `disabledNumberService` | `access_number`, `acctCd` (required, may be empty), `orderTypeId` 19 stop / 20 resume | XML `SvcCont` `RspCode 0000`; resume of a card awaiting activation: `result=100008` |
+//! | `requestServActive` | `access_number` | `{"RESULT":"0","SMSG":"成功"}` |
+//! | `singleCutNet` | `access_number`, `action` ADD / DEL | XML `SvcCont` |
+//! | `offNetAction` | `access_number`, `action` 1 add / 2 modify / 3 cancel, `quota` MB, `type` 1 / 2 | XML `SvcCont`; an add on a card that has a threshold answers success and changes nothing; a modify on one without answers "未订购达量断网" |
+//! | `speedLimitAction` | `access_number`, `action` ADD + `speedValue` code, DEL + `speedValue=10` | `{"resultCode":"0000","resultMsg":"成功"}` |
+//! | `queryCardMainStatus` | `access_number` | `{"result":"0","productInfo":[{"productMainStatusCd",..}],"netBlockStatusName"}` |
+//!
+//! **DCP** (`/m2m_ec/query.do`, `/m2m_ec/app/serviceAccept.do`): `method`,
+//! `user_id`, `access_number` or `iccid`, `passWord` = `strEnc(password)`,
+//! `sign` = `strEnc(values sorted and joined by ",")` with the keys of the
+//! 9-character DCP key. Methods: `IMEIReRecord` (`action=ADD`, `bind_type`
+//! "" / 2, `imei` for 2; JSON `Response` + `GROUP_TRANSACTIONID`; `-5` over
+//! the monthly limit) and `getTelephone` (`iccid` or `imsi` -> access
+//! number; answer shape not public: `{"IRESULT":"0","SMSG":..,"RESULT":n}`,
+//! a simulator choice).
+//!
+//! Codes with a source: `0000`, `-5`, `-9`, `100008`. Refusals without one
+//! (auth, over the limit, state) are labelled settings
+//! ([`crate::config::Undocumented`]). No endpoint exists for close, region
+//! bind or directional config.
 
 use crate::config::ApiClass;
-use crate::engine::{Change, DirChange, Engine, OrderState, Refusal};
+use crate::engine::{CardIdKind, Change, Engine, Refusal};
 use crate::gate::Gate;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::any;
 use chrono::{NaiveDateTime, TimeZone, Utc};
 use gsl_domain::calendar::cst;
 use gsl_domain::card::SimStatus;
@@ -43,65 +49,170 @@ use md5::{Digest, Md5};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-fn answer(code: &str, desc: &str, txn: &str, data: Value) -> Response {
-    axum::Json(json!({"rspCode": code, "rspDesc": desc, "groupTransactionId": txn, "data": data}))
+fn xml(rsp_type: &str, code: &str, desc: &str, txn: &str) -> Response {
+    (
+        [(http::header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        format!(
+            "<SvcCont><Response><RspType>{rsp_type}</RspType><RspCode>{code}</RspCode><RspDesc>{}</RspDesc></Response><GROUP_TRANSACTIONID>{txn}</GROUP_TRANSACTIONID></SvcCont>",
+            escape(desc)
+        ),
+    )
         .into_response()
 }
 
-fn err(code: &str, desc: &str) -> Response {
-    answer(code, desc, "", json!({}))
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-pub fn busy() -> Response {
-    err("-99", "系统繁忙")
+fn xml_refused(code: &str, desc: &str) -> Response {
+    xml("1", code, desc, "")
 }
 
-pub fn over_limit() -> Response {
-    err("-8", "调用频率超过限制")
+pub fn busy(e: &Engine) -> Response {
+    over_limit(e)
+}
+
+pub fn over_limit(e: &Engine) -> Response {
+    xml_refused(&e.config.undocumented.ct_over_limit, "调用频率超过限制（模拟器设定）")
 }
 
 fn method(parts: &http::request::Parts) -> &str {
     parts.uri.path().rsplit('/').next().unwrap_or("")
 }
 
-pub fn classify(parts: &http::request::Parts, _body: &[u8]) -> ApiClass {
-    let m = method(parts);
-    if m.starts_with("query") {
+fn is_dcp(parts: &http::request::Parts) -> bool {
+    parts.uri.path().contains("/m2m_ec/")
+}
+
+pub fn classify(parts: &http::request::Parts, body: &[u8]) -> ApiClass {
+    let m = if is_dcp(parts) {
+        params(parts, body).get("method").cloned().unwrap_or_default()
+    } else {
+        method(parts).to_owned()
+    };
+    if m.starts_with("query") || m.starts_with("get") {
         ApiClass::Query
-    } else if m.starts_with("list") {
-        ApiClass::List
     } else {
         ApiClass::Change
     }
 }
 
-/// The body as sorted string parameters.
-pub fn params(body: &[u8]) -> Option<BTreeMap<String, String>> {
-    match serde_json::from_slice::<Value>(body).ok()? {
-        Value::Object(m) => Some(
-            m.into_iter()
-                .map(|(k, v)| {
-                    let s = match v {
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    };
-                    (k, s)
-                })
-                .collect(),
-        ),
-        _ => None,
+/// Query pairs (decoded) and, for a JSON or form body, its fields.
+pub fn params(parts: &http::request::Parts, body: &[u8]) -> BTreeMap<String, String> {
+    let mut p = query_pairs(parts.uri.query().unwrap_or(""));
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => {
+            for (k, v) in m {
+                let s = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                p.insert(k, s);
+            }
+        }
+        _ => {
+            if let Ok(text) = std::str::from_utf8(body)
+                && text.contains('=')
+            {
+                p.extend(query_pairs(text));
+            }
+        }
     }
+    p
 }
 
-/// `Sign` = upper-case hex MD5 of `k=v&...` (sorted) + secret + timestamp.
-pub fn sign(params: &BTreeMap<String, String>, secret: &str, timestamp: &str) -> String {
-    let joined: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let text = format!("{}{secret}{timestamp}", joined.join("&"));
-    hex::encode_upper(Md5::digest(text.as_bytes()))
+fn query_pairs(q: &str) -> BTreeMap<String, String> {
+    q.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (pct(k), pct(v))
+        })
+        .collect()
+}
+
+fn pct(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The 5GCMP `Sign` the platform expects (ct.md, "5GCMP transport and signing").
+fn expected_sign(sorted_query: &str, raw_body: &[u8], secret: &str, ts: &str) -> String {
+    let mut plain = sorted_query.as_bytes().to_vec();
+    plain.extend_from_slice(raw_body);
+    plain.extend_from_slice(secret.as_bytes());
+    plain.extend_from_slice(ts.as_bytes());
+    let lower = hex::encode(Md5::digest(&plain));
+    hex::encode_upper(lower.as_bytes())
+}
+
+fn within_skew(ts: &str, max_skew_s: i64) -> bool {
+    let Ok(n) = NaiveDateTime::parse_from_str(ts, "%Y%m%d%H%M%S") else {
+        return false;
+    };
+    let now = Utc::now();
+    let as_cst = cst().from_local_datetime(&n).single().map(|t| t.with_timezone(&Utc));
+    let as_gmt = Some(Utc.from_utc_datetime(&n));
+    [as_cst, as_gmt]
+        .into_iter()
+        .flatten()
+        .any(|t| (t - now).num_seconds().abs() <= max_skew_s)
+}
+
+/// The values each DCP method signs (ct.md, "Sign value lists").
+fn dcp_signed_values(method: &str, p: &BTreeMap<String, String>, password: &str) -> Vec<String> {
+    let g = |k: &str| p.get(k).cloned().unwrap_or_default();
+    let card = if p.contains_key("access_number") { g("access_number") } else if p.contains_key("iccid") { g("iccid") } else { g("imsi") };
+    let mut v = vec![card, g("user_id"), password.to_owned(), method.to_owned()];
+    if method == "IMEIReRecord" {
+        v.push(g("action"));
+    }
+    v
 }
 
 pub fn authenticate(e: &Engine, parts: &http::request::Parts, body: &[u8]) -> Result<(), Response> {
     let c = &e.config.credentials;
+    let denied = |why: &str| {
+        Err(xml_refused(
+            &e.config.undocumented.ct_auth_failed,
+            &format!("鉴权失败（模拟器设定）: {why}"),
+        ))
+    };
+    if is_dcp(parts) {
+        let p = params(parts, body);
+        let g = |k: &str| p.get(k).cloned().unwrap_or_default();
+        let (k1, k2, k3) = gsl_desjs::dcp_keys(&c.ct_dcp_key);
+        if g("user_id") != c.ct_dcp_user {
+            return denied("user_id");
+        }
+        if g("passWord") != gsl_desjs::str_enc(&c.ct_dcp_password, &k1, &k2, &k3) {
+            return denied("passWord");
+        }
+        let mut values = dcp_signed_values(&g("method"), &p, &c.ct_dcp_password);
+        values.sort();
+        if g("sign") != gsl_desjs::str_enc(&values.join(","), &k1, &k2, &k3) {
+            return denied("sign");
+        }
+        return Ok(());
+    }
     let h = |k: &str| {
         parts
             .headers
@@ -110,209 +221,189 @@ pub fn authenticate(e: &Engine, parts: &http::request::Parts, body: &[u8]) -> Re
             .unwrap_or("")
     };
     if h("AppKey") != c.ct_app_key {
-        return Err(err("-3", "AppKey 无效"));
+        return denied("AppKey");
     }
     let ts = h("Timestamp");
-    let Some(t) = NaiveDateTime::parse_from_str(ts, "%Y%m%d%H%M%S")
-        .ok()
-        .and_then(|n| cst().from_local_datetime(&n).single())
-    else {
-        return Err(err("-3", "Timestamp 格式错误"));
-    };
-    let skew = (t.with_timezone(&Utc) - Utc::now()).num_seconds().abs();
-    if skew > c.ct_max_skew_s {
-        return Err(err("-3", "Timestamp 超出允许范围"));
+    if !within_skew(ts, c.ct_max_skew_s) {
+        return denied("Timestamp");
     }
-    let Some(p) = params(body) else {
-        return Err(err("-2", "请求体不是 JSON 对象"));
-    };
-    if !sign(&p, &c.ct_secret, ts).eq_ignore_ascii_case(h("Sign")) {
-        return Err(err("-3", "签名错误"));
+    let sorted: Vec<String> = query_pairs(parts.uri.query().unwrap_or(""))
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let sign = h("Sign");
+    if sign.len() != 64 || sign != expected_sign(&sorted.join("&"), body, &c.ct_secret, ts) {
+        return denied("Sign");
     }
     Ok(())
 }
 
-fn refusal(r: &Refusal) -> Response {
-    let (code, desc) = match r {
-        Refusal::RebindQuota => ("-5", "该卡本月调用次数超过限制"),
-        Refusal::AlreadySubscribed => ("-9", "已订购该业务，不能重复订购"),
-        Refusal::AwaitingActivation => ("100008", "卡处于待激活状态"),
-        Refusal::IllegalState(_) | Refusal::ResumeNotAllowed | Refusal::TooSoon => {
-            ("-1", "卡状态不允许此操作")
-        }
-        Refusal::BadParam(_) => ("-2", "参数错误"),
-        Refusal::UnknownCard | Refusal::BatchUnknown => ("-4", "号码不存在"),
-        Refusal::NotOffered
-        | Refusal::RealNameRequired
-        | Refusal::NotPooled
-        | Refusal::RegionForbidden
-        | Refusal::SwitchTooSoon
-        | Refusal::PolicyUnusable(_) => ("-6", "不支持此业务"),
-        Refusal::PendingStop => ("-7", "存在在途工单"),
-        Refusal::NotSubscribed => ("-10", "未订购该业务"),
-        Refusal::Directional(_) => ("-11", "定向配置不符合要求"),
-        Refusal::TxnConflict => ("-12", "流水号重复"),
-    };
-    err(code, &format!("{desc}: {r}"))
+/// 28 digits, as in the carrier's example.
+fn group_txn(order_no: &str) -> String {
+    let digits: String = order_no.chars().filter(char::is_ascii_digit).collect();
+    format!("1000000190{:0>18}", digits)
 }
 
-fn submit(e: &Engine, card: &str, txn: &str, change: Change) -> Response {
-    if txn.is_empty() {
-        return err("-2", "transactionId 不能为空");
-    }
-    match e.submit(Carrier::Ct, card, txn, change) {
-        Ok(r) => answer(
-            "0000",
-            "受理成功",
-            &r.order_no,
-            json!({"transactionId": txn}),
-        ),
-        Err(r) => refusal(&r),
-    }
-}
-
-fn main_status(s: SimStatus) -> &'static str {
+fn main_status(s: SimStatus) -> (&'static str, &'static str) {
     match s {
-        SimStatus::Activatable => "1",
-        SimStatus::Testable => "2",
-        SimStatus::NotActivated => "3",
-        SimStatus::InUse => "4",
-        SimStatus::Stopped => "5",
-        SimStatus::Closed => "6",
+        SimStatus::Activatable => ("1", "可激活"),
+        SimStatus::Testable => ("2", "测试激活"),
+        SimStatus::NotActivated => ("3", "测试去激活"),
+        SimStatus::InUse => ("4", "在用"),
+        SimStatus::Stopped => ("5", "停机"),
+        SimStatus::Closed => ("7", "拆机"),
+    }
+}
+
+fn xml_refusal(e: &Engine, r: &Refusal) -> Response {
+    match r {
+        Refusal::RebindQuota => xml_refused("-5", "业务校验失败（单卡本月调用次数已超过限定次数！）"),
+        Refusal::AlreadySubscribed => xml_refused("-9", "[O0300304-1148]已订购功能产品，不能重复订购"),
+        other => xml_refused(&e.config.undocumented.ct_illegal_state, &other.to_string()),
+    }
+}
+
+fn submit_xml(e: &Engine, card: &str, change: Change) -> Response {
+    match e.submit(Carrier::Ct, card, "", change) {
+        Ok(r) => xml("0", "0000", "成功接收消息", &group_txn(&r.order_no)),
+        Err(r) => xml_refusal(e, &r),
     }
 }
 
 async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes) -> Response {
     let e = &g.engine;
-    let p = params(&body).unwrap_or_default();
-    let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
-    let card = if get("iccid").is_empty() {
-        get("access_number")
-    } else {
-        get("iccid")
+    let p = params(&parts, &body);
+    let get = |k: &str| p.get(k).cloned().unwrap_or_default();
+    if is_dcp(&parts) {
+        return dcp(e, &p);
+    }
+    let number = get("access_number");
+    let card = e.find_card(Carrier::Ct, CardIdKind::Msisdn, &number);
+    let m = method(&parts);
+    let Some(card) = card else {
+        return xml_refused(&e.config.undocumented.ct_illegal_state, &format!("号码 {number:?} 不存在"));
     };
-    let txn = get("transactionId");
-    let change = match method(&parts) {
-        "disabledNumber" => match get("orderTypeId") {
-            "19" => Change::Stop,
-            "20" => Change::Resume,
-            _ => return err("-2", "orderTypeId 错误"),
-        },
-        "requestServActive" => Change::Activate,
-        "cancelNumber" => Change::Close,
-        "singleCutNet" => match get("action") {
-            "ADD" => Change::CutNet,
-            "DEL" => Change::RestoreNet,
-            _ => return err("-2", "action 错误"),
-        },
-        "offNetAction" => {
-            let quota = || {
-                get("quota")
-                    .parse::<i64>()
-                    .map_err(|_| err("-2", "quota 错误"))
+    match m {
+        "disabledNumberService" => {
+            if !p.contains_key("acctCd") {
+                return xml_refused("-1", "acctCd 不能为空");
+            }
+            let change = match get("orderTypeId").as_str() {
+                "19" => Change::Stop,
+                "20" => Change::Resume,
+                _ => return xml_refused("-1", "orderTypeId 错误"),
             };
-            match get("action") {
-                "1" => match quota() {
-                    Ok(mb) => Change::ThresholdAdd { mb },
-                    Err(r) => return r,
-                },
-                "2" => match quota() {
-                    Ok(mb) => Change::ThresholdModify { mb },
-                    Err(r) => return r,
-                },
-                "3" => Change::ThresholdCancel,
-                _ => return err("-2", "action 错误"),
+            match e.submit(Carrier::Ct, &card, "", change) {
+                Ok(r) => xml("0", "0000", "成功接收消息", &group_txn(&r.order_no)),
+                Err(Refusal::AwaitingActivation) => {
+                    axum::Json(json!({"result": "100008", "resultMsg": "卡处于待激活状态"})).into_response()
+                }
+                Err(r) => xml_refusal(e, &r),
             }
         }
-        "speedLimitAction" => match get("action") {
-            "ADD" => match get("speedValue")
-                .parse::<u8>()
-                .ok()
-                .and_then(speed::ct_kbps)
-            {
-                Some(kbps) => Change::Speed { kbps },
-                None => return err("-2", "speedValue 错误"),
-            },
-            "DEL" => Change::Speed { kbps: 0 },
-            _ => return err("-2", "action 错误"),
+        "requestServActive" => match e.submit(Carrier::Ct, &card, "", Change::Activate) {
+            Ok(_) => axum::Json(json!({"RESULT": "0", "SMSG": "成功"})).into_response(),
+            Err(r) => axum::Json(json!({"RESULT": e.config.undocumented.ct_illegal_state, "SMSG": r.to_string()})).into_response(),
         },
-        "IMEIReRecord" => {
-            let fixed = match get("bind_type") {
-                "" => false,
-                "2" => true,
-                _ => return err("-2", "bind_type 错误"),
-            };
-            let imei = Some(get("imei").to_owned()).filter(|s| !s.is_empty());
-            Change::Rebind { imei, fixed }
+        "singleCutNet" => match get("action").as_str() {
+            "ADD" => submit_xml(e, &card, Change::CutNet),
+            "DEL" => submit_xml(e, &card, Change::RestoreNet),
+            _ => xml_refused("-1", "action 错误"),
+        },
+        "offNetAction" => {
+            if !matches!(get("type").as_str(), "1" | "2") {
+                return xml_refused("-1", "type 错误");
+            }
+            let quota = get("quota").parse::<i64>().ok().filter(|q| *q >= -1);
+            let has = e.card(Carrier::Ct, &card).is_some_and(|c| c.threshold_mb != -1);
+            match (get("action").as_str(), quota) {
+                // 5GCMP reports an add on a card that has a threshold as a
+                // success and changes nothing (yunze's reason to modify first).
+                ("1", Some(_)) if has => xml("0", "0000", "成功接收消息", &group_txn("0")),
+                ("1", Some(mb)) => submit_xml(e, &card, Change::ThresholdAdd { mb }),
+                ("2", Some(_)) if !has => xml_refused(&e.config.undocumented.ct_illegal_state, "未订购达量断网"),
+                ("2", Some(mb)) => submit_xml(e, &card, Change::ThresholdModify { mb }),
+                ("3", _) if !has => xml_refused(&e.config.undocumented.ct_illegal_state, "未订购达量断网"),
+                ("3", _) => submit_xml(e, &card, Change::ThresholdCancel),
+                _ => xml_refused("-1", "action 或 quota 错误"),
+            }
         }
-        "dirWhiteListAction" => {
-            let list = |k: &str| DirChange::list(get(k));
-            let plan = match get("action") {
-                "ADD" => DirChange::Add {
-                    entries: list("entries"),
+        "speedLimitAction" => {
+            let change = match (get("action").as_str(), get("speedValue").as_str()) {
+                ("DEL", "10") => Change::Speed { kbps: 0 },
+                ("ADD", v) => match v.parse::<u8>().ok().and_then(speed::ct_kbps) {
+                    Some(kbps) => Change::Speed { kbps },
+                    None => return axum::Json(json!({"resultCode": "-1", "resultMsg": "speedValue 错误"})).into_response(),
                 },
-                "MOD" => DirChange::Modify {
-                    id: get("entryId").to_owned(),
-                    entry: get("entry").to_owned(),
-                },
-                "DEL" => DirChange::Delete {
-                    ids: list("entryIds"),
-                },
-                _ => return err("-2", "action 错误"),
+                _ => return axum::Json(json!({"resultCode": "-1", "resultMsg": "action 或 speedValue 错误"})).into_response(),
             };
-            let batch = get("batchNo").to_owned();
-            return submit(
-                e,
-                &format!("batch:{batch}"),
-                txn,
-                Change::Directional { batch, plan },
-            );
+            match e.submit(Carrier::Ct, &card, "", change) {
+                Ok(_) => axum::Json(json!({"resultCode": "0000", "resultMsg": "成功"})).into_response(),
+                Err(r) => axum::Json(json!({"resultCode": e.config.undocumented.ct_illegal_state, "resultMsg": r.to_string()})).into_response(),
+            }
         }
         "queryCardMainStatus" => {
-            return match e.card(Carrier::Ct, card) {
-                None => err("-4", "号码不存在"),
-                Some(c) => answer(
-                    "0000",
-                    "成功",
-                    "",
-                    json!({
-                        "iccid": c.id,
-                        "msisdn": c.msisdn,
-                        "cardMainStatus": main_status(c.status),
-                        "stopReason": c.stop_reason.code().to_string(),
-                        "cutNet": c.cut_net,
-                        "speedValue": speed::ct_code(c.speed_kbps).map(|x| x.to_string()).unwrap_or_default(),
-                        "offNetQuota": c.threshold_mb.to_string(),
-                        "imei": c.imei.unwrap_or_default(),
-                        "imeiBindRemainTimes": e.config.rules.ct_rebinds_per_month.saturating_sub(
-                            c.rebinds.get(&gsl_domain::calendar::month_key(e.now())).copied().unwrap_or(0)).to_string(),
-                    }),
-                ),
-            };
+            let c = e.card(Carrier::Ct, &card).expect("found above");
+            let (cd, name) = main_status(c.status);
+            axum::Json(json!({
+                "result": "0",
+                "resultMsg": "成功",
+                "productInfo": [{"productMainStatusCd": cd, "productMainStatusName": name}],
+                "netBlockStatusName": if c.cut_net { "已断网" } else { "未断网" },
+                "authStatus": if c.real_named { "1" } else { "0" },
+            }))
+            .into_response()
         }
-        "queryOrder" => {
-            return match e.order_by_txn(Carrier::Ct, txn) {
-                None => err("-4", "工单不存在"),
-                Some(o) => answer(
-                    "0000",
-                    "成功",
-                    &o.order_no,
-                    json!({
-                        "transactionId": o.txn,
-                        "orderStatus": match o.state { OrderState::Pending => "PROCESSING", OrderState::Succeeded => "SUCCESS", OrderState::Failed => "FAILED" },
-                    }),
-                ),
-            };
-        }
-        other => return err("-2", &format!("未知方法 {other}")),
+        _ => (http::StatusCode::NOT_FOUND, "no such method").into_response(),
+    }
+}
+
+fn dcp(e: &Engine, p: &BTreeMap<String, String>) -> Response {
+    let get = |k: &str| p.get(k).cloned().unwrap_or_default();
+    let answer = |t: &str, code: &str, desc: &str, txn: &str| {
+        axum::Json(json!({"Response": {"RspType": t, "RspCode": code, "RspDesc": desc}, "GROUP_TRANSACTIONID": txn})).into_response()
     };
-    submit(e, card, txn, change)
+    match get("method").as_str() {
+        "getTelephone" => {
+            let found = if !get("iccid").is_empty() {
+                e.find_card(Carrier::Ct, CardIdKind::Iccid, &get("iccid"))
+            } else {
+                e.find_card(Carrier::Ct, CardIdKind::Imsi, &get("imsi"))
+            };
+            match found.and_then(|id| e.card(Carrier::Ct, &id)) {
+                Some(c) => axum::Json(json!({"IRESULT": "0", "SMSG": "成功", "RESULT": c.msisdn})).into_response(),
+                None => axum::Json(json!({"IRESULT": "-1", "SMSG": "号码不存在"})).into_response(),
+            }
+        }
+        "IMEIReRecord" => {
+            let Some(card) = e.find_card(Carrier::Ct, CardIdKind::Msisdn, &get("access_number")) else {
+                return answer("1", &e.config.undocumented.ct_illegal_state, "号码不存在", "");
+            };
+            if get("action") != "ADD" {
+                return answer("1", "-1", "action 必须为 ADD", "");
+            }
+            let (fixed, imei) = match get("bind_type").as_str() {
+                "" => (false, None),
+                "2" => (true, Some(get("imei")).filter(|s| !s.is_empty())),
+                _ => return answer("1", "-1", "bind_type 错误", ""),
+            };
+            match e.submit(Carrier::Ct, &card, "", Change::Rebind { imei, fixed }) {
+                Ok(r) => answer("0", "0000", "成功接收消息", &group_txn(&r.order_no)),
+                Err(Refusal::RebindQuota) => answer("1", "-5", "业务校验失败（单卡本月调用次数已超过限定次数！）", ""),
+                Err(r) => answer("1", &e.config.undocumented.ct_illegal_state, &r.to_string(), ""),
+            }
+        }
+        other => answer("1", "-1", &format!("未知方法 {other}"), ""),
+    }
 }
 
 /// Routes under `/ct`.
 pub fn router(g: Gate) -> Router {
     Router::new()
-        .route("/5gcmp/openapi/v1/common/{method}", post(handle))
+        .route("/5gcmp/openapi/v1/common/{method}", any(handle))
+        .route("/openapi/v1/prodinst/{method}", any(handle))
+        .route("/m2m_ec/query.do", any(handle))
+        .route("/m2m_ec/app/serviceAccept.do", any(handle))
         .layer(axum::middleware::from_fn_with_state(
             g.clone(),
             crate::gate::gate,
@@ -324,20 +415,33 @@ pub fn router(g: Gate) -> Router {
 mod tests {
     use super::*;
 
+    /// The worked vectors of ct.md, as literals.
     #[test]
-    fn signature_is_stable_and_order_independent() {
-        let mut p = BTreeMap::new();
-        p.insert("iccid".to_string(), "8986031".to_string());
-        p.insert("action".to_string(), "ADD".to_string());
-        let s = sign(&p, "secret", "20261123153000");
-        // md5("action=ADD&iccid=8986031secret20261123153000")
-        let expect =
-            hex::encode_upper(Md5::digest(b"action=ADD&iccid=8986031secret20261123153000"));
-        assert_eq!(s, expect);
-        assert_eq!(s.len(), 32);
-        assert!(
-            s.chars()
-                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+    fn sign_vectors_of_ct_md() {
+        assert_eq!(
+            expected_sign(
+                "access_number=14910000001&acctCd=&orderTypeId=19",
+                b"",
+                "Zq7Vector2026",
+                "20261201013000"
+            ),
+            "6230326661303761636665323630383130656330333839303035383638346162"
         );
+        assert_eq!(
+            expected_sign(
+                "",
+                br#"{"access_number":"14910000001","action":"ADD"}"#,
+                "Zq7Vector2026",
+                "20261201013000"
+            ),
+            "3536386239323864663431623637663030376565623437393762326635643238"
+        );
+    }
+
+    #[test]
+    fn query_pairs_sort_and_decode() {
+        let p = query_pairs("orderTypeId=19&access_number=149%31&acctCd=");
+        let joined: Vec<String> = p.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(joined.join("&"), "access_number=1491&acctCd=&orderTypeId=19");
     }
 }

@@ -155,6 +155,14 @@ pub enum Refusal {
     TxnConflict,
 }
 
+/// How a carrier call names a card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardIdKind {
+    Iccid,
+    Msisdn,
+    Imsi,
+}
+
 /// A receipt: the carrier's order number for an accepted change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
@@ -331,6 +339,13 @@ impl Engine {
         self.platform(c).inv.lock().expect("inventory lock").get(id)
     }
 
+    /// Edit a stored card in place (plan names and other account data).
+    pub fn edit_card(&self, c: Carrier, id: &str, f: impl FnOnce(&mut CardRecord)) {
+        if let Some(card) = self.platform(c).inv.lock().expect("inventory lock").get_mut(id) {
+            f(card);
+        }
+    }
+
     /// Create or replace a card (admin).
     pub fn put_card(&self, c: Carrier, card: CardRecord) {
         self.platform(c)
@@ -366,10 +381,46 @@ impl Engine {
         txn: &str,
         change: Change,
     ) -> Result<Receipt, Refusal> {
+        self.submit_as(c, card_id, txn, change, false)
+    }
+
+    /// Submit a change that takes effect before the answer (China Unicom's
+    /// Jasper edits are synchronous), whatever the completion mode.
+    pub fn submit_sync(
+        &self,
+        c: Carrier,
+        card_id: &str,
+        change: Change,
+    ) -> Result<Receipt, Refusal> {
+        self.submit_as(c, card_id, "", change, true)
+    }
+
+    /// The card key of a card named by a carrier identifier (`iccid`,
+    /// `msisdn` / access number, `imsi`).
+    pub fn find_card(&self, c: Carrier, kind: CardIdKind, value: &str) -> Option<String> {
+        let inv = self.platform(c).inv.lock().expect("inventory lock");
+        match kind {
+            CardIdKind::Iccid => inv.get(value).map(|c| c.id),
+            CardIdKind::Msisdn => inv.id_by_msisdn(value),
+            CardIdKind::Imsi => inv.id_by_imsi(value),
+        }
+    }
+
+    fn submit_as(
+        &self,
+        c: Carrier,
+        card_id: &str,
+        txn: &str,
+        change: Change,
+        sync: bool,
+    ) -> Result<Receipt, Refusal> {
         let p = self.platform(c);
         let now = self.now();
         let mut inv = p.inv.lock().expect("inventory lock");
-        {
+        // Only the tri-net contract (the project's own) de-duplicates by
+        // request id; no real carrier documents one (carriers/README.md §2),
+        // so a repeated call to CMCC, CT or CU is a second change.
+        if c == Carrier::Trinet {
             let orders = p.orders.lock().expect("orders lock");
             if let Some(no) = orders.by_txn.get(txn) {
                 let o = &orders.by_no[no];
@@ -418,6 +469,7 @@ impl Engine {
         let mut rng = rand::rng();
         let fail = rng.random_bool(completion.fail_share.clamp(0.0, 1.0));
         let due = match completion.mode {
+            _ if sync => now,
             CompletionMode::Immediate => now,
             CompletionMode::Sla => {
                 let row = sla::for_op(change.op(), c);
@@ -465,15 +517,19 @@ impl Engine {
                 .txns
                 .push(txn.to_owned());
         }
-        if completion.mode == CompletionMode::Immediate {
+        if sync || completion.mode == CompletionMode::Immediate {
             let mut orders = p.orders.lock().expect("orders lock");
-            orders.by_txn.insert(txn.to_owned(), order_no.clone());
+            if c == Carrier::Trinet {
+                orders.by_txn.insert(txn.to_owned(), order_no.clone());
+            }
             orders.by_no.insert(order_no.clone(), order);
             drop(orders);
             self.complete_locked(p, &mut inv, &order_no, now);
         } else {
             let mut orders = p.orders.lock().expect("orders lock");
-            orders.by_txn.insert(txn.to_owned(), order_no.clone());
+            if c == Carrier::Trinet {
+                orders.by_txn.insert(txn.to_owned(), order_no.clone());
+            }
             orders.by_no.insert(order_no.clone(), order);
             orders.due.push(Reverse((due, seq)));
             orders.due_no.insert(seq, order_no.clone());
@@ -928,22 +984,29 @@ mod tests {
     }
 
     #[test]
-    fn replayed_txn_is_not_applied_twice() {
+    fn only_trinet_replays_a_request_id() {
         let e = engine(CompletionMode::Immediate);
-        let id = card_with(&e, Carrier::Ct, |c| c.status = SimStatus::InUse);
-        let r1 = e.submit(Carrier::Ct, &id, "t1", Change::Stop).unwrap();
-        let r2 = e.submit(Carrier::Ct, &id, "t1", Change::Stop).unwrap();
+        let id = card_with(&e, Carrier::Trinet, |c| c.status = SimStatus::InUse);
+        let r1 = e.submit(Carrier::Trinet, &id, "t1", Change::Stop).unwrap();
+        let r2 = e.submit(Carrier::Trinet, &id, "t1", Change::Stop).unwrap();
         assert_eq!(r1.order_no, r2.order_no);
         assert!(r2.replayed);
-        let t = e.truth(Carrier::Ct, &id);
+        let t = e.truth(Carrier::Trinet, &id);
         assert_eq!(t.applied.get("stop"), Some(&1));
-        assert_eq!(t.txns, vec!["t1".to_string()]);
         assert_eq!(t.replays, 1);
-        // the same txn for another operation is a conflict
         assert_eq!(
-            e.submit(Carrier::Ct, &id, "t1", Change::Resume),
+            e.submit(Carrier::Trinet, &id, "t1", Change::Resume),
             Err(Refusal::TxnConflict)
         );
+        // China Telecom documents no idempotency: the same id again is a
+        // second request, judged on the card as it is now.
+        let ct = card_with(&e, Carrier::Ct, |c| c.status = SimStatus::InUse);
+        e.submit(Carrier::Ct, &ct, "t1", Change::Stop).unwrap();
+        assert!(matches!(
+            e.submit(Carrier::Ct, &ct, "t1", Change::Stop),
+            Err(Refusal::IllegalState(_))
+        ));
+        assert_eq!(e.truth(Carrier::Ct, &ct).replays, 0);
     }
 
     #[test]

@@ -38,20 +38,20 @@ fn classify(c: Carrier, parts: &http::request::Parts, body: &[u8]) -> ApiClass {
     }
 }
 
-fn busy(c: Carrier) -> Response {
+fn busy(e: &Engine, c: Carrier) -> Response {
     match c {
-        Carrier::Cmcc => cmcc::busy(),
-        Carrier::Ct => ct::busy(),
+        Carrier::Cmcc => cmcc::busy(e),
+        Carrier::Ct => ct::busy(e),
         Carrier::Cu => cu::busy(),
         Carrier::Trinet => trinet::busy(),
     }
 }
 
-fn over_limit(c: Carrier, wait: Duration) -> Response {
+fn over_limit(e: &Engine, c: Carrier, wait: Duration) -> Response {
     match c {
-        Carrier::Cmcc => cmcc::over_limit(),
-        Carrier::Ct => ct::over_limit(),
-        Carrier::Cu => cu::over_limit(wait),
+        Carrier::Cmcc => cmcc::over_limit(e),
+        Carrier::Ct => ct::over_limit(e),
+        Carrier::Cu => cu::over_limit(e, wait),
         Carrier::Trinet => trinet::over_limit(wait),
     }
 }
@@ -63,7 +63,7 @@ fn authenticate(
     body: &[u8],
 ) -> Result<(), Response> {
     match c {
-        Carrier::Cmcc => cmcc::authenticate(e, parts),
+        Carrier::Cmcc => cmcc::authenticate(e, parts, body),
         Carrier::Ct => ct::authenticate(e, parts, body),
         Carrier::Cu => cu::authenticate(e, parts),
         Carrier::Trinet => trinet::authenticate(e, parts),
@@ -112,7 +112,7 @@ pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
             .expect("static response");
     }
     if is_busy {
-        return busy(g.carrier);
+        return busy(&g.engine, g.carrier);
     }
     let (parts, body) = req.into_parts();
     if let Some(tp) = parts
@@ -136,7 +136,7 @@ pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
         return resp;
     }
     if let Err(wait) = p.limiter.check(classify(g.carrier, &parts, &bytes)) {
-        return over_limit(g.carrier, wait);
+        return over_limit(&g.engine, g.carrier, wait);
     }
     let resp = next
         .run(Request::from_parts(parts, Body::from(bytes)))

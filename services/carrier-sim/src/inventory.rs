@@ -49,6 +49,11 @@ pub struct CardRecord {
     /// A stop was accepted and has not completed.
     #[serde(default)]
     pub pending_stop: bool,
+    /// China Unicom plan names (account data).
+    #[serde(default)]
+    pub rate_plan: String,
+    #[serde(default)]
+    pub communication_plan: String,
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -129,6 +134,28 @@ impl Generator {
         (serial < self.count && want == id).then_some(serial)
     }
 
+    /// The MSISDN (China Mobile) or access number (China Telecom) of
+    /// generated card `serial`: `14` + carrier digit + seed + serial, 13
+    /// digits, so a carrier call that names a card by number is answered
+    /// without an index over the whole inventory.
+    pub fn msisdn_at(&self, serial: u64) -> String {
+        format!(
+            "14{}{:03}{:07}",
+            self.carrier.index() + 1,
+            self.seed_part(),
+            serial % 10_000_000
+        )
+    }
+
+    /// The serial of a generated card's number, if `msisdn` is one.
+    pub fn serial_of_msisdn(&self, msisdn: &str) -> Option<u64> {
+        if msisdn.len() != 13 || !msisdn.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let serial: u64 = msisdn[6..].parse().ok()?;
+        (serial < self.count && self.msisdn_at(serial) == msisdn).then_some(serial)
+    }
+
     fn mix(h: u64) -> (SimStatus, StopReason) {
         match h % 100 {
             0..=59 => (SimStatus::InUse, StopReason::Normal),
@@ -179,8 +206,8 @@ impl Generator {
         };
         CardRecord {
             id: self.id_at(serial),
-            msisdn: format!("1064{:09}", (h >> 8) % 1_000_000_000),
-            imsi: format!("{imsi_prefix}{:010}", (h >> 12) % 10_000_000_000),
+            msisdn: self.msisdn_at(serial),
+            imsi: format!("{imsi_prefix}{:03}{:07}", self.seed_part(), serial % 10_000_000),
             status,
             stop_reason,
             pooled: (h >> 8) % 100 < 30,
@@ -196,6 +223,8 @@ impl Generator {
                 self.seed_part(),
                 serial / 1000
             ),
+            rate_plan: String::new(),
+            communication_plan: String::new(),
             trinet_version: trinet.then_some(if (h >> 24) % 100 < 30 {
                 TriNetVersion::Sdk
             } else {
@@ -217,6 +246,9 @@ impl Generator {
 pub struct Inventory {
     pub generator: Generator,
     changed: HashMap<String, CardRecord>,
+    /// Numbers of cards created through the admin API.
+    by_msisdn: HashMap<String, String>,
+    by_imsi: HashMap<String, String>,
 }
 
 impl Inventory {
@@ -234,6 +266,8 @@ impl Inventory {
                 all_status,
             },
             changed: HashMap::new(),
+            by_msisdn: HashMap::new(),
+            by_imsi: HashMap::new(),
         }
     }
 
@@ -257,7 +291,43 @@ impl Inventory {
 
     /// Create or replace a card (admin API).
     pub fn put(&mut self, card: CardRecord) {
+        if !card.msisdn.is_empty() {
+            self.by_msisdn.insert(card.msisdn.clone(), card.id.clone());
+        }
+        if !card.imsi.is_empty() {
+            self.by_imsi.insert(card.imsi.clone(), card.id.clone());
+        }
         self.changed.insert(card.id.clone(), card);
+    }
+
+    /// The card key (ICCID or container id) of a card named by its MSISDN /
+    /// access number.
+    pub fn id_by_msisdn(&self, msisdn: &str) -> Option<String> {
+        if let Some(id) = self.by_msisdn.get(msisdn) {
+            return Some(id.clone());
+        }
+        let serial = self.generator.serial_of_msisdn(msisdn)?;
+        let id = self.generator.id_at(serial);
+        // A card re-created by the admin API under another number is not
+        // found by its generated one.
+        match self.changed.get(&id) {
+            Some(c) if c.msisdn != msisdn => None,
+            _ => Some(id),
+        }
+    }
+
+    /// The card key of a card named by its IMSI (created or changed cards,
+    /// and generated ones).
+    pub fn id_by_imsi(&self, imsi: &str) -> Option<String> {
+        if let Some(id) = self.by_imsi.get(imsi) {
+            return Some(id.clone());
+        }
+        if imsi.len() != 15 {
+            return None;
+        }
+        let serial: u64 = imsi[8..].parse().ok()?;
+        let card = self.get(&self.generator.id_at(serial))?;
+        (card.imsi == imsi).then_some(card.id)
     }
 
     /// Cards stored beyond the generated ones.
@@ -383,5 +453,36 @@ mod tests {
         assert_eq!(inv.get(&id).unwrap().speed_kbps, 512);
         assert!(inv.get("8986019999999999999").is_none());
         assert_eq!(inv.page(123_456, 1)[0].speed_kbps, 512);
+    }
+}
+
+#[cfg(test)]
+mod numbers {
+    use super::*;
+
+    #[test]
+    fn cards_are_found_by_msisdn_and_imsi() {
+        let mut inv = Inventory::new(Carrier::Cmcc, 7, 1_000, None);
+        let c = inv.get(&inv.generator.id_at(321)).unwrap();
+        assert_eq!(c.msisdn.len(), 13);
+        assert_eq!(inv.id_by_msisdn(&c.msisdn).as_deref(), Some(c.id.as_str()));
+        assert_eq!(inv.id_by_imsi(&c.imsi).as_deref(), Some(c.id.as_str()));
+        assert!(inv.id_by_msisdn("1410079999999").is_none(), "beyond the count");
+        let mut made = c.clone();
+        made.id = "89860000000000000001".into();
+        made.msisdn = "1440000000001".into();
+        made.imsi = "460040000000001".into();
+        inv.put(made);
+        assert_eq!(
+            inv.id_by_msisdn("1440000000001").as_deref(),
+            Some("89860000000000000001")
+        );
+        assert_eq!(
+            inv.id_by_imsi("460040000000001").as_deref(),
+            Some("89860000000000000001")
+        );
+        // Another carrier's generated numbers are not this one's.
+        let ct = Inventory::new(Carrier::Ct, 7, 1_000, None);
+        assert!(ct.id_by_msisdn(&c.msisdn).is_none());
     }
 }
