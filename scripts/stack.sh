@@ -36,12 +36,18 @@ if [ ! -f "$RUN/secrets.env" ]; then
   {
     echo "TENANT_TOKEN=demo-$(rnd)"
     echo "ADAPTER_TOKEN=adapter-$(rnd)"
+    echo "OPERATOR_TOKEN=operator-$(rnd)"
     for u in gateway cmcc ct cu trinet intake; do echo "NATS_PW_${u^^}=$(rnd)"; done
   } > "$RUN/secrets.env"
   chmod 600 "$RUN/secrets.env"
 fi
 # shellcheck disable=SC1091
 source "$RUN/secrets.env"
+# A stack directory made before the operator credential existed.
+if [ -z "${OPERATOR_TOKEN:-}" ]; then
+  OPERATOR_TOKEN="operator-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+  echo "OPERATOR_TOKEN=$OPERATOR_TOKEN" >> "$RUN/secrets.env"
+fi
 
 # One user per service; JetStream API access is broad here (one account), subjects are not.
 js='"$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"'
@@ -98,7 +104,7 @@ wait_http "http://127.0.0.1:$SIM_PORT/healthz" carrier-sim
 NATS_URL="nats://127.0.0.1:$NATS_PORT"
 start gateway env GSL_NATS_URL="$NATS_URL" GSL_NATS_USER=gateway GSL_NATS_PASSWORD="$NATS_PW_GATEWAY" \
   GSL_GRPC_LISTEN="127.0.0.1:$GW_PORT" GSL_ADMIN_LISTEN="127.0.0.1:$GW_ADMIN" \
-  GSL_TENANT_TOKENS="$TENANT_TOKEN=acme" GSL_ADAPTER_TOKEN="$ADAPTER_TOKEN" RUST_LOG="${RUST_LOG:-info}" "$BIN/gsl-gateway"
+  GSL_TENANT_TOKENS="$TENANT_TOKEN=acme" GSL_ADAPTER_TOKEN="$ADAPTER_TOKEN" GSL_OPERATOR_TOKEN="$OPERATOR_TOKEN" RUST_LOG="${RUST_LOG:-info}" "$BIN/gsl-gateway"
 wait_http "http://127.0.0.1:$GW_ADMIN/readyz" gateway
 say "registering the simulator's demo cards"
 GSL_GATEWAY="http://127.0.0.1:$GW_PORT" GSL_TOKEN="$TENANT_TOKEN" "$BIN/gslctl" cards seed-from-sim "http://127.0.0.1:$SIM_PORT" --per-carrier 2000 | sed 's/^/[stack] /'
@@ -110,6 +116,7 @@ for c in cmcc ct cu trinet; do
     GSL_CARRIER_SECRET="${SECRET[$c]}" GSL_NATS_URL="$NATS_URL" GSL_NATS_USER="adapter-$c" GSL_NATS_PASSWORD="${NPW[$c]}" \
     GSL_GATEWAY_URL="http://127.0.0.1:$GW_PORT" GSL_ADAPTER_TOKEN="$ADAPTER_TOKEN" GSL_ADMIN_LISTEN="127.0.0.1:${ADMIN[$c]}" \
     GSL_TIME_SCALE="$SCALE" GSL_CLOCK_ANCHOR="$ANCHOR" GSL_POLL_INTERVAL_MS=500 POD_NAME="adapter-$c-0" \
+    GSL_CT_DCP_USER=gsldcp GSL_CT_DCP_PASSWORD=dcp-secret GSL_CT_DCP_KEY=k9X2m7Q4p \
     RUST_LOG="${RUST_LOG:-info}" "$BIN/gsl-adapter"
 done
 for c in cmcc ct cu trinet; do wait_http "http://127.0.0.1:${ADMIN[$c]}/readyz" "adapter-$c"; done
@@ -117,6 +124,7 @@ for c in cmcc ct cu trinet; do wait_http "http://127.0.0.1:${ADMIN[$c]}/readyz" 
 cat > "$RUN/stack.env" <<ENV
 GSL_GATEWAY=http://127.0.0.1:$GW_PORT
 GSL_TOKEN=$TENANT_TOKEN
+GSL_OPERATOR_TOKEN=$OPERATOR_TOKEN
 GSL_SIM=http://127.0.0.1:$SIM_PORT
 GSL_NATS_URL=$NATS_URL
 GSL_NATS_INTAKE_USER=intake-acme

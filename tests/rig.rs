@@ -82,6 +82,7 @@ impl Rig {
             ("GSL_RATE_LIST", "0".to_string()),
             ("GSL_POLL_INTERVAL_MS", "200".to_string()),
         ]);
+        env.extend(self.sim.engine.config.credentials.adapter_env(c));
         env.extend(extra.iter().cloned());
         env
     }
@@ -121,6 +122,13 @@ impl Rig {
                 pooled: card.pooled,
                 real_named: card.real_named,
                 threshold_mb: card.threshold_mb,
+                msisdn: card.msisdn.clone(),
+                imsi: card.imsi.clone(),
+                access_number: if c == Carrier::Ct {
+                    card.msisdn.clone()
+                } else {
+                    String::new()
+                },
                 ..Default::default()
             });
         }

@@ -89,7 +89,9 @@ impl Guards {
                 None => rule.hold,
             };
             let until = match hold {
-                Hold::For(d) => now.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC),
+                Hold::For(d) => now
+                    .checked_add_signed(d)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
                 Hold::UntilComplete => now + until_complete_for,
             };
             let refused = Refusal {

@@ -348,9 +348,7 @@ impl Worker {
             .await;
         match found {
             Ok(l) => self.resolved(item, key, rec, rev, l, delivered, last).await,
-            Err(CallError::Refused { .. }) => {
-                self.call(item, key, rec, rev, delivered, last).await
-            }
+            Err(CallError::Refused { .. }) => self.call(item, key, rec, rev, delivered, last).await,
             Err(e) if last => self
                 .give_up(item, key, rec, rev, &e.to_string())
                 .await
@@ -420,7 +418,8 @@ impl Worker {
     ) -> Result<Option<Disposition>, gsl_bus::BusError> {
         let now = self.now();
         let op = item.kind().expect("checked when decoded");
-        let id = gsl_bus::backoffice::request_id(item.carrier.as_str(), item.work_order_id, &item.card);
+        let id =
+            gsl_bus::backoffice::request_id(item.carrier.as_str(), item.work_order_id, &item.card);
         let req = v1::BackOfficeRequest {
             id: id.clone(),
             carrier: convert::carrier_to_wire(item.carrier) as i32,
@@ -434,7 +433,8 @@ impl Worker {
             instructions,
             created_at: Some(convert::timestamp(now)),
             updated_at: Some(convert::timestamp(now)),
-            sla_deadline: sla::deadline(&self.calendar, op, item.carrier, now).map(convert::timestamp),
+            sla_deadline: sla::deadline(&self.calendar, op, item.carrier, now)
+                .map(convert::timestamp),
             msisdn: item.msisdn.clone(),
             ..Default::default()
         };
@@ -452,7 +452,12 @@ impl Worker {
     }
 
     /// Progress of an accepted change: the carrier's, or the back office's.
-    async fn progress(&self, ctx: &CallCtx<'_>, item: &Item, acc: &Accepted) -> Result<Progress, CallError> {
+    async fn progress(
+        &self,
+        ctx: &CallCtx<'_>,
+        item: &Item,
+        acc: &Accepted,
+    ) -> Result<Progress, CallError> {
         let Some(id) = acc.poll_ref.strip_prefix(BACK_OFFICE_REF) else {
             return self.api.poll(ctx, item, acc).await;
         };
@@ -484,7 +489,14 @@ impl Worker {
     ) -> Result<Option<Disposition>, gsl_bus::BusError> {
         if let Some(bo) = self.api.back_office(item) {
             return self
-                .file_back_office(item, key, rec, rev, v1::BackOfficeKind::NoApi, bo.instructions)
+                .file_back_office(
+                    item,
+                    key,
+                    rec,
+                    rev,
+                    v1::BackOfficeKind::NoApi,
+                    bo.instructions,
+                )
                 .await;
         }
         // Wait for the carrier's budget first, then make sure the item is still
@@ -529,7 +541,9 @@ impl Worker {
                             .await
                     }
                     Ok(Lookup::Wait(_)) => {
-                        let what = format!("the carrier's answer was lost ({reason}); check whether the change was made");
+                        let what = format!(
+                            "the carrier's answer was lost ({reason}); check whether the change was made"
+                        );
                         self.file_back_office(item, key, rec, rev, v1::BackOfficeKind::Verify, what)
                             .await
                     }
@@ -586,7 +600,9 @@ impl Worker {
         rec.deadline = sla::deadline(&self.calendar, kind, item.carrier, now);
         self.metrics.item("accepted");
         if acc.done {
-            return self.complete(item, key, rec, rev, final_of(Progress::Succeeded)).await;
+            return self
+                .complete(item, key, rec, rev, final_of(Progress::Succeeded))
+                .await;
         }
         // Poll once before writing "accepted": a change complete at once goes
         // straight to "done" (one record write, not two). Dying before either

@@ -80,6 +80,8 @@ codes! {
     WorkOrderNotFound = ("GSL.00010007", NotFound, "work order not found"),
     /// The operation is not known.
     UnknownOperation = ("GSL.00010008", BadInput, "unknown operation"),
+    /// No back-office request with this id.
+    BackOfficeNotFound = ("GSL.00010010", NotFound, "back-office request not found"),
     /// Every item was refused: nothing to do.
     NothingToDo = ("GSL.00010009", BadInput, "every item was refused"),
 
@@ -138,6 +140,8 @@ codes! {
     BindTypeNotOffered = ("GSL.00016019", Forbidden, "bind type not offered by this carrier"),
     /// China Mobile function toggles are spaced 10 minutes apart.
     ToggleTooSoon = ("GSL.00016020", Forbidden, "function toggle too soon after the last one"),
+    /// The back-office request's state does not allow this move (e.g. completing a rejected one).
+    BackOfficeState = ("GSL.00016021", Forbidden, "back-office request state does not allow this"),
 
     /// The carrier refused the change; the carrier's own code is in the detail.
     CarrierRejected = ("GSL.00030001", Carrier, "carrier refused the change"),

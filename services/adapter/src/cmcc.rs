@@ -226,7 +226,10 @@ pub fn parse_order(v: &Value) -> CallResult<Option<Progress>> {
         "acknowledged" | "ready" | "future" | "inProgress" | "amending" | "suspended"
         | "cancelling" => Progress::Pending,
         other => {
-            tracing::warn!(status = other, "unknown China Mobile order status; treated as pending");
+            tracing::warn!(
+                status = other,
+                "unknown China Mobile order status; treated as pending"
+            );
             Progress::Pending
         }
     }))
@@ -288,7 +291,10 @@ impl Cmcc {
             .map(|(k, v)| ((*k).to_owned(), Value::String(v.clone())))
             .collect();
         let url = format!("{}/v5/ec/{path}", self.base);
-        let resp = self.http.send(self.http.client.post(url).json(&body)).await?;
+        let resp = self
+            .http
+            .send(self.http.client.post(url).json(&body))
+            .await?;
         if let Some(e) = transient_status(&resp) {
             return Err(e);
         }
@@ -396,7 +402,11 @@ impl Cmcc {
             .map(|r| s(r, "msisdn").to_owned())
             .filter(|m| !m.is_empty())
             .ok_or_else(|| {
-                CallError::refused(ErrorCode::CardNotFound, "", "China Mobile has no MSISDN for this ICCID")
+                CallError::refused(
+                    ErrorCode::CardNotFound,
+                    "",
+                    "China Mobile has no MSISDN for this ICCID",
+                )
             })?;
         self.msisdns
             .lock()
@@ -475,7 +485,12 @@ impl CarrierApi for Cmcc {
         })
     }
 
-    async fn lookup(&self, ctx: &CallCtx<'_>, item: &Item, since: DateTime<Utc>) -> CallResult<Lookup> {
+    async fn lookup(
+        &self,
+        ctx: &CallCtx<'_>,
+        item: &Item,
+        since: DateTime<Utc>,
+    ) -> CallResult<Lookup> {
         let Some(target) = target_status(item) else {
             return Ok(Lookup::Unverifiable(
                 "China Mobile: the answer to the usage-cap change was lost; check the card's cap in the pool".into(),
@@ -524,7 +539,13 @@ mod tests {
     }
 
     fn settings() -> CmccSettings {
-        CmccSettings::from_config(&AdapterConfig::new(Carrier::Cmcc, "http://x", "nats://x", "http://x", "t"))
+        CmccSettings::from_config(&AdapterConfig::new(
+            Carrier::Cmcc,
+            "http://x",
+            "nats://x",
+            "http://x",
+            "t",
+        ))
     }
 
     #[test]

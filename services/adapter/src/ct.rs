@@ -157,7 +157,9 @@ pub fn change_request(item: &Item, number: &str) -> CallResult<Req> {
             &[("access_number", n), ("acctCd", ""), ("orderTypeId", "20")],
         ),
         Some(O::Activate(_)) => req("requestServActive", &[("access_number", n)]),
-        Some(O::NetworkCutoff(_)) => req("singleCutNet", &[("access_number", n), ("action", "ADD")]),
+        Some(O::NetworkCutoff(_)) => {
+            req("singleCutNet", &[("access_number", n), ("action", "ADD")])
+        }
         Some(O::NetworkRestore(_)) => {
             req("singleCutNet", &[("access_number", n), ("action", "DEL")])
         }
@@ -172,11 +174,20 @@ pub fn change_request(item: &Item, number: &str) -> CallResult<Req> {
         ),
         Some(O::CancelUsageThreshold(_)) => req(
             "offNetAction",
-            &[("access_number", n), ("action", "3"), ("quota", "-1"), ("type", "1")],
+            &[
+                ("access_number", n),
+                ("action", "3"),
+                ("quota", "-1"),
+                ("type", "1"),
+            ],
         ),
         Some(O::SpeedLimit(sl)) if sl.kbps == 0 => req(
             "speedLimitAction",
-            &[("access_number", n), ("action", "DEL"), ("speedValue", "10")],
+            &[
+                ("access_number", n),
+                ("action", "DEL"),
+                ("speedValue", "10"),
+            ],
         ),
         Some(O::SpeedLimit(sl)) => {
             let code = speed::ct_code(sl.kbps).ok_or_else(|| {
@@ -188,7 +199,11 @@ pub fn change_request(item: &Item, number: &str) -> CallResult<Req> {
             })?;
             req(
                 "speedLimitAction",
-                &[("access_number", n), ("action", "ADD"), ("speedValue", &code.to_string())],
+                &[
+                    ("access_number", n),
+                    ("action", "ADD"),
+                    ("speedValue", &code.to_string()),
+                ],
             )
         }
         _ => {
@@ -205,10 +220,22 @@ pub fn change_request(item: &Item, number: &str) -> CallResult<Req> {
 /// password, method, action).
 pub fn rebind_query(set: &CtSettings, item: &Item, number: &str) -> Vec<(&'static str, String)> {
     let (fixed, imei) = match item.op.kind.as_ref() {
-        Some(O::Rebind(r)) => (r.bind_type == gsl_proto::v1::BindType::FixedImei as i32, r.imei.clone()),
+        Some(O::Rebind(r)) => (
+            r.bind_type == gsl_proto::v1::BindType::FixedImei as i32,
+            r.imei.clone(),
+        ),
         _ => (false, String::new()),
     };
-    let (pw, sign) = dcp_auth(set, &[number, &set.dcp_user, &set.dcp_password, "IMEIReRecord", "ADD"]);
+    let (pw, sign) = dcp_auth(
+        set,
+        &[
+            number,
+            &set.dcp_user,
+            &set.dcp_password,
+            "IMEIReRecord",
+            "ADD",
+        ],
+    );
     let mut q = vec![
         ("method", "IMEIReRecord".to_owned()),
         ("user_id", set.dcp_user.clone()),
@@ -272,7 +299,12 @@ pub fn parse_answer(body: &str) -> Option<Answer> {
             txn: st(&v, "GROUP_TRANSACTIONID").unwrap_or_default(),
         });
     }
-    for (code, desc) in [("resultCode", "resultMsg"), ("RESULT", "SMSG"), ("result", "resultMsg"), ("IRESULT", "SMSG")] {
+    for (code, desc) in [
+        ("resultCode", "resultMsg"),
+        ("RESULT", "SMSG"),
+        ("result", "resultMsg"),
+        ("IRESULT", "SMSG"),
+    ] {
         if let Some(c) = st(&v, code) {
             return Some(Answer {
                 code: c,
@@ -319,14 +351,18 @@ pub fn target(item: &Item) -> Option<Target> {
 /// Whether a `queryCardMainStatus` answer shows the target.
 pub fn reached(v: &serde_json::Value, t: Target) -> bool {
     match t {
-        Target::Status(cd) => v
-            .get("productInfo")
-            .and_then(|p| p.get(0))
-            .and_then(|p| p.get("productMainStatusCd"))
-            .and_then(|c| c.as_str())
-            == Some(cd),
+        Target::Status(cd) => {
+            v.get("productInfo")
+                .and_then(|p| p.get(0))
+                .and_then(|p| p.get("productMainStatusCd"))
+                .and_then(|c| c.as_str())
+                == Some(cd)
+        }
         Target::NetCut(cut) => {
-            let name = v.get("netBlockStatusName").and_then(|n| n.as_str()).unwrap_or("");
+            let name = v
+                .get("netBlockStatusName")
+                .and_then(|n| n.as_str())
+                .unwrap_or("");
             (name == "已断网") == cut && !name.is_empty()
         }
     }
@@ -378,7 +414,10 @@ impl Ct {
             .query(&pairs)
             .header("AppKey", &self.set.app_key)
             .header("Timestamp", &ts)
-            .header("Sign", sign(&sorted_query(&r.query), "", &self.set.secret, &ts));
+            .header(
+                "Sign",
+                sign(&sorted_query(&r.query), "", &self.set.secret, &ts),
+            );
         Ct::read(self.http.send(rb).await?).await
     }
 
@@ -403,7 +442,15 @@ impl Ct {
             return Ok(n.clone());
         }
         ctx.pace.query().await;
-        let (pw, sign) = dcp_auth(&self.set, &[&item.card, &self.set.dcp_user, &self.set.dcp_password, "getTelephone"]);
+        let (pw, sign) = dcp_auth(
+            &self.set,
+            &[
+                &item.card,
+                &self.set.dcp_user,
+                &self.set.dcp_password,
+                "getTelephone",
+            ],
+        );
         let body = self
             .dcp(
                 "/m2m_ec/query.do",
@@ -425,13 +472,18 @@ impl Ct {
                 "China Telecom has no access number for this ICCID",
             ));
         }
-        self.numbers.lock().expect("number cache").insert(item.card.clone(), n.clone());
+        self.numbers
+            .lock()
+            .expect("number cache")
+            .insert(item.card.clone(), n.clone());
         Ok(n)
     }
 
     async fn read_card(&self, ctx: &CallCtx<'_>, number: &str) -> CallResult<serde_json::Value> {
         ctx.pace.query().await;
-        let body = self.get(&req("queryCardMainStatus", &[("access_number", number)])).await?;
+        let body = self
+            .get(&req("queryCardMainStatus", &[("access_number", number)]))
+            .await?;
         let v: serde_json::Value = serde_json::from_str(&body).map_err(|_| CallError::Unknown {
             reason: "unreadable card status".into(),
         })?;
@@ -451,7 +503,9 @@ impl CarrierApi for Ct {
 
     fn back_office(&self, item: &Item) -> Option<BackOfficeReason> {
         let why = match item.op.kind.as_ref()? {
-            O::CloseCard(_) => "China Telecom: close (tear down) the card; no API offers it".to_owned(),
+            O::CloseCard(_) => {
+                "China Telecom: close (tear down) the card; no API offers it".to_owned()
+            }
             O::DirectionalAdd(_) | O::DirectionalModify(_) | O::DirectionalDelete(_) => format!(
                 "China Telecom: change the directional config (IP / domain product) of purchase batch {} (about 5 working days)",
                 item.batch_no
@@ -465,9 +519,18 @@ impl CarrierApi for Ct {
         let number = self.number(ctx, item).await?;
         if matches!(item.op.kind, Some(O::Rebind(_))) {
             ctx.change_slot().await;
-            let body = self.dcp(&self.set.rebind_path, &rebind_query(&self.set, item, &number)).await?;
+            let body = self
+                .dcp(
+                    &self.set.rebind_path,
+                    &rebind_query(&self.set, item, &number),
+                )
+                .await?;
             let a = Ct::answer(&body)?;
-            return if a.ok() { Ok(Accepted::done(a.txn)) } else { Err(refusal(&a)) };
+            return if a.ok() {
+                Ok(Accepted::done(a.txn))
+            } else {
+                Err(refusal(&a))
+            };
         }
         let r = change_request(item, &number)?;
         ctx.change_slot().await;
@@ -479,14 +542,25 @@ impl CarrierApi for Ct {
             ctx.change_slot().await;
             a = Ct::answer(&self.get(&add).await?)?;
         }
-        if a.code == "100008" && matches!(item.op.kind, Some(O::Resume(_))) && self.set.force_activation {
+        if a.code == "100008"
+            && matches!(item.op.kind, Some(O::Resume(_)))
+            && self.set.force_activation
+        {
             ctx.change_slot().await;
-            a = Ct::answer(&self.get(&req("requestServActive", &[("access_number", &number)])).await?)?;
+            a = Ct::answer(
+                &self
+                    .get(&req("requestServActive", &[("access_number", &number)]))
+                    .await?,
+            )?;
         }
         let readable = target(item).is_some();
         if a.ok() || a.code == "-9" {
             // `-9`: the function is already ordered, i.e. in effect.
-            return Ok(if readable { Accepted::pending(a.txn, "card") } else { Accepted::done(a.txn) });
+            return Ok(if readable {
+                Accepted::pending(a.txn, "card")
+            } else {
+                Accepted::done(a.txn)
+            });
         }
         Err(refusal(&a))
     }
@@ -497,10 +571,19 @@ impl CarrierApi for Ct {
         };
         let number = self.number(ctx, item).await?;
         let v = self.read_card(ctx, &number).await?;
-        Ok(if reached(&v, t) { Progress::Succeeded } else { Progress::Pending })
+        Ok(if reached(&v, t) {
+            Progress::Succeeded
+        } else {
+            Progress::Pending
+        })
     }
 
-    async fn lookup(&self, ctx: &CallCtx<'_>, item: &Item, _since: DateTime<Utc>) -> CallResult<Lookup> {
+    async fn lookup(
+        &self,
+        ctx: &CallCtx<'_>,
+        item: &Item,
+        _since: DateTime<Utc>,
+    ) -> CallResult<Lookup> {
         let Some(t) = target(item) else {
             return Ok(Lookup::Unverifiable(format!(
                 "China Telecom: the answer to this change was lost and the platform cannot read it back; check the card {} at the carrier",
@@ -509,12 +592,19 @@ impl CarrierApi for Ct {
         };
         let number = self.number(ctx, item).await?;
         let v = self.read_card(ctx, &number).await?;
-        Ok(if reached(&v, t) { Lookup::Done(Progress::Succeeded) } else { Lookup::NotMade })
+        Ok(if reached(&v, t) {
+            Lookup::Done(Progress::Succeeded)
+        } else {
+            Lookup::NotMade
+        })
     }
 
     async fn ping(&self) -> Result<(), String> {
         // Reachability only: an answer of any shape means the platform is up.
-        match self.get(&req("queryCardMainStatus", &[("access_number", "0")])).await {
+        match self
+            .get(&req("queryCardMainStatus", &[("access_number", "0")]))
+            .await
+        {
             Ok(_) | Err(CallError::Refused { .. }) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
@@ -531,12 +621,18 @@ mod tests {
     fn sign_matches_the_worked_vector_of_ct_md() {
         let r = req(
             "disabledNumberService",
-            &[("orderTypeId", "19"), ("access_number", "14910000001"), ("acctCd", "")],
+            &[
+                ("orderTypeId", "19"),
+                ("access_number", "14910000001"),
+                ("acctCd", ""),
+            ],
         );
         let q = sorted_query(&r.query);
         assert_eq!(q, "access_number=14910000001&acctCd=&orderTypeId=19");
         assert_eq!(
-            hex::encode(Md5::digest(format!("{q}Zq7Vector202620261201013000").as_bytes())),
+            hex::encode(Md5::digest(
+                format!("{q}Zq7Vector202620261201013000").as_bytes()
+            )),
             "b02fa07acfe260810ec03890058684ab"
         );
         assert_eq!(
@@ -544,14 +640,25 @@ mod tests {
             "6230326661303761636665323630383130656330333839303035383638346162"
         );
         assert_eq!(
-            sign("", r#"{"access_number":"14910000001","action":"ADD"}"#, "Zq7Vector2026", "20261201013000"),
+            sign(
+                "",
+                r#"{"access_number":"14910000001","action":"ADD"}"#,
+                "Zq7Vector2026",
+                "20261201013000"
+            ),
             "3536386239323864663431623637663030376565623437393762326635643238"
         );
     }
 
     #[test]
     fn dcp_password_matches_the_vector_of_ct_md() {
-        let mut set = CtSettings::from_config(&AdapterConfig::new(Carrier::Ct, "http://x", "nats://x", "http://x", "t"));
+        let mut set = CtSettings::from_config(&AdapterConfig::new(
+            Carrier::Ct,
+            "http://x",
+            "nats://x",
+            "http://x",
+            "t",
+        ));
         set.dcp_key = "k9X2m7Q4p".into();
         set.dcp_password = "Passw0rd".into();
         assert_eq!(dcp_auth(&set, &[]).0, "3D057CC80D614CFD30E7AC02CD78E8EE");
@@ -565,10 +672,27 @@ mod tests {
         assert_eq!(x.txn, "1000000190202612010000000001");
         let j = parse_answer(r#"{"Response":{"RspType":"1","RspCode":"-5","RspDesc":"超限"},"GROUP_TRANSACTIONID":"1"}"#).unwrap();
         assert_eq!(j.code, "-5");
-        assert!(matches!(refusal(&j), CallError::Refused { code: ErrorCode::RebindQuotaExhausted, .. }));
-        assert!(parse_answer(r#"{"resultCode":"0000","resultMsg":"成功"}"#).unwrap().ok());
-        assert!(parse_answer(r#"{"RESULT":"0","SMSG":"成功"}"#).unwrap().ok());
-        assert_eq!(parse_answer(r#"{"result":"100008"}"#).unwrap().code, "100008");
+        assert!(matches!(
+            refusal(&j),
+            CallError::Refused {
+                code: ErrorCode::RebindQuotaExhausted,
+                ..
+            }
+        ));
+        assert!(
+            parse_answer(r#"{"resultCode":"0000","resultMsg":"成功"}"#)
+                .unwrap()
+                .ok()
+        );
+        assert!(
+            parse_answer(r#"{"RESULT":"0","SMSG":"成功"}"#)
+                .unwrap()
+                .ok()
+        );
+        assert_eq!(
+            parse_answer(r#"{"result":"100008"}"#).unwrap().code,
+            "100008"
+        );
         assert!(parse_answer("garbage").is_none());
         assert!(parse_answer("<SvcCont>").is_none());
     }

@@ -87,7 +87,11 @@ pub fn edit(set: &CuSettings, item: &Item) -> Option<(Value, &'static str, Strin
         O::CloseCard(_) => status("RETIRED"),
         O::SpeedLimit(sl) => {
             let plan = set.speed_plans.get(&sl.kbps)?;
-            Some((json!({ "communicationPlan": plan }), "communicationPlan", plan.clone()))
+            Some((
+                json!({ "communicationPlan": plan }),
+                "communicationPlan",
+                plan.clone(),
+            ))
         }
         O::SetUsageThreshold(t) => {
             let plan = set.cap_plans.get(&t.threshold_mb)?;
@@ -109,7 +113,11 @@ pub fn refusal(status: u16, v: &Value) -> CallError {
             s(v, "errorMessage")
         ));
     }
-    CallError::refused(ErrorCode::CarrierRejected, s(v, "errorCode"), s(v, "errorMessage"))
+    CallError::refused(
+        ErrorCode::CarrierRejected,
+        s(v, "errorCode"),
+        s(v, "errorMessage"),
+    )
 }
 
 pub struct Cu {
@@ -130,7 +138,12 @@ impl Cu {
         }
     }
 
-    async fn send(&self, ctx: &CallCtx<'_>, change: bool, rb: reqwest::RequestBuilder) -> CallResult<(u16, Value)> {
+    async fn send(
+        &self,
+        ctx: &CallCtx<'_>,
+        change: bool,
+        rb: reqwest::RequestBuilder,
+    ) -> CallResult<(u16, Value)> {
         if change {
             ctx.change_slot().await;
         } else {
@@ -138,7 +151,10 @@ impl Cu {
             ctx.pace.change().await;
         }
         let _one = self.one.acquire().await.expect("never closed");
-        let resp = self.http.send(rb.basic_auth(&self.set.user, Some(&self.set.api_key))).await?;
+        let resp = self
+            .http
+            .send(rb.basic_auth(&self.set.user, Some(&self.set.api_key)))
+            .await?;
         if let Some(e) = transient_status(&resp) {
             return Err(e);
         }
@@ -148,7 +164,13 @@ impl Cu {
 
     async fn device(&self, ctx: &CallCtx<'_>, iccid: &str) -> CallResult<Value> {
         let (status, v) = self
-            .send(ctx, false, self.http.client.get(format!("{}/devices/{iccid}", self.base)))
+            .send(
+                ctx,
+                false,
+                self.http
+                    .client
+                    .get(format!("{}/devices/{iccid}", self.base)),
+            )
             .await?;
         if status != 200 {
             return Err(refusal(status, &v));
@@ -183,10 +205,16 @@ impl CarrierApi for Cu {
 
     async fn submit(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<Accepted> {
         let (body, _, _) = edit(&self.set, item).ok_or_else(|| {
-            CallError::refused(ErrorCode::NotSupported, "", "China Unicom has no API for this operation")
+            CallError::refused(
+                ErrorCode::NotSupported,
+                "",
+                "China Unicom has no API for this operation",
+            )
         })?;
         let url = format!("{}/devices/{}", self.base, item.card);
-        let (status, v) = self.send(ctx, true, self.http.client.put(url).json(&body)).await?;
+        let (status, v) = self
+            .send(ctx, true, self.http.client.put(url).json(&body))
+            .await?;
         if status != 200 {
             return Err(refusal(status, &v));
         }
@@ -200,12 +228,21 @@ impl CarrierApi for Cu {
         })
     }
 
-    async fn lookup(&self, ctx: &CallCtx<'_>, item: &Item, _since: DateTime<Utc>) -> CallResult<Lookup> {
+    async fn lookup(
+        &self,
+        ctx: &CallCtx<'_>,
+        item: &Item,
+        _since: DateTime<Utc>,
+    ) -> CallResult<Lookup> {
         let Some((_, field, want)) = edit(&self.set, item) else {
             return Ok(Lookup::NotMade);
         };
         let v = self.device(ctx, &item.card).await?;
-        Ok(if s(&v, field) == want { Lookup::Done(Progress::Succeeded) } else { Lookup::NotMade })
+        Ok(if s(&v, field) == want {
+            Lookup::Done(Progress::Succeeded)
+        } else {
+            Lookup::NotMade
+        })
     }
 
     async fn ping(&self) -> Result<(), String> {
@@ -220,7 +257,9 @@ impl CarrierApi for Cu {
             )
             .await;
         match r {
-            Ok(resp) if resp.status().as_u16() == 401 => Err("China Unicom refused the API credentials".into()),
+            Ok(resp) if resp.status().as_u16() == 401 => {
+                Err("China Unicom refused the API credentials".into())
+            }
             Ok(_) => Ok(()),
             Err(e) => Err(e.to_string()),
         }

@@ -32,7 +32,11 @@ use std::sync::Arc;
 pub fn module_for(cfg: &AdapterConfig) -> Arc<dyn CarrierApi> {
     let (url, secret, t) = (&cfg.carrier_url, &cfg.carrier_secret, cfg.call_timeout);
     match cfg.carrier {
-        Carrier::Cmcc => Arc::new(cmcc::Cmcc::new(url, cmcc::CmccSettings::from_config(cfg), t)),
+        Carrier::Cmcc => Arc::new(cmcc::Cmcc::new(
+            url,
+            cmcc::CmccSettings::from_config(cfg),
+            t,
+        )),
         Carrier::Ct => Arc::new(ct::Ct::new(url, ct::CtSettings::from_config(cfg), t)),
         Carrier::Cu => Arc::new(cu::Cu::new(url, cu::CuSettings::from_config(cfg), t)),
         Carrier::Trinet => Arc::new(trinet::Trinet::new(url, secret, t)),

@@ -15,7 +15,10 @@ const ICCID: &str = "89860012345678901234";
 const MSISDN: &str = "1440000000001";
 
 fn fixture(name: &str) -> Value {
-    let p = format!("{}/../../tests/contracts/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let p = format!(
+        "{}/../../tests/contracts/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"));
     serde_json::from_str(&text.replace("$ICCID", ICCID).replace("$MSISDN", MSISDN)).unwrap()
 }
@@ -56,7 +59,8 @@ fn item(carrier: Carrier, op: &str) -> Item {
 fn config(carrier: Carrier, f: &Value) -> AdapterConfig {
     let mut cfg = AdapterConfig::new(carrier, "http://carrier", "nats://x", "http://gw", "t");
     for (k, v) in f["settings"].as_object().unwrap() {
-        cfg.carrier_settings.insert(k.clone(), v.as_str().unwrap().to_owned());
+        cfg.carrier_settings
+            .insert(k.clone(), v.as_str().unwrap().to_owned());
     }
     cfg
 }
@@ -91,7 +95,9 @@ fn outcome(r: Result<Accepted, CallError>) -> Value {
         Ok(a) if a.done => serde_json::json!({"done": true}),
         Ok(a) if a.poll_ref == "card" => serde_json::json!({"follow_card": true}),
         Ok(a) => serde_json::json!({"accepted": a.ticket}),
-        Err(CallError::Refused { carrier_code, .. }) => serde_json::json!({"refused": carrier_code}),
+        Err(CallError::Refused { carrier_code, .. }) => {
+            serde_json::json!({"refused": carrier_code})
+        }
         Err(CallError::Transient { .. }) => serde_json::json!({"transient": true}),
         Err(CallError::Unknown { .. }) => serde_json::json!({"unknown": true}),
     }
@@ -103,12 +109,31 @@ fn cmcc_requests_and_answers() {
     let set = cmcc::CmccSettings::from_config(&config(Carrier::Cmcc, &f));
     for case in f["cases"].as_array().unwrap() {
         let it = item(Carrier::Cmcc, case["operation"].as_str().unwrap());
-        let req = cmcc::change_request(&set, &it, case["card_status"].as_str().unwrap(), MSISDN).unwrap();
-        assert_eq!(case["request"]["method"], "POST", "every CMCC call is a POST with a JSON body");
-        assert_eq!(format!("/v5/ec/{}", req.path), case["request"]["path"].as_str().unwrap());
-        same_fields(case, req.fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect());
+        let req =
+            cmcc::change_request(&set, &it, case["card_status"].as_str().unwrap(), MSISDN).unwrap();
+        assert_eq!(
+            case["request"]["method"], "POST",
+            "every CMCC call is a POST with a JSON body"
+        );
+        assert_eq!(
+            format!("/v5/ec/{}", req.path),
+            case["request"]["path"].as_str().unwrap()
+        );
+        same_fields(
+            case,
+            req.fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        );
         for a in case["answers"].as_array().unwrap() {
-            assert_eq!(outcome(cmcc::parse_change(req.path, &a["body"])), a["outcome"], "{}: {}", case["name"], a["name"]);
+            assert_eq!(
+                outcome(cmcc::parse_change(req.path, &a["body"])),
+                a["outcome"],
+                "{}: {}",
+                case["name"],
+                a["name"]
+            );
         }
     }
     for o in f["order_info"].as_array().unwrap() {
@@ -122,7 +147,10 @@ fn cmcc_requests_and_answers() {
         assert_eq!(got, o["progress"], "{}", o["body"]);
     }
     for s in f["sim_status"].as_array().unwrap() {
-        assert_eq!(cmcc::parse_card_status(&s["body"]).unwrap(), s["card_status"].as_str().unwrap());
+        assert_eq!(
+            cmcc::parse_card_status(&s["body"]).unwrap(),
+            s["card_status"].as_str().unwrap()
+        );
     }
 }
 
@@ -137,7 +165,11 @@ fn ct_outcome(it: &Item, a: Option<ct::Answer>) -> Value {
     let a = a.expect("a known answer shape");
     let readable = ct::target(it).is_some();
     outcome(if a.ok() || a.code == "-9" {
-        Ok(if readable { Accepted::pending(a.txn, "card") } else { Accepted::done(a.txn) })
+        Ok(if readable {
+            Accepted::pending(a.txn, "card")
+        } else {
+            Accepted::done(a.txn)
+        })
     } else {
         Err(ct::refusal(&a))
     })
@@ -152,28 +184,62 @@ fn ct_requests_and_answers() {
         let (method, path, fields): (&str, String, BTreeMap<String, String>) =
             if matches!(it.op.kind, Some(O::Rebind(_))) {
                 let q = ct::rebind_query(&set, &it, MSISDN);
-                ("POST", set.rebind_path.clone(), q.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                (
+                    "POST",
+                    set.rebind_path.clone(),
+                    q.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                )
             } else {
                 let r = ct::change_request(&it, MSISDN).unwrap();
-                ("GET", r.path.to_owned(), r.query.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                (
+                    "GET",
+                    r.path.to_owned(),
+                    r.query
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect(),
+                )
             };
         assert_eq!(method, case["request"]["method"], "{}", case["name"]);
-        assert_eq!(path, case["request"]["path"].as_str().unwrap(), "{}", case["name"]);
+        assert_eq!(
+            path,
+            case["request"]["path"].as_str().unwrap(),
+            "{}",
+            case["name"]
+        );
         same_fields(case, fields);
         for a in case["answers"].as_array().unwrap() {
             let body = match a.get("xml") {
                 Some(x) => x.as_str().unwrap().to_owned(),
                 None => a["json"].to_string(),
             };
-            assert_eq!(ct_outcome(&it, ct::parse_answer(&body)), a["outcome"], "{}: {}", case["name"], a["name"]);
+            assert_eq!(
+                ct_outcome(&it, ct::parse_answer(&body)),
+                a["outcome"],
+                "{}: {}",
+                case["name"],
+                a["name"]
+            );
         }
     }
     for c in f["card_status"].as_array().unwrap() {
         let v = &c["json"];
-        assert_eq!(ct::reached(v, ct::Target::Status("5")), c["stopped"].as_bool().unwrap());
-        assert_eq!(ct::reached(v, ct::Target::Status("4")), c["in_use"].as_bool().unwrap());
-        assert_eq!(ct::reached(v, ct::Target::NetCut(true)), c["cut"].as_bool().unwrap());
-        assert_eq!(ct::reached(v, ct::Target::NetCut(false)), !c["cut"].as_bool().unwrap());
+        assert_eq!(
+            ct::reached(v, ct::Target::Status("5")),
+            c["stopped"].as_bool().unwrap()
+        );
+        assert_eq!(
+            ct::reached(v, ct::Target::Status("4")),
+            c["in_use"].as_bool().unwrap()
+        );
+        assert_eq!(
+            ct::reached(v, ct::Target::NetCut(true)),
+            c["cut"].as_bool().unwrap()
+        );
+        assert_eq!(
+            ct::reached(v, ct::Target::NetCut(false)),
+            !c["cut"].as_bool().unwrap()
+        );
     }
 }
 
@@ -185,15 +251,35 @@ fn cu_requests_and_answers() {
         let it = item(Carrier::Cu, case["operation"].as_str().unwrap());
         let (body, _, _) = cu::edit(&set, &it).expect("an API call");
         assert_eq!(case["request"]["method"], "PUT");
-        assert_eq!(format!("/rws/api/v1/devices/{}", it.card), case["request"]["path"].as_str().unwrap());
-        same_fields(case, body.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect());
+        assert_eq!(
+            format!("/rws/api/v1/devices/{}", it.card),
+            case["request"]["path"].as_str().unwrap()
+        );
+        same_fields(
+            case,
+            body.as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                .collect(),
+        );
         for a in case["answers"].as_array().unwrap() {
             let status = a["status"].as_u64().unwrap() as u16;
-            let r = if status == 200 { Ok(Accepted::done(ICCID)) } else { Err(cu::refusal(status, &a["json"])) };
+            let r = if status == 200 {
+                Ok(Accepted::done(ICCID))
+            } else {
+                Err(cu::refusal(status, &a["json"]))
+            };
             assert_eq!(outcome(r), a["outcome"], "{}: {}", case["name"], a["name"]);
         }
     }
     // Without a plan mapping, a speed tier has no API call.
-    let bare = cu::CuSettings::from_config(&AdapterConfig::new(Carrier::Cu, "http://c", "nats://x", "http://gw", "t"));
+    let bare = cu::CuSettings::from_config(&AdapterConfig::new(
+        Carrier::Cu,
+        "http://c",
+        "nats://x",
+        "http://gw",
+        "t",
+    ));
     assert!(cu::edit(&bare, &item(Carrier::Cu, "speed:512")).is_none());
 }

@@ -66,7 +66,10 @@ pub fn busy(e: &Engine) -> Response {
 }
 
 pub fn over_limit(e: &Engine) -> Response {
-    err(&e.config.undocumented.cmcc_over_limit, "访问频率超过限制（模拟器设定）")
+    err(
+        &e.config.undocumented.cmcc_over_limit,
+        "访问频率超过限制（模拟器设定）",
+    )
 }
 
 pub fn classify(parts: &http::request::Parts) -> ApiClass {
@@ -160,7 +163,10 @@ fn refusal(e: &Engine, r: &Refusal) -> Response {
     let (code, msg) = match r {
         Refusal::UnknownCard => ("12010", "卡号不存在"),
         Refusal::ResumeNotAllowed => ("12098", "停机原因不允许自助复机"),
-        Refusal::TooSoon => (u.cmcc_repeat_window.as_str(), "同一号码在限定时间内不允许重复办理（模拟器设定）"),
+        Refusal::TooSoon => (
+            u.cmcc_repeat_window.as_str(),
+            "同一号码在限定时间内不允许重复办理（模拟器设定）",
+        ),
         Refusal::NotPooled => (u.cmcc_not_pooled.as_str(), "非流量池成员（模拟器设定）"),
         Refusal::BadParam(_) => ("11000", "参数错误"),
         _ => ("12089", "当前状态不允许办理该业务"),
@@ -281,9 +287,13 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
                 Err(r) => return r,
             };
             if let Some(from) = from
-                && e.card(Carrier::Cmcc, &card).is_some_and(|c| c.status != from)
+                && e.card(Carrier::Cmcc, &card)
+                    .is_some_and(|c| c.status != from)
             {
-                return refusal(e, &Refusal::IllegalState("operType does not match the card's state".into()));
+                return refusal(
+                    e,
+                    &Refusal::IllegalState("operType does not match the card's state".into()),
+                );
             }
             match e.submit(Carrier::Cmcc, &card, &txn, change) {
                 Ok(r) => {
@@ -357,13 +367,21 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
             let c = e.card(Carrier::Cmcc, &card).expect("found above");
             // The reason table is not public: the simulator answers with the
             // domain's operator_status code.
-            let reason = if c.stop_reason == StopReason::Normal { String::new() } else { c.stop_reason.code().to_string() };
+            let reason = if c.stop_reason == StopReason::Normal {
+                String::new()
+            } else {
+                c.stop_reason.code().to_string()
+            };
             ok(json!([{"platformType": "OneLink-CT", "stopReason": reason}]))
         }
         "query/sim-card-info/batch" => {
             let (kind, list) = match (get("msisdns"), get("iccids"), get("imsis")) {
-                (m, i, s) if !m.is_empty() && i.is_empty() && s.is_empty() => (CardIdKind::Msisdn, m),
-                (m, i, s) if m.is_empty() && !i.is_empty() && s.is_empty() => (CardIdKind::Iccid, i),
+                (m, i, s) if !m.is_empty() && i.is_empty() && s.is_empty() => {
+                    (CardIdKind::Msisdn, m)
+                }
+                (m, i, s) if m.is_empty() && !i.is_empty() && s.is_empty() => {
+                    (CardIdKind::Iccid, i)
+                }
                 (m, i, s) if m.is_empty() && i.is_empty() && !s.is_empty() => (CardIdKind::Imsi, s),
                 _ => return err("11000", "msisdns、iccids、imsis 必须且只能填写一个"),
             };

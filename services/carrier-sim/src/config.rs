@@ -172,6 +172,21 @@ impl Credentials {
     }
 }
 
+impl Credentials {
+    /// The adapter's carrier-specific settings for this account (China
+    /// Telecom's DCP login), as environment pairs.
+    pub fn adapter_env(&self, c: Carrier) -> Vec<(&'static str, String)> {
+        match c {
+            Carrier::Ct => vec![
+                ("GSL_CT_DCP_USER", self.ct_dcp_user.clone()),
+                ("GSL_CT_DCP_PASSWORD", self.ct_dcp_password.clone()),
+                ("GSL_CT_DCP_KEY", self.ct_dcp_key.clone()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+}
+
 impl Default for Credentials {
     fn default() -> Self {
         Credentials {

@@ -61,7 +61,9 @@ fn xml(rsp_type: &str, code: &str, desc: &str, txn: &str) -> Response {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn xml_refused(code: &str, desc: &str) -> Response {
@@ -73,7 +75,10 @@ pub fn busy(e: &Engine) -> Response {
 }
 
 pub fn over_limit(e: &Engine) -> Response {
-    xml_refused(&e.config.undocumented.ct_over_limit, "调用频率超过限制（模拟器设定）")
+    xml_refused(
+        &e.config.undocumented.ct_over_limit,
+        "调用频率超过限制（模拟器设定）",
+    )
 }
 
 fn method(parts: &http::request::Parts) -> &str {
@@ -86,7 +91,10 @@ fn is_dcp(parts: &http::request::Parts) -> bool {
 
 pub fn classify(parts: &http::request::Parts, body: &[u8]) -> ApiClass {
     let m = if is_dcp(parts) {
-        params(parts, body).get("method").cloned().unwrap_or_default()
+        params(parts, body)
+            .get("method")
+            .cloned()
+            .unwrap_or_default()
     } else {
         method(parts).to_owned()
     };
@@ -139,7 +147,8 @@ fn pct(s: &str) -> String {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
                     Ok(v) => {
                         out.push(v);
                         i += 2;
@@ -169,7 +178,10 @@ fn within_skew(ts: &str, max_skew_s: i64) -> bool {
         return false;
     };
     let now = Utc::now();
-    let as_cst = cst().from_local_datetime(&n).single().map(|t| t.with_timezone(&Utc));
+    let as_cst = cst()
+        .from_local_datetime(&n)
+        .single()
+        .map(|t| t.with_timezone(&Utc));
     let as_gmt = Some(Utc.from_utc_datetime(&n));
     [as_cst, as_gmt]
         .into_iter()
@@ -180,7 +192,13 @@ fn within_skew(ts: &str, max_skew_s: i64) -> bool {
 /// The values each DCP method signs (ct.md, "Sign value lists").
 fn dcp_signed_values(method: &str, p: &BTreeMap<String, String>, password: &str) -> Vec<String> {
     let g = |k: &str| p.get(k).cloned().unwrap_or_default();
-    let card = if p.contains_key("access_number") { g("access_number") } else if p.contains_key("iccid") { g("iccid") } else { g("imsi") };
+    let card = if p.contains_key("access_number") {
+        g("access_number")
+    } else if p.contains_key("iccid") {
+        g("iccid")
+    } else {
+        g("imsi")
+    };
     let mut v = vec![card, g("user_id"), password.to_owned(), method.to_owned()];
     if method == "IMEIReRecord" {
         v.push(g("action"));
@@ -257,8 +275,12 @@ fn main_status(s: SimStatus) -> (&'static str, &'static str) {
 
 fn xml_refusal(e: &Engine, r: &Refusal) -> Response {
     match r {
-        Refusal::RebindQuota => xml_refused("-5", "业务校验失败（单卡本月调用次数已超过限定次数！）"),
-        Refusal::AlreadySubscribed => xml_refused("-9", "[O0300304-1148]已订购功能产品，不能重复订购"),
+        Refusal::RebindQuota => {
+            xml_refused("-5", "业务校验失败（单卡本月调用次数已超过限定次数！）")
+        }
+        Refusal::AlreadySubscribed => {
+            xml_refused("-9", "[O0300304-1148]已订购功能产品，不能重复订购")
+        }
         other => xml_refused(&e.config.undocumented.ct_illegal_state, &other.to_string()),
     }
 }
@@ -281,7 +303,10 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
     let card = e.find_card(Carrier::Ct, CardIdKind::Msisdn, &number);
     let m = method(&parts);
     let Some(card) = card else {
-        return xml_refused(&e.config.undocumented.ct_illegal_state, &format!("号码 {number:?} 不存在"));
+        return xml_refused(
+            &e.config.undocumented.ct_illegal_state,
+            &format!("号码 {number:?} 不存在"),
+        );
     };
     match m {
         "disabledNumberService" => {
@@ -296,14 +321,18 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
             match e.submit(Carrier::Ct, &card, "", change) {
                 Ok(r) => xml("0", "0000", "成功接收消息", &group_txn(&r.order_no)),
                 Err(Refusal::AwaitingActivation) => {
-                    axum::Json(json!({"result": "100008", "resultMsg": "卡处于待激活状态"})).into_response()
+                    axum::Json(json!({"result": "100008", "resultMsg": "卡处于待激活状态"}))
+                        .into_response()
                 }
                 Err(r) => xml_refusal(e, &r),
             }
         }
         "requestServActive" => match e.submit(Carrier::Ct, &card, "", Change::Activate) {
             Ok(_) => axum::Json(json!({"RESULT": "0", "SMSG": "成功"})).into_response(),
-            Err(r) => axum::Json(json!({"RESULT": e.config.undocumented.ct_illegal_state, "SMSG": r.to_string()})).into_response(),
+            Err(r) => axum::Json(
+                json!({"RESULT": e.config.undocumented.ct_illegal_state, "SMSG": r.to_string()}),
+            )
+            .into_response(),
         },
         "singleCutNet" => match get("action").as_str() {
             "ADD" => submit_xml(e, &card, Change::CutNet),
@@ -315,15 +344,21 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
                 return xml_refused("-1", "type 错误");
             }
             let quota = get("quota").parse::<i64>().ok().filter(|q| *q >= -1);
-            let has = e.card(Carrier::Ct, &card).is_some_and(|c| c.threshold_mb != -1);
+            let has = e
+                .card(Carrier::Ct, &card)
+                .is_some_and(|c| c.threshold_mb != -1);
             match (get("action").as_str(), quota) {
                 // 5GCMP reports an add on a card that has a threshold as a
                 // success and changes nothing (yunze's reason to modify first).
                 ("1", Some(_)) if has => xml("0", "0000", "成功接收消息", &group_txn("0")),
                 ("1", Some(mb)) => submit_xml(e, &card, Change::ThresholdAdd { mb }),
-                ("2", Some(_)) if !has => xml_refused(&e.config.undocumented.ct_illegal_state, "未订购达量断网"),
+                ("2", Some(_)) if !has => {
+                    xml_refused(&e.config.undocumented.ct_illegal_state, "未订购达量断网")
+                }
                 ("2", Some(mb)) => submit_xml(e, &card, Change::ThresholdModify { mb }),
-                ("3", _) if !has => xml_refused(&e.config.undocumented.ct_illegal_state, "未订购达量断网"),
+                ("3", _) if !has => {
+                    xml_refused(&e.config.undocumented.ct_illegal_state, "未订购达量断网")
+                }
                 ("3", _) => submit_xml(e, &card, Change::ThresholdCancel),
                 _ => xml_refused("-1", "action 或 quota 错误"),
             }
@@ -333,9 +368,19 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
                 ("DEL", "10") => Change::Speed { kbps: 0 },
                 ("ADD", v) => match v.parse::<u8>().ok().and_then(speed::ct_kbps) {
                     Some(kbps) => Change::Speed { kbps },
-                    None => return axum::Json(json!({"resultCode": "-1", "resultMsg": "speedValue 错误"})).into_response(),
+                    None => {
+                        return axum::Json(
+                            json!({"resultCode": "-1", "resultMsg": "speedValue 错误"}),
+                        )
+                        .into_response();
+                    }
                 },
-                _ => return axum::Json(json!({"resultCode": "-1", "resultMsg": "action 或 speedValue 错误"})).into_response(),
+                _ => {
+                    return axum::Json(
+                        json!({"resultCode": "-1", "resultMsg": "action 或 speedValue 错误"}),
+                    )
+                    .into_response();
+                }
             };
             match e.submit(Carrier::Ct, &card, "", change) {
                 Ok(_) => axum::Json(json!({"resultCode": "0000", "resultMsg": "成功"})).into_response(),
@@ -371,13 +416,20 @@ fn dcp(e: &Engine, p: &BTreeMap<String, String>) -> Response {
                 e.find_card(Carrier::Ct, CardIdKind::Imsi, &get("imsi"))
             };
             match found.and_then(|id| e.card(Carrier::Ct, &id)) {
-                Some(c) => axum::Json(json!({"IRESULT": "0", "SMSG": "成功", "RESULT": c.msisdn})).into_response(),
+                Some(c) => axum::Json(json!({"IRESULT": "0", "SMSG": "成功", "RESULT": c.msisdn}))
+                    .into_response(),
                 None => axum::Json(json!({"IRESULT": "-1", "SMSG": "号码不存在"})).into_response(),
             }
         }
         "IMEIReRecord" => {
-            let Some(card) = e.find_card(Carrier::Ct, CardIdKind::Msisdn, &get("access_number")) else {
-                return answer("1", &e.config.undocumented.ct_illegal_state, "号码不存在", "");
+            let Some(card) = e.find_card(Carrier::Ct, CardIdKind::Msisdn, &get("access_number"))
+            else {
+                return answer(
+                    "1",
+                    &e.config.undocumented.ct_illegal_state,
+                    "号码不存在",
+                    "",
+                );
             };
             if get("action") != "ADD" {
                 return answer("1", "-1", "action 必须为 ADD", "");
@@ -389,8 +441,18 @@ fn dcp(e: &Engine, p: &BTreeMap<String, String>) -> Response {
             };
             match e.submit(Carrier::Ct, &card, "", Change::Rebind { imei, fixed }) {
                 Ok(r) => answer("0", "0000", "成功接收消息", &group_txn(&r.order_no)),
-                Err(Refusal::RebindQuota) => answer("1", "-5", "业务校验失败（单卡本月调用次数已超过限定次数！）", ""),
-                Err(r) => answer("1", &e.config.undocumented.ct_illegal_state, &r.to_string(), ""),
+                Err(Refusal::RebindQuota) => answer(
+                    "1",
+                    "-5",
+                    "业务校验失败（单卡本月调用次数已超过限定次数！）",
+                    "",
+                ),
+                Err(r) => answer(
+                    "1",
+                    &e.config.undocumented.ct_illegal_state,
+                    &r.to_string(),
+                    "",
+                ),
             }
         }
         other => answer("1", "-1", &format!("未知方法 {other}"), ""),
@@ -442,6 +504,9 @@ mod tests {
     fn query_pairs_sort_and_decode() {
         let p = query_pairs("orderTypeId=19&access_number=149%31&acctCd=");
         let joined: Vec<String> = p.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        assert_eq!(joined.join("&"), "access_number=1491&acctCd=&orderTypeId=19");
+        assert_eq!(
+            joined.join("&"),
+            "access_number=1491&acctCd=&orderTypeId=19"
+        );
     }
 }

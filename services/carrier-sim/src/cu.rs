@@ -171,11 +171,15 @@ async fn put_device(State(g): State<Gate>, Path(iccid): Path<String>, body: Byte
         if let Some(kbps) = plans.cu_speed_plans.get(plan) {
             let r = apply(e, &iccid, Change::Speed { kbps: *kbps });
             if r.status().is_success() {
-                e.edit_card(Carrier::Cu, &iccid, |c| c.communication_plan = plan.to_owned());
+                e.edit_card(Carrier::Cu, &iccid, |c| {
+                    c.communication_plan = plan.to_owned()
+                });
             }
             return r;
         }
-        e.edit_card(Carrier::Cu, &iccid, |c| c.communication_plan = plan.to_owned());
+        e.edit_card(Carrier::Cu, &iccid, |c| {
+            c.communication_plan = plan.to_owned()
+        });
         return axum::Json(json!({"iccid": iccid})).into_response();
     }
     if let Some(plan) = m.get("ratePlan").and_then(Value::as_str) {

@@ -341,7 +341,13 @@ impl Engine {
 
     /// Edit a stored card in place (plan names and other account data).
     pub fn edit_card(&self, c: Carrier, id: &str, f: impl FnOnce(&mut CardRecord)) {
-        if let Some(card) = self.platform(c).inv.lock().expect("inventory lock").get_mut(id) {
+        if let Some(card) = self
+            .platform(c)
+            .inv
+            .lock()
+            .expect("inventory lock")
+            .get_mut(id)
+        {
             f(card);
         }
     }

@@ -207,7 +207,11 @@ impl Generator {
         CardRecord {
             id: self.id_at(serial),
             msisdn: self.msisdn_at(serial),
-            imsi: format!("{imsi_prefix}{:03}{:07}", self.seed_part(), serial % 10_000_000),
+            imsi: format!(
+                "{imsi_prefix}{:03}{:07}",
+                self.seed_part(),
+                serial % 10_000_000
+            ),
             status,
             stop_reason,
             pooled: (h >> 8) % 100 < 30,
@@ -467,7 +471,10 @@ mod numbers {
         assert_eq!(c.msisdn.len(), 13);
         assert_eq!(inv.id_by_msisdn(&c.msisdn).as_deref(), Some(c.id.as_str()));
         assert_eq!(inv.id_by_imsi(&c.imsi).as_deref(), Some(c.id.as_str()));
-        assert!(inv.id_by_msisdn("1410079999999").is_none(), "beyond the count");
+        assert!(
+            inv.id_by_msisdn("1410079999999").is_none(),
+            "beyond the count"
+        );
         let mut made = c.clone();
         made.id = "89860000000000000001".into();
         made.msisdn = "1440000000001".into();

@@ -16,7 +16,10 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 fn fixture(name: &str) -> String {
-    let p = format!("{}/../../tests/contracts/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let p = format!(
+        "{}/../../tests/contracts/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
 }
 
@@ -108,7 +111,8 @@ fn check(case: &Value, got_text: &str) {
     let (got, want) = match a.get("xml") {
         Some(x) => (xml_fields(got_text), xml_fields(x.as_str().unwrap())),
         None => (
-            serde_json::from_str::<Value>(got_text).unwrap_or_else(|_| panic!("{}: {got_text}", case["name"])),
+            serde_json::from_str::<Value>(got_text)
+                .unwrap_or_else(|_| panic!("{}: {got_text}", case["name"])),
             a.get("body").or(a.get("json")).unwrap().clone(),
         ),
     };
@@ -122,7 +126,10 @@ fn check(case: &Value, got_text: &str) {
 }
 
 fn stamp() -> String {
-    Utc::now().with_timezone(&cst()).format("%Y%m%d%H%M%S").to_string()
+    Utc::now()
+        .with_timezone(&cst())
+        .format("%Y%m%d%H%M%S")
+        .to_string()
 }
 
 fn cases(text: &str, iccid: &str, msisdn: &str) -> Value {
@@ -151,7 +158,10 @@ async fn cmcc_answers_the_contract() {
     assert_eq!(tok["status"], "0", "{tok}");
     let token = tok["result"][0]["token"].as_str().unwrap().to_owned();
     let text = fixture("cmcc");
-    let n = serde_json::from_str::<Value>(&text).unwrap()["cases"].as_array().unwrap().len();
+    let n = serde_json::from_str::<Value>(&text).unwrap()["cases"]
+        .as_array()
+        .unwrap()
+        .len();
     for i in 0..n {
         let raw: Value = serde_json::from_str(&text).unwrap();
         let (iccid, msisdn) = card(&s, Carrier::Cmcc, 100 + i as u64, &raw["cases"][i]["card"]);
@@ -160,8 +170,19 @@ async fn cmcc_answers_the_contract() {
         let mut body = case["request"]["fields"].clone();
         body["transid"] = json!(transid());
         body["token"] = json!(token);
-        let path = case["request"]["path"].as_str().unwrap().trim_start_matches("/v5/ec");
-        let got = http.post(format!("{base}{path}")).json(&body).send().await.unwrap().text().await.unwrap();
+        let path = case["request"]["path"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("/v5/ec");
+        let got = http
+            .post(format!("{base}{path}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         check(case, &got);
     }
     // There is no operType 7, and a token is required.
@@ -169,16 +190,35 @@ async fn cmcc_answers_the_contract() {
     let v: Value = http
         .post(format!("{base}/change/sim-status"))
         .json(&json!({"transid": transid(), "token": token, "iccid": iccid, "operType": "7"}))
-        .send().await.unwrap().json().await.unwrap();
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_ne!(v["status"], "0", "{v}");
     let v: Value = http
         .post(format!("{base}/change/sim-status"))
         .json(&json!({"transid": transid(), "token": "expired", "iccid": iccid, "operType": "0"}))
-        .send().await.unwrap().json().await.unwrap();
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["status"], "12021");
     // No endpoint exists for operations without a public API.
-    for path in ["backoffice/rebind", "backoffice/region-bind", "backoffice/directional"] {
-        let r = http.post(format!("{base}/{path}")).json(&json!({"transid": transid(), "token": token})).send().await.unwrap();
+    for path in [
+        "backoffice/rebind",
+        "backoffice/region-bind",
+        "backoffice/directional",
+    ] {
+        let r = http
+            .post(format!("{base}/{path}"))
+            .json(&json!({"transid": transid(), "token": token}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 404, "{path}");
     }
     // Each change applied once, none replayed.
@@ -188,7 +228,9 @@ async fn cmcc_answers_the_contract() {
 /// The test's own 5GCMP signature (ct.md).
 fn ct_sign(query: &BTreeMap<String, String>, secret: &str, ts: &str) -> String {
     let q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let md5 = hex::encode(Md5::digest(format!("{}{secret}{ts}", q.join("&")).as_bytes()));
+    let md5 = hex::encode(Md5::digest(
+        format!("{}{secret}{ts}", q.join("&")).as_bytes(),
+    ));
     hex::encode_upper(md5.as_bytes())
 }
 
@@ -198,7 +240,10 @@ async fn ct_answers_the_contract() {
     let base = s.base_url(Carrier::Ct);
     let http = reqwest::Client::new();
     let text = fixture("ct");
-    let n = serde_json::from_str::<Value>(&text).unwrap()["cases"].as_array().unwrap().len();
+    let n = serde_json::from_str::<Value>(&text).unwrap()["cases"]
+        .as_array()
+        .unwrap()
+        .len();
     let creds = &s.engine.config.credentials;
     for i in 0..n {
         let raw: Value = serde_json::from_str(&text).unwrap();
@@ -216,11 +261,30 @@ async fn ct_answers_the_contract() {
             // DCP: the simulator's own account.
             let (k1, k2, k3) = gsl_desjs::dcp_keys(&creds.ct_dcp_key);
             fields.insert("user_id".into(), creds.ct_dcp_user.clone());
-            fields.insert("passWord".into(), gsl_desjs::str_enc(&creds.ct_dcp_password, &k1, &k2, &k3));
-            let mut vals = vec![msisdn.clone(), creds.ct_dcp_user.clone(), creds.ct_dcp_password.clone(), "IMEIReRecord".into(), "ADD".into()];
+            fields.insert(
+                "passWord".into(),
+                gsl_desjs::str_enc(&creds.ct_dcp_password, &k1, &k2, &k3),
+            );
+            let mut vals = vec![
+                msisdn.clone(),
+                creds.ct_dcp_user.clone(),
+                creds.ct_dcp_password.clone(),
+                "IMEIReRecord".into(),
+                "ADD".into(),
+            ];
             vals.sort();
-            fields.insert("sign".into(), gsl_desjs::str_enc(&vals.join(","), &k1, &k2, &k3));
-            http.post(format!("{base}{path}")).form(&fields).send().await.unwrap().text().await.unwrap()
+            fields.insert(
+                "sign".into(),
+                gsl_desjs::str_enc(&vals.join(","), &k1, &k2, &k3),
+            );
+            http.post(format!("{base}{path}"))
+                .form(&fields)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
         } else {
             let ts = stamp();
             http.get(format!("{base}{path}"))
@@ -228,28 +292,60 @@ async fn ct_answers_the_contract() {
                 .header("AppKey", &creds.ct_app_key)
                 .header("Timestamp", &ts)
                 .header("Sign", ct_sign(&fields, &creds.ct_secret, &ts))
-                .send().await.unwrap().text().await.unwrap()
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
         };
         check(case, &got);
     }
     // A Sign of the old, wrong length (32 upper-case characters) is refused,
     // and nothing reaches the card.
     let (_, msisdn) = card(&s, Carrier::Ct, 290, &json!({"status": 20}));
-    let q: BTreeMap<String, String> = [("access_number", msisdn.as_str()), ("acctCd", ""), ("orderTypeId", "19")]
-        .iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let q: BTreeMap<String, String> = [
+        ("access_number", msisdn.as_str()),
+        ("acctCd", ""),
+        ("orderTypeId", "19"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     let ts = stamp();
     let short = ct_sign(&q, &creds.ct_secret, &ts)[..32].to_owned();
-    let got = http.get(format!("{base}/5gcmp/openapi/v1/common/disabledNumberService"))
-        .query(&q).header("AppKey", &creds.ct_app_key).header("Timestamp", &ts).header("Sign", short)
-        .send().await.unwrap().text().await.unwrap();
+    let got = http
+        .get(format!(
+            "{base}/5gcmp/openapi/v1/common/disabledNumberService"
+        ))
+        .query(&q)
+        .header("AppKey", &creds.ct_app_key)
+        .header("Timestamp", &ts)
+        .header("Sign", short)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_ne!(xml_fields(&got)["RspCode"], "0000", "{got}");
     // acctCd is required.
     let mut no_acct = q.clone();
     no_acct.remove("acctCd");
-    let got = http.get(format!("{base}/5gcmp/openapi/v1/common/disabledNumberService"))
-        .query(&no_acct).header("AppKey", &creds.ct_app_key).header("Timestamp", &ts)
+    let got = http
+        .get(format!(
+            "{base}/5gcmp/openapi/v1/common/disabledNumberService"
+        ))
+        .query(&no_acct)
+        .header("AppKey", &creds.ct_app_key)
+        .header("Timestamp", &ts)
         .header("Sign", ct_sign(&no_acct, &creds.ct_secret, &ts))
-        .send().await.unwrap().text().await.unwrap();
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_ne!(xml_fields(&got)["RspCode"], "0000", "{got}");
     assert_eq!(s.engine.totals(Carrier::Ct).1, 0);
 }
@@ -259,32 +355,66 @@ async fn cu_answers_the_contract() {
     let s = sim().await;
     let base = s.base_url(Carrier::Cu);
     let http = reqwest::Client::new();
-    let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("gslcu:cu-secret"));
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("gslcu:cu-secret")
+    );
     let text = fixture("cu");
-    let n = serde_json::from_str::<Value>(&text).unwrap()["cases"].as_array().unwrap().len();
+    let n = serde_json::from_str::<Value>(&text).unwrap()["cases"]
+        .as_array()
+        .unwrap()
+        .len();
     for i in 0..n {
         let raw: Value = serde_json::from_str(&text).unwrap();
         let (iccid, msisdn) = card(&s, Carrier::Cu, 300 + i as u64, &raw["cases"][i]["card"]);
         let f = cases(&text, &iccid, &msisdn);
         let case = &f["cases"][i];
         let r = http
-            .put(format!("{base}{}", case["request"]["path"].as_str().unwrap()))
+            .put(format!(
+                "{base}{}",
+                case["request"]["path"].as_str().unwrap()
+            ))
             .header("authorization", &auth)
             .json(&case["request"]["fields"])
-            .send().await.unwrap();
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{}", case["name"]);
         check(case, &r.text().await.unwrap());
         // Synchronous: the change is made before the answer.
-        assert_eq!(s.engine.truth(Carrier::Cu, &iccid).applied.values().sum::<u32>(), 1, "{}", case["name"]);
+        assert_eq!(
+            s.engine
+                .truth(Carrier::Cu, &iccid)
+                .applied
+                .values()
+                .sum::<u32>(),
+            1,
+            "{}",
+            case["name"]
+        );
     }
     // Documented 401s.
-    let r = http.get(format!("{base}/rws/api/v1/devices/1")).send().await.unwrap();
+    let r = http
+        .get(format!("{base}/rws/api/v1/devices/1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.headers().get("www-authenticate").is_some());
-    let r = http.get(format!("{base}/rws/api/v1/devices/1")).header("authorization", "Basic eDp5").send().await.unwrap();
+    let r = http
+        .get(format!("{base}/rws/api/v1/devices/1"))
+        .header("authorization", "Basic eDp5")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "10000001");
     // No invented request resource.
-    let r = http.get(format!("{base}/rws/api/v1/requests/x")).header("authorization", &auth).send().await.unwrap();
+    let r = http
+        .get(format!("{base}/rws/api/v1/requests/x"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
 }

@@ -66,7 +66,6 @@ async fn truth(s: &SimServer, c: Carrier, card: &str) -> Value {
         .unwrap()
 }
 
-
 #[tokio::test]
 async fn trinet_switch_spacing_and_policies() {
     let s = sim(CompletionMode::Immediate).await;

@@ -14,6 +14,9 @@ pub enum Principal {
     Tenant(String),
     /// An adapter: may report results, nothing else.
     Adapter,
+    /// An operator of the back-office queue (`GSL_OPERATOR_TOKEN`): works
+    /// back-office requests, never a tenant's orders.
+    Operator,
 }
 
 /// Maps a bearer token to a principal.
@@ -26,11 +29,22 @@ pub trait Authenticator: Send + Sync + 'static {
 pub struct StaticTokens {
     tenants: HashMap<String, String>,
     adapter: Option<String>,
+    operator: Option<String>,
 }
 
 impl StaticTokens {
     pub fn new(tenants: HashMap<String, String>, adapter: Option<String>) -> StaticTokens {
-        StaticTokens { tenants, adapter }
+        StaticTokens {
+            tenants,
+            adapter,
+            operator: None,
+        }
+    }
+
+    /// The operator credential (back-office work).
+    pub fn with_operator(mut self, token: Option<String>) -> StaticTokens {
+        self.operator = token.filter(|t| !t.is_empty());
+        self
     }
 
     /// Parse `token=tenant,token2=tenant2` (newlines also separate).
@@ -68,6 +82,9 @@ impl Authenticator for StaticTokens {
         if self.adapter.as_deref() == Some(token) {
             return Some(Principal::Adapter);
         }
+        if self.operator.as_deref() == Some(token) {
+            return Some(Principal::Operator);
+        }
         self.tenants
             .get(token)
             .map(|t| Principal::Tenant(t.clone()))
@@ -97,6 +114,21 @@ pub fn tenant(auth: &dyn Authenticator, md: &MetadataMap) -> Result<String, ApiE
         Principal::Adapter => Err(ApiError::new(
             ErrorCode::PermissionDenied,
             "adapters may only report results",
+        )),
+        Principal::Operator => Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "the operator credential works the back-office queue only",
+        )),
+    }
+}
+
+/// Only the operator credential passes.
+pub fn operator(auth: &dyn Authenticator, md: &MetadataMap) -> Result<(), ApiError> {
+    match principal(auth, md)? {
+        Principal::Operator => Ok(()),
+        _ => Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "the back-office queue takes the operator credential only",
         )),
     }
 }

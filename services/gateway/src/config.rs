@@ -10,7 +10,9 @@ pub struct GatewayConfig {
     /// Admin HTTP (`/healthz`, `/readyz`, `/metrics`) (`GSL_ADMIN_LISTEN`, default `0.0.0.0:9090`).
     pub admin_listen: String,
     pub bus: BusConfig,
-    /// `GSL_TENANT_TOKENS=token=tenant,...` or `GSL_TENANT_TOKENS_FILE`, plus `GSL_ADAPTER_TOKEN`.
+    /// `GSL_TENANT_TOKENS=token=tenant,...` or `GSL_TENANT_TOKENS_FILE`, plus
+    /// `GSL_ADAPTER_TOKEN` and `GSL_OPERATOR_TOKEN` (the back-office queue;
+    /// unset: nobody may work it).
     pub tokens: StaticTokens,
     /// PEM files for TLS (`GSL_TLS_CERT`, `GSL_TLS_KEY`); plain gRPC when unset.
     pub tls: Option<(String, String)>,
@@ -87,7 +89,7 @@ impl GatewayConfig {
             grpc_listen: get("GSL_GRPC_LISTEN").unwrap_or_else(|| "0.0.0.0:50051".into()),
             admin_listen: get("GSL_ADMIN_LISTEN").unwrap_or_else(|| "0.0.0.0:9090".into()),
             bus: BusConfig::from_lookup("gsl-gateway", |k| get(k)),
-            tokens: StaticTokens::new(tenants, adapter),
+            tokens: StaticTokens::new(tenants, adapter).with_operator(get("GSL_OPERATOR_TOKEN")),
             tls,
             fanout_window: num("GSL_FANOUT_WINDOW", 8192)?,
             intake: get("GSL_INTAKE").as_deref() != Some("off"),

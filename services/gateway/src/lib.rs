@@ -16,6 +16,7 @@
 //! | [`validate`] | request and per-item validation |
 //! | [`submit`] | submit, review, fan-out, settlement |
 //! | [`results`] | the Results API |
+//! | [`backoffice`] | the BackOffice API: operators work the back-office queue |
 //! | [`query`], [`watch`] | get / list / items / card history; the event stream |
 //! | [`intake`] | the NATS intake |
 //! | [`recovery`] | what a starting gateway finishes |
@@ -24,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod backoffice;
 pub mod config;
 pub mod core;
 pub mod error;
@@ -88,6 +90,11 @@ impl Gateway {
         let metrics = Metrics::new(&mut metric_registry);
         let tenants: Vec<String> = cfg.tokens.tenants().map(str::to_owned).collect();
         let auth: Arc<dyn auth::Authenticator> = Arc::new(cfg.tokens.clone());
+        let backoffice = backoffice::BackOfficeApi {
+            auth: auth.clone(),
+            requests: buckets.backoffice.clone(),
+            batches: buckets.batches.clone(),
+        };
         let core = Arc::new(Core::new(
             js.clone(),
             client.clone(),
@@ -192,7 +199,8 @@ impl Gateway {
                 v1::registry_server::RegistryServer::new(api.clone())
                     .max_decoding_message_size(max),
             )
-            .add_service(v1::results_server::ResultsServer::new(api));
+            .add_service(v1::results_server::ResultsServer::new(api))
+            .add_service(v1::back_office_server::BackOfficeServer::new(backoffice));
         let stop = shutdown.listener();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let server = tokio::spawn(async move {

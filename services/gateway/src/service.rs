@@ -171,7 +171,7 @@ impl v1::results_server::Results for Api {
     ) -> Result<Response<v1::ReportResponse>, Status> {
         match auth::principal(&*self.core.auth, r.metadata())? {
             Principal::Adapter => {}
-            Principal::Tenant(_) => {
+            Principal::Tenant(_) | Principal::Operator => {
                 return Err(ApiError::new(
                     ErrorCode::PermissionDenied,
                     "only adapters report results",

@@ -40,6 +40,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
+    /// Work the back-office queue (operator credential: --token, or GSL_OPERATOR_TOKEN).
+    #[command(subcommand)]
+    Backoffice(crate::backoffice::BackOfficeCmd),
     /// Submit one operation for cards (inline or from a CSV / xlsx file) or for a purchase batch.
     Submit(Box<SubmitArgs>),
     /// Show a work order.
@@ -255,9 +258,10 @@ pub async fn run(cli: Cli) -> i32 {
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
     let mut registry =
-        v1::registry_client::RegistryClient::new(ch).max_encoding_message_size(64 << 20);
+        v1::registry_client::RegistryClient::new(ch.clone()).max_encoding_message_size(64 << 20);
     let r: Result<i32, tonic::Status> = async {
         match cli.cmd {
+            Cmd::Backoffice(b) => crate::backoffice::run(ch, &tok, format, b).await,
             Cmd::Submit(a) => {
                 let (kind, problems, refs) = match prepare(&a) {
                     Ok(x) => x,

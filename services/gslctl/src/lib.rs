@@ -26,6 +26,7 @@
 //! * [`watch`]: the progress bar that survives a dropped connection.
 #![forbid(unsafe_code)]
 
+pub mod backoffice;
 pub mod batch;
 pub mod cli;
 pub mod ops;

@@ -22,6 +22,17 @@ use tonic::transport::Channel;
 
 pub const TENANT_TOKEN: &str = "tok-acme-0001";
 pub const ADAPTER_TOKEN: &str = "adapter-secret-1";
+pub const OPERATOR_TOKEN: &str = "operator-secret-1";
+
+/// Account data the test adapters and the simulator share: China Mobile's
+/// pool account (23E04), China Unicom's plan names for a speed tier and caps.
+pub const CARRIER_SETTINGS: &[(&str, &str)] = &[
+    ("GSL_CMCC_GROUP_ID", "G1"),
+    ("GSL_CMCC_OFFER_ID", "O1"),
+    ("GSL_CMCC_APN_NAME", "CMIOT"),
+    ("GSL_CU_SPEED_PLANS", "512=Tier512"),
+    ("GSL_CU_CAP_PLANS", "100=Cap100,-1=NoCap"),
+];
 
 pub struct Opts {
     pub completion: CompletionMode,
@@ -77,6 +88,9 @@ pub async fn stack(o: Opts) -> Stack {
     sc.time_scale = o.time_scale;
     sc.clock_start = o.clock_start.clone();
     sc.clock_anchor = Some(anchor.clone());
+    sc.rules.cu_speed_plans.insert("Tier512".into(), 512);
+    sc.rules.cu_cap_plans.insert("Cap100".into(), 100);
+    sc.rules.cu_cap_plans.insert("NoCap".into(), -1);
     if let Some(l) = &o.sim_limits {
         for c in Carrier::ALL {
             sc.limits.insert(c, l.clone());
@@ -87,7 +101,8 @@ pub async fn stack(o: Opts) -> Stack {
     tenants.insert(TENANT_TOKEN.to_string(), "acme".to_string());
     let gw = Gateway::start(GatewayConfig::local(
         &nats.url(),
-        StaticTokens::new(tenants, Some(ADAPTER_TOKEN.into())),
+        StaticTokens::new(tenants, Some(ADAPTER_TOKEN.into()))
+            .with_operator(Some(OPERATOR_TOKEN.into())),
     ))
     .await
     .expect("gateway");
@@ -134,6 +149,13 @@ impl Stack {
         let (u, p) = self.sim.engine.config.credentials.account(c);
         cfg.carrier_user = u.into();
         cfg.carrier_secret = p.into();
+        for (k, v) in self.sim.engine.config.credentials.adapter_env(c) {
+            cfg.carrier_settings.insert(k.to_owned(), v);
+        }
+        for (k, v) in CARRIER_SETTINGS {
+            cfg.carrier_settings
+                .insert((*k).to_owned(), (*v).to_owned());
+        }
         cfg.rate_change = o.rate_change;
         cfg.rate_query = Rate::OFF;
         cfg.rate_list = Rate::OFF;
@@ -156,6 +178,10 @@ impl Stack {
             ("GSL_CARRIER_USER", u.to_owned()),
             ("GSL_CARRIER_SECRET", p.to_owned()),
             ("GSL_NATS_URL", self.nats.url()),
+        ];
+        env.extend(self.sim.engine.config.credentials.adapter_env(c));
+        env.extend(CARRIER_SETTINGS.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        env.extend([
             ("GSL_GATEWAY_URL", self.grpc.clone()),
             ("GSL_ADAPTER_TOKEN", ADAPTER_TOKEN.to_string()),
             ("GSL_ADMIN_LISTEN", "127.0.0.1:0".to_string()),
@@ -171,7 +197,7 @@ impl Stack {
             ("GSL_COOLDOWNS_DISABLED", o.cooldowns_disabled.join(",")),
             ("GSL_CLOCK_ANCHOR", self.opts_clock.1.clone()),
             ("RUST_LOG", "warn".to_string()),
-        ];
+        ]);
         if let Some(s) = &self.opts_clock.0 {
             env.push(("GSL_CLOCK_START", s.clone()));
         }
@@ -183,6 +209,12 @@ impl Stack {
 
     pub async fn orders(&self) -> gateway::OrdersClient {
         gateway::orders(&self.grpc).await.unwrap()
+    }
+
+    pub async fn backoffice(&self) -> v1::back_office_client::BackOfficeClient<Channel> {
+        v1::back_office_client::BackOfficeClient::connect(self.grpc.clone())
+            .await
+            .unwrap()
     }
 
     pub async fn registry(&self) -> v1::registry_client::RegistryClient<Channel> {
@@ -273,6 +305,13 @@ pub fn registry_card(c: Carrier, card: &CardRecord) -> v1::Card {
         speed_kbps: card.speed_kbps,
         threshold_mb: card.threshold_mb,
         batch_no: card.batch_no.clone(),
+        // China Mobile numbers come with the card; China Telecom access
+        // numbers are left to the adapter's DCP look-up.
+        msisdn: if c == Carrier::Cmcc {
+            card.msisdn.clone()
+        } else {
+            String::new()
+        },
         ..Default::default()
     }
 }

@@ -1,0 +1,274 @@
+//! The `BackOffice` gRPC service: operators work the queue of requests the
+//! adapters filed for operations with no public carrier API (and for lost
+//! answers nothing can read back).
+//!
+//! Every move is a compare-and-set on the request (`gsl_bus::backoffice`),
+//! checked against the allowed transitions below. The adapter that filed a
+//! request follows it and reports the item's outcome when it is completed
+//! or rejected, with the SLA timer of the domain table running meanwhile; a
+//! directional request also moves the batch's entries through the domain's
+//! entry states here (configuring -> in review -> not yet effective ->
+//! effective, or review rejected).
+
+use crate::auth;
+use crate::error::ApiError;
+use async_nats::jetstream::kv::Store;
+use gsl_bus::backoffice::{self as bo, MoveError};
+use gsl_bus::codec::{decode, encode};
+use gsl_bus::kv::{self, Cas};
+use gsl_domain::ErrorCode;
+use gsl_proto::v1::operation::Kind as O;
+use gsl_proto::{convert, v1};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+use v1::BackOfficeState as S;
+
+#[derive(Clone)]
+pub struct BackOfficeApi {
+    pub auth: Arc<dyn auth::Authenticator>,
+    pub requests: Store,
+    pub batches: Store,
+}
+
+fn moved(
+    r: Result<v1::BackOfficeRequest, MoveError>,
+) -> Result<Response<v1::BackOfficeRequest>, Status> {
+    match r {
+        Ok(req) => Ok(Response::new(req)),
+        Err(MoveError::NotFound(id)) => Err(ApiError::new(
+            ErrorCode::BackOfficeNotFound,
+            format!("no back-office request {id}"),
+        )
+        .into()),
+        Err(e @ MoveError::Refused { .. }) => {
+            Err(ApiError::new(ErrorCode::BackOfficeState, e.to_string()).into())
+        }
+    }
+}
+
+/// Allowed moves: open -> claimed -> submitted -> accepted -> completed, any
+/// open one to rejected, and completion straight from claimed or submitted.
+fn allowed(from: i32, to: S) -> Result<(), String> {
+    let from = S::try_from(from).unwrap_or(S::Unspecified);
+    let ok = match to {
+        S::Claimed => matches!(from, S::Open | S::Claimed),
+        S::Submitted => matches!(from, S::Open | S::Claimed),
+        S::Accepted => matches!(from, S::Claimed | S::Submitted),
+        S::Completed => matches!(from, S::Claimed | S::Submitted | S::Accepted),
+        S::Rejected => matches!(from, S::Open | S::Claimed | S::Submitted | S::Accepted),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("cannot move to {}", to.as_str_name()))
+    }
+}
+
+/// The batch's entries as a directional request moves.
+fn entry_state_for(to: S) -> Option<v1::EntryState> {
+    match to {
+        S::Submitted => Some(v1::EntryState::InReview),
+        S::Accepted => Some(v1::EntryState::NotYetEffective),
+        S::Completed => Some(v1::EntryState::Effective),
+        S::Rejected => Some(v1::EntryState::ReviewRejected),
+        _ => None,
+    }
+}
+
+impl BackOfficeApi {
+    fn check<T>(&self, r: &Request<T>) -> Result<(), Status> {
+        Ok(auth::operator(&*self.auth, r.metadata())?)
+    }
+
+    async fn step(
+        &self,
+        id: &str,
+        to: S,
+        mut f: impl FnMut(&mut v1::BackOfficeRequest),
+    ) -> Result<Response<v1::BackOfficeRequest>, Status> {
+        let now = convert::timestamp(chrono::Utc::now());
+        let r = bo::update(&self.requests, id, |req| {
+            allowed(req.state, to)?;
+            req.state = to as i32;
+            req.updated_at = Some(now);
+            f(req);
+            Ok(())
+        })
+        .await
+        .map_err(ApiError::from)?;
+        if let Ok(req) = &r {
+            self.directional(req, to).await?;
+        }
+        moved(r)
+    }
+
+    /// Move a directional request's entries in the registry's batch.
+    async fn directional(&self, req: &v1::BackOfficeRequest, to: S) -> Result<(), ApiError> {
+        let Some(state) = entry_state_for(to) else {
+            return Ok(());
+        };
+        let Some(op) = req.operation.as_ref().and_then(|o| o.kind.clone()) else {
+            return Ok(());
+        };
+        if !matches!(
+            op,
+            O::DirectionalAdd(_) | O::DirectionalModify(_) | O::DirectionalDelete(_)
+        ) {
+            return Ok(());
+        }
+        let tag = format!("bo:{}", req.id);
+        kv::cas(&self.batches, &req.batch_no, 20, |cur| {
+            let Some(mut b) =
+                cur.and_then(|b| decode::<v1::PurchaseBatch>("PurchaseBatch", b).ok())
+            else {
+                return Cas::Keep(());
+            };
+            match &op {
+                O::DirectionalAdd(a) => {
+                    for (i, e) in a.entries.iter().enumerate() {
+                        let id = format!("{tag}.{i}");
+                        match b.entries.iter_mut().find(|x| x.id == id) {
+                            Some(x) => x.state = state as i32,
+                            None => b.entries.push(v1::DirectionalEntry {
+                                id,
+                                entry: e.clone(),
+                                state: state as i32,
+                            }),
+                        }
+                    }
+                }
+                O::DirectionalModify(m) => {
+                    if let Some(x) = b.entries.iter_mut().find(|x| x.id == m.entry_id) {
+                        x.state = if to == S::Rejected {
+                            v1::EntryState::Effective as i32
+                        } else {
+                            state as i32
+                        };
+                        if to == S::Completed {
+                            x.entry = m.entry.clone();
+                        }
+                    }
+                }
+                O::DirectionalDelete(d) => {
+                    if to == S::Completed {
+                        b.entries.retain(|x| !d.entry_ids.contains(&x.id));
+                    } else {
+                        for x in b.entries.iter_mut().filter(|x| d.entry_ids.contains(&x.id)) {
+                            x.state = if to == S::Rejected {
+                                v1::EntryState::Effective as i32
+                            } else {
+                                v1::EntryState::Deleting as i32
+                            };
+                        }
+                    }
+                }
+                _ => {}
+            }
+            Cas::Write(encode(&b).into(), ())
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl v1::back_office_server::BackOffice for BackOfficeApi {
+    async fn list(
+        &self,
+        r: Request<v1::ListBackOfficeRequest>,
+    ) -> Result<Response<v1::ListBackOfficeResponse>, Status> {
+        self.check(&r)?;
+        let q = r.into_inner();
+        let prefix = match convert::carrier_from_wire(q.carrier) {
+            Ok(c) if q.carrier != 0 => format!("{}.", c.as_str()),
+            _ => String::new(),
+        };
+        let now = chrono::Utc::now().timestamp();
+        let limit = if q.limit == 0 { 500 } else { q.limit.min(5000) } as usize;
+        let mut out: Vec<v1::BackOfficeRequest> = bo::all(&self.requests, &prefix)
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .filter(|x| q.include_closed || !bo::is_closed(x.state))
+            .filter(|x| q.tenant.is_empty() || x.tenant == q.tenant)
+            .filter(|x| {
+                let created = x.created_at.as_ref().map(|t| t.seconds).unwrap_or(now);
+                now - created >= q.older_than_secs as i64
+            })
+            .collect();
+        out.sort_by_key(|x| x.created_at.as_ref().map(|t| (t.seconds, t.nanos)));
+        out.truncate(limit);
+        Ok(Response::new(v1::ListBackOfficeResponse { requests: out }))
+    }
+
+    async fn get(
+        &self,
+        r: Request<v1::BackOfficeRef>,
+    ) -> Result<Response<v1::BackOfficeRequest>, Status> {
+        self.check(&r)?;
+        let id = r.into_inner().id;
+        match bo::get(&self.requests, &id).await.map_err(ApiError::from)? {
+            Some(req) => Ok(Response::new(req)),
+            None => moved(Err(MoveError::NotFound(id))),
+        }
+    }
+
+    async fn claim(
+        &self,
+        r: Request<v1::ClaimBackOfficeRequest>,
+    ) -> Result<Response<v1::BackOfficeRequest>, Status> {
+        self.check(&r)?;
+        let q = r.into_inner();
+        if q.operator.trim().is_empty() {
+            return Err(ApiError::bad("operator (who claims it) is required").into());
+        }
+        self.step(&q.id, S::Claimed, |req| req.claimed_by = q.operator.clone())
+            .await
+    }
+
+    async fn mark_submitted(
+        &self,
+        r: Request<v1::MarkSubmittedRequest>,
+    ) -> Result<Response<v1::BackOfficeRequest>, Status> {
+        self.check(&r)?;
+        let q = r.into_inner();
+        self.step(&q.id, S::Submitted, |req| {
+            req.carrier_ticket = q.carrier_ticket.clone()
+        })
+        .await
+    }
+
+    async fn mark_accepted(
+        &self,
+        r: Request<v1::MarkAcceptedRequest>,
+    ) -> Result<Response<v1::BackOfficeRequest>, Status> {
+        self.check(&r)?;
+        let q = r.into_inner();
+        self.step(&q.id, S::Accepted, |req| req.effective_at = q.effective_at)
+            .await
+    }
+
+    async fn complete(
+        &self,
+        r: Request<v1::BackOfficeRef>,
+    ) -> Result<Response<v1::BackOfficeRequest>, Status> {
+        self.check(&r)?;
+        let q = r.into_inner();
+        self.step(&q.id, S::Completed, |_| {}).await
+    }
+
+    async fn reject(
+        &self,
+        r: Request<v1::RejectBackOfficeRequest>,
+    ) -> Result<Response<v1::BackOfficeRequest>, Status> {
+        self.check(&r)?;
+        let q = r.into_inner();
+        if q.reason.trim().is_empty() {
+            return Err(ApiError::bad("a reason is required").into());
+        }
+        self.step(&q.id, S::Rejected, |req| req.reason = q.reason.clone())
+            .await
+    }
+}
