@@ -268,12 +268,7 @@ pub async fn spawn_ct_adapter(
         ("GSL_ADMIN_LISTEN", "127.0.0.1:0".into()),
         ("RUST_LOG", service_log()),
     ];
-    env.extend(
-        creds
-            .adapter_env(gsl_domain::Carrier::Ct)
-            .into_iter()
-            .map(|(k, v)| (k, v)),
-    );
+    env.extend(creds.adapter_env(gsl_domain::Carrier::Ct));
     env.extend(extra.iter().cloned());
     Service::spawn("gsl-adapter", &env).await
 }

@@ -79,12 +79,16 @@ impl Http {
     /// Read a body. Losing it means the outcome is unknown.
     pub async fn body(resp: reqwest::Response) -> Result<bytes::Bytes, CallError> {
         resp.bytes().await.map_err(|e| CallError::Unknown {
-            reason: format!("answer lost: {e}"),
+            reason: format!("answer lost: {}", e.without_url()),
         })
     }
 }
 
+/// Errors that leave the HTTP layer carry no URL: a query string may hold a
+/// credential (a CMCC password or token in a GET), and error texts reach
+/// item details, dead-letter headers, logs and `/readyz`.
 pub fn classify(e: reqwest::Error) -> CallError {
+    let e = e.without_url();
     if e.is_connect() {
         CallError::transient(format!("cannot connect: {e}"))
     } else if e.is_builder() {
@@ -108,4 +112,33 @@ pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
         .and_then(|s| s.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(|s| Duration::from_secs_f64(s.min(600.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failing call's error text never carries the query string.
+    #[tokio::test]
+    async fn errors_carry_no_url_or_query() {
+        // A port nothing listens on: connection refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let http = Http::new(Duration::from_millis(500));
+        let rb = http
+            .client
+            .get(format!("http://127.0.0.1:{port}/v5/ec/get/token"))
+            .query(&[("password", "s3cr3t-pw"), ("token", "t0k3n")]);
+        let e = http.send(rb).await.unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(matches!(e, CallError::Transient { .. }), "{text}");
+        assert!(
+            !text.contains("s3cr3t-pw") && !text.contains("t0k3n"),
+            "{text}"
+        );
+        assert!(!text.contains("get/token"), "no URL at all: {text}");
+    }
 }

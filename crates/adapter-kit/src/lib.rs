@@ -26,6 +26,7 @@ pub mod guards;
 pub mod http;
 pub mod metrics;
 pub mod pacing;
+pub mod readiness;
 pub mod record;
 pub mod report;
 pub mod worker;
@@ -182,15 +183,24 @@ impl Adapter {
 
         let ready_js = js.clone();
         let ready_client = client.clone();
-        let ready_api = api.clone();
+        let ready_carrier = Arc::new(readiness::Readiness::new(
+            api.clone(),
+            worker.pacer.clone(),
+            Duration::from_secs(15),
+        ));
         let ready: gsl_telemetry::admin::ReadyCheck = Arc::new(move || {
-            let (js, client, api) = (ready_js.clone(), ready_client.clone(), ready_api.clone());
+            let (js, client, carrier) = (
+                ready_js.clone(),
+                ready_client.clone(),
+                ready_carrier.clone(),
+            );
             Box::pin(async move {
                 if client.connection_state() != async_nats::connection::State::Connected {
                     return Err("NATS not connected".to_string());
                 }
                 topology::check(&js).await.map_err(|e| e.to_string())?;
-                api.ping()
+                carrier
+                    .check()
                     .await
                     .map_err(|e| format!("carrier unreachable: {e}"))
             })

@@ -11,7 +11,7 @@ use crate::BusError;
 use crate::codec::{decode, encode};
 use crate::kv::{self, Cas};
 use async_nats::jetstream::kv::Store;
-use bytes::Bytes;
+
 use futures::TryStreamExt;
 use gsl_proto::v1::{BackOfficeRequest, BackOfficeState};
 
@@ -27,7 +27,7 @@ pub fn is_closed(state: i32) -> bool {
 
 /// File a request; an existing request with the same id is returned as it is.
 pub async fn file(store: &Store, req: BackOfficeRequest) -> Result<BackOfficeRequest, BusError> {
-    match kv::create(store, &req.id, Bytes::from(encode(&req))).await? {
+    match kv::create(store, &req.id, encode(&req)).await? {
         Some(_) => Ok(req),
         None => Ok(get(store, &req.id).await?.unwrap_or(req)),
     }
@@ -69,7 +69,7 @@ pub async fn update(
             return Cas::Keep(Err(MoveError::NotFound(id.to_owned())));
         };
         match f(&mut req) {
-            Ok(()) => Cas::Write(Bytes::from(encode(&req)), Ok(req)),
+            Ok(()) => Cas::Write(encode(&req), Ok(req)),
             Err(why) => Cas::Keep(Err(MoveError::Refused {
                 id: id.to_owned(),
                 state: state_name(req.state).to_owned(),

@@ -510,10 +510,31 @@ impl CarrierApi for Cmcc {
         }
     }
 
+    /// A valid cached token is proof enough; otherwise one token call (which
+    /// fills the cache). Over the limit means reachable.
     async fn ping(&self) -> Result<(), String> {
+        if let Some((_, exp)) = self.token.lock().await.as_ref()
+            && *exp > Instant::now()
+        {
+            return Ok(());
+        }
         match self.fetch_token().await {
-            Ok(v) if s(&v, "status") == "0" => Ok(()),
+            Ok(v) if s(&v, "status") == "0" => {
+                let first = envelope(&v)
+                    .ok()
+                    .and_then(|r| r.into_iter().next())
+                    .unwrap_or_default();
+                let ttl: u64 = s(&first, "ttl").trim().parse().unwrap_or(60);
+                let keep = Duration::from_secs(ttl.saturating_sub(ttl / 10).clamp(1, 86_400));
+                if let Some(exp) = Instant::now().checked_add(keep)
+                    && !s(&first, "token").is_empty()
+                {
+                    *self.token.lock().await = Some((s(&first, "token").to_owned(), exp));
+                }
+                Ok(())
+            }
             Ok(v) => Err(format!("token refused: status {}", s(&v, "status"))),
+            r @ Err(_) if crate::common::reachable(&r) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     }

@@ -694,3 +694,208 @@ async fn malformed_work_message_is_dead_lettered_not_retried() {
     );
     s.shutdown().await;
 }
+
+fn operator<T>(m: T) -> tonic::Request<T> {
+    gsl_testkit::gateway::bearer(OPERATOR_TOKEN, m)
+}
+
+/// The request the adapter filed for an order's only item.
+async fn filed(s: &Stack, id: u64) -> v1::BackOfficeRequest {
+    let mut bo = s.backoffice().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let open = bo
+            .list(operator(v1::ListBackOfficeRequest {
+                carrier: v1::Carrier::Cmcc as i32,
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .requests;
+        if let Some(r) = open.into_iter().find(|r| r.work_order_id == id) {
+            return r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no back-office request for order {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn back_office_requests_are_worked_through_grpc_and_late_ones_reported() {
+    // One working day = 0.5 s: China Mobile's 3-working-day rebind SLA
+    // passes in about 1.5 s.
+    let s = stack(Opts {
+        carriers: vec![Carrier::Cmcc],
+        time_scale: Some(172_800.0),
+        clock_start: Some("2026-11-22T16:00:00Z".into()),
+        ..Default::default()
+    })
+    .await;
+    let separated = |c: &mut CardRecord| {
+        c.status = SimStatus::Stopped;
+        c.stop_reason = StopReason::DeviceSeparation;
+    };
+    let a = s.card(Carrier::Cmcc, 41, separated).await;
+    let b = s.card(Carrier::Cmcc, 42, in_use).await;
+    let rebind = s
+        .submit(
+            "bo-rebind",
+            O::Rebind(v1::Rebind::default()),
+            std::slice::from_ref(&a),
+        )
+        .await;
+    let region = s
+        .submit(
+            "bo-region",
+            O::RegionBind(v1::RegionBind {
+                region: "240_辽宁省".into(),
+            }),
+            std::slice::from_ref(&b),
+        )
+        .await;
+    let r1 = filed(&s, rebind.id).await;
+    let r2 = filed(&s, region.id).await;
+    assert_eq!(r1.state, v1::BackOfficeState::Open as i32);
+    assert!(
+        r1.instructions.contains("China Mobile"),
+        "{}",
+        r1.instructions
+    );
+    assert!(
+        r2.instructions.contains("240_辽宁省"),
+        "{}",
+        r2.instructions
+    );
+    assert!(r1.sla_deadline.is_some());
+    // The item says it waits on the back office (reported just after filing).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let items = s.items(rebind.id).await;
+        assert_eq!(items[0].status, v1::ItemStatus::Processing as i32);
+        if code(&items[0]) == ErrorCode::BackOfficePending.code() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{items:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Only the operator credential works the queue.
+    let mut bo = s.backoffice().await;
+    for token in [TENANT_TOKEN, ADAPTER_TOKEN] {
+        let e = bo
+            .list(gsl_testkit::gateway::bearer(
+                token,
+                v1::ListBackOfficeRequest::default(),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{token}");
+    }
+    assert_eq!(
+        bo.list(v1::ListBackOfficeRequest::default())
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::Unauthenticated
+    );
+
+    // Late: the SLA breach is reported while it waits.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !s.items(rebind.id).await[0].sla_breached {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "SLA breach not reported"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Rebind: claimed, sent, completed -> the item succeeds.
+    bo.claim(operator(v1::ClaimBackOfficeRequest {
+        id: r1.id.clone(),
+        operator: "ops-1".into(),
+    }))
+    .await
+    .unwrap();
+    bo.mark_submitted(operator(v1::MarkSubmittedRequest {
+        id: r1.id.clone(),
+        carrier_ticket: "CM-9".into(),
+    }))
+    .await
+    .unwrap();
+    let done = bo
+        .complete(operator(v1::BackOfficeRef { id: r1.id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.state, v1::BackOfficeState::Completed as i32);
+    assert_eq!(done.carrier_ticket, "CM-9");
+    let o = s.settled(rebind.id, Duration::from_secs(20)).await;
+    assert_eq!(o.status, v1::WorkOrderStatus::Completed as i32);
+    // A closed request moves no more.
+    let e = bo
+        .reject(operator(v1::RejectBackOfficeRequest {
+            id: r1.id.clone(),
+            reason: "late".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+
+    // Region bind: rejected with a reason -> the item fails with it.
+    let e = bo
+        .reject(operator(v1::RejectBackOfficeRequest {
+            id: r2.id.clone(),
+            reason: " ".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        tonic::Code::InvalidArgument,
+        "a reason is required"
+    );
+    bo.reject(operator(v1::RejectBackOfficeRequest {
+        id: r2.id.clone(),
+        reason: "province quota full".into(),
+    }))
+    .await
+    .unwrap();
+    let o = s.settled(region.id, Duration::from_secs(20)).await;
+    assert_eq!(o.status, v1::WorkOrderStatus::Failed as i32);
+    let item = &s.items(region.id).await[0];
+    assert!(
+        item.problem
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("province quota full"),
+        "{item:?}"
+    );
+    // Neither ever reached the carrier (there is no API).
+    for c in [&a, &b] {
+        assert!(s.sim.engine.truth(Carrier::Cmcc, c).txns.is_empty());
+    }
+    // Closed requests are listed only on request.
+    let open = bo
+        .list(operator(v1::ListBackOfficeRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .requests;
+    assert!(open.is_empty(), "{open:?}");
+    let all = bo
+        .list(operator(v1::ListBackOfficeRequest {
+            include_closed: true,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .requests;
+    assert_eq!(all.len(), 2);
+    s.shutdown().await;
+}

@@ -65,12 +65,10 @@ pub fn over_limit(e: &Engine, wait: Duration) -> Response {
     r
 }
 
-pub fn classify(parts: &http::request::Parts) -> ApiClass {
-    match parts.method {
-        http::Method::PUT | http::Method::POST => ApiClass::Change,
-        _ if parts.uri.path().ends_with("/devices") => ApiClass::List,
-        _ => ApiClass::Query,
-    }
+/// Jasper's policy is 5 calls per second per API user **in all**: every call
+/// counts against the one (change) budget.
+pub fn classify(_parts: &http::request::Parts) -> ApiClass {
+    ApiClass::Change
 }
 
 pub fn authenticate(e: &Engine, parts: &http::request::Parts) -> Result<(), Response> {

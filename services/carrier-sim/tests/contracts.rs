@@ -37,7 +37,7 @@ fn card(s: &SimServer, c: Carrier, serial: u64, want: &Value) -> (String, String
     card.status = SimStatus::from_code(status as i64).unwrap();
     card.stop_reason = want["stop_reason"]
         .as_i64()
-        .and_then(|r| StopReason::from_code(r))
+        .and_then(StopReason::from_code)
         .unwrap_or(StopReason::Normal);
     card.pooled = want["pooled"].as_bool().unwrap_or(false);
     card.threshold_mb = want["threshold_mb"].as_i64().unwrap_or(-1);
@@ -265,7 +265,7 @@ async fn ct_answers_the_contract() {
                 "passWord".into(),
                 gsl_desjs::str_enc(&creds.ct_dcp_password, &k1, &k2, &k3),
             );
-            let mut vals = vec![
+            let mut vals: [String; 5] = [
                 msisdn.clone(),
                 creds.ct_dcp_user.clone(),
                 creds.ct_dcp_password.clone(),

@@ -166,7 +166,7 @@ impl BackOfficeApi {
                 }
                 _ => {}
             }
-            Cas::Write(encode(&b).into(), ())
+            Cas::Write(encode(&b), ())
         })
         .await?;
         Ok(())

@@ -12,6 +12,7 @@ use crate::core::{Core, ReportLabels};
 use crate::error::ApiError;
 use crate::store::{CHUNK, FAILED, SUCCEEDED};
 use crate::submit::settle;
+use gsl_domain::ErrorCode;
 use gsl_proto::v1;
 use tracing::{Instrument, info_span};
 
@@ -140,11 +141,21 @@ async fn report_inner(
                 .store
                 .update_result(id, &card, |it| {
                     if accepted {
-                        if it.carrier_ticket == o.carrier_ticket && it.sla_deadline.is_some() {
+                        // A processing item shows why it waits when that is
+                        // not the carrier's own processing: a back-office request.
+                        let waiting = o
+                            .problem
+                            .clone()
+                            .filter(|p| p.code == ErrorCode::BackOfficePending.code());
+                        if it.carrier_ticket == o.carrier_ticket
+                            && it.sla_deadline.is_some()
+                            && it.problem == waiting
+                        {
                             return false;
                         }
                         it.carrier_ticket = o.carrier_ticket.clone();
                         it.sla_deadline = o.sla_deadline;
+                        it.problem = waiting;
                     } else {
                         if it.sla_breached {
                             return false;

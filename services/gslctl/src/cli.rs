@@ -125,7 +125,8 @@ pub struct SubmitArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CardsCmd {
-    /// Import cards from CSV / xlsx: id, carrier, sim_status, stop_reason, pooled, real_named, tri-net version, batch.
+    /// Import cards from CSV / xlsx: id, carrier, sim_status, stop_reason, pooled, real_named, tri-net version, batch,
+    /// then optionally msisdn, imsi and (China Telecom) access number.
     Import { file: PathBuf },
     /// Show a card.
     Get { id: String },
@@ -428,7 +429,7 @@ pub async fn run(cli: Cli) -> i32 {
             }
             Cmd::Cards { cmd: CardsCmd::Get { id } } => {
                 let c = registry.get_card(authed(&tok, v1::GetCardRequest { id })).await?.into_inner();
-                let j = json!({"id": c.id, "carrier": convert::carrier_from_wire(c.carrier).map(|c| c.as_str()).unwrap_or(""), "sim_status": c.sim_status, "stop_reason": c.stop_reason, "pooled": c.pooled, "real_named": c.real_named, "imei": c.imei, "speed_kbps": c.speed_kbps, "threshold_mb": c.threshold_mb, "batch_no": c.batch_no});
+                let j = json!({"id": c.id, "carrier": convert::carrier_from_wire(c.carrier).map(|c| c.as_str()).unwrap_or(""), "msisdn": c.msisdn, "imsi": c.imsi, "access_number": c.access_number, "sim_status": c.sim_status, "stop_reason": c.stop_reason, "pooled": c.pooled, "real_named": c.real_named, "imei": c.imei, "speed_kbps": c.speed_kbps, "threshold_mb": c.threshold_mb, "batch_no": c.batch_no});
                 say(format, || format!("{}\n", serde_json::to_string_pretty(&j).unwrap_or_default()), || j.clone());
                 Ok(EXIT_OK)
             }
@@ -574,6 +575,9 @@ pub fn registry_cards(rows: &[batch::Row]) -> (Vec<v1::Card>, Vec<RowProblem>) {
             },
             batch_no: cell(7).to_owned(),
             threshold_mb: -1,
+            msisdn: cell(8).to_owned(),
+            imsi: cell(9).to_owned(),
+            access_number: cell(10).to_owned(),
             ..Default::default()
         });
     }
@@ -637,6 +641,14 @@ async fn seed_from_sim(
                     imei: s("imei"),
                     threshold_mb: v["threshold_mb"].as_i64().unwrap_or(-1),
                     batch_no: s("batch_no"),
+                    msisdn: s("msisdn"),
+                    imsi: s("imsi"),
+                    // A China Telecom card's access number is its number.
+                    access_number: if c == Carrier::Ct {
+                        s("msisdn")
+                    } else {
+                        String::new()
+                    },
                     ..Default::default()
                 }
             })

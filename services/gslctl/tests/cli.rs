@@ -187,7 +187,8 @@ async fn submit_import_and_exit_codes_against_a_gateway() {
     tenants.insert(TOKEN.to_string(), "acme".to_string());
     let gw = Gateway::start(GatewayConfig::local(
         &nats.url(),
-        StaticTokens::new(tenants, Some("adapter-secret".into())),
+        StaticTokens::new(tenants, Some("adapter-secret".into()))
+            .with_operator(Some("operator-secret-9".into())),
     ))
     .await
     .unwrap();
@@ -197,7 +198,10 @@ async fn submit_import_and_exit_codes_against_a_gateway() {
     let registry = write(
         dir.path(),
         "registry.csv",
-        &format!("id,carrier,sim_status\n{a},ct,20\n{b},ct,20\n{c},ct,14\n"),
+        &format!(
+            "id,carrier,sim_status,stop_reason,pooled,real_named,version,batch,msisdn,imsi,access_number\n\
+             {a},ct,20,,,,,,,460110000000010,14910000010\n{b},ct,20\n{c},ct,14\n"
+        ),
     );
     let o = gslctl(&["cards", "import", &registry, "-o", "json"], &url).await;
     assert_eq!(
@@ -210,6 +214,53 @@ async fn submit_import_and_exit_codes_against_a_gateway() {
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&out(&o)).unwrap()["imported"],
         3
+    );
+    // The carrier's numbers are kept with the card.
+    let o = gslctl(&["cards", "get", &a, "-o", "json"], &url).await;
+    let card: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(card["access_number"], "14910000010", "{card}");
+    assert_eq!(card["imsi"], "460110000000010");
+    // The back-office queue takes the operator credential, not a tenant's.
+    let o = gslctl(&["backoffice", "list", "-o", "json"], &url).await;
+    assert_ne!(o.status.code(), Some(0), "a tenant token must be refused");
+    let o = gslctl(
+        &[
+            "backoffice",
+            "list",
+            "-o",
+            "json",
+            "--token",
+            "operator-secret-9",
+        ],
+        &url,
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out(&o)).unwrap(),
+        serde_json::json!([])
+    );
+    let o = gslctl(
+        &[
+            "backoffice",
+            "complete",
+            "ct.1.x",
+            "--token",
+            "operator-secret-9",
+        ],
+        &url,
+    )
+    .await;
+    assert_ne!(o.status.code(), Some(0), "an unknown request");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("GSL.00010010"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
     // a stop for a, b (c is stopped already: refused as an item)
     let batch = write(dir.path(), "stop.csv", &format!("{a}\n{b}\n{c}\n"));
