@@ -53,8 +53,8 @@ pub enum Budget {
     Shared,
 }
 
-/// Everything an adapter needs.
-#[derive(Debug, Clone)]
+/// Everything an adapter needs. `Debug` redacts every credential.
+#[derive(Clone)]
 pub struct AdapterConfig {
     pub carrier: Carrier,
     /// Carrier platform base URL, e.g. `http://sim:8080/ct` (`GSL_CARRIER_URL`).
@@ -107,6 +107,47 @@ pub struct AdapterConfig {
     /// Carrier-specific settings (`GSL_CMCC_*`, `GSL_CT_*`, `GSL_CU_*`), read
     /// by that carrier's module, which owns their defaults.
     pub carrier_settings: BTreeMap<String, String>,
+}
+
+/// A carrier setting whose value is a credential.
+fn is_secret_setting(key: &str) -> bool {
+    ["PASSWORD", "SECRET", "KEY", "TOKEN"]
+        .iter()
+        .any(|w| key.contains(w))
+}
+
+impl std::fmt::Debug for AdapterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let settings: BTreeMap<&str, &str> = self
+            .carrier_settings
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_setting(k) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("AdapterConfig")
+            .field("carrier", &self.carrier)
+            .field("carrier_url", &self.carrier_url)
+            .field("carrier_user", &self.carrier_user)
+            .field("carrier_secret", &"<redacted>")
+            .field("gateway_url", &self.gateway_url)
+            .field("adapter_token", &"<redacted>")
+            .field("admin_listen", &self.admin_listen)
+            .field("concurrency", &self.concurrency)
+            .field("rate_change", &self.rate_change)
+            .field("rate_query", &self.rate_query)
+            .field("budget", &self.budget)
+            .field("max_deliver", &self.max_deliver)
+            .field("cooldown_holds", &self.cooldown_holds)
+            .field("carrier_settings", &settings)
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AdapterConfig {
@@ -262,6 +303,30 @@ impl AdapterConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_redacts_every_credential() {
+        let mut c = AdapterConfig::new(
+            Carrier::Ct,
+            "http://ct",
+            "nats://n",
+            "http://gw",
+            "adapter-tok-1",
+        );
+        c.carrier_secret = "5gcmp-secret-1".into();
+        for (k, v) in [
+            ("GSL_CT_DCP_PASSWORD", "dcp-pw-1"),
+            ("GSL_CT_DCP_KEY", "k9X2m7Q4p"),
+            ("GSL_CT_DCP_USER", "dcp-user"),
+        ] {
+            c.carrier_settings.insert(k.into(), v.into());
+        }
+        let d = format!("{c:?}");
+        for secret in ["adapter-tok-1", "5gcmp-secret-1", "dcp-pw-1", "k9X2m7Q4p"] {
+            assert!(!d.contains(secret), "{secret} in {d}");
+        }
+        assert!(d.contains("dcp-user"), "non-secrets stay visible: {d}");
+    }
 
     #[test]
     fn rates() {

@@ -273,6 +273,18 @@ fn cu_requests_and_answers() {
             assert_eq!(outcome(r), a["outcome"], "{}: {}", case["name"], a["name"]);
         }
     }
+    // Reading the device back: the field each edit sets.
+    for d in f["device"].as_array().unwrap() {
+        for (op, field) in [
+            ("stop", "status"),
+            ("speed:512", "communicationPlan"),
+            ("threshold:100", "ratePlan"),
+        ] {
+            let (_, name, want) = cu::edit(&set, &item(Carrier::Cu, op)).unwrap();
+            assert_eq!(name, field);
+            assert_eq!(d["json"][name].as_str().unwrap(), want, "{op}");
+        }
+    }
     // Without a plan mapping, a speed tier has no API call.
     let bare = cu::CuSettings::from_config(&AdapterConfig::new(
         Carrier::Cu,

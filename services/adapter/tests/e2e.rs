@@ -899,3 +899,127 @@ async fn back_office_requests_are_worked_through_grpc_and_late_ones_reported() {
     assert_eq!(all.len(), 2);
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn directional_entries_follow_their_back_office_request() {
+    let s = stack(Opts {
+        carriers: vec![Carrier::Cu],
+        ..Default::default()
+    })
+    .await;
+    batch(&s, Carrier::Cu, "BDIR1").await;
+    let mut orders = s.orders().await;
+    let submit = |key: &str, kind: O| v1::SubmitRequest {
+        idempotency_key: key.into(),
+        operation: Some(v1::Operation { kind: Some(kind) }),
+        batch_no: "BDIR1".into(),
+        ..Default::default()
+    };
+    let add = orders
+        .submit(authed(submit(
+            "dir-add",
+            O::DirectionalAdd(v1::DirectionalAdd {
+                entries: vec!["https://*.example.com".into()],
+            }),
+        )))
+        .await
+        .unwrap()
+        .into_inner()
+        .work_order
+        .unwrap();
+    let mut bo = s.backoffice().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let req = loop {
+        let open = bo
+            .list(operator(v1::ListBackOfficeRequest::default()))
+            .await
+            .unwrap()
+            .into_inner()
+            .requests;
+        if let Some(r) = open.into_iter().find(|r| r.work_order_id == add.id) {
+            break r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not filed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut reg = s.registry().await;
+    let entry_state = |b: v1::PurchaseBatch| {
+        b.entries
+            .iter()
+            .find(|e| e.entry == "https://*.example.com")
+            .map(|e| e.state)
+    };
+    let get = v1::GetBatchRequest {
+        batch_no: "BDIR1".into(),
+    };
+    let steps: [(v1::EntryState, &str); 4] = [
+        (v1::EntryState::Configuring, "claim"),
+        (v1::EntryState::InReview, "submitted"),
+        (v1::EntryState::NotYetEffective, "accepted"),
+        (v1::EntryState::Effective, "complete"),
+    ];
+    for (want, step) in steps {
+        match step {
+            "claim" => drop(
+                bo.claim(operator(v1::ClaimBackOfficeRequest {
+                    id: req.id.clone(),
+                    operator: "ops".into(),
+                }))
+                .await
+                .unwrap(),
+            ),
+            "submitted" => drop(
+                bo.mark_submitted(operator(v1::MarkSubmittedRequest {
+                    id: req.id.clone(),
+                    carrier_ticket: "CU-1".into(),
+                }))
+                .await
+                .unwrap(),
+            ),
+            "accepted" => drop(
+                bo.mark_accepted(operator(v1::MarkAcceptedRequest {
+                    id: req.id.clone(),
+                    effective_at: None,
+                }))
+                .await
+                .unwrap(),
+            ),
+            _ => drop(
+                bo.complete(operator(v1::BackOfficeRef { id: req.id.clone() }))
+                    .await
+                    .unwrap(),
+            ),
+        }
+        let b = reg
+            .get_batch(authed(get.clone()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(entry_state(b), Some(want as i32), "after {step}");
+    }
+    let o = s.settled(add.id, Duration::from_secs(20)).await;
+    assert_eq!(o.status, v1::WorkOrderStatus::Completed as i32);
+    // The registry's entries are what later limit checks see: a delete of
+    // every entry (E1, E2 and the new one) is refused at the gateway.
+    let b = reg
+        .get_batch(authed(get.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<String> = b.entries.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let r = orders
+        .submit(authed(submit(
+            "dir-del-all",
+            O::DirectionalDelete(v1::DirectionalDelete { entry_ids: ids }),
+        )))
+        .await;
+    let refused = match r {
+        Err(_) => true,
+        Ok(resp) => {
+            resp.into_inner().work_order.unwrap().status == v1::WorkOrderStatus::Rejected as i32
+        }
+    };
+    assert!(refused, "a directional config must keep at least one entry");
+    s.shutdown().await;
+}

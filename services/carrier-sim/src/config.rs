@@ -262,6 +262,13 @@ pub struct Undocumented {
     /// China Unicom: HTTP status when over the 5 calls/s policy (Jasper
     /// documents the policy, not the answer).
     pub cu_over_limit_status: u16,
+    /// China Unicom `errorCode`s of refusals (Cisco's per-API lists are not
+    /// in the sources): bad request, unknown device, state, busy, over limit.
+    pub cu_bad_request: String,
+    pub cu_unknown_device: String,
+    pub cu_illegal_state: String,
+    pub cu_busy: String,
+    pub cu_over_limit: String,
 }
 
 impl Default for Undocumented {
@@ -275,6 +282,11 @@ impl Default for Undocumented {
             ct_over_limit: "-8".into(),
             ct_illegal_state: "-1".into(),
             cu_over_limit_status: 429,
+            cu_bad_request: "10000003".into(),
+            cu_unknown_device: "20000001".into(),
+            cu_illegal_state: "20000016".into(),
+            cu_busy: "10000024".into(),
+            cu_over_limit: "10000029".into(),
         }
     }
 }

@@ -20,9 +20,10 @@
 //! * Over the 5 calls/s policy: the status in
 //!   [`crate::config::Undocumented::cu_over_limit_status`] (Jasper documents
 //!   the policy, not the answer) with `Retry-After`.
-//! * Error codes other than `10000001` are simulator choices (Cisco's
-//!   per-API lists are not in our sources): 400 `10000003` bad request,
-//!   404 `20000001` unknown device, 409 `20000016` state does not allow it.
+//! * Error codes other than `10000001` are labelled simulator settings
+//!   (Cisco's per-API lists are not in our sources): 400 bad request, 404
+//!   unknown device, 409 state does not allow it
+//!   ([`crate::config::Undocumented`]).
 
 use crate::config::ApiClass;
 use crate::engine::{Change, Engine, Refusal};
@@ -47,15 +48,19 @@ fn error(status: u16, code: &str, msg: &str) -> Response {
         .into_response()
 }
 
-pub fn busy() -> Response {
-    error(503, "10000024", "system busy")
+pub fn busy(e: &Engine) -> Response {
+    error(
+        503,
+        &e.config.undocumented.cu_busy,
+        "system busy (simulator setting)",
+    )
 }
 
 pub fn over_limit(e: &Engine, wait: Duration) -> Response {
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     let mut r = error(
         e.config.undocumented.cu_over_limit_status,
-        "10000029",
+        &e.config.undocumented.cu_over_limit,
         "rate limit exceeded (simulator setting)",
     );
     r.headers_mut().insert(
@@ -110,24 +115,37 @@ fn jasper_status(s: SimStatus) -> &'static str {
     }
 }
 
-fn refusal(r: &Refusal) -> Response {
+fn refusal(e: &Engine, r: &Refusal) -> Response {
+    let u = &e.config.undocumented;
     match r {
-        Refusal::UnknownCard => error(404, "20000001", &r.to_string()),
-        Refusal::BadParam(_) => error(400, "10000003", &r.to_string()),
-        _ => error(409, "20000016", &r.to_string()),
+        Refusal::UnknownCard => unknown(e),
+        Refusal::BadParam(_) => error(400, &u.cu_bad_request, &r.to_string()),
+        _ => error(409, &u.cu_illegal_state, &r.to_string()),
     }
+}
+
+fn unknown(e: &Engine) -> Response {
+    error(
+        404,
+        &e.config.undocumented.cu_unknown_device,
+        "unknown device",
+    )
+}
+
+fn bad(e: &Engine, msg: &str) -> Response {
+    error(400, &e.config.undocumented.cu_bad_request, msg)
 }
 
 fn apply(e: &Engine, card: &str, change: Change) -> Response {
     match e.submit_sync(Carrier::Cu, card, change) {
         Ok(_) => axum::Json(json!({"iccid": card})).into_response(),
-        Err(r) => refusal(&r),
+        Err(r) => refusal(e, &r),
     }
 }
 
 async fn get_device(State(g): State<Gate>, Path(iccid): Path<String>) -> Response {
     match g.engine.card(Carrier::Cu, &iccid) {
-        None => error(404, "20000001", "unknown device"),
+        None => unknown(&g.engine),
         Some(c) => axum::Json(json!({
             "iccid": c.id,
             "msisdn": c.msisdn,
@@ -146,13 +164,13 @@ async fn get_device(State(g): State<Gate>, Path(iccid): Path<String>) -> Respons
 async fn put_device(State(g): State<Gate>, Path(iccid): Path<String>, body: Bytes) -> Response {
     let e = &g.engine;
     let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&body) else {
-        return error(400, "10000003", "body must be a JSON object");
+        return bad(e, "body must be a JSON object");
     };
     let Some(card) = e.card(Carrier::Cu, &iccid) else {
-        return error(404, "20000001", "unknown device");
+        return unknown(e);
     };
     if m.get("effectiveDate").is_some_and(|v| !v.is_null()) {
-        return error(400, "10000003", "a future effectiveDate is not simulated");
+        return bad(e, "a future effectiveDate is not simulated");
     }
     if let Some(s) = m.get("status").and_then(Value::as_str) {
         let change = match (s, card.status) {
@@ -160,7 +178,7 @@ async fn put_device(State(g): State<Gate>, Path(iccid): Path<String>, body: Byte
             ("ACTIVATED", _) => Change::Activate,
             ("DEACTIVATED", _) => Change::Stop,
             ("RETIRED", _) => Change::Close,
-            _ => return error(400, "10000003", "unknown status"),
+            _ => return bad(e, "unknown status"),
         };
         return apply(e, &iccid, change);
     }
@@ -200,7 +218,7 @@ async fn put_device(State(g): State<Gate>, Path(iccid): Path<String>, body: Byte
         e.edit_card(Carrier::Cu, &iccid, |c| c.rate_plan = plan.to_owned());
         return axum::Json(json!({"iccid": iccid})).into_response();
     }
-    error(400, "10000003", "at least one field to edit is required")
+    bad(e, "at least one field to edit is required")
 }
 
 /// Routes under `/cu`.

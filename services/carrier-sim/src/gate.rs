@@ -42,7 +42,7 @@ fn busy(e: &Engine, c: Carrier) -> Response {
     match c {
         Carrier::Cmcc => cmcc::busy(e),
         Carrier::Ct => ct::busy(e),
-        Carrier::Cu => cu::busy(),
+        Carrier::Cu => cu::busy(e),
         Carrier::Trinet => trinet::busy(),
     }
 }

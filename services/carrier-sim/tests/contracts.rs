@@ -27,6 +27,8 @@ async fn sim() -> SimServer {
     let mut cfg = SimConfig::unlimited();
     cfg.completion.mode = CompletionMode::Immediate;
     cfg.rules.cu_speed_plans.insert("Tier512".into(), 512);
+    cfg.rules.cu_cap_plans.insert("Cap100".into(), 100);
+    cfg.rules.cu_cap_plans.insert("NoCap".into(), -1);
     SimServer::start(cfg).await.unwrap()
 }
 
@@ -381,6 +383,22 @@ async fn cu_answers_the_contract() {
             .unwrap();
         assert_eq!(r.status(), 200, "{}", case["name"]);
         check(case, &r.text().await.unwrap());
+        // The device as the contract shows it.
+        let dev: Value = http
+            .get(format!(
+                "{base}{}",
+                case["request"]["path"].as_str().unwrap()
+            ))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Err(e) = same_shape(&dev, &f["device"][0]["json"], "") {
+            panic!("{}: device {e}", case["name"]);
+        }
         // Synchronous: the change is made before the answer.
         assert_eq!(
             s.engine

@@ -271,7 +271,6 @@ async fn faults_on_demand() {
     let r = http()
         .put(format!("{base}/rws/api/v1/devices/{id}"))
         .header("authorization", &auth)
-        .header("X-Request-Id", "lost-answer")
         .json(&json!({"status": "DEACTIVATED"}))
         .send()
         .await;

@@ -7,8 +7,9 @@
 //! request follows it and reports the item's outcome when it is completed
 //! or rejected, with the SLA timer of the domain table running meanwhile; a
 //! directional request also moves the batch's entries through the domain's
-//! entry states here (configuring -> in review -> not yet effective ->
-//! effective, or review rejected).
+//! entry states here: configuring when an operator claims it, in review
+//! when submitted to the carrier, not yet effective when accepted, effective
+//! when completed, or review rejected.
 
 use crate::auth;
 use crate::error::ApiError;
@@ -69,6 +70,7 @@ fn allowed(from: i32, to: S) -> Result<(), String> {
 /// The batch's entries as a directional request moves.
 fn entry_state_for(to: S) -> Option<v1::EntryState> {
     match to {
+        S::Claimed => Some(v1::EntryState::Configuring),
         S::Submitted => Some(v1::EntryState::InReview),
         S::Accepted => Some(v1::EntryState::NotYetEffective),
         S::Completed => Some(v1::EntryState::Effective),
