@@ -13,17 +13,26 @@ use gsl_domain::codes::ErrorCode;
 use gsl_proto::v1;
 use std::time::Duration;
 
-/// What a module gets to make its calls.
+/// Which budget a call spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallClass {
+    Change,
+    Query,
+}
+
+/// Asked after a change call's budget slot is taken and before the call:
+/// is the item still this replica's to call for? (A replica paused past the
+/// ack wait finds that another took it over, and does not call again.)
+pub type StillOurs<'a> = &'a (dyn Fn() -> futures::future::BoxFuture<'a, bool> + Send + Sync);
+
+/// What a module gets to make its calls. Modules do not pace themselves:
+/// [`crate::http::Http::call`] spends the budget of each attempt.
 pub struct CallCtx<'a> {
-    /// Wait for the carrier's budget before each query (`pace.query()`); use
-    /// [`CallCtx::change_slot`] before each change request.
     pub pace: &'a Pacer,
-    /// Our transaction id for this item's change: derived from the item id,
-    /// fixed in the execution record, the same on every retry.
+    /// Our transaction id for this item's change: made once, kept in the
+    /// execution record.
     pub txn: &'a str,
-    /// The worker already waited for one change slot (and then checked the
-    /// item is still its own to call for).
-    prepaid: std::sync::atomic::AtomicBool,
+    still_ours: Option<StillOurs<'a>>,
 }
 
 impl<'a> CallCtx<'a> {
@@ -31,28 +40,34 @@ impl<'a> CallCtx<'a> {
         CallCtx {
             pace,
             txn,
-            prepaid: std::sync::atomic::AtomicBool::new(false),
+            still_ours: None,
         }
     }
 
-    /// A context whose first change slot was taken by the caller.
-    pub fn prepaid(pace: &'a Pacer, txn: &'a str) -> CallCtx<'a> {
+    /// A context whose change calls first check that the item is still ours.
+    pub fn guarded(pace: &'a Pacer, txn: &'a str, still_ours: StillOurs<'a>) -> CallCtx<'a> {
         CallCtx {
             pace,
             txn,
-            prepaid: std::sync::atomic::AtomicBool::new(true),
+            still_ours: Some(still_ours),
         }
     }
 
-    /// Wait for the carrier's budget before a change request.
-    pub async fn change_slot(&self) {
-        if self
-            .prepaid
-            .swap(false, std::sync::atomic::Ordering::SeqCst)
-        {
-            return;
+    /// Wait for a slot of the class's budget; for a change, then check the
+    /// item is still ours.
+    pub async fn slot(&self, class: CallClass) -> CallResult<()> {
+        match class {
+            CallClass::Query => self.pace.query().await,
+            CallClass::Change => {
+                self.pace.change().await;
+                if let Some(f) = self.still_ours
+                    && !f().await
+                {
+                    return Err(CallError::Superseded);
+                }
+            }
         }
-        self.pace.change().await;
+        Ok(())
     }
 }
 
@@ -169,6 +184,10 @@ pub enum CallError {
     /// look the transaction up first.
     #[error("outcome unknown: {reason}")]
     Unknown { reason: String },
+    /// Another replica took the item over while this one waited for the
+    /// carrier's budget: nothing was sent.
+    #[error("the item was taken over by another replica")]
+    Superseded,
 }
 
 impl CallError {

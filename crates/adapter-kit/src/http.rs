@@ -2,7 +2,8 @@
 //! request, timeouts, and the one distinction that matters for "no double
 //! effect": whether a failed request may have reached the carrier.
 
-use crate::carrier::CallError;
+use crate::carrier::{CallClass, CallCtx, CallError};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use opentelemetry::propagation::Injector;
 use std::time::Duration;
 use tracing::Instrument;
@@ -31,10 +32,13 @@ pub fn trace_headers() -> http::HeaderMap {
     h
 }
 
-/// A shared client (keep-alive pool) with a per-request timeout.
+/// A shared client (keep-alive pool) with a per-attempt timeout, and the one
+/// request stack every carrier call goes through ([`Http::call`]).
 #[derive(Clone)]
 pub struct Http {
     pub client: reqwest::Client,
+    /// Attempts of one call (`GSL_CALL_ATTEMPTS`).
+    pub attempts: usize,
 }
 
 impl Http {
@@ -45,7 +49,67 @@ impl Http {
             .pool_max_idle_per_host(256)
             .build()
             .expect("a client with only timeouts set builds");
-        Http { client }
+        Http {
+            client,
+            attempts: 4,
+        }
+    }
+
+    pub fn with_attempts(mut self, attempts: usize) -> Http {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// The request stack, in this order: **retry** (exponential backoff with
+    /// jitter, honouring `Retry-After`; only what is known not to have
+    /// happened: connection refused, 429, 5xx) -> **pace** (every attempt
+    /// waits for a slot of its class's budget, so retries spend budget too;
+    /// a change attempt then checks the item is still ours) -> **per-attempt
+    /// timeout** (the client's, started at the send, so a call queued for
+    /// budget is never timed out) -> **span** -> **send**. A failure after
+    /// the request may have reached the carrier is `Unknown` and is never
+    /// retried here.
+    pub async fn call(
+        &self,
+        ctx: &CallCtx<'_>,
+        class: CallClass,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, CallError> {
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(5))
+            .with_max_times(self.attempts.saturating_sub(1))
+            .with_jitter()
+            .build();
+        loop {
+            let attempt = rb.try_clone().ok_or_else(|| {
+                CallError::refused(
+                    gsl_domain::ErrorCode::BadParameter,
+                    "",
+                    "request body cannot be repeated",
+                )
+            })?;
+            ctx.slot(class).await?;
+            match self.send(attempt).await.and_then(retryable) {
+                Err(CallError::Transient {
+                    reason,
+                    retry_after,
+                }) => match delays.next() {
+                    Some(d) => {
+                        let wait = retry_after.map_or(d, |r| r.max(d));
+                        tracing::debug!(reason, ?wait, "transient carrier failure; retrying");
+                        tokio::time::sleep(wait).await;
+                    }
+                    None => {
+                        return Err(CallError::Transient {
+                            reason,
+                            retry_after,
+                        });
+                    }
+                },
+                other => return other,
+            }
+        }
     }
 
     /// Send, with trace headers. A failure to connect is transient (nothing
@@ -102,6 +166,35 @@ pub fn classify(e: reqwest::Error) -> CallError {
             reason: format!("no answer: {e}"),
         }
     }
+}
+
+/// HTTP statuses that mean "nothing happened, try again": 429 (over the
+/// limit, honouring `Retry-After`, 1 s without one), 502, 503, 504 and other
+/// 5xx. A `retry_after` is set exactly when the carrier asked to wait: the
+/// carrier is there (readiness probes count that as reachable).
+pub fn retryable(resp: reqwest::Response) -> Result<reqwest::Response, CallError> {
+    let s = resp.status();
+    if s.as_u16() == 429 || s.is_server_error() {
+        let wait = retry_after(&resp).or((s.as_u16() == 429).then_some(Duration::from_secs(1)));
+        return Err(CallError::Transient {
+            reason: format!("carrier answered HTTP {s}"),
+            retry_after: wait,
+        });
+    }
+    Ok(resp)
+}
+
+/// A readiness probe's verdict on a call: reachable unless the transport
+/// failed or the carrier refused our credentials.
+pub fn reachable<T>(r: &Result<T, CallError>) -> bool {
+    matches!(
+        r,
+        Ok(_)
+            | Err(CallError::Transient {
+                retry_after: Some(_),
+                ..
+            })
+    )
 }
 
 /// `Retry-After` in seconds, if present.

@@ -20,7 +20,6 @@ use crate::record::{ExecRecord, Final, Records, State};
 use crate::report::{ReportError, Reporter};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{Context, Message};
-use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use gsl_bus::codec::{decode, encode};
 use gsl_bus::names;
@@ -341,10 +340,7 @@ impl Worker {
         }
         let ctx = CallCtx::new(&self.pacer, &rec.txn);
         let found = self
-            .timed(
-                "lookup",
-                self.with_retries(|| self.api.lookup(&ctx, item, rec.started_at)),
-            )
+            .timed("lookup", self.api.lookup(&ctx, item, rec.started_at))
             .await;
         match found {
             Ok(l) => self.resolved(item, key, rec, rev, l, delivered, last).await,
@@ -499,19 +495,20 @@ impl Worker {
                 )
                 .await;
         }
-        // Wait for the carrier's budget first, then make sure the item is still
-        // ours to call for: a replica that was paused (or slow) past the ack
-        // wait finds that another one took it over, and does not call again.
-        self.pacer.change().await;
-        if self.records.get(key).await?.map(|(_, r)| r) != Some(rev) {
-            return Ok(None);
-        }
-        let ctx = CallCtx::prepaid(&self.pacer, &rec.txn);
-        let r = self
-            .timed("submit", self.with_retries(|| self.api.submit(&ctx, item)))
-            .await;
+        // Every change call waits for the carrier's budget, then makes sure
+        // the item is still ours to call for: a replica that was paused (or
+        // slow) past the ack wait finds that another one took it over, and
+        // does not call again (the request stack asks this after the slot).
+        let still_ours = || -> futures::future::BoxFuture<'_, bool> {
+            Box::pin(
+                async move { matches!(self.records.get(key).await, Ok(Some((_, r))) if r == rev) },
+            )
+        };
+        let ctx = CallCtx::guarded(&self.pacer, &rec.txn, &still_ours);
+        let r = self.timed("submit", self.api.submit(&ctx, item)).await;
         match r {
             Ok(acc) => self.accepted(item, key, rec, rev, acc).await,
+            Err(CallError::Superseded) => Ok(None),
             Err(CallError::Refused {
                 code,
                 carrier_code,
@@ -928,12 +925,7 @@ impl Worker {
                 rec.poll_ref.clone().unwrap_or_default(),
             );
             let ctx = CallCtx::new(&self.pacer, &rec.txn);
-            let p = self
-                .timed(
-                    "poll",
-                    self.with_retries(|| self.progress(&ctx, item, &acc)),
-                )
-                .await;
+            let p = self.timed("poll", self.progress(&ctx, item, &acc)).await;
             match p {
                 Ok(Progress::Pending) => {
                     let now = self.now();
@@ -996,43 +988,6 @@ impl Worker {
         d.max(Duration::from_millis(50))
     }
 
-    /// Retry transient failures within this delivery (exponential backoff
-    /// with jitter, honouring Retry-After). Refusals and unknown outcomes are
-    /// returned at once.
-    async fn with_retries<T, F, Fut>(&self, mut f: F) -> Result<T, CallError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, CallError>>,
-    {
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(5))
-            .with_max_times(self.cfg.call_attempts.saturating_sub(1))
-            .with_jitter()
-            .build();
-        loop {
-            match f().await {
-                Err(CallError::Transient {
-                    reason,
-                    retry_after,
-                }) => match delays.next() {
-                    Some(d) => {
-                        let wait = retry_after.map_or(d, |r| r.max(d));
-                        tracing::debug!(reason, ?wait, "transient carrier failure; retrying");
-                        tokio::time::sleep(wait).await;
-                    }
-                    None => {
-                        return Err(CallError::Transient {
-                            reason,
-                            retry_after,
-                        });
-                    }
-                },
-                other => return other,
-            }
-        }
-    }
-
     async fn timed<T>(
         &self,
         call: &'static str,
@@ -1046,6 +1001,7 @@ impl Worker {
             Err(CallError::Refused { .. }) => "refused",
             Err(CallError::Transient { .. }) => "transient",
             Err(CallError::Unknown { .. }) => "unknown",
+            Err(CallError::Superseded) => "superseded",
         };
         span.record("outcome", result);
         if let Err(CallError::Refused { code, .. }) = &r {

@@ -20,10 +20,11 @@
 //! * Error codes: only `0` and `12021` have a meaning here; every other
 //!   status is kept verbatim under "carrier refused".
 
-use crate::common::{json, s, transient_status};
+use crate::common::{json, s};
 use chrono::{DateTime, Utc};
 use gsl_adapter_kit::carrier::{
-    Accepted, BackOfficeReason, CallCtx, CallError, CallResult, CarrierApi, Item, Lookup, Progress,
+    Accepted, BackOfficeReason, CallClass, CallCtx, CallError, CallResult, CarrierApi, Item,
+    Lookup, Progress,
 };
 use gsl_adapter_kit::config::AdapterConfig;
 use gsl_adapter_kit::http::Http;
@@ -254,18 +255,12 @@ fn sequence_start() -> u32 {
     (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % 100_000_000
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Class {
-    Change,
-    Query,
-}
-
 impl Cmcc {
-    pub fn new(base: &str, set: CmccSettings, timeout: Duration) -> Cmcc {
+    pub fn new(base: &str, set: CmccSettings, http: Http) -> Cmcc {
         Cmcc {
             base: base.trim_end_matches('/').to_owned(),
             set,
-            http: Http::new(timeout),
+            http,
             token: tokio::sync::Mutex::new(None),
             seq: AtomicU32::new(sequence_start()),
             msisdns: Mutex::new(HashMap::new()),
@@ -285,20 +280,31 @@ impl Cmcc {
         format!("{}{}{n:08}", self.set.appid, self.stamp())
     }
 
-    async fn post(&self, path: &str, fields: &[(&str, String)]) -> CallResult<Value> {
+    fn request(&self, path: &str, fields: &[(&str, String)]) -> reqwest::RequestBuilder {
         let body: Map<String, Value> = fields
             .iter()
             .map(|(k, v)| ((*k).to_owned(), Value::String(v.clone())))
             .collect();
-        let url = format!("{}/v5/ec/{path}", self.base);
-        let resp = self
-            .http
-            .send(self.http.client.post(url).json(&body))
-            .await?;
-        if let Some(e) = transient_status(&resp) {
-            return Err(e);
-        }
-        json(resp).await
+        self.http
+            .client
+            .post(format!("{}/v5/ec/{path}", self.base))
+            .json(&body)
+    }
+
+    /// Through the request stack (paced, retried).
+    async fn post(
+        &self,
+        ctx: &CallCtx<'_>,
+        class: CallClass,
+        path: &str,
+        fields: &[(&str, String)],
+    ) -> CallResult<Value> {
+        json(
+            self.http
+                .call(ctx, class, self.request(path, fields))
+                .await?,
+        )
+        .await
     }
 
     async fn token(&self, ctx: &CallCtx<'_>) -> CallResult<String> {
@@ -308,8 +314,9 @@ impl Cmcc {
         {
             return Ok(t);
         }
-        ctx.pace.query().await;
-        let v = self.fetch_token().await?;
+        let v = self
+            .post(ctx, CallClass::Query, "get/token", &self.token_fields())
+            .await?;
         let result = envelope(&v)?;
         let first = result.first().cloned().unwrap_or_default();
         let token = s(&first, "token").to_owned();
@@ -327,36 +334,28 @@ impl Cmcc {
         Ok(token)
     }
 
-    async fn fetch_token(&self) -> CallResult<Value> {
-        self.post(
-            "get/token",
-            &[
-                ("appid", self.set.appid.clone()),
-                ("password", self.set.password.clone()),
-                ("transid", self.transid()),
-            ],
-        )
-        .await
+    fn token_fields(&self) -> [(&'static str, String); 3] {
+        [
+            ("appid", self.set.appid.clone()),
+            ("password", self.set.password.clone()),
+            ("transid", self.transid()),
+        ]
     }
 
     /// An authenticated call; on `12021` (token expired) refresh and retry once.
     async fn call(
         &self,
         ctx: &CallCtx<'_>,
-        class: Class,
+        class: CallClass,
         path: &str,
         transid: &str,
         fields: &[(&'static str, String)],
     ) -> CallResult<Value> {
         for attempt in 0..2 {
             let token = self.token(ctx).await?;
-            match class {
-                Class::Change => ctx.change_slot().await,
-                Class::Query => ctx.pace.query().await,
-            }
             let mut all = vec![("transid", transid.to_owned()), ("token", token)];
             all.extend(fields.iter().cloned());
-            let v = self.post(path, &all).await?;
+            let v = self.post(ctx, class, path, &all).await?;
             if s(&v, "status") == "12021" && attempt == 0 {
                 *self.token.lock().await = None;
                 continue;
@@ -370,7 +369,7 @@ impl Cmcc {
         let v = self
             .call(
                 ctx,
-                Class::Query,
+                CallClass::Query,
                 "query/sim-status",
                 &self.transid(),
                 &[("iccid", item.card.clone())],
@@ -390,7 +389,7 @@ impl Cmcc {
         let v = self
             .call(
                 ctx,
-                Class::Query,
+                CallClass::Query,
                 "query/sim-card-info/batch",
                 &self.transid(),
                 &[("iccids", item.card.clone())],
@@ -457,7 +456,7 @@ impl CarrierApi for Cmcc {
         };
         let req = change_request(&self.set, item, &card_status, &msisdn)?;
         let v = self
-            .call(ctx, Class::Change, req.path, ctx.txn, &req.fields)
+            .call(ctx, CallClass::Change, req.path, ctx.txn, &req.fields)
             .await?;
         parse_change(req.path, &v)
     }
@@ -467,7 +466,7 @@ impl CarrierApi for Cmcc {
             let v = self
                 .call(
                     ctx,
-                    Class::Query,
+                    CallClass::Query,
                     "query/order-info",
                     &self.transid(),
                     &[("orderNum", acc.poll_ref.clone())],
@@ -518,7 +517,16 @@ impl CarrierApi for Cmcc {
         {
             return Ok(());
         }
-        match self.fetch_token().await {
+        let r = self
+            .http
+            .send(self.request("get/token", &self.token_fields()))
+            .await
+            .and_then(gsl_adapter_kit::http::retryable);
+        let r = match r {
+            Ok(resp) => json(resp).await,
+            Err(e) => Err(e),
+        };
+        match r {
             Ok(v) if s(&v, "status") == "0" => {
                 let first = envelope(&v)
                     .ok()
@@ -534,7 +542,7 @@ impl CarrierApi for Cmcc {
                 Ok(())
             }
             Ok(v) => Err(format!("token refused: status {}", s(&v, "status"))),
-            r @ Err(_) if crate::common::reachable(&r) => Ok(()),
+            r @ Err(_) if gsl_adapter_kit::http::reachable(&r) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -573,7 +581,7 @@ mod tests {
     fn transids_have_the_carrier_format_and_never_repeat_in_one_process() {
         let mut set = settings();
         set.appid = "app1".into();
-        let c = Cmcc::new("http://x", set, Duration::from_secs(1));
+        let c = Cmcc::new("http://x", set, Http::new(Duration::from_secs(1)));
         let mut seen = HashSet::new();
         for i in 0..20_000 {
             let t = if i % 2 == 0 {

@@ -25,10 +25,10 @@
 //!   (duplicate function order: already in effect), `100008`. Every other
 //!   code is kept verbatim under "carrier refused".
 
-use crate::common::transient_status;
 use chrono::{DateTime, Utc};
 use gsl_adapter_kit::carrier::{
-    Accepted, BackOfficeReason, CallCtx, CallError, CallResult, CarrierApi, Item, Lookup, Progress,
+    Accepted, BackOfficeReason, CallClass, CallCtx, CallError, CallResult, CarrierApi, Item,
+    Lookup, Progress,
 };
 use gsl_adapter_kit::config::AdapterConfig;
 use gsl_adapter_kit::http::Http;
@@ -39,7 +39,6 @@ use gsl_proto::v1::operation::Kind as O;
 use md5::{Digest, Md5};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::Duration;
 
 /// China Telecom's settings (`GSL_CARRIER_USER` / `GSL_CARRIER_SECRET` are
 /// the 5GCMP AppKey and secret; `GSL_CT_*` the rest).
@@ -377,11 +376,11 @@ pub struct Ct {
 }
 
 impl Ct {
-    pub fn new(base: &str, set: CtSettings, timeout: Duration) -> Ct {
+    pub fn new(base: &str, set: CtSettings, http: Http) -> Ct {
         Ct {
             base: base.trim_end_matches('/').to_owned(),
             set,
-            http: Http::new(timeout),
+            http,
             numbers: Mutex::new(HashMap::new()),
         }
     }
@@ -396,19 +395,19 @@ impl Ct {
     }
 
     async fn read(resp: reqwest::Response) -> CallResult<String> {
-        if let Some(e) = transient_status(&resp) {
-            return Err(e);
-        }
         let body = Http::body(resp).await?;
         Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
-    /// One signed 5GCMP GET.
-    async fn get(&self, r: &Req) -> CallResult<String> {
+    /// One signed 5GCMP GET, through the request stack.
+    async fn get(&self, ctx: &CallCtx<'_>, class: CallClass, r: &Req) -> CallResult<String> {
+        Ct::read(self.http.call(ctx, class, self.signed(r)).await?).await
+    }
+
+    fn signed(&self, r: &Req) -> reqwest::RequestBuilder {
         let ts = self.timestamp();
         let pairs: Vec<(&str, &str)> = r.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let rb = self
-            .http
+        self.http
             .client
             .get(format!("{}{}", self.base, r.path))
             .query(&pairs)
@@ -417,14 +416,24 @@ impl Ct {
             .header(
                 "Sign",
                 sign(&sorted_query(&r.query), "", &self.set.secret, &ts),
-            );
-        Ct::read(self.http.send(rb).await?).await
+            )
     }
 
-    async fn dcp(&self, path: &str, q: &[(&str, String)]) -> CallResult<String> {
+    async fn dcp(
+        &self,
+        ctx: &CallCtx<'_>,
+        class: CallClass,
+        path: &str,
+        q: &[(&str, String)],
+    ) -> CallResult<String> {
         let url = format!("{}{path}", self.set.dcp_url.trim_end_matches('/'));
         // A form body, so `passWord` and `sign` never sit in a URL.
-        Ct::read(self.http.send(self.http.client.post(url).form(q)).await?).await
+        Ct::read(
+            self.http
+                .call(ctx, class, self.http.client.post(url).form(q))
+                .await?,
+        )
+        .await
     }
 
     fn answer(body: &str) -> CallResult<Answer> {
@@ -441,7 +450,6 @@ impl Ct {
         if let Some(n) = self.numbers.lock().expect("number cache").get(&item.card) {
             return Ok(n.clone());
         }
-        ctx.pace.query().await;
         let (pw, sign) = dcp_auth(
             &self.set,
             &[
@@ -453,6 +461,8 @@ impl Ct {
         );
         let body = self
             .dcp(
+                ctx,
+                CallClass::Query,
                 "/m2m_ec/query.do",
                 &[
                     ("method", "getTelephone".into()),
@@ -480,9 +490,12 @@ impl Ct {
     }
 
     async fn read_card(&self, ctx: &CallCtx<'_>, number: &str) -> CallResult<serde_json::Value> {
-        ctx.pace.query().await;
         let body = self
-            .get(&req("queryCardMainStatus", &[("access_number", number)]))
+            .get(
+                ctx,
+                CallClass::Query,
+                &req("queryCardMainStatus", &[("access_number", number)]),
+            )
             .await?;
         let v: serde_json::Value = serde_json::from_str(&body).map_err(|_| CallError::Unknown {
             reason: "unreadable card status".into(),
@@ -518,9 +531,10 @@ impl CarrierApi for Ct {
     async fn submit(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<Accepted> {
         let number = self.number(ctx, item).await?;
         if matches!(item.op.kind, Some(O::Rebind(_))) {
-            ctx.change_slot().await;
             let body = self
                 .dcp(
+                    ctx,
+                    CallClass::Change,
                     &self.set.rebind_path,
                     &rebind_query(&self.set, item, &number),
                 )
@@ -533,23 +547,24 @@ impl CarrierApi for Ct {
             };
         }
         let r = change_request(item, &number)?;
-        ctx.change_slot().await;
-        let mut a = Ct::answer(&self.get(&r).await?)?;
+        let mut a = Ct::answer(&self.get(ctx, CallClass::Change, &r).await?)?;
         // A modify on a card without a threshold: add instead.
         if r.path.ends_with("offNetAction") && !a.ok() && a.desc.contains("未订购达量断网") {
             let mut add = r.clone();
             add.query.insert("action", "1".into());
-            ctx.change_slot().await;
-            a = Ct::answer(&self.get(&add).await?)?;
+            a = Ct::answer(&self.get(ctx, CallClass::Change, &add).await?)?;
         }
         if a.code == "100008"
             && matches!(item.op.kind, Some(O::Resume(_)))
             && self.set.force_activation
         {
-            ctx.change_slot().await;
             a = Ct::answer(
                 &self
-                    .get(&req("requestServActive", &[("access_number", &number)]))
+                    .get(
+                        ctx,
+                        CallClass::Change,
+                        &req("requestServActive", &[("access_number", &number)]),
+                    )
                     .await?,
             )?;
         }
@@ -600,13 +615,17 @@ impl CarrierApi for Ct {
     }
 
     async fn ping(&self) -> Result<(), String> {
-        // Reachability only: an answer of any shape means the platform is up.
-        match self
-            .get(&req("queryCardMainStatus", &[("access_number", "0")]))
+        // Reachability only (one call, paced by the readiness check): an
+        // answer of any shape, or "over the limit", means the platform is up.
+        let r = self
+            .http
+            .send(self.signed(&req("queryCardMainStatus", &[("access_number", "0")])))
             .await
-        {
-            Ok(_) | Err(CallError::Refused { .. }) => Ok(()),
-            Err(e) => Err(e.to_string()),
+            .and_then(gsl_adapter_kit::http::retryable);
+        if gsl_adapter_kit::http::reachable(&r) {
+            Ok(())
+        } else {
+            Err(r.err().map(|e| e.to_string()).unwrap_or_default())
         }
     }
 }

@@ -19,10 +19,11 @@
 //!   refused"; 401 (no or invalid credentials, as documented) is a
 //!   configuration fault, retried and shown on `/readyz`.
 
-use crate::common::{json, s, transient_status};
+use crate::common::{json, s};
 use chrono::{DateTime, Utc};
 use gsl_adapter_kit::carrier::{
-    Accepted, BackOfficeReason, CallCtx, CallError, CallResult, CarrierApi, Item, Lookup, Progress,
+    Accepted, BackOfficeReason, CallClass, CallCtx, CallError, CallResult, CarrierApi, Item,
+    Lookup, Progress,
 };
 use gsl_adapter_kit::config::AdapterConfig;
 use gsl_adapter_kit::http::Http;
@@ -31,7 +32,6 @@ use gsl_domain::codes::ErrorCode;
 use gsl_proto::v1::operation::Kind as O;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// China Unicom's settings.
 #[derive(Clone)]
@@ -129,35 +129,31 @@ pub struct Cu {
 }
 
 impl Cu {
-    pub fn new(base: &str, set: CuSettings, timeout: Duration) -> Cu {
+    pub fn new(base: &str, set: CuSettings, http: Http) -> Cu {
         Cu {
             base: format!("{}/rws/api/v1", base.trim_end_matches('/')),
             set,
-            http: Http::new(timeout),
+            http,
             one: tokio::sync::Semaphore::new(1),
         }
     }
 
+    /// Every call spends the one budget of the API user (the change class),
+    /// one call in flight.
     async fn send(
         &self,
         ctx: &CallCtx<'_>,
-        change: bool,
         rb: reqwest::RequestBuilder,
     ) -> CallResult<(u16, Value)> {
-        if change {
-            ctx.change_slot().await;
-        } else {
-            // One budget for every call of the API user.
-            ctx.pace.change().await;
-        }
         let _one = self.one.acquire().await.expect("never closed");
         let resp = self
             .http
-            .send(rb.basic_auth(&self.set.user, Some(&self.set.api_key)))
+            .call(
+                ctx,
+                CallClass::Change,
+                rb.basic_auth(&self.set.user, Some(&self.set.api_key)),
+            )
             .await?;
-        if let Some(e) = transient_status(&resp) {
-            return Err(e);
-        }
         let status = resp.status().as_u16();
         Ok((status, json(resp).await?))
     }
@@ -166,7 +162,6 @@ impl Cu {
         let (status, v) = self
             .send(
                 ctx,
-                false,
                 self.http
                     .client
                     .get(format!("{}/devices/{iccid}", self.base)),
@@ -213,7 +208,7 @@ impl CarrierApi for Cu {
         })?;
         let url = format!("{}/devices/{}", self.base, item.card);
         let (status, v) = self
-            .send(ctx, true, self.http.client.put(url).json(&body))
+            .send(ctx, self.http.client.put(url).json(&body))
             .await?;
         if status != 200 {
             return Err(refusal(status, &v));

@@ -30,7 +30,9 @@ use std::sync::Arc;
 
 /// The module for the configured carrier.
 pub fn module_for(cfg: &AdapterConfig) -> Arc<dyn CarrierApi> {
-    let (url, secret, t) = (&cfg.carrier_url, &cfg.carrier_secret, cfg.call_timeout);
+    let (url, secret) = (&cfg.carrier_url, &cfg.carrier_secret);
+    // One request stack per module: per-attempt timeout, attempts.
+    let t = gsl_adapter_kit::http::Http::new(cfg.call_timeout).with_attempts(cfg.call_attempts);
     match cfg.carrier {
         Carrier::Cmcc => Arc::new(cmcc::Cmcc::new(
             url,

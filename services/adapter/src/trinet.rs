@@ -3,9 +3,9 @@
 //! cards without the SDK (the guard in `adapter-kit` refuses early; the
 //! platform refuses too, and its answer maps to the same code).
 
-use crate::common::{json, s, transient_status};
+use crate::common::{json, s};
 use gsl_adapter_kit::carrier::{
-    Accepted, CallCtx, CallError, CallResult, CarrierApi, Item, Lookup, Progress,
+    Accepted, CallClass, CallCtx, CallError, CallResult, CarrierApi, Item, Lookup, Progress,
 };
 use gsl_adapter_kit::http::Http;
 use gsl_domain::Carrier;
@@ -13,7 +13,6 @@ use gsl_domain::codes::ErrorCode;
 use gsl_proto::convert;
 use gsl_proto::v1::operation::Kind as O;
 use serde_json::json;
-use std::time::Duration;
 
 pub struct Trinet {
     base: String,
@@ -22,19 +21,24 @@ pub struct Trinet {
 }
 
 impl Trinet {
-    pub fn new(base: &str, key: &str, timeout: Duration) -> Trinet {
+    pub fn new(base: &str, key: &str, http: Http) -> Trinet {
         Trinet {
             base: format!("{}/api/v1", base.trim_end_matches('/')),
             key: key.to_owned(),
-            http: Http::new(timeout),
+            http,
         }
     }
 
-    async fn send(&self, rb: reqwest::RequestBuilder) -> CallResult<(u16, serde_json::Value)> {
-        let resp = self.http.send(rb.bearer_auth(&self.key)).await?;
-        if let Some(e) = transient_status(&resp) {
-            return Err(e);
-        }
+    async fn send(
+        &self,
+        ctx: &CallCtx<'_>,
+        class: CallClass,
+        rb: reqwest::RequestBuilder,
+    ) -> CallResult<(u16, serde_json::Value)> {
+        let resp = self
+            .http
+            .call(ctx, class, rb.bearer_auth(&self.key))
+            .await?;
         let status = resp.status().as_u16();
         Ok((status, json(resp).await?))
     }
@@ -112,8 +116,13 @@ impl CarrierApi for Trinet {
                 ));
             }
         };
-        ctx.change_slot().await;
-        let (status, v) = self.send(self.http.client.post(url).json(&body)).await?;
+        let (status, v) = self
+            .send(
+                ctx,
+                CallClass::Change,
+                self.http.client.post(url).json(&body),
+            )
+            .await?;
         if status != 202 && status != 200 {
             return Err(Trinet::refusal(status, &v));
         }
@@ -121,9 +130,10 @@ impl CarrierApi for Trinet {
     }
 
     async fn poll(&self, ctx: &CallCtx<'_>, _item: &Item, acc: &Accepted) -> CallResult<Progress> {
-        ctx.pace.query().await;
         let (status, v) = self
             .send(
+                ctx,
+                CallClass::Query,
                 self.http
                     .client
                     .get(format!("{}/tickets/{}", self.base, acc.poll_ref)),
@@ -150,9 +160,10 @@ impl CarrierApi for Trinet {
         _item: &Item,
         _since: chrono::DateTime<chrono::Utc>,
     ) -> CallResult<Lookup> {
-        ctx.pace.query().await;
         let (status, v) = self
             .send(
+                ctx,
+                CallClass::Query,
                 self.http
                     .client
                     .get(format!("{}/tickets", self.base))
@@ -166,19 +177,24 @@ impl CarrierApi for Trinet {
         }
     }
 
+    /// One call, not through the stack (the readiness check paces it).
     async fn ping(&self) -> Result<(), String> {
-        match self
+        let r = self
+            .http
             .send(
                 self.http
                     .client
                     .get(format!("{}/tickets", self.base))
-                    .query(&[("requestId", "readiness-probe")]),
+                    .query(&[("requestId", "readiness-probe")])
+                    .bearer_auth(&self.key),
             )
             .await
-        {
-            Ok((401, _)) => Err("authentication refused".into()),
-            Ok(_) => Ok(()),
+            .and_then(gsl_adapter_kit::http::retryable);
+        match r {
+            Ok(resp) if resp.status().as_u16() == 401 => Err("authentication refused".into()),
+            r if gsl_adapter_kit::http::reachable(&r) => Ok(()),
             Err(e) => Err(e.to_string()),
+            Ok(_) => Ok(()),
         }
     }
 }

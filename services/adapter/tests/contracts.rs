@@ -99,7 +99,9 @@ fn outcome(r: Result<Accepted, CallError>) -> Value {
             serde_json::json!({"refused": carrier_code})
         }
         Err(CallError::Transient { .. }) => serde_json::json!({"transient": true}),
-        Err(CallError::Unknown { .. }) => serde_json::json!({"unknown": true}),
+        Err(CallError::Unknown { .. } | CallError::Superseded) => {
+            serde_json::json!({"unknown": true})
+        }
     }
 }
 

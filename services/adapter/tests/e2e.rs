@@ -235,6 +235,8 @@ async fn every_row_of_the_capability_table_end_to_end() {
                 .into_inner()
                 .requests;
             for r in open {
+                // Noted before completing: the order may settle at once.
+                w.lock().unwrap().push(r.id.clone());
                 bo.claim(op(v1::ClaimBackOfficeRequest {
                     id: r.id.clone(),
                     operator: "ops-1".into(),
@@ -250,7 +252,6 @@ async fn every_row_of_the_capability_table_end_to_end() {
                 bo.complete(op(v1::BackOfficeRef { id: r.id.clone() }))
                     .await
                     .unwrap();
-                w.lock().unwrap().push(r.id);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
