@@ -1024,3 +1024,65 @@ async fn directional_entries_follow_their_back_office_request() {
     assert!(refused, "a directional config must keep at least one entry");
     s.shutdown().await;
 }
+
+/// A hostile `ttl` (2^64-1 seconds) must not overflow the adapter's clock.
+#[tokio::test]
+async fn a_hostile_token_ttl_does_not_panic_the_adapter() {
+    let s = stack(Opts {
+        carriers: vec![Carrier::Cmcc],
+        cmcc_token_ttl_s: Some(u64::MAX),
+        ..Default::default()
+    })
+    .await;
+    let a = s.card(Carrier::Cmcc, 51, in_use).await;
+    let o = s.submit("ttl", O::Stop(v1::Stop {}), std::slice::from_ref(&a)).await;
+    assert_eq!(s.settled(o.id, Duration::from_secs(20)).await.succeeded, 1);
+    s.shutdown().await;
+}
+
+/// Everything a failing China Mobile call leaves behind (item details, dead
+/// letters, `/readyz`) is free of the carrier password and token.
+#[tokio::test]
+async fn no_carrier_credential_in_any_output_of_a_failing_call() {
+    let s = stack(Opts {
+        carriers: vec![Carrier::Cmcc],
+        max_deliver: 2,
+        ..Default::default()
+    })
+    .await;
+    let (_, password) = s.sim.engine.config.credentials.account(Carrier::Cmcc);
+    let password = password.to_owned();
+    // Every call dropped before an answer: transport errors all the way.
+    *s.sim.engine.platform(Carrier::Cmcc).faults.write().unwrap() = Faults {
+        drop_before_rate: 1.0,
+        ..Default::default()
+    };
+    let a = s.card(Carrier::Cmcc, 52, in_use).await;
+    let o = s.submit("leak", O::Stop(v1::Stop {}), std::slice::from_ref(&a)).await;
+    let done = s.settled(o.id, Duration::from_secs(60)).await;
+    assert_eq!(done.failed, 1);
+    let mut seen = format!("{:?}", s.items(o.id).await);
+    let client = async_nats::connect(s.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let dlq = js.get_stream(gsl_bus::names::STREAM_DLQ).await.unwrap();
+    let n = dlq.get_info().await.unwrap().state.messages;
+    assert!(n > 0, "dead-lettered");
+    for seq in 1..=n {
+        if let Ok(m) = dlq.get_raw_message(seq).await {
+            seen.push_str(&format!("{:?} {}", m.headers, String::from_utf8_lossy(&m.payload)));
+        }
+    }
+    let ready = reqwest::get(format!("http://{}/readyz", s.adapters[0].admin_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    seen.push_str(&ready);
+    assert!(seen.contains("connection") || seen.contains("answer") || seen.contains("unavailable"), "{seen}");
+    assert!(!seen.contains(&password), "the password leaked: {seen}");
+    for t in s.sim.engine.platform(Carrier::Cmcc).tokens.lock().unwrap().keys() {
+        assert!(!seen.contains(t.as_str()), "a token leaked");
+    }
+    s.shutdown().await;
+}

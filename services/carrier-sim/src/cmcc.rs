@@ -273,7 +273,9 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
                 .expect("tokens lock")
                 .insert(
                     token.clone(),
-                    Utc::now() + Duration::seconds(ttl.min(i64::MAX as u64 / 2000) as i64),
+                    Duration::try_seconds(ttl.min(i64::MAX as u64) as i64)
+                        .and_then(|d| Utc::now().checked_add_signed(d))
+                        .unwrap_or(DateTime::<Utc>::MAX_UTC),
                 );
             ok(json!([{"token": token, "ttl": ttl.to_string()}]))
         }

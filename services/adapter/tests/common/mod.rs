@@ -46,6 +46,8 @@ pub struct Opts {
     pub poll_interval: Duration,
     pub call_timeout: Duration,
     pub max_deliver: i64,
+    /// China Mobile's token `ttl` answer (seconds); `None`: the default.
+    pub cmcc_token_ttl_s: Option<u64>,
 }
 
 impl Default for Opts {
@@ -62,6 +64,7 @@ impl Default for Opts {
             poll_interval: Duration::from_millis(100),
             call_timeout: Duration::from_secs(5),
             max_deliver: 8,
+            cmcc_token_ttl_s: None,
         }
     }
 }
@@ -88,6 +91,9 @@ pub async fn stack(o: Opts) -> Stack {
     sc.time_scale = o.time_scale;
     sc.clock_start = o.clock_start.clone();
     sc.clock_anchor = Some(anchor.clone());
+    if let Some(ttl) = o.cmcc_token_ttl_s {
+        sc.credentials.cmcc_token_ttl_s = ttl;
+    }
     sc.rules.cu_speed_plans.insert("Tier512".into(), 512);
     sc.rules.cu_cap_plans.insert("Cap100".into(), 100);
     sc.rules.cu_cap_plans.insert("NoCap".into(), -1);
