@@ -1035,7 +1035,9 @@ async fn a_hostile_token_ttl_does_not_panic_the_adapter() {
     })
     .await;
     let a = s.card(Carrier::Cmcc, 51, in_use).await;
-    let o = s.submit("ttl", O::Stop(v1::Stop {}), std::slice::from_ref(&a)).await;
+    let o = s
+        .submit("ttl", O::Stop(v1::Stop {}), std::slice::from_ref(&a))
+        .await;
     assert_eq!(s.settled(o.id, Duration::from_secs(20)).await.succeeded, 1);
     s.shutdown().await;
 }
@@ -1058,7 +1060,9 @@ async fn no_carrier_credential_in_any_output_of_a_failing_call() {
         ..Default::default()
     };
     let a = s.card(Carrier::Cmcc, 52, in_use).await;
-    let o = s.submit("leak", O::Stop(v1::Stop {}), std::slice::from_ref(&a)).await;
+    let o = s
+        .submit("leak", O::Stop(v1::Stop {}), std::slice::from_ref(&a))
+        .await;
     let done = s.settled(o.id, Duration::from_secs(60)).await;
     assert_eq!(done.failed, 1);
     let mut seen = format!("{:?}", s.items(o.id).await);
@@ -1069,7 +1073,11 @@ async fn no_carrier_credential_in_any_output_of_a_failing_call() {
     assert!(n > 0, "dead-lettered");
     for seq in 1..=n {
         if let Ok(m) = dlq.get_raw_message(seq).await {
-            seen.push_str(&format!("{:?} {}", m.headers, String::from_utf8_lossy(&m.payload)));
+            seen.push_str(&format!(
+                "{:?} {}",
+                m.headers,
+                String::from_utf8_lossy(&m.payload)
+            ));
         }
     }
     let ready = reqwest::get(format!("http://{}/readyz", s.adapters[0].admin_addr))
@@ -1079,9 +1087,20 @@ async fn no_carrier_credential_in_any_output_of_a_failing_call() {
         .await
         .unwrap();
     seen.push_str(&ready);
-    assert!(seen.contains("connection") || seen.contains("answer") || seen.contains("unavailable"), "{seen}");
+    assert!(
+        seen.contains("connection") || seen.contains("answer") || seen.contains("unavailable"),
+        "{seen}"
+    );
     assert!(!seen.contains(&password), "the password leaked: {seen}");
-    for t in s.sim.engine.platform(Carrier::Cmcc).tokens.lock().unwrap().keys() {
+    for t in s
+        .sim
+        .engine
+        .platform(Carrier::Cmcc)
+        .tokens
+        .lock()
+        .unwrap()
+        .keys()
+    {
         assert!(!seen.contains(t.as_str()), "a token leaked");
     }
     s.shutdown().await;

@@ -107,6 +107,19 @@ pub fn principal(auth: &dyn Authenticator, md: &MetadataMap) -> Result<Principal
     auth.authenticate(token).ok_or_else(unauth)
 }
 
+/// The interceptor in front of every API: a request without a known bearer
+/// token is refused from its headers, before its body is read or decoded.
+/// (Each handler still checks the principal's role.)
+#[derive(Clone)]
+pub struct Gate(pub std::sync::Arc<dyn Authenticator>);
+
+impl tonic::service::Interceptor for Gate {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        principal(&*self.0, req.metadata())?;
+        Ok(req)
+    }
+}
+
 /// The caller's tenant; adapters are refused.
 pub fn tenant(auth: &dyn Authenticator, md: &MetadataMap) -> Result<String, ApiError> {
     match principal(auth, md)? {

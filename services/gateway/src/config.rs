@@ -36,7 +36,20 @@ pub struct GatewayConfig {
     /// (`GSL_FANOUT_STALE_SECS`, default 60).
     pub fanout_sweep: std::time::Duration,
     pub fanout_stale: std::time::Duration,
+    /// Largest request of the small APIs (Results, BackOffice) in bytes
+    /// (`GSL_MAX_SMALL_REQUEST_BYTES`, default 1 MiB).
+    pub max_small_request_bytes: usize,
+    /// Requests handled at once, in all (`GSL_MAX_CONCURRENT_REQUESTS`,
+    /// default 256) and per connection (`GSL_MAX_REQUESTS_PER_CONNECTION`,
+    /// default 32; also the HTTP/2 stream limit).
+    pub max_concurrent_requests: usize,
+    pub max_requests_per_connection: usize,
 }
+
+/// Defaults of the request bounds (written once; the environment overrides).
+pub const DEFAULT_MAX_SMALL_REQUEST_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 256;
+pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: usize = 32;
 
 impl GatewayConfig {
     /// For tests: loopback ports chosen by the OS.
@@ -54,6 +67,9 @@ impl GatewayConfig {
             background_fanout_over: 1000,
             fanout_sweep: std::time::Duration::from_secs(15),
             fanout_stale: std::time::Duration::from_secs(60),
+            max_small_request_bytes: DEFAULT_MAX_SMALL_REQUEST_BYTES,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            max_requests_per_connection: DEFAULT_MAX_REQUESTS_PER_CONNECTION,
         }
     }
 
@@ -105,6 +121,20 @@ impl GatewayConfig {
             fanout_stale: std::time::Duration::from_secs(
                 num("GSL_FANOUT_STALE_SECS", 60)?.max(1) as u64
             ),
+            max_small_request_bytes: num(
+                "GSL_MAX_SMALL_REQUEST_BYTES",
+                DEFAULT_MAX_SMALL_REQUEST_BYTES,
+            )?,
+            max_concurrent_requests: num(
+                "GSL_MAX_CONCURRENT_REQUESTS",
+                DEFAULT_MAX_CONCURRENT_REQUESTS,
+            )?
+            .max(1),
+            max_requests_per_connection: num(
+                "GSL_MAX_REQUESTS_PER_CONNECTION",
+                DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+            )?
+            .max(1),
         })
     }
 }

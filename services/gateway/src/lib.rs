@@ -162,9 +162,18 @@ impl Gateway {
         health_reporter
             .set_serving::<v1::work_orders_server::WorkOrdersServer<Api>>()
             .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(gsl_proto::FILE_DESCRIPTOR_SET)
+        // Reflection answers both protocol versions (many clients still use
+        // v1alpha) and lists the health service too.
+        let reflection_builder = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(gsl_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection = reflection_builder()
             .build_v1()
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+        let reflection_alpha = reflection_builder()
+            .build_v1alpha()
             .map_err(|e| StartError::Tls(e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(&cfg.grpc_listen)
             .await
@@ -176,10 +185,13 @@ impl Gateway {
             addr: cfg.grpc_listen.clone(),
             reason: e.to_string(),
         })?;
+        let per_conn = cfg.max_requests_per_connection;
         let mut builder = tonic::transport::Server::builder()
             .trace_fn(gsl_telemetry::grpc::server_span)
             .tcp_nodelay(true)
-            .http2_keepalive_interval(Some(Duration::from_secs(30)));
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .concurrency_limit_per_connection(per_conn)
+            .max_concurrent_streams(Some(per_conn as u32));
         if let Some((cert, key)) = &cfg.tls {
             let cert = std::fs::read(cert).map_err(|e| StartError::Tls(format!("{cert}: {e}")))?;
             let key = std::fs::read(key).map_err(|e| StartError::Tls(format!("{key}: {e}")))?;
@@ -188,19 +200,36 @@ impl Gateway {
                 .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
                 .map_err(|e| StartError::Tls(e.to_string()))?;
         }
+        // Every API checks the bearer token from the headers before its body
+        // is read or decoded: an unauthenticated 30 MiB request costs nothing.
+        let gate = auth::Gate(core.auth.clone());
+        let small = cfg.max_small_request_bytes;
         let router = builder
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                cfg.max_concurrent_requests,
+            ))
             .add_service(health)
             .add_service(reflection)
-            .add_service(
+            .add_service(reflection_alpha)
+            .add_service(tonic::service::interceptor::InterceptedService::new(
                 v1::work_orders_server::WorkOrdersServer::new(api.clone())
                     .max_decoding_message_size(max),
-            )
-            .add_service(
+                gate.clone(),
+            ))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
                 v1::registry_server::RegistryServer::new(api.clone())
                     .max_decoding_message_size(max),
-            )
-            .add_service(v1::results_server::ResultsServer::new(api))
-            .add_service(v1::back_office_server::BackOfficeServer::new(backoffice));
+                gate.clone(),
+            ))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                v1::results_server::ResultsServer::new(api).max_decoding_message_size(small),
+                gate.clone(),
+            ))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                v1::back_office_server::BackOfficeServer::new(backoffice)
+                    .max_decoding_message_size(small),
+                gate,
+            ));
         let stop = shutdown.listener();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let server = tokio::spawn(async move {

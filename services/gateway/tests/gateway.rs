@@ -935,3 +935,114 @@ async fn oversized_requests_are_refused() {
         "card not registered, but the request was taken"
     );
 }
+
+/// The token is checked from the headers, before the body is decoded: an
+/// oversized request without a valid token is refused as unauthenticated
+/// (it used to be decoded first), and the small APIs take small requests.
+#[tokio::test]
+async fn tokens_are_checked_before_bodies_are_decoded() {
+    let nats = gsl_testkit::NatsServer::start().await.unwrap();
+    let mut cfg = gsl_gateway::config::GatewayConfig::local(&nats.url(), tokens());
+    cfg.max_request_bytes = 64 * 1024;
+    let gw = gsl_gateway::Gateway::start(cfg).await.unwrap();
+    let mut c = orders(&url(gw.grpc_addr)).await;
+    let ids: Vec<String> = (0..5000).map(|i| ct_iccid(11, i)).collect();
+    let e = c
+        .submit(tonic::Request::new(submit_req("huge", stop_op(), &ids)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let e = c
+        .submit(with_token(
+            submit_req("huge", stop_op(), &ids),
+            "not-a-token",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    // A valid token: then the size limit answers.
+    let e = c
+        .submit(with_token(submit_req("huge", stop_op(), &ids), ACME))
+        .await
+        .unwrap_err();
+    assert_ne!(e.code(), Code::Unauthenticated, "{e:?}");
+    // Results takes at most 1 MiB, even from the adapters.
+    let mut results = v1::results_client::ResultsClient::connect(url(gw.grpc_addr))
+        .await
+        .unwrap();
+    let big = v1::ReportRequest {
+        outcome: Some(v1::ItemOutcome {
+            card: "x".repeat(2 * 1024 * 1024),
+            ..Default::default()
+        }),
+    };
+    let e = results.report(with_token(big, ADAPTER)).await.unwrap_err();
+    assert!(
+        matches!(e.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{e:?}"
+    );
+}
+
+/// Server reflection answers v1 and v1alpha clients and lists health too.
+#[tokio::test]
+async fn reflection_answers_both_versions_and_lists_health() {
+    use tonic_reflection::pb::v1alpha as alpha;
+    let nats = gsl_testkit::NatsServer::start().await.unwrap();
+    let gw = gsl_gateway::Gateway::start(gsl_gateway::config::GatewayConfig::local(
+        &nats.url(),
+        tokens(),
+    ))
+    .await
+    .unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(url(gw.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = alpha::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let req = alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut answers = c
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let a = answers.message().await.unwrap().unwrap();
+    let Some(alpha::server_reflection_response::MessageResponse::ListServicesResponse(l)) =
+        a.message_response
+    else {
+        panic!("{a:?}");
+    };
+    let names: Vec<String> = l.service.into_iter().map(|s| s.name).collect();
+    for want in [
+        "gsl.v1.WorkOrders",
+        "gsl.v1.BackOffice",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    }
+    let mut v1c =
+        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(channel);
+    let req = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            ),
+        ),
+    };
+    assert!(
+        v1c.server_reflection_info(tokio_stream::iter(vec![req]))
+            .await
+            .unwrap()
+            .into_inner()
+            .message()
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

@@ -110,38 +110,79 @@ fn read_csv(path: &Path, name: &str) -> Result<Vec<Row>, FileError> {
     Ok(rows)
 }
 
+/// Rows a sheet may have: the largest upload (100,000 activations) and a header.
+pub const XLSX_MAX_ROWS: u32 = 100_001;
+/// Columns a sheet may have (the widest layout, card import, uses 11).
+pub const XLSX_MAX_COLUMNS: u32 = 32;
+
+/// Read the first sheet cell by cell. A sheet's declared used range is
+/// checked before anything is read, and every cell again as it comes: a tiny
+/// file that declares (or places a cell at) `XFD1048576` is refused instead
+/// of allocating the dense range.
 fn read_xlsx(path: &Path, name: &str) -> Result<Vec<Row>, FileError> {
-    use calamine::{Data, Reader, Xlsx, open_workbook};
-    let mut wb: Xlsx<_> = open_workbook(path)
-        .map_err(|e: calamine::XlsxError| FileError::Parse(name.to_owned(), e.to_string()))?;
+    use calamine::{DataRef, Reader, Xlsx, open_workbook};
+    let parse = |e: calamine::XlsxError| FileError::Parse(name.to_owned(), e.to_string());
+    let mut wb: Xlsx<_> = open_workbook(path).map_err(parse)?;
     let first = wb
         .sheet_names()
         .first()
         .cloned()
         .ok_or_else(|| FileError::Parse(name.to_owned(), "the workbook has no sheet".into()))?;
-    let range = wb
-        .worksheet_range(&first)
-        .map_err(|e| FileError::Parse(name.to_owned(), e.to_string()))?;
-    let (start_row, _) = range.start().unwrap_or((0, 0));
-    let mut rows = Vec::new();
-    for (i, r) in range.rows().enumerate() {
-        let cells = r
-            .iter()
-            .map(|c| match c {
-                Data::Empty => String::new(),
-                // Long digit strings typed as numbers lose nothing below 2^53; ICCIDs
-                // should be text, and a float would have lost digits: report it.
-                Data::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => format!("{}", *f as i64),
-                Data::Int(n) => n.to_string(),
-                other => other.to_string().trim().to_owned(),
-            })
-            .collect();
-        rows.push(Row {
-            line: start_row as usize + i + 1,
-            cells,
-        });
+    let mut cells = wb.worksheet_cells_reader(&first).map_err(parse)?;
+    let too_big = |rows: u64, cols: u64| {
+        FileError::Parse(
+            name.to_owned(),
+            format!(
+                "the first sheet's used range is {rows} rows x {cols} columns; at most {XLSX_MAX_ROWS} rows and {XLSX_MAX_COLUMNS} columns are read (delete the empty rows and columns below and right of the data)"
+            ),
+        )
+    };
+    let d = cells.dimensions();
+    let (rows, cols) = (
+        u64::from(d.end.0.saturating_sub(d.start.0)) + 1,
+        u64::from(d.end.1.saturating_sub(d.start.1)) + 1,
+    );
+    if rows > u64::from(XLSX_MAX_ROWS) || cols > u64::from(XLSX_MAX_COLUMNS) {
+        return Err(too_big(rows, cols));
     }
-    Ok(rows)
+    let mut by_row: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    while let Some(cell) = cells.next_cell().map_err(parse)? {
+        let (r, c) = cell.get_position();
+        if r >= XLSX_MAX_ROWS || c >= XLSX_MAX_COLUMNS {
+            return Err(too_big(u64::from(r) + 1, u64::from(c) + 1));
+        }
+        let text = match cell.get_value() {
+            DataRef::Empty => String::new(),
+            // Long digit strings typed as numbers lose nothing below 2^53; ICCIDs
+            // should be text, and a float would have lost digits: report it.
+            DataRef::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => format!("{}", *f as i64),
+            DataRef::Int(n) => n.to_string(),
+            DataRef::Float(f) => f.to_string(),
+            DataRef::String(s) => s.trim().to_owned(),
+            DataRef::SharedString(s) => s.trim().to_owned(),
+            DataRef::Bool(b) => b.to_string(),
+            DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => s.clone(),
+            DataRef::DateTime(t) => t.to_string(),
+            DataRef::Error(e) => e.to_string(),
+        };
+        let row = by_row.entry(r).or_default();
+        let c = c as usize;
+        if row.len() <= c {
+            row.resize(c + 1, String::new());
+        }
+        row[c] = text;
+    }
+    // Rows between the first and last are kept, empty ones too (blank rows
+    // are an error the caller reports with their line number).
+    let (Some(&lo), Some(&hi)) = (by_row.keys().next(), by_row.keys().next_back()) else {
+        return Ok(Vec::new());
+    };
+    Ok((lo..=hi)
+        .map(|r| Row {
+            line: r as usize + 1,
+            cells: by_row.remove(&r).unwrap_or_default(),
+        })
+        .collect())
 }
 
 fn bind_type(s: &str) -> Option<v1::BindType> {
@@ -284,5 +325,55 @@ mod tests {
                 (6, ErrorCode::InvalidItemParameter)
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod xlsx_bounds {
+    use super::*;
+
+    fn book(cells: &[(u32, u16, &str)]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.xlsx");
+        let mut wb = rust_xlsxwriter::Workbook::new();
+        let ws = wb.add_worksheet();
+        for (r, c, v) in cells {
+            ws.write_string(*r, *c, *v).unwrap();
+        }
+        wb.save(&p).unwrap();
+        (dir, p)
+    }
+
+    /// A file of a few KB whose used range is the whole sheet is refused
+    /// with a clear error, without allocating the range.
+    #[test]
+    fn a_huge_used_range_is_refused_not_allocated() {
+        let (_d, p) = book(&[(0, 0, "89860012345678901234"), (1_048_575, 16_383, "x")]);
+        assert!(std::fs::metadata(&p).unwrap().len() < 20_000);
+        match read(&p) {
+            Err(FileError::Parse(_, why)) => assert!(why.contains("used range"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Wide but short, and long but narrow, are refused the same way.
+        let (_d, p) = book(&[(0, 0, "a"), (0, 40, "b")]);
+        assert!(matches!(read(&p), Err(FileError::Parse(..))));
+        let (_d, p) = book(&[(0, 0, "a"), (200_000, 0, "b")]);
+        assert!(matches!(read(&p), Err(FileError::Parse(..))));
+    }
+
+    #[test]
+    fn sparse_cells_become_rows_with_their_line_numbers() {
+        let (_d, p) = book(&[
+            (0, 0, "iccid"),
+            (1, 0, "89860012345678901234"),
+            (1, 2, "86"),
+            (3, 0, "89860012345678901242"),
+        ]);
+        let rows = read(&p).unwrap();
+        assert_eq!(rows.len(), 3, "header dropped, blank row 3 kept: {rows:?}");
+        assert_eq!(rows[0].line, 2);
+        assert_eq!(rows[0].cells, vec!["89860012345678901234", "", "86"]);
+        assert!(rows[1].cells.iter().all(String::is_empty));
+        assert_eq!(rows[2].line, 4);
     }
 }
