@@ -204,6 +204,10 @@ pub enum RuleViolation {
     RegionNotAllowed(String),
     #[error("card is closed (拆机): no operation is possible")]
     Closed,
+    #[error(
+        "{carrier} cannot resume a card stopped for reason {reason} (violation or device separation): it needs a rebind (机卡重绑)"
+    )]
+    NeedsRebind { carrier: Carrier, reason: i8 },
 }
 
 impl RuleViolation {
@@ -212,7 +216,9 @@ impl RuleViolation {
             RuleViolation::NotSupported { .. } | RuleViolation::NotStated { .. } => {
                 ErrorCode::NotSupported
             }
-            RuleViolation::IllegalState { .. } | RuleViolation::Closed => ErrorCode::IllegalState,
+            RuleViolation::IllegalState { .. }
+            | RuleViolation::Closed
+            | RuleViolation::NeedsRebind { .. } => ErrorCode::IllegalState,
             RuleViolation::NotPooled { .. } => ErrorCode::PooledCardsOnly,
             RuleViolation::NotRealNamed { .. } => ErrorCode::RealNameRequired,
             RuleViolation::BindTypeNotOffered { .. } => ErrorCode::BindTypeNotOffered,
@@ -244,9 +250,33 @@ pub fn check_capability(op: &Operation, card: &CardFacts) -> Result<(), RuleViol
         return Err(RuleViolation::Closed);
     }
     for req in rule(kind, carrier).requires {
-        check_requirement(kind, *req, op, card)?;
+        if let Err(e) = check_requirement(kind, *req, op, card) {
+            return Err(needs_rebind(kind, card).unwrap_or(e));
+        }
     }
     check_parameters(op, carrier)
+}
+
+/// Stops no resume lifts on a carrier: the card needs a rebind (domain.md:
+/// "A card stopped for violation or device separation on China Mobile
+/// cannot be resumed: it needs a rebind").
+pub static RESUME_NEEDS_REBIND: &[(Carrier, &[StopReason])] = &[(
+    Carrier::Cmcc,
+    &[StopReason::Violation, StopReason::DeviceSeparation],
+)];
+
+fn needs_rebind(kind: OperationKind, card: &CardFacts) -> Option<RuleViolation> {
+    (kind == OperationKind::Resume && card.status == SimStatus::Stopped)
+        .then(|| {
+            RESUME_NEEDS_REBIND
+                .iter()
+                .find(|(c, reasons)| *c == card.carrier && reasons.contains(&card.stop_reason))
+        })
+        .flatten()
+        .map(|_| RuleViolation::NeedsRebind {
+            carrier: card.carrier,
+            reason: card.stop_reason.code(),
+        })
 }
 
 fn check_requirement(
@@ -440,6 +470,22 @@ mod tests {
             assert!(
                 check_capability(&Operation::Resume, &card(c, InUse, StopReason::Normal)).is_err()
             );
+        }
+    }
+
+    #[test]
+    fn cmcc_violation_and_separation_stops_need_a_rebind() {
+        for c in Carrier::ALL {
+            for r in StopReason::ALL {
+                let res = check_capability(&Operation::Resume, &card(c, Stopped, r));
+                let rebind = matches!(res, Err(RuleViolation::NeedsRebind { .. }));
+                let want = c == Carrier::Cmcc
+                    && matches!(r, StopReason::Violation | StopReason::DeviceSeparation);
+                assert_eq!(rebind, want, "{c} {r:?}: {res:?}");
+                if rebind {
+                    assert!(res.unwrap_err().to_string().contains("rebind"));
+                }
+            }
         }
     }
 

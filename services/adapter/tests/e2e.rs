@@ -1105,3 +1105,76 @@ async fn no_carrier_credential_in_any_output_of_a_failing_call() {
     }
     s.shutdown().await;
 }
+
+/// A directional change made through a carrier API updates the registry's
+/// copy of the batch, so later limit checks see the entries as they are.
+#[tokio::test]
+async fn registry_follows_directional_changes_made_by_api() {
+    let s = stack(Opts {
+        carriers: vec![Carrier::Trinet],
+        ..Default::default()
+    })
+    .await;
+    batch(&s, Carrier::Trinet, "BTRI9").await;
+    let orders = s.orders().await;
+    let run = |key: &'static str, kind: O| {
+        let req = v1::SubmitRequest {
+            idempotency_key: key.into(),
+            operation: Some(v1::Operation { kind: Some(kind) }),
+            batch_no: "BTRI9".into(),
+            ..Default::default()
+        };
+        let mut c = orders.clone();
+        async move {
+            c.submit(authed(req))
+                .await
+                .unwrap()
+                .into_inner()
+                .work_order
+                .unwrap()
+                .id
+        }
+    };
+    let add = run(
+        "tri-add",
+        O::DirectionalAdd(v1::DirectionalAdd {
+            entries: vec!["https://*.example.org".into()],
+        }),
+    )
+    .await;
+    assert_eq!(
+        s.settled(add, Duration::from_secs(20)).await.status,
+        v1::WorkOrderStatus::Completed as i32
+    );
+    let del = run(
+        "tri-del",
+        O::DirectionalDelete(v1::DirectionalDelete {
+            entry_ids: vec!["E1".into()],
+        }),
+    )
+    .await;
+    assert_eq!(
+        s.settled(del, Duration::from_secs(20)).await.status,
+        v1::WorkOrderStatus::Completed as i32
+    );
+    let b = s
+        .registry()
+        .await
+        .get_batch(authed(v1::GetBatchRequest {
+            batch_no: "BTRI9".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let entries: Vec<(&str, i32)> = b
+        .entries
+        .iter()
+        .map(|e| (e.entry.as_str(), e.state))
+        .collect();
+    assert!(
+        entries.contains(&("https://*.example.org", v1::EntryState::Effective as i32)),
+        "{entries:?}"
+    );
+    assert!(!b.entries.iter().any(|e| e.id == "E1"), "{entries:?}");
+    s.shutdown().await;
+}

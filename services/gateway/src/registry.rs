@@ -244,7 +244,7 @@ impl Registry {
             return Ok(());
         };
         if kind.is_directional() {
-            return Ok(());
+            return self.apply_directional(op, card).await;
         }
         let at_secs = at
             .as_ref()
@@ -311,6 +311,60 @@ impl Registry {
         let b: Option<v1::PurchaseBatch> =
             kv::live(&e).and_then(|b| decode("PurchaseBatch", b).ok());
         b.filter(|b| b.tenant == tenant).ok_or_else(not_found)
+    }
+
+    /// A directional change succeeded at the carrier: the batch's entries
+    /// here follow, so later limit checks see them. Idempotent (a repeated
+    /// report, or a back-office completion that already moved them, changes
+    /// nothing): an added entry is matched by its text.
+    async fn apply_directional(&self, op: &v1::Operation, batch_no: &str) -> Result<(), ApiError> {
+        use v1::operation::Kind as O;
+        let effective = v1::EntryState::Effective as i32;
+        kv::cas(&self.batches, batch_no, 50, |cur| {
+            let Some(mut b) =
+                cur.and_then(|b| decode::<v1::PurchaseBatch>("PurchaseBatch", b).ok())
+            else {
+                return Cas::Keep(());
+            };
+            let before = b.clone();
+            match op.kind.as_ref() {
+                Some(O::DirectionalAdd(a)) => {
+                    for e in &a.entries {
+                        match b.entries.iter_mut().find(|x| &x.entry == e) {
+                            Some(x) => x.state = effective,
+                            None => {
+                                let id = format!("E{}", b.entries.len() + 1);
+                                let id = if b.entries.iter().any(|x| x.id == id) {
+                                    format!("{id}-{}", e.len())
+                                } else {
+                                    id
+                                };
+                                b.entries.push(v1::DirectionalEntry {
+                                    id,
+                                    entry: e.clone(),
+                                    state: effective,
+                                });
+                            }
+                        }
+                    }
+                }
+                Some(O::DirectionalModify(m)) => {
+                    if let Some(x) = b.entries.iter_mut().find(|x| x.id == m.entry_id) {
+                        x.entry = m.entry.clone();
+                        x.state = effective;
+                    }
+                }
+                Some(O::DirectionalDelete(d)) => b.entries.retain(|x| !d.entry_ids.contains(&x.id)),
+                _ => {}
+            }
+            if b == before {
+                Cas::Keep(())
+            } else {
+                Cas::Write(encode(&b), ())
+            }
+        })
+        .await?;
+        Ok(())
     }
 
     pub async fn import_batches(
