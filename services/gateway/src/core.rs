@@ -319,6 +319,10 @@ impl Core {
             o.succeeded = c.succeeded;
             o.failed = c.failed;
             o.processing = c.processing();
+            if crate::query::never_sent(&o).is_some() {
+                o.failed += o.processing;
+                o.processing = 0;
+            }
         }
         Ok(o)
     }

@@ -136,7 +136,7 @@ impl JsonOrder {
                 policy_id: p.policy_id.unwrap_or_default(),
             }),
             "close_card" => O::CloseCard(v1::CloseCard {}),
-            other => return Err(format!("unknown operation {other:?}")),
+            other => return Err(format!("{UNKNOWN_OPERATION} {other:?}")),
         };
         let cards = self
             .cards
@@ -166,9 +166,35 @@ impl JsonOrder {
     }
 }
 
+const UNKNOWN_OPERATION: &str = "unknown operation";
+
+/// Why an intake payload cannot be read: a code and a reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {reason}")]
+pub struct IntakeError {
+    pub code: ErrorCode,
+    pub reason: String,
+}
+
 /// Decode an intake payload: JSON when the content type says so or the
-/// payload starts with `{`, protobuf otherwise.
+/// payload starts with `{`, protobuf otherwise. An operation the gateway does
+/// not know is `UnknownOperation`; anything else unreadable is
+/// `MalformedMessage`.
 pub fn decode_intake(
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &[u8],
+) -> Result<v1::SubmitRequest, IntakeError> {
+    decode_payload(headers, payload).map_err(|reason| IntakeError {
+        code: if reason.starts_with(UNKNOWN_OPERATION) {
+            ErrorCode::UnknownOperation
+        } else {
+            ErrorCode::MalformedMessage
+        },
+        reason,
+    })
+}
+
+fn decode_payload(
     headers: Option<&async_nats::HeaderMap>,
     payload: &[u8],
 ) -> Result<v1::SubmitRequest, String> {
@@ -262,8 +288,20 @@ async fn handle(core: &Arc<Core>, m: async_nats::jetstream::Message) {
         }
         let req = match decode_intake(m.headers.as_ref(), &m.payload) {
             Ok(r) => r,
-            Err(why) => {
-                dead_letter(core, &m, ErrorCode::MalformedMessage, &why).await;
+            Err(e) => {
+                // Kept with the reason, and its publisher is told.
+                let reply = v1::IntakeReply {
+                    result: Some(v1::intake_reply::Result::Refused(convert::problem(
+                        e.code,
+                        e.reason.clone(),
+                    ))),
+                    idempotency_key: String::new(),
+                };
+                if answer(core, &m, &tenant, seq, &reply).await.is_err() {
+                    let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await;
+                    return;
+                }
+                dead_letter(core, &m, e.code, &e.reason).await;
                 return;
             }
         };
@@ -286,29 +324,7 @@ async fn handle(core: &Arc<Core>, m: async_nats::jetstream::Message) {
                 idempotency_key: key,
             },
         };
-        let payload = encode(&reply);
-        if let Some(to) = m
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(names::INTAKE_REPLY_HEADER))
-        {
-            let _ = core
-                .client
-                .publish(to.as_str().to_owned(), payload.clone())
-                .await;
-        }
-        let r = publish_one(
-            &core.js,
-            Outgoing {
-                subject: names::intake_result_subject(&tenant, seq),
-                msg_id: Some(format!("intake:{seq}")),
-                headers: None,
-                payload,
-            },
-        )
-        .await;
-        if let Err(e) = r {
-            warn!(error = %e, "could not publish the intake result; will be redelivered");
+        if answer(core, &m, &tenant, seq, &reply).await.is_err() {
             let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await;
             return;
         }
@@ -316,6 +332,40 @@ async fn handle(core: &Arc<Core>, m: async_nats::jetstream::Message) {
     }
     .instrument(span)
     .await
+}
+
+/// Tell the publisher: on its `Gsl-Reply-To` subject if it named one, and
+/// durably on `gsl.evt.<tenant>.intake.<seq>`.
+async fn answer(
+    core: &Core,
+    m: &async_nats::jetstream::Message,
+    tenant: &str,
+    seq: u64,
+    reply: &v1::IntakeReply,
+) -> Result<(), ()> {
+    let payload = encode(reply);
+    if let Some(to) = m
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(names::INTAKE_REPLY_HEADER))
+    {
+        let _ = core
+            .client
+            .publish(to.as_str().to_owned(), payload.clone())
+            .await;
+    }
+    publish_one(
+        &core.js,
+        Outgoing {
+            subject: names::intake_result_subject(tenant, seq),
+            msg_id: Some(format!("intake:{seq}")),
+            headers: None,
+            payload,
+        },
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| warn!(error = %e, "could not publish the intake result; will be redelivered"))
 }
 
 async fn dead_letter(core: &Core, m: &async_nats::jetstream::Message, code: ErrorCode, why: &str) {
@@ -436,5 +486,26 @@ mod tests {
             "p"
         );
         assert!(decode_intake(None, &[0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn errors_carry_their_code() {
+        let unknown = br#"{"idempotency_key":"k1","operation":{"teleport":{}},"cards":[]}"#;
+        assert_eq!(
+            decode_intake(None, unknown).unwrap_err().code,
+            ErrorCode::UnknownOperation
+        );
+        for bad in [
+            &b"{not json"[..],
+            &[0xff, 0xff][..],
+            br#"{"operation":{"stop":{}}}"#,
+        ] {
+            assert_eq!(
+                decode_intake(None, bad).unwrap_err().code,
+                ErrorCode::MalformedMessage,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }

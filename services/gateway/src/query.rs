@@ -12,8 +12,9 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures::StreamExt;
 use gsl_bus::codec::decode;
 use gsl_bus::names;
+use gsl_domain::ErrorCode;
 use gsl_domain::ids::CardId;
-use gsl_proto::v1;
+use gsl_proto::{convert, v1};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -202,6 +203,9 @@ pub async fn list_items(
 ) -> Result<v1::ListItemsResponse, ApiError> {
     let rec = core.order_of(tenant, req.work_order_id).await?;
     let o = rec.order.clone().unwrap_or_default();
+    // An order stopped before its items were sent: none of them is
+    // processing any more (they never will be).
+    let never_sent = never_sent(&o);
     let size = page_size(req.page_size, 100);
     let start = parse_token(&req.page_token)?.unwrap_or(0) as usize;
     let want = req.status;
@@ -216,7 +220,10 @@ pub async fn list_items(
             if index < start {
                 continue;
             }
-            let state = progress.get(i).copied().unwrap_or(PROCESSING);
+            let mut state = progress.get(i).copied().unwrap_or(PROCESSING);
+            if never_sent.is_some() && state != SUCCEEDED {
+                state = FAILED;
+            }
             let status = match state {
                 SUCCEEDED => v1::ItemStatus::Succeeded,
                 FAILED => v1::ItemStatus::Failed,
@@ -256,6 +263,10 @@ pub async fn list_items(
             } as i32;
             if let Some(p) = it.refused {
                 item.problem = Some(p);
+            } else if let Some(why) = never_sent
+                && item.problem.is_none()
+            {
+                item.problem = Some(convert::problem(ErrorCode::Cancelled, why));
             }
             item
         })
@@ -264,6 +275,22 @@ pub async fn list_items(
         items,
         next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
     })
+}
+
+/// Why the items of an order cancelled or rejected in review were never sent.
+pub fn never_sent(o: &v1::WorkOrder) -> Option<&'static str> {
+    let cancelled = o.status == v1::WorkOrderStatus::Cancelled as i32;
+    let rejected = o.status == v1::WorkOrderStatus::Rejected as i32
+        && o.history
+            .iter()
+            .any(|h| h.status == v1::WorkOrderStatus::InReview as i32);
+    if cancelled {
+        Some("work order cancelled before its items were sent")
+    } else if rejected {
+        Some("work order rejected in review: its items were never sent")
+    } else {
+        None
+    }
 }
 
 /// The latest event per work order about a card (events are in stream order).

@@ -260,6 +260,28 @@ async fn review_cancel_only_in_review() {
         .unwrap()
         .into_inner();
     assert_eq!(cancelled.status, v1::WorkOrderStatus::Cancelled as i32);
+    // Its items are not processing: they will never be sent.
+    assert_eq!((cancelled.processing, cancelled.failed), (0, 3));
+    let items = c
+        .list_items(with_token(
+            v1::ListItemsRequest {
+                work_order_id: o.id,
+                ..Default::default()
+            },
+            ACME,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert_eq!(items.len(), 3);
+    for it in &items {
+        assert_eq!(it.status, v1::ItemStatus::Failed as i32);
+        assert_eq!(
+            it.problem.as_ref().unwrap().code,
+            ErrorCode::Cancelled.code()
+        );
+    }
     let again = c
         .cancel(with_token(v1::OrderRef { id: o.id }, ACME))
         .await
@@ -854,11 +876,31 @@ async fn nats_intake_with_json() {
     assert!(
         matches!(reply.result, Some(v1::intake_reply::Result::Refused(p)) if p.code == ErrorCode::BadParameter.code())
     );
-    js.publish("gsl.intake.acme", "{ not json".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    // Undecodable messages are dead-lettered, and their publisher is told why.
+    for (payload, want) in [
+        (&b"{ not json"[..], ErrorCode::MalformedMessage),
+        (
+            &br#"{"idempotency_key":"intake-3","operation":{"teleport":{}},"cards":[]}"#[..],
+            ErrorCode::UnknownOperation,
+        ),
+    ] {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(names::INTAKE_REPLY_HEADER, inbox.as_str());
+        js.publish_with_headers("gsl.intake.acme", h, payload.to_vec().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(10), replies.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let reply: v1::IntakeReply = decode("IntakeReply", &m.payload).unwrap();
+        assert!(
+            matches!(&reply.result, Some(v1::intake_reply::Result::Refused(p)) if p.code == want.code()),
+            "{reply:?}"
+        );
+    }
     js.publish("gsl.intake.nobody", "{}".into())
         .await
         .unwrap()
@@ -868,7 +910,7 @@ async fn nats_intake_with_json() {
     let mut found = HashSet::new();
     for _ in 0..100 {
         let info = dlq.get_info().await.unwrap();
-        if info.state.messages >= 2 {
+        if info.state.messages >= 3 {
             for seq in 1..=info.state.messages {
                 let m = dlq.get_raw_message(seq).await.unwrap();
                 let reason = m
@@ -884,6 +926,10 @@ async fn nats_intake_with_json() {
     }
     assert!(
         found.contains(ErrorCode::MalformedMessage.code()),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(ErrorCode::UnknownOperation.code()),
         "{found:?}"
     );
     assert!(
