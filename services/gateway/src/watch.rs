@@ -42,10 +42,17 @@ pub async fn watch(
         .get_stream(names::STREAM_EVENTS)
         .await
         .map_err(ApiError::busy)?;
+    // An ephemeral consumer under a name only Watch uses, deleted when the
+    // client goes away (and by the server after `WATCH_INACTIVE` if this
+    // gateway dies first): no consumer outlives its client.
+    let name = format!("{WATCH_PREFIX}{:016x}", rand::random::<u64>());
     let consumer = stream
-        .create_consumer(pull::OrderedConfig {
+        .create_consumer(pull::Config {
+            name: Some(name.clone()),
             filter_subject: filter,
             deliver_policy,
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+            inactive_threshold: WATCH_INACTIVE,
             ..Default::default()
         })
         .await
@@ -54,7 +61,32 @@ pub async fn watch(
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let tenant = tenant.to_owned();
     tokio::spawn(async move {
-        while let Some(m) = msgs.next().await {
+        forward(&mut msgs, &tx, &tenant).await;
+        drop(msgs);
+        let _ = stream.delete_consumer(&name).await;
+    });
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// Names of Watch's consumers on `GSL_EVENTS`.
+pub const WATCH_PREFIX: &str = "gw-watch-";
+/// A Watch consumer nobody pulls from is removed by the server after this.
+pub const WATCH_INACTIVE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Events to the client until it goes away (noticed even on a quiet stream)
+/// or the stream fails.
+async fn forward(
+    msgs: &mut async_nats::jetstream::consumer::pull::Stream,
+    tx: &tokio::sync::mpsc::Sender<Result<v1::WatchEvent, Status>>,
+    tenant: &str,
+) {
+    loop {
+        let next = tokio::select! {
+            _ = tx.closed() => return,
+            m = msgs.next() => m,
+        };
+        let Some(m) = next else { return };
+        {
             let m = match m {
                 Ok(m) => m,
                 Err(e) => {
@@ -93,6 +125,5 @@ pub async fn watch(
                 return; // the client went away
             }
         }
-    });
-    Ok(Box::pin(ReceiverStream::new(rx)))
+    }
 }

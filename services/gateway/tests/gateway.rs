@@ -1092,3 +1092,48 @@ async fn reflection_answers_both_versions_and_lists_health() {
             .is_some()
     );
 }
+
+/// A client that goes away takes its Watch consumer (and task) with it, even
+/// when no event arrives to notice it by.
+#[tokio::test]
+async fn cancelled_watches_leave_no_consumer_behind() {
+    let env = start().await;
+    let addr = url(env.gw.grpc_addr);
+    let client = async_nats::connect(env.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let consumers = || async {
+        js.get_stream(names::STREAM_EVENTS)
+            .await
+            .unwrap()
+            .get_info()
+            .await
+            .unwrap()
+            .state
+            .consumer_count
+    };
+    let before = consumers().await;
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        let mut c = orders(&addr).await;
+        streams.push(
+            c.watch(with_token(v1::WatchRequest::default(), ACME))
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    assert_eq!(consumers().await, before + 20);
+    drop(streams);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        let now = consumers().await;
+        if now == before {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{now} consumers left, {before} before"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
