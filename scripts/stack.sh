@@ -35,7 +35,7 @@ if [ ! -f "$RUN/secrets.env" ]; then
   rnd() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
   {
     echo "TENANT_TOKEN=demo-$(rnd)"
-    echo "ADAPTER_TOKEN=adapter-$(rnd)"
+    for c in cmcc ct cu trinet; do echo "ADAPTER_TOKEN_${c^^}=adapter-$c-$(rnd)"; done
     echo "OPERATOR_TOKEN=operator-$(rnd)"
     for u in gateway cmcc ct cu trinet intake; do echo "NATS_PW_${u^^}=$(rnd)"; done
   } > "$RUN/secrets.env"
@@ -43,11 +43,22 @@ if [ ! -f "$RUN/secrets.env" ]; then
 fi
 # shellcheck disable=SC1091
 source "$RUN/secrets.env"
-# A stack directory made before the operator credential existed.
+# A stack directory made before the operator credential or the per-carrier
+# adapter credentials existed.
+rnd() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
 if [ -z "${OPERATOR_TOKEN:-}" ]; then
-  OPERATOR_TOKEN="operator-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+  OPERATOR_TOKEN="operator-$(rnd)"
   echo "OPERATOR_TOKEN=$OPERATOR_TOKEN" >> "$RUN/secrets.env"
 fi
+for c in CMCC CT CU TRINET; do
+  v="ADAPTER_TOKEN_$c"
+  if [ -z "${!v:-}" ]; then
+    printf -v "$v" '%s' "adapter-${c,,}-$(rnd)"
+    echo "$v=${!v}" >> "$RUN/secrets.env"
+  fi
+done
+ADAPTER_TOKENS="cmcc=$ADAPTER_TOKEN_CMCC,ct=$ADAPTER_TOKEN_CT,cu=$ADAPTER_TOKEN_CU,trinet=$ADAPTER_TOKEN_TRINET"
+declare -A ATOK=([cmcc]="$ADAPTER_TOKEN_CMCC" [ct]="$ADAPTER_TOKEN_CT" [cu]="$ADAPTER_TOKEN_CU" [trinet]="$ADAPTER_TOKEN_TRINET")
 
 # One user per service; JetStream API access is broad here (one account), subjects are not.
 js='"$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"'
@@ -104,7 +115,7 @@ wait_http "http://127.0.0.1:$SIM_PORT/healthz" carrier-sim
 NATS_URL="nats://127.0.0.1:$NATS_PORT"
 start gateway env GSL_NATS_URL="$NATS_URL" GSL_NATS_USER=gateway GSL_NATS_PASSWORD="$NATS_PW_GATEWAY" \
   GSL_GRPC_LISTEN="127.0.0.1:$GW_PORT" GSL_ADMIN_LISTEN="127.0.0.1:$GW_ADMIN" \
-  GSL_TENANT_TOKENS="$TENANT_TOKEN=acme" GSL_ADAPTER_TOKEN="$ADAPTER_TOKEN" GSL_OPERATOR_TOKEN="$OPERATOR_TOKEN" RUST_LOG="${RUST_LOG:-info}" "$BIN/gsl-gateway"
+  GSL_TENANT_TOKENS="$TENANT_TOKEN=acme" GSL_ADAPTER_TOKENS="$ADAPTER_TOKENS" GSL_OPERATOR_TOKEN="$OPERATOR_TOKEN" RUST_LOG="${RUST_LOG:-info}" "$BIN/gsl-gateway"
 wait_http "http://127.0.0.1:$GW_ADMIN/readyz" gateway
 say "registering the simulator's demo cards"
 GSL_GATEWAY="http://127.0.0.1:$GW_PORT" GSL_TOKEN="$TENANT_TOKEN" "$BIN/gslctl" cards seed-from-sim "http://127.0.0.1:$SIM_PORT" --per-carrier 2000 | sed 's/^/[stack] /'
@@ -114,7 +125,7 @@ declare -A NPW=([cmcc]="$NATS_PW_CMCC" [ct]="$NATS_PW_CT" [cu]="$NATS_PW_CU" [tr
 for c in cmcc ct cu trinet; do
   start "adapter-$c" env GSL_CARRIER=$c GSL_CARRIER_URL="http://127.0.0.1:$SIM_PORT/$c" GSL_CARRIER_USER="${USER[$c]}" \
     GSL_CARRIER_SECRET="${SECRET[$c]}" GSL_NATS_URL="$NATS_URL" GSL_NATS_USER="adapter-$c" GSL_NATS_PASSWORD="${NPW[$c]}" \
-    GSL_GATEWAY_URL="http://127.0.0.1:$GW_PORT" GSL_ADAPTER_TOKEN="$ADAPTER_TOKEN" GSL_ADMIN_LISTEN="127.0.0.1:${ADMIN[$c]}" \
+    GSL_GATEWAY_URL="http://127.0.0.1:$GW_PORT" GSL_ADAPTER_TOKEN="${ATOK[$c]}" GSL_ADMIN_LISTEN="127.0.0.1:${ADMIN[$c]}" \
     GSL_TIME_SCALE="$SCALE" GSL_CLOCK_ANCHOR="$ANCHOR" GSL_POLL_INTERVAL_MS=500 POD_NAME="adapter-$c-0" \
     GSL_CT_DCP_USER=gsldcp GSL_CT_DCP_PASSWORD=dcp-secret GSL_CT_DCP_KEY=k9X2m7Q4p \
     RUST_LOG="${RUST_LOG:-info}" "$BIN/gsl-adapter"

@@ -38,12 +38,15 @@ pub async fn start(
     let mut common = common;
     common.extend([
         ("GSL_NATS_URL", nats.url()),
-        ("GSL_ADAPTER_TOKEN", ADAPTER_TOKEN.to_string()),
         ("GSL_ADMIN_LISTEN", "127.0.0.1:0".to_string()),
     ]);
     let mut env = common.clone();
     env.extend([
         ("GSL_TENANT_TOKENS", format!("{TENANT_TOKEN}=acme")),
+        (
+            "GSL_ADAPTER_TOKENS",
+            gsl_testkit::gateway::adapter_tokens_env(ADAPTER_TOKEN),
+        ),
         ("GSL_GRPC_LISTEN", "127.0.0.1:0".to_string()),
     ]);
     env.extend(gateway_env.iter().cloned());
@@ -73,6 +76,10 @@ impl Rig {
         let mut env = self.common.clone();
         env.extend([
             ("GSL_CARRIER", c.as_str().to_string()),
+            (
+                "GSL_ADAPTER_TOKEN",
+                gsl_testkit::gateway::adapter_token(ADAPTER_TOKEN, c.as_str()),
+            ),
             ("GSL_CARRIER_URL", self.sim.base_url(c)),
             ("GSL_CARRIER_USER", u.to_owned()),
             ("GSL_CARRIER_SECRET", p.to_owned()),

@@ -238,7 +238,10 @@ pub async fn spawn_gateway(nats_url: String) -> Result<Service, String> {
         &[
             ("GSL_NATS_URL", nats_url),
             ("GSL_TENANT_TOKENS", format!("{TOKEN}=bench")),
-            ("GSL_ADAPTER_TOKEN", ADAPTER_TOKEN.into()),
+            (
+                "GSL_ADAPTER_TOKENS",
+                gsl_testkit::gateway::adapter_tokens_env(ADAPTER_TOKEN),
+            ),
             ("GSL_GRPC_LISTEN", "127.0.0.1:0".into()),
             ("GSL_ADMIN_LISTEN", "127.0.0.1:0".into()),
             ("RUST_LOG", service_log()),
@@ -264,7 +267,10 @@ pub async fn spawn_ct_adapter(
         ("GSL_CARRIER_SECRET", secret.to_owned()),
         ("GSL_NATS_URL", nats_url),
         ("GSL_GATEWAY_URL", gateway_url),
-        ("GSL_ADAPTER_TOKEN", ADAPTER_TOKEN.into()),
+        (
+            "GSL_ADAPTER_TOKEN",
+            gsl_testkit::gateway::adapter_token(ADAPTER_TOKEN, "ct"),
+        ),
         ("GSL_ADMIN_LISTEN", "127.0.0.1:0".into()),
         ("RUST_LOG", service_log()),
     ];

@@ -79,3 +79,18 @@ pub async fn items(grpc: &str, token: &str, id: u64) -> Vec<v1::Item> {
         page_token = r.next_page_token;
     }
 }
+
+/// The test credential of carrier `carrier`'s adapter, derived from a test
+/// rig's base token (each adapter has its own; the gateway knows all four).
+pub fn adapter_token(base: &str, carrier: &str) -> String {
+    format!("{base}-{carrier}")
+}
+
+/// `GSL_ADAPTER_TOKENS` for a gateway whose adapters use [`adapter_token`].
+pub fn adapter_tokens_env(base: &str) -> String {
+    ["cmcc", "ct", "cu", "trinet"]
+        .iter()
+        .map(|c| format!("{c}={}", adapter_token(base, c)))
+        .collect::<Vec<_>>()
+        .join(",")
+}

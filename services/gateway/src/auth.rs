@@ -4,7 +4,7 @@
 //! seam for JWT validation: implement it and hand it to the gateway.
 
 use crate::error::ApiError;
-use gsl_domain::ErrorCode;
+use gsl_domain::{Carrier, ErrorCode};
 use std::collections::HashMap;
 use tonic::metadata::MetadataMap;
 
@@ -12,8 +12,9 @@ use tonic::metadata::MetadataMap;
 pub enum Principal {
     /// A tenant's client: sees and changes only its own cards and orders.
     Tenant(String),
-    /// An adapter: may report results, nothing else.
-    Adapter,
+    /// An adapter: may report results, nothing else; of its own carrier
+    /// only (`None`: any carrier, a test convenience of [`StaticTokens::new`]).
+    Adapter(Option<Carrier>),
     /// An operator of the back-office queue (`GSL_OPERATOR_TOKEN`): works
     /// back-office requests, never a tenant's orders.
     Operator,
@@ -28,7 +29,10 @@ pub trait Authenticator: Send + Sync + 'static {
 #[derive(Debug, Clone, Default)]
 pub struct StaticTokens {
     tenants: HashMap<String, String>,
-    adapter: Option<String>,
+    /// One credential per carrier adapter (`GSL_ADAPTER_TOKENS`).
+    adapters: HashMap<String, Carrier>,
+    /// A credential for every carrier: tests only (the environment cannot set it).
+    any_adapter: Option<String>,
     operator: Option<String>,
 }
 
@@ -36,9 +40,44 @@ impl StaticTokens {
     pub fn new(tenants: HashMap<String, String>, adapter: Option<String>) -> StaticTokens {
         StaticTokens {
             tenants,
-            adapter,
+            adapters: HashMap::new(),
+            any_adapter: adapter,
             operator: None,
         }
+    }
+
+    /// Per-carrier adapter credentials.
+    pub fn with_adapters(mut self, adapters: HashMap<String, Carrier>) -> StaticTokens {
+        self.adapters = adapters;
+        self
+    }
+
+    /// Parse `cmcc=token,ct=token,...` (newlines also separate).
+    pub fn parse_adapters(s: &str) -> Result<HashMap<String, Carrier>, String> {
+        let mut m = HashMap::new();
+        for part in s
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|p| !p.is_empty() && !p.starts_with('#'))
+        {
+            let (carrier, tok) = part
+                .split_once('=')
+                .ok_or_else(|| "expected carrier=token".to_string())?;
+            let carrier: Carrier = carrier
+                .trim()
+                .parse()
+                .map_err(|e| format!("{carrier:?}: {e}"))?;
+            let tok = tok.trim();
+            if tok.len() < 16 {
+                return Err(format!(
+                    "the {carrier} adapter token must have at least 16 characters"
+                ));
+            }
+            if m.insert(tok.to_owned(), carrier).is_some() {
+                return Err("each carrier adapter needs its own token".into());
+            }
+        }
+        Ok(m)
     }
 
     /// The operator credential (back-office work).
@@ -79,8 +118,11 @@ impl StaticTokens {
 
 impl Authenticator for StaticTokens {
     fn authenticate(&self, token: &str) -> Option<Principal> {
-        if self.adapter.as_deref() == Some(token) {
-            return Some(Principal::Adapter);
+        if let Some(c) = self.adapters.get(token) {
+            return Some(Principal::Adapter(Some(*c)));
+        }
+        if self.any_adapter.as_deref() == Some(token) {
+            return Some(Principal::Adapter(None));
         }
         if self.operator.as_deref() == Some(token) {
             return Some(Principal::Operator);
@@ -124,7 +166,7 @@ impl tonic::service::Interceptor for Gate {
 pub fn tenant(auth: &dyn Authenticator, md: &MetadataMap) -> Result<String, ApiError> {
     match principal(auth, md)? {
         Principal::Tenant(t) => Ok(t),
-        Principal::Adapter => Err(ApiError::new(
+        Principal::Adapter(_) => Err(ApiError::new(
             ErrorCode::PermissionDenied,
             "adapters may only report results",
         )),
@@ -167,7 +209,7 @@ mod tests {
         );
         assert_eq!(
             principal(&t, &md("Bearer adapter-token")).unwrap(),
-            Principal::Adapter
+            Principal::Adapter(None)
         );
         assert_eq!(
             principal(&t, &md("Bearer nope")).unwrap_err().code,
@@ -188,5 +230,24 @@ mod tests {
         assert!(StaticTokens::parse_tenants("short=acme").is_err());
         assert!(StaticTokens::parse_tenants("longenough=Acme").is_err());
         assert!(StaticTokens::parse_tenants("noequals").is_err());
+    }
+
+    #[test]
+    fn one_token_per_carrier_adapter() {
+        let m =
+            StaticTokens::parse_adapters("cmcc=adapter-token-cmcc-01, ct=adapter-token-ct-0001")
+                .unwrap();
+        let t = StaticTokens::new(HashMap::new(), None).with_adapters(m);
+        assert_eq!(
+            t.authenticate("adapter-token-ct-0001"),
+            Some(Principal::Adapter(Some(Carrier::Ct)))
+        );
+        assert!(StaticTokens::parse_adapters("ct=short").is_err());
+        assert!(StaticTokens::parse_adapters("mars=adapter-token-mars-1").is_err());
+        assert!(
+            StaticTokens::parse_adapters("ct=adapter-token-same-1,cu=adapter-token-same-1")
+                .is_err(),
+            "two carriers may not share a token"
+        );
     }
 }

@@ -11,8 +11,9 @@ pub struct GatewayConfig {
     pub admin_listen: String,
     pub bus: BusConfig,
     /// `GSL_TENANT_TOKENS=token=tenant,...` or `GSL_TENANT_TOKENS_FILE`, plus
-    /// `GSL_ADAPTER_TOKEN` and `GSL_OPERATOR_TOKEN` (the back-office queue;
-    /// unset: nobody may work it).
+    /// `GSL_ADAPTER_TOKENS=cmcc=token,ct=token,...` (one per carrier adapter)
+    /// and `GSL_OPERATOR_TOKEN` (the back-office queue; unset: nobody may
+    /// work it).
     pub tokens: StaticTokens,
     /// PEM files for TLS (`GSL_TLS_CERT`, `GSL_TLS_KEY`); plain gRPC when unset.
     pub tls: Option<(String, String)>,
@@ -87,9 +88,13 @@ impl GatewayConfig {
         if tenants.is_empty() {
             return Err("GSL_TENANT_TOKENS is empty: no client could call the gateway".into());
         }
-        let adapter = get("GSL_ADAPTER_TOKEN");
-        if adapter.is_none() {
-            return Err("GSL_ADAPTER_TOKEN is not set: adapters could not report results".into());
+        if get("GSL_ADAPTER_TOKEN").is_some() {
+            return Err("GSL_ADAPTER_TOKEN (one token for every carrier) is no longer accepted: set GSL_ADAPTER_TOKENS=cmcc=...,ct=...,cu=...,trinet=... (one per carrier adapter)".into());
+        }
+        let adapters = StaticTokens::parse_adapters(&get("GSL_ADAPTER_TOKENS").unwrap_or_default())
+            .map_err(|e| format!("GSL_ADAPTER_TOKENS: {e}"))?;
+        if adapters.is_empty() {
+            return Err("GSL_ADAPTER_TOKENS is not set: adapters could not report results".into());
         }
         let tls = match (get("GSL_TLS_CERT"), get("GSL_TLS_KEY")) {
             (Some(c), Some(k)) => Some((c, k)),
@@ -105,7 +110,9 @@ impl GatewayConfig {
             grpc_listen: get("GSL_GRPC_LISTEN").unwrap_or_else(|| "0.0.0.0:50051".into()),
             admin_listen: get("GSL_ADMIN_LISTEN").unwrap_or_else(|| "0.0.0.0:9090".into()),
             bus: BusConfig::from_lookup("gsl-gateway", |k| get(k)),
-            tokens: StaticTokens::new(tenants, adapter).with_operator(get("GSL_OPERATOR_TOKEN")),
+            tokens: StaticTokens::new(tenants, None)
+                .with_adapters(adapters)
+                .with_operator(get("GSL_OPERATOR_TOKEN")),
             tls,
             fanout_window: num("GSL_FANOUT_WINDOW", 8192)?,
             intake: get("GSL_INTAKE").as_deref() != Some("off"),

@@ -112,6 +112,20 @@ pub struct Meta {
     pub total: u64,
     pub chunks: usize,
     pub op: v1::Operation,
+    /// The items went to the adapters (not held in review, cancelled or
+    /// rejected before that): only then are outcomes taken.
+    pub sent: bool,
+}
+
+/// Whether an order in this status has had its items sent.
+pub fn items_sent(status: i32) -> bool {
+    [
+        v1::WorkOrderStatus::Processing,
+        v1::WorkOrderStatus::Completed,
+        v1::WorkOrderStatus::Failed,
+    ]
+    .iter()
+    .any(|s| *s as i32 == status)
 }
 
 /// Shared state.
@@ -171,13 +185,18 @@ impl Core {
             .await?
             .ok_or_else(ApiError::not_found)?;
         let o = rec.order.unwrap_or_default();
+        let sent = items_sent(o.status);
         let m = Arc::new(Meta {
             tenant: o.tenant,
             total: o.total,
             chunks: rec.chunks as usize,
             op: o.operation.unwrap_or_default(),
+            sent,
         });
-        self.remember_meta(id, m.clone());
+        // An order not sent yet may be approved later: read it again then.
+        if sent {
+            self.remember_meta(id, m.clone());
+        }
         Ok(m)
     }
 

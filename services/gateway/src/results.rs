@@ -26,8 +26,13 @@ fn kind_name(k: v1::OutcomeKind) -> &'static str {
     }
 }
 
-/// Record one outcome. Returns whether it was a repeat.
-pub async fn report(core: &Core, o: v1::ItemOutcome) -> Result<bool, ApiError> {
+/// Record one outcome from the adapter of `carrier` (`None`: any carrier,
+/// tests only). Returns whether it was a repeat.
+pub async fn report(
+    core: &Core,
+    o: v1::ItemOutcome,
+    carrier: Option<gsl_domain::Carrier>,
+) -> Result<bool, ApiError> {
     let kind = v1::OutcomeKind::try_from(o.kind)
         .ok()
         .filter(|k| *k != v1::OutcomeKind::Unspecified)
@@ -39,7 +44,9 @@ pub async fn report(core: &Core, o: v1::ItemOutcome) -> Result<bool, ApiError> {
         outcome = kind_name(kind),
         error_code = o.problem.as_ref().map(|p| p.code.as_str()).unwrap_or(""),
     );
-    let dup = report_inner(core, o, kind).instrument(span).await?;
+    let dup = report_inner(core, o, kind, carrier)
+        .instrument(span)
+        .await?;
     core.metrics
         .reports
         .get_or_create(&ReportLabels {
@@ -54,9 +61,16 @@ async fn report_inner(
     core: &Core,
     o: v1::ItemOutcome,
     kind: v1::OutcomeKind,
+    carrier: Option<gsl_domain::Carrier>,
 ) -> Result<bool, ApiError> {
     let id = o.work_order_id;
     let meta = core.meta(id).await?;
+    if !meta.sent {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "the order's items were not sent to any adapter (held for review, cancelled or rejected)",
+        ));
+    }
     let index = o.index as usize;
     if index as u64 >= meta.total {
         return Err(ApiError::bad(format!(
@@ -75,6 +89,14 @@ async fn report_inner(
     if item.refused.is_some() {
         return Err(ApiError::bad(
             "that item was refused at validation and never sent",
+        ));
+    }
+    if let Some(c) = carrier
+        && item.carrier != gsl_proto::convert::carrier_to_wire(c) as i32
+    {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!("the {c} adapter may report only {c} items"),
         ));
     }
     let card = o.card.clone();

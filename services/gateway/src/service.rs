@@ -169,8 +169,8 @@ impl v1::results_server::Results for Api {
         &self,
         r: Request<v1::ReportRequest>,
     ) -> Result<Response<v1::ReportResponse>, Status> {
-        match auth::principal(&*self.core.auth, r.metadata())? {
-            Principal::Adapter => {}
+        let carrier = match auth::principal(&*self.core.auth, r.metadata())? {
+            Principal::Adapter(c) => c,
             Principal::Tenant(_) | Principal::Operator => {
                 return Err(ApiError::new(
                     ErrorCode::PermissionDenied,
@@ -178,12 +178,12 @@ impl v1::results_server::Results for Api {
                 )
                 .into());
             }
-        }
+        };
         let outcome = r
             .into_inner()
             .outcome
             .ok_or_else(|| ApiError::bad("outcome is required"))?;
-        let duplicate = results::report(&self.core, outcome).await?;
+        let duplicate = results::report(&self.core, outcome, carrier).await?;
         Ok(Response::new(v1::ReportResponse { duplicate }))
     }
 }

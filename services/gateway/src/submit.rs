@@ -340,15 +340,19 @@ async fn create_order(
             .map_err(ApiError::busy)?;
     }
     store.put_order(&rec).await?;
-    core.remember_meta(
-        id,
-        Arc::new(Meta {
-            tenant: tenant.to_owned(),
-            total: total as u64,
-            chunks,
-            op: checked.op.clone(),
-        }),
-    );
+    let sent = crate::core::items_sent(convert::status_to_wire(status) as i32);
+    if sent {
+        core.remember_meta(
+            id,
+            Arc::new(Meta {
+                tenant: tenant.to_owned(),
+                total: total as u64,
+                chunks,
+                op: checked.op.clone(),
+                sent,
+            }),
+        );
+    }
     let mut events: Vec<Outgoing> = history
         .iter()
         .map(|h| core.status_msg(tenant, id, h))

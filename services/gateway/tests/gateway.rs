@@ -1137,3 +1137,70 @@ async fn cancelled_watches_leave_no_consumer_behind() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// An adapter's credential reports only its carrier's items, and only of
+/// orders whose items were sent: a forged success on an order held for
+/// review, or from another carrier's adapter, is refused.
+#[tokio::test]
+async fn reports_only_from_the_items_carrier_and_only_for_sent_items() {
+    let env = start().await;
+    let addr = url(env.gw.grpc_addr);
+    let ids: Vec<String> = (0..2).map(|i| ct_iccid(15, i)).collect();
+    import(
+        &addr,
+        ACME,
+        ids.iter().map(|i| card(i, v1::Carrier::Ct, 20)).collect(),
+    )
+    .await;
+    let mut c = orders(&addr).await;
+    let mut held = submit_req("held-forge", stop_op(), &ids);
+    held.hold_for_review = true;
+    let o = c
+        .submit(with_token(held, ACME))
+        .await
+        .unwrap()
+        .into_inner()
+        .work_order
+        .unwrap();
+    let mut r = results(&addr).await;
+    let ct = gsl_testkit::gateway::adapter_token(ADAPTER, "ct");
+    let cmcc = gsl_testkit::gateway::adapter_token(ADAPTER, "cmcc");
+    let forged = r
+        .report(with_token(
+            outcome(&o, &ids[0], 0, v1::OutcomeKind::Succeeded),
+            &ct,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(forged.code(), Code::PermissionDenied, "{forged:?}");
+    let got = c
+        .get(with_token(v1::GetRequest { id: o.id }, ACME))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.succeeded, 0, "nothing counted");
+    // Approved: the items are sent; now only the CT adapter may report them.
+    c.approve(with_token(v1::OrderRef { id: o.id }, ACME))
+        .await
+        .unwrap();
+    let wrong = r
+        .report(with_token(
+            outcome(&o, &ids[0], 0, v1::OutcomeKind::Succeeded),
+            &cmcc,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Code::PermissionDenied, "{wrong:?}");
+    r.report(with_token(
+        outcome(&o, &ids[0], 0, v1::OutcomeKind::Succeeded),
+        &ct,
+    ))
+    .await
+    .unwrap();
+    let got = c
+        .get(with_token(v1::GetRequest { id: o.id }, ACME))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.succeeded, 1);
+}

@@ -19,7 +19,17 @@ pub fn tokens() -> StaticTokens {
     let mut m = HashMap::new();
     m.insert(ACME.to_string(), "acme".to_string());
     m.insert(BETA.to_string(), "beta".to_string());
-    StaticTokens::new(m, Some(ADAPTER.to_string()))
+    StaticTokens::new(m, Some(ADAPTER.to_string())).with_adapters(
+        ["cmcc", "ct", "cu", "trinet"]
+            .into_iter()
+            .map(|c| {
+                (
+                    gsl_testkit::gateway::adapter_token(ADAPTER, c),
+                    c.parse().expect("a carrier"),
+                )
+            })
+            .collect(),
+    )
 }
 
 pub fn env_tokens() -> String {
@@ -155,7 +165,10 @@ pub async fn spawn_gateway_with(nats_url: &str, env: &[(&str, &str)]) -> Gateway
         .envs(env.iter().copied())
         .env("GSL_NATS_URL", nats_url)
         .env("GSL_TENANT_TOKENS", env_tokens())
-        .env("GSL_ADAPTER_TOKEN", ADAPTER)
+        .env(
+            "GSL_ADAPTER_TOKENS",
+            gsl_testkit::gateway::adapter_tokens_env(ADAPTER),
+        )
         .env("GSL_GRPC_LISTEN", "127.0.0.1:0")
         .env("GSL_ADMIN_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
