@@ -27,6 +27,8 @@ use tokio::sync::watch;
 pub struct Entry {
     pub tenant: Arc<str>,
     pub facts: CardFacts,
+    /// The record's revision in `gsl_cards` as last seen.
+    pub revision: u64,
 }
 
 /// The in-memory mirror of `gsl_cards`.
@@ -76,6 +78,7 @@ impl Registry {
                                     Entry {
                                         tenant: c.tenant.into(),
                                         facts,
+                                        revision: e.revision,
                                     },
                                 );
                             }
@@ -141,13 +144,20 @@ impl Registry {
     }
 
     /// Import cards for a tenant. Each bad card is refused with a reason; the
-    /// rest are stored (pipelined) and mirrored at once.
+    /// rest are stored (pipelined) and mirrored at once. Refused until the
+    /// mirror has caught up with the bucket.
     pub async fn import(
         &self,
         js: &async_nats::jetstream::Context,
         tenant: &str,
         cards: Vec<v1::Card>,
     ) -> Result<(u64, Vec<v1::RefusedItem>), ApiError> {
+        if !self.is_loaded() {
+            return Err(ApiError::new(
+                ErrorCode::Busy,
+                "the card registry is still loading on this replica: retry in a moment",
+            ));
+        }
         let mut refused = Vec::new();
         let mut ok = Vec::new();
         for (i, mut c) in cards.into_iter().enumerate() {
@@ -188,44 +198,82 @@ impl Registry {
                 refused.push(r);
                 continue;
             }
-            {
+            let expected = {
                 let m = self.cards.read().expect("registry lock");
-                if let Some(e) = m.get(c.id.as_str())
-                    && &*e.tenant != tenant
-                {
-                    let mut r = refuse(
-                        ErrorCode::PermissionDenied,
-                        "card is registered to another tenant".into(),
-                    );
-                    r.card = c.id.clone();
-                    refused.push(r);
-                    continue;
+                match m.get(c.id.as_str()) {
+                    Some(e) if &*e.tenant != tenant => {
+                        refused.push(not_yours(i, &c.id));
+                        continue;
+                    }
+                    Some(e) => e.revision,
+                    None => 0,
                 }
-            }
+            };
             c.tenant = tenant.to_owned();
             c.updated_at = Some(convert::timestamp(chrono::Utc::now()));
-            ok.push((c, facts));
+            ok.push((i, c, facts, expected));
         }
-        let mut p = gsl_bus::publish::Pipeline::new(js, 4096);
-        for (c, _) in &ok {
-            p.push(gsl_bus::publish::Outgoing {
-                subject: format!("$KV.{}.{}", gsl_bus::names::KV_CARDS, c.id),
-                msg_id: None,
-                headers: None,
-                payload: encode(c),
+        // Claims are conditional on the revision the mirror knows (0: the
+        // card must not exist): a card another tenant took meanwhile, or that
+        // a replica whose mirror lags would otherwise overwrite, is never
+        // taken over. A failed condition is settled by one compare-and-set.
+        let mut stored = Vec::with_capacity(ok.len());
+        let mut inflight = futures::stream::FuturesUnordered::new();
+        let mut retry = Vec::new();
+        for (i, c, facts, expected) in ok {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert(
+                "Nats-Expected-Last-Subject-Sequence",
+                expected.to_string().as_str(),
+            );
+            let subject = format!("$KV.{}.{}", gsl_bus::names::KV_CARDS, c.id);
+            let ack = js
+                .publish_with_headers(subject, h, encode(&c))
+                .await
+                .map_err(ApiError::busy)?;
+            inflight.push(async move { (i, c, facts, ack.await) });
+            while inflight.len() >= 4096 {
+                if let Some((i, c, facts, r)) = inflight.next().await {
+                    match r {
+                        Ok(ack) => stored.push((c, facts, ack.sequence)),
+                        Err(_) => retry.push((i, c, facts)),
+                    }
+                }
+            }
+        }
+        while let Some((i, c, facts, r)) = inflight.next().await {
+            match r {
+                Ok(ack) => stored.push((c, facts, ack.sequence)),
+                Err(_) => retry.push((i, c, facts)),
+            }
+        }
+        for (i, c, facts) in retry {
+            let value = encode(&c);
+            let (mine, written) = kv::cas_from(&self.kv, &c.id, 20, None, |cur| {
+                let owner = cur
+                    .and_then(|b| decode::<v1::Card>("Card", b).ok())
+                    .map(|x| x.tenant);
+                match owner {
+                    Some(t) if t != tenant => Cas::Keep(false),
+                    _ => Cas::Write(value.clone(), true),
+                }
             })
             .await?;
+            match (mine, written) {
+                (true, Some(k)) => stored.push((c, facts, k.revision)),
+                _ => refused.push(not_yours(i, &c.id)),
+            }
         }
-        p.finish().await?;
-        let n = ok.len() as u64;
+        let n = stored.len() as u64;
         let mut m = self.cards.write().expect("registry lock");
         let t: Arc<str> = tenant.into();
-        for (c, facts) in ok {
+        for (c, facts, revision) in stored {
             m.insert(
                 c.id.into_boxed_str(),
                 Entry {
                     tenant: t.clone(),
                     facts,
+                    revision,
                 },
             );
         }
@@ -381,29 +429,42 @@ impl Registry {
                 )));
             }
             convert::carrier_from_wire(b.carrier).map_err(|e| ApiError::bad(e.to_string()))?;
-            if let Ok(existing) = self.batch_any(&b.batch_no).await
-                && existing.tenant != tenant
-            {
+            b.tenant = tenant.to_owned();
+            // Atomic: a batch another tenant registered meanwhile is never
+            // taken over; the refusal does not say who holds it.
+            let value = encode(&b);
+            let (mine, _) = kv::cas_from(&self.batches, &b.batch_no, 20, None, |cur| {
+                let owner = cur
+                    .and_then(|x| decode::<v1::PurchaseBatch>("PurchaseBatch", x).ok())
+                    .map(|x| x.tenant);
+                match owner {
+                    Some(t) if t != tenant => Cas::Keep(false),
+                    _ => Cas::Write(value.clone(), true),
+                }
+            })
+            .await?;
+            if !mine {
                 return Err(ApiError::new(
                     ErrorCode::PermissionDenied,
-                    "batch is registered to another tenant",
+                    format!("batch {:?} cannot be registered to your tenant", b.batch_no),
                 ));
             }
-            b.tenant = tenant.to_owned();
-            self.batches
-                .put(&b.batch_no, encode(&b))
-                .await
-                .map_err(ApiError::busy)?;
             n += 1;
         }
         Ok(n)
     }
+}
 
-    async fn batch_any(&self, batch_no: &str) -> Result<v1::PurchaseBatch, ApiError> {
-        let e = kv::read(&self.batches, batch_no).await?;
-        kv::live(&e)
-            .and_then(|b| decode("PurchaseBatch", b).ok())
-            .ok_or_else(|| ApiError::new(ErrorCode::BatchNotFound, "not found"))
+/// A card this tenant may not register. The text does not say whether
+/// another tenant holds it.
+fn not_yours(index: usize, card: &str) -> v1::RefusedItem {
+    v1::RefusedItem {
+        index: index as u32,
+        card: card.to_owned(),
+        problem: Some(convert::problem(
+            ErrorCode::PermissionDenied,
+            "this card cannot be registered to your tenant",
+        )),
     }
 }
 

@@ -1204,3 +1204,62 @@ async fn reports_only_from_the_items_carrier_and_only_for_sent_items() {
         .into_inner();
     assert_eq!(got.succeeded, 1);
 }
+
+/// Two replicas, two tenants importing the same new cards at once: each card
+/// ends up owned by exactly one tenant, the other's import is refused for it
+/// (without saying who holds it), and nothing is overwritten, however far a
+/// replica's mirror lags.
+#[tokio::test]
+async fn card_ownership_is_claimed_atomically_across_replicas() {
+    let nats = gsl_testkit::NatsServer::start().await.unwrap();
+    let gw1 = gsl_gateway::Gateway::start(gsl_gateway::config::GatewayConfig::local(
+        &nats.url(),
+        tokens(),
+    ))
+    .await
+    .unwrap();
+    let gw2 = gsl_gateway::Gateway::start(gsl_gateway::config::GatewayConfig::local(
+        &nats.url(),
+        tokens(),
+    ))
+    .await
+    .unwrap();
+    let (a1, a2) = (url(gw1.grpc_addr), url(gw2.grpc_addr));
+    let ids: Vec<String> = (0..2000).map(|i| ct_iccid(16, i)).collect();
+    let cards: Vec<v1::Card> = ids.iter().map(|i| card(i, v1::Carrier::Ct, 20)).collect();
+    let (ra, rb) = tokio::join!(
+        import(&a1, ACME, cards.clone()),
+        import(&a2, BETA, cards.clone())
+    );
+    assert_eq!(
+        ra.imported + rb.imported,
+        ids.len() as u64,
+        "every card claimed exactly once: {} + {}",
+        ra.imported,
+        rb.imported
+    );
+    for r in ra.refused.iter().chain(&rb.refused) {
+        let p = r.problem.as_ref().unwrap();
+        assert_eq!(p.code, ErrorCode::PermissionDenied.code());
+        assert!(!p.message.contains("another tenant"), "{}", p.message);
+    }
+    // The stored owner is the one that was told "imported": a second import
+    // by the loser (through the other replica too) changes nothing.
+    let again = import(&a1, BETA, cards.clone()).await;
+    assert_eq!(
+        again.imported, rb.imported,
+        "only BETA's own cards are re-imported"
+    );
+    let mut reg = registry(&a2).await;
+    let mut acme = 0;
+    for id in &ids {
+        if reg
+            .get_card(with_token(v1::GetCardRequest { id: id.clone() }, ACME))
+            .await
+            .is_ok()
+        {
+            acme += 1;
+        }
+    }
+    assert_eq!(acme, ra.imported);
+}
