@@ -60,28 +60,31 @@ done
 ADAPTER_TOKENS="cmcc=$ADAPTER_TOKEN_CMCC,ct=$ADAPTER_TOKEN_CT,cu=$ADAPTER_TOKEN_CU,trinet=$ADAPTER_TOKEN_TRINET"
 declare -A ATOK=([cmcc]="$ADAPTER_TOKEN_CMCC" [ct]="$ADAPTER_TOKEN_CT" [cu]="$ADAPTER_TOKEN_CU" [trinet]="$ADAPTER_TOKEN_TRINET")
 
-# One user per service; JetStream API access is broad here (one account), subjects are not.
-js='"$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"'
-adapter_user() {
-  local c=$1 pw=$2
-  echo "    { user: adapter-$c, password: \"$pw\", permissions: { publish: { allow: [$js, \"gsl.follow.$c\", \"gsl.dlq.$c\", \"\$KV.gsl_items.>\", \"\$KV.gsl_guards.>\", \"\$KV.gsl_quota.>\", \"\$KV.gsl_rate.>\"] }, subscribe: { allow: [\"_INBOX.>\"] } } }"
-}
-cat > "$RUN/nats.conf" <<CONF
+# One NATS user per service with least privilege (gsl_bus::permissions, printed by
+# `gsl-gateway nats-user`): only the migrate user may administer JetStream.
+if [ -z "${NATS_PW_MIGRATE:-}" ]; then
+  NATS_PW_MIGRATE="$(rnd)"; echo "NATS_PW_MIGRATE=$NATS_PW_MIGRATE" >> "$RUN/secrets.env"
+fi
+nats_user() { "$BIN/gsl-gateway" nats-user "$@" | sed 's/^/    /'; }
+{
+  cat <<CONF
 listen: 127.0.0.1:$NATS_PORT
 http: 127.0.0.1:$NATS_HTTP
 server_name: gsl-local
 jetstream { store_dir: "$RUN/nats" }
 authorization {
   users = [
-    { user: gateway, password: "$NATS_PW_GATEWAY", permissions: { publish: { allow: [$js, "gsl.work.>", "gsl.evt.>", "gsl.dlq.intake", "\$KV.>"] }, subscribe: { allow: ["_INBOX.>"] } } }
-$(adapter_user cmcc "$NATS_PW_CMCC")
-$(adapter_user ct "$NATS_PW_CT")
-$(adapter_user cu "$NATS_PW_CU")
-$(adapter_user trinet "$NATS_PW_TRINET")
-    { user: intake-acme, password: "$NATS_PW_INTAKE", permissions: { publish: { allow: ["gsl.intake.acme", "\$JS.API.STREAM.INFO.GSL_INTAKE", "_INBOX.>"] }, subscribe: { allow: ["_INBOX.>"] } } }
-  ]
-}
 CONF
+  nats_user migrate gsl-migrate "$NATS_PW_MIGRATE"
+  nats_user gateway gateway "$NATS_PW_GATEWAY"
+  nats_user adapter-cmcc adapter-cmcc "$NATS_PW_CMCC"
+  nats_user adapter-ct adapter-ct "$NATS_PW_CT"
+  nats_user adapter-cu adapter-cu "$NATS_PW_CU"
+  nats_user adapter-trinet adapter-trinet "$NATS_PW_TRINET"
+  nats_user intake-acme intake-acme "$NATS_PW_INTAKE"
+  echo "  ]"
+  echo "}"
+} > "$RUN/nats.conf"
 
 PIDS=()
 start() { # name, command...
@@ -113,7 +116,10 @@ start sim env SIM_LISTEN="127.0.0.1:$SIM_PORT" SIM_CARDS_PER_CARRIER=10000 SIM_T
   RUST_LOG="${RUST_LOG:-info}" "$BIN/carrier-sim"
 wait_http "http://127.0.0.1:$SIM_PORT/healthz" carrier-sim
 NATS_URL="nats://127.0.0.1:$NATS_PORT"
-start gateway env GSL_NATS_URL="$NATS_URL" GSL_NATS_USER=gateway GSL_NATS_PASSWORD="$NATS_PW_GATEWAY" \
+say "creating the topology (gsl-gateway migrate)"
+GSL_NATS_URL="$NATS_URL" GSL_NATS_USER=gsl-migrate GSL_NATS_PASSWORD="$NATS_PW_MIGRATE" RUST_LOG=warn \
+  "$BIN/gsl-gateway" migrate | sed 's/^/[stack] /'
+start gateway env GSL_TOPOLOGY=bind GSL_NATS_URL="$NATS_URL" GSL_NATS_USER=gateway GSL_NATS_PASSWORD="$NATS_PW_GATEWAY" \
   GSL_GRPC_LISTEN="127.0.0.1:$GW_PORT" GSL_ADMIN_LISTEN="127.0.0.1:$GW_ADMIN" \
   GSL_TENANT_TOKENS="$TENANT_TOKEN=acme" GSL_ADAPTER_TOKENS="$ADAPTER_TOKENS" GSL_OPERATOR_TOKEN="$OPERATOR_TOKEN" RUST_LOG="${RUST_LOG:-info}" "$BIN/gsl-gateway"
 wait_http "http://127.0.0.1:$GW_ADMIN/readyz" gateway
@@ -123,7 +129,7 @@ declare -A USER=([cmcc]=gslcmcc [ct]=gslct [cu]=gslcu [trinet]="")
 declare -A SECRET=([cmcc]=cmcc-secret [ct]=ct-secret [cu]=cu-secret [trinet]=trinet-secret)
 declare -A NPW=([cmcc]="$NATS_PW_CMCC" [ct]="$NATS_PW_CT" [cu]="$NATS_PW_CU" [trinet]="$NATS_PW_TRINET")
 for c in cmcc ct cu trinet; do
-  start "adapter-$c" env GSL_CARRIER=$c GSL_CARRIER_URL="http://127.0.0.1:$SIM_PORT/$c" GSL_CARRIER_USER="${USER[$c]}" \
+  start "adapter-$c" env GSL_TOPOLOGY=bind GSL_CARRIER=$c GSL_CARRIER_URL="http://127.0.0.1:$SIM_PORT/$c" GSL_CARRIER_USER="${USER[$c]}" \
     GSL_CARRIER_SECRET="${SECRET[$c]}" GSL_NATS_URL="$NATS_URL" GSL_NATS_USER="adapter-$c" GSL_NATS_PASSWORD="${NPW[$c]}" \
     GSL_GATEWAY_URL="http://127.0.0.1:$GW_PORT" GSL_ADAPTER_TOKEN="${ATOK[$c]}" GSL_ADMIN_LISTEN="127.0.0.1:${ADMIN[$c]}" \
     GSL_TIME_SCALE="$SCALE" GSL_CLOCK_ANCHOR="$ANCHOR" GSL_POLL_INTERVAL_MS=500 POD_NAME="adapter-$c-0" \

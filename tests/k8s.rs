@@ -332,3 +332,48 @@ fn the_example_overlay_applies_its_changes() {
         )
     );
 }
+
+/// The NATS users of the Helm values grant exactly what the code says each
+/// service needs (`gsl_bus::permissions`), nothing broader.
+#[test]
+fn nats_users_are_the_least_privilege_ones_of_the_code() {
+    use gsl_bus::permissions::{Role, for_role, inbox_of, render_user_yaml};
+    let values = std::fs::read_to_string(k8s_dir().join("nats-values.yaml")).unwrap();
+    let mut roles = vec![
+        (
+            "gsl-migrate",
+            Role::Migrate,
+            "$MIGRATE_PASSWORD".to_string(),
+        ),
+        ("gateway", Role::Gateway, "$GATEWAY_PASSWORD".into()),
+        (
+            "intake-acme",
+            Role::Intake("acme".into()),
+            "$INTAKE_ACME_PASSWORD".into(),
+        ),
+    ];
+    for c in gsl_domain::Carrier::ALL {
+        let user: &'static str = Box::leak(format!("adapter-{c}").into_boxed_str());
+        roles.push((
+            user,
+            Role::Adapter(c),
+            format!("$ADAPTER_{}_PASSWORD", c.as_str().to_uppercase()),
+        ));
+    }
+    for (user, role, pw) in roles {
+        let want = render_user_yaml(user, &pw, &for_role(&role, &inbox_of(&role)));
+        assert!(
+            values.contains(&want),
+            "{user} in nats-values.yaml differs from the code:\n{want}"
+        );
+    }
+    assert!(
+        !values.contains("\"_INBOX.>\""),
+        "no user reads every inbox"
+    );
+    assert_eq!(
+        values.matches("$JS.API.>").count(),
+        1,
+        "only the migrate user administers JetStream"
+    );
+}

@@ -362,6 +362,7 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
     let monitor = gsl_testkit::free_port().map_err(|e| e.to_string())?;
     let nats = NatsServer::start_with(gsl_testkit::NatsOptions {
         extra_config: format!("http: 127.0.0.1:{monitor}"),
+        ..Default::default()
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -174,8 +174,8 @@ impl AdapterConfig {
             rate_list: Rate::per_second(1),
             rate_safety: 0.98,
             budget: Budget::Shared,
-            max_deliver: 8,
-            ack_wait: Duration::from_secs(30),
+            max_deliver: gsl_bus::topology::Delivery::default().max_deliver,
+            ack_wait: gsl_bus::topology::Delivery::default().ack_wait,
             call_attempts: 4,
             call_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_secs(5),
@@ -252,8 +252,9 @@ impl AdapterConfig {
             Some("local") => Budget::Local,
             Some(o) => return Err(format!("GSL_RATE_BUDGET {o:?}: expected shared or local")),
         };
-        c.max_deliver = num("GSL_MAX_DELIVER", 8)?.max(1) as i64;
-        c.ack_wait = Duration::from_secs(num("GSL_ACK_WAIT_SECS", 30)?.max(2));
+        let d = gsl_bus::topology::Delivery::default();
+        c.max_deliver = num("GSL_MAX_DELIVER", d.max_deliver as u64)?.max(1) as i64;
+        c.ack_wait = Duration::from_secs(num("GSL_ACK_WAIT_SECS", d.ack_wait.as_secs())?.max(2));
         c.call_attempts = num("GSL_CALL_ATTEMPTS", 4)?.max(1) as usize;
         c.call_timeout = Duration::from_millis(num("GSL_CALL_TIMEOUT_MS", 10_000)?);
         c.poll_interval = Duration::from_millis(num("GSL_POLL_INTERVAL_MS", 5000)?);

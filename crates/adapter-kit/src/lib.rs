@@ -34,7 +34,7 @@ pub mod worker;
 use crate::config::AdapterConfig;
 use crate::worker::{Disposition, Worker};
 use async_nats::jetstream::AckKind;
-use async_nats::jetstream::consumer::{AckPolicy, pull};
+use async_nats::jetstream::consumer::pull;
 use futures::StreamExt;
 use gsl_bus::names;
 use gsl_bus::topology::{self, Topology};
@@ -78,8 +78,9 @@ impl Adapter {
             )));
         }
         let (client, js) = gsl_bus::connect(&cfg.bus).await?;
-        let b = topology::ensure(
+        let b = topology::open(
             &js,
+            cfg.bus.topology,
             &Topology {
                 replicas: cfg.bus.replicas,
                 ..Default::default()
@@ -127,43 +128,26 @@ impl Adapter {
         });
         let shutdown = Shutdown::new();
 
-        let work = js
-            .get_stream(names::STREAM_WORK)
-            .await
-            .map_err(|e| StartError::Consumer(e.to_string()))?
-            .get_or_create_consumer(
-                &names::adapter_consumer(cfg.carrier),
-                pull::Config {
-                    durable_name: Some(names::adapter_consumer(cfg.carrier)),
-                    filter_subject: names::work_filter(cfg.carrier),
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: cfg.ack_wait,
-                    // One more than ours, so the last delivery is always handled by us.
-                    max_deliver: cfg.max_deliver + 1,
-                    max_ack_pending: 20_000,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| StartError::Consumer(e.to_string()))?;
-        let follow = js
-            .get_stream(names::STREAM_FOLLOW)
-            .await
-            .map_err(|e| StartError::Consumer(e.to_string()))?
-            .get_or_create_consumer(
-                &names::follow_consumer(cfg.carrier),
-                pull::Config {
-                    durable_name: Some(names::follow_consumer(cfg.carrier)),
-                    filter_subject: names::follow_subject(cfg.carrier),
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: cfg.ack_wait,
-                    max_deliver: -1,
-                    max_ack_pending: 100_000,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| StartError::Consumer(e.to_string()))?;
+        let delivery = topology::Delivery {
+            max_deliver: cfg.max_deliver,
+            ack_wait: cfg.ack_wait,
+        };
+        let work = topology::open_consumer(
+            &js,
+            cfg.bus.topology,
+            names::STREAM_WORK,
+            topology::work_consumer(cfg.carrier, delivery),
+        )
+        .await
+        .map_err(|e| StartError::Consumer(e.to_string()))?;
+        let follow = topology::open_consumer(
+            &js,
+            cfg.bus.topology,
+            names::STREAM_FOLLOW,
+            topology::follow_consumer_config(cfg.carrier, delivery),
+        )
+        .await
+        .map_err(|e| StartError::Consumer(e.to_string()))?;
 
         let loops = vec![
             tokio::spawn(run_loop(worker.clone(), work, shutdown.clone(), Kind::Work)),

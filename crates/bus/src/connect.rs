@@ -18,17 +18,52 @@ pub struct BusConfig {
     pub name: String,
     /// Replicas for streams and buckets (`GSL_NATS_REPLICAS`, default 1; 3 in production).
     pub replicas: usize,
+    /// This user's private inbox prefix (`GSL_NATS_INBOX_PREFIX`, default
+    /// `_INBOX_<name>`): replies to this service's requests arrive only
+    /// there, and its NATS user may subscribe to nothing else.
+    pub inbox_prefix: String,
+    /// `GSL_TOPOLOGY=ensure` (default: create or update streams, buckets
+    /// and durable consumers at start) or `bind` (only use them: the setup
+    /// step `gsl-gateway migrate` made them, and the service's NATS user may
+    /// not administer JetStream).
+    pub topology: TopologyMode,
+}
+
+/// Whether a service creates the topology or only binds to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopologyMode {
+    Ensure,
+    Bind,
+}
+
+/// A service's default inbox prefix: `_INBOX_` + its connection name with
+/// every character that is not a subject token character replaced.
+pub fn inbox_prefix_for(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("_INBOX_{clean}")
 }
 
 impl BusConfig {
     pub fn new(url: impl Into<String>, name: impl Into<String>) -> BusConfig {
+        let name = name.into();
         BusConfig {
             url: url.into(),
             user: None,
             password: None,
             token: None,
-            name: name.into(),
+            inbox_prefix: inbox_prefix_for(&name),
+            name,
             replicas: 1,
+            topology: TopologyMode::Ensure,
         }
     }
 
@@ -44,6 +79,12 @@ impl BusConfig {
         c.replicas = get("GSL_NATS_REPLICAS")
             .and_then(|s| s.parse().ok())
             .unwrap_or(1);
+        if let Some(p) = get("GSL_NATS_INBOX_PREFIX").filter(|s| !s.is_empty()) {
+            c.inbox_prefix = p;
+        }
+        if get("GSL_TOPOLOGY").as_deref() == Some("bind") {
+            c.topology = TopologyMode::Bind;
+        }
         c
     }
 }
@@ -55,7 +96,8 @@ pub async fn connect(cfg: &BusConfig) -> Result<(async_nats::Client, Context), B
         .name(&cfg.name)
         .connection_timeout(Duration::from_secs(5))
         .retry_on_initial_connect()
-        .max_reconnects(None);
+        .max_reconnects(None)
+        .custom_inbox_prefix(cfg.inbox_prefix.clone());
     if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
         opts = opts.user_and_password(u.clone(), p.clone());
     }

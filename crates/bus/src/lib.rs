@@ -23,11 +23,12 @@ pub mod codec;
 pub mod connect;
 pub mod kv;
 pub mod names;
+pub mod permissions;
 pub mod publish;
 pub mod topology;
 pub mod trace;
 
-pub use connect::{BusConfig, connect};
+pub use connect::{BusConfig, TopologyMode, connect};
 pub use topology::{Buckets, Topology};
 
 use thiserror::Error;

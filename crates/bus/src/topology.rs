@@ -1,10 +1,16 @@
-//! Streams and buckets: created or updated idempotently by every service at
-//! start, so the first service up makes the topology and none depends on a
-//! separate provisioning step.
+//! Streams, buckets and durable consumers: created or updated idempotently
+//! by [`ensure`] and [`ensure_consumers`], either by every service at start
+//! (`GSL_TOPOLOGY=ensure`, the default: development and tests) or once by the
+//! setup step `gsl-gateway migrate` (`GSL_TOPOLOGY=bind` for the services,
+//! whose NATS users may then not administer JetStream: [`bind`] only looks
+//! the handles up). Consumer settings are defined here once, so a changed
+//! setting (`GSL_MAX_DELIVER`) reaches an existing consumer on the next
+//! migrate or ensuring start.
 
 use crate::BusError;
 use crate::names::*;
 use async_nats::jetstream::Context;
+use async_nats::jetstream::consumer::{AckPolicy, Consumer, pull};
 use async_nats::jetstream::kv::{self, Store};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use std::time::Duration;
@@ -159,6 +165,151 @@ pub async fn ensure(js: &Context, t: &Topology) -> Result<Buckets, BusError> {
         active: ensure_bucket(js, KV_ACTIVE, Duration::ZERO, t).await?,
         backoffice: ensure_bucket(js, KV_BACKOFFICE, year, t).await?,
     })
+}
+
+/// Handles on every bucket, without creating anything (`GSL_TOPOLOGY=bind`).
+pub async fn bind(js: &Context) -> Result<Buckets, BusError> {
+    let get = |b: &'static str| async move {
+        js.get_key_value(b).await.map_err(|e| BusError::Topology {
+            what: format!("bucket {b} (run `gsl-gateway migrate` first)"),
+            reason: e.to_string(),
+        })
+    };
+    Ok(Buckets {
+        workorders: get(KV_WORKORDERS).await?,
+        items: get(KV_ITEMS).await?,
+        quota: get(KV_QUOTA).await?,
+        guards: get(KV_GUARDS).await?,
+        cards: get(KV_CARDS).await?,
+        batches: get(KV_BATCHES).await?,
+        idempotency: get(KV_IDEMPOTENCY).await?,
+        results: get(KV_RESULTS).await?,
+        rate: get(KV_RATE).await?,
+        active: get(KV_ACTIVE).await?,
+        backoffice: get(KV_BACKOFFICE).await?,
+    })
+}
+
+/// Ensure or bind, as the service's settings say.
+pub async fn open(
+    js: &Context,
+    mode: crate::TopologyMode,
+    t: &Topology,
+) -> Result<Buckets, BusError> {
+    match mode {
+        crate::TopologyMode::Ensure => ensure(js, t).await,
+        crate::TopologyMode::Bind => bind(js).await,
+    }
+}
+
+/// Delivery settings of an adapter's durable consumers (one default, here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// Deliveries of one item before the adapter dead-letters it.
+    pub max_deliver: i64,
+    pub ack_wait: Duration,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            max_deliver: 8,
+            ack_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The work consumer of carrier `c`'s adapters.
+pub fn work_consumer(c: gsl_domain::Carrier, d: Delivery) -> pull::Config {
+    pull::Config {
+        durable_name: Some(adapter_consumer(c)),
+        filter_subject: work_filter(c),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: d.ack_wait,
+        // One more than the adapter's own limit, so the last delivery is
+        // always handled (dead-lettered with its reason) by the adapter.
+        max_deliver: d.max_deliver + 1,
+        max_ack_pending: 20_000,
+        ..Default::default()
+    }
+}
+
+/// The follow-up consumer of carrier `c`'s adapters.
+pub fn follow_consumer_config(c: gsl_domain::Carrier, d: Delivery) -> pull::Config {
+    pull::Config {
+        durable_name: Some(follow_consumer(c)),
+        filter_subject: follow_subject(c),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: d.ack_wait,
+        max_deliver: -1,
+        max_ack_pending: 100_000,
+        ..Default::default()
+    }
+}
+
+/// The gateway's intake consumer.
+pub fn intake_consumer() -> pull::Config {
+    pull::Config {
+        durable_name: Some(INTAKE_CONSUMER.into()),
+        filter_subject: "gsl.intake.>".into(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(60),
+        max_deliver: 10,
+        ..Default::default()
+    }
+}
+
+/// Create or update a durable consumer (a changed setting is applied).
+pub async fn ensure_consumer(
+    js: &Context,
+    stream: &str,
+    cfg: pull::Config,
+) -> Result<Consumer<pull::Config>, BusError> {
+    let name = cfg.durable_name.clone().unwrap_or_default();
+    let s = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| BusError::Topology {
+            what: format!("stream {stream}"),
+            reason: e.to_string(),
+        })?;
+    s.create_consumer(cfg)
+        .await
+        .map_err(|e| BusError::Topology {
+            what: format!("consumer {stream}/{name}"),
+            reason: e.to_string(),
+        })
+}
+
+/// A durable consumer: created or updated (`ensure`), or looked up (`bind`).
+pub async fn open_consumer(
+    js: &Context,
+    mode: crate::TopologyMode,
+    stream: &str,
+    cfg: pull::Config,
+) -> Result<Consumer<pull::Config>, BusError> {
+    match mode {
+        crate::TopologyMode::Ensure => ensure_consumer(js, stream, cfg).await,
+        crate::TopologyMode::Bind => {
+            let name = cfg.durable_name.clone().unwrap_or_default();
+            js.get_consumer_from_stream(&name, stream)
+                .await
+                .map_err(|e| BusError::Topology {
+                    what: format!("consumer {stream}/{name} (run `gsl-gateway migrate` first)"),
+                    reason: e.to_string(),
+                })
+        }
+    }
+}
+
+/// Every durable consumer, for the setup step.
+pub async fn ensure_consumers(js: &Context, d: Delivery) -> Result<(), BusError> {
+    for c in gsl_domain::Carrier::ALL {
+        ensure_consumer(js, STREAM_WORK, work_consumer(c, d)).await?;
+        ensure_consumer(js, STREAM_FOLLOW, follow_consumer_config(c, d)).await?;
+    }
+    ensure_consumer(js, STREAM_INTAKE, intake_consumer()).await?;
+    Ok(())
 }
 
 /// Whether every stream and bucket exists (for `/readyz`).

@@ -138,6 +138,10 @@ pub struct NatsOptions {
     /// Extra lines for the server config file (e.g. an `authorization` or
     /// `accounts` block).
     pub extra_config: String,
+    /// The user, password and inbox prefix the readiness check logs in
+    /// with, when the configuration requires one (it needs `$JS.API.INFO`
+    /// and replies under that prefix).
+    pub ready_login: Option<(String, String, String)>,
 }
 
 /// A running `nats-server` with JetStream on a loopback port.
@@ -147,6 +151,7 @@ pub struct NatsServer {
     store: tempfile::TempDir,
     config: PathBuf,
     child: Option<Child>,
+    ready_login: Option<(String, String, String)>,
 }
 
 impl NatsServer {
@@ -165,6 +170,7 @@ impl NatsServer {
             store,
             config,
             child: None,
+            ready_login: opts.ready_login.clone(),
         };
         let mut last = None;
         // The free port may be taken between asking and binding: retry.
@@ -220,7 +226,14 @@ impl NatsServer {
                     )),
                 });
             }
-            if let Ok(client) = async_nats::ConnectOptions::new()
+            let opts = match &self.ready_login {
+                Some((u, p, inbox)) => {
+                    async_nats::ConnectOptions::with_user_and_password(u.clone(), p.clone())
+                        .custom_inbox_prefix(inbox)
+                }
+                None => async_nats::ConnectOptions::new(),
+            };
+            if let Ok(client) = opts
                 .connection_timeout(Duration::from_millis(500))
                 .connect(self.url())
                 .await

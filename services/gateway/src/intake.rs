@@ -10,7 +10,6 @@
 use crate::core::Core;
 use crate::error::ApiError;
 use async_nats::jetstream::AckKind;
-use async_nats::jetstream::consumer::{AckPolicy, pull};
 use futures::StreamExt;
 use gsl_bus::codec::{decode, encode};
 use gsl_bus::names;
@@ -218,25 +217,13 @@ fn decode_payload(
 
 /// Consume the intake until the gateway stops.
 pub async fn run(core: Arc<Core>, stop: gsl_telemetry::shutdown::Listener) -> Result<(), ApiError> {
-    let stream = core
-        .js
-        .get_stream(names::STREAM_INTAKE)
-        .await
-        .map_err(ApiError::busy)?;
-    let consumer = stream
-        .get_or_create_consumer(
-            names::INTAKE_CONSUMER,
-            pull::Config {
-                durable_name: Some(names::INTAKE_CONSUMER.into()),
-                filter_subject: "gsl.intake.>".into(),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(60),
-                max_deliver: 10,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(ApiError::busy)?;
+    let consumer = gsl_bus::topology::open_consumer(
+        &core.js,
+        core.cfg.bus.topology,
+        names::STREAM_INTAKE,
+        gsl_bus::topology::intake_consumer(),
+    )
+    .await?;
     let mut msgs = consumer.messages().await.map_err(ApiError::busy)?;
     let stopped = stop.wait();
     tokio::pin!(stopped);
@@ -334,8 +321,10 @@ async fn handle(core: &Arc<Core>, m: async_nats::jetstream::Message) {
     .await
 }
 
-/// Tell the publisher: on its `Gsl-Reply-To` subject if it named one, and
-/// durably on `gsl.evt.<tenant>.intake.<seq>`.
+/// Tell the publisher: on its `Gsl-Reply-To` subject if it named one under
+/// its tenant's intake inbox (`_INBOX_INTAKE.<tenant>.`; any other subject is
+/// ignored: the gateway never publishes with its own rights where a
+/// publisher points it), and durably on `gsl.evt.<tenant>.intake.<seq>`.
 async fn answer(
     core: &Core,
     m: &async_nats::jetstream::Message,
@@ -349,10 +338,18 @@ async fn answer(
         .as_ref()
         .and_then(|h| h.get(names::INTAKE_REPLY_HEADER))
     {
-        let _ = core
-            .client
-            .publish(to.as_str().to_owned(), payload.clone())
-            .await;
+        let inbox = format!("{}.", gsl_bus::permissions::intake_inbox(tenant));
+        if to.as_str().starts_with(&inbox) {
+            let _ = core
+                .client
+                .publish(to.as_str().to_owned(), payload.clone())
+                .await;
+        } else {
+            warn!(
+                reply_to = to.as_str(),
+                "Gsl-Reply-To outside the tenant's intake inbox: not answered there"
+            );
+        }
     }
     publish_one(
         &core.js,

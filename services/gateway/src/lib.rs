@@ -22,6 +22,7 @@
 //! | [`recovery`] | what a starting gateway finishes |
 //! | [`service`] | the tonic services |
 //! | [`core`] | shared state, events, metrics |
+//! | [`setup`] | `gsl-gateway migrate` (the topology) and `gsl-gateway nats-user` (permissions) |
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -35,6 +36,7 @@ pub mod recovery;
 pub mod registry;
 pub mod results;
 pub mod service;
+pub mod setup;
 pub mod store;
 pub mod submit;
 pub mod validate;
@@ -83,7 +85,7 @@ impl Gateway {
             replicas: cfg.bus.replicas,
             ..Default::default()
         };
-        let buckets = topology::ensure(&js, &topo).await?;
+        let buckets = topology::open(&js, cfg.bus.topology, &topo).await?;
         let registry = Registry::start(&buckets).await?;
         let index = OrderIndex::start(&buckets.workorders).await?;
         let mut metric_registry = prometheus_client::registry::Registry::default();

@@ -6,6 +6,43 @@ use gsl_gateway::config::GatewayConfig;
 
 #[tokio::main]
 async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("migrate") => {
+            let bus = gsl_bus::BusConfig::from_lookup("gsl-migrate", |k| std::env::var(k).ok());
+            let run = async {
+                let d = gsl_gateway::setup::delivery_from_env()?;
+                gsl_gateway::setup::migrate(&bus, d)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            match run.await {
+                Ok(()) => println!("topology ready"),
+                Err(e) => {
+                    eprintln!("gsl-gateway migrate: {e}");
+                    std::process::exit(1);
+                }
+            }
+            return;
+        }
+        Some("nats-user") => {
+            let yaml = args.iter().any(|a| a == "--yaml");
+            let rest: Vec<&String> = args.iter().filter(|a| *a != "--yaml").collect();
+            let [_, role, user, password] = rest.as_slice() else {
+                eprintln!("usage: gsl-gateway nats-user <role> <user> <password> [--yaml]");
+                std::process::exit(2);
+            };
+            match gsl_gateway::setup::nats_user(role, user, password, yaml) {
+                Ok(entry) => println!("{entry}"),
+                Err(e) => {
+                    eprintln!("gsl-gateway nats-user: {e}");
+                    std::process::exit(2);
+                }
+            }
+            return;
+        }
+        _ => {}
+    }
     let telemetry = gsl_telemetry::init("gsl-gateway", &[]);
     let cfg = match GatewayConfig::from_env() {
         Ok(c) => c,

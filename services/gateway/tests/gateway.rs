@@ -811,10 +811,31 @@ async fn nats_intake_with_json() {
         ids.iter().map(|i| card(i, v1::Carrier::Ct, 20)).collect(),
     )
     .await;
-    let client = async_nats::connect(env.nats.url()).await.unwrap();
+    // An intake client's replies live under its tenant's intake inbox.
+    let client = async_nats::ConnectOptions::new()
+        .custom_inbox_prefix(gsl_bus::permissions::intake_inbox("acme"))
+        .connect(env.nats.url())
+        .await
+        .unwrap();
     let js = async_nats::jetstream::new(client.clone());
     let inbox = client.new_inbox();
     let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+    // A reply subject elsewhere (here: another service's data) is never
+    // published to by the gateway.
+    let mut hijack = client.subscribe("gsl.hijack.>").await.unwrap();
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(names::INTAKE_REPLY_HEADER, "gsl.hijack.x");
+    js.publish_with_headers("gsl.intake.acme", h, "{ not json".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), hijack.next())
+            .await
+            .is_err(),
+        "the gateway published to a subject the publisher named"
+    );
     let body = serde_json::json!({
         "idempotency_key": "intake-1",
         "operation": {"stop": {}},
@@ -910,7 +931,7 @@ async fn nats_intake_with_json() {
     let mut found = HashSet::new();
     for _ in 0..100 {
         let info = dlq.get_info().await.unwrap();
-        if info.state.messages >= 3 {
+        if info.state.messages >= 4 {
             for seq in 1..=info.state.messages {
                 let m = dlq.get_raw_message(seq).await.unwrap();
                 let reason = m

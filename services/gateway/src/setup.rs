@@ -1,0 +1,60 @@
+//! The one-shot setup commands of `gsl-gateway`:
+//!
+//! * `gsl-gateway migrate`: create or update every stream, bucket and
+//!   durable consumer (with `GSL_MAX_DELIVER` / `GSL_ACK_WAIT_SECS`, so a
+//!   changed setting reaches existing consumers), then exit. Run it (as a
+//!   Kubernetes Job, or from `make up`) with a NATS user that may administer
+//!   JetStream; the services then run with `GSL_TOPOLOGY=bind` and users
+//!   that may not.
+//! * `gsl-gateway nats-user <role> <user> <password> [--yaml]`: print that
+//!   role's `nats-server` user entry (`gsl_bus::permissions`), for scripts
+//!   that write the server configuration (`--yaml`: for the Helm values).
+
+use gsl_bus::topology::{self, Delivery, Topology};
+use gsl_bus::{BusConfig, BusError};
+
+/// Create or update the whole topology.
+pub async fn migrate(bus: &BusConfig, delivery: Delivery) -> Result<(), BusError> {
+    let (_client, js) = gsl_bus::connect(bus).await?;
+    topology::ensure(
+        &js,
+        &Topology {
+            replicas: bus.replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
+    topology::ensure_consumers(&js, delivery).await
+}
+
+/// Delivery settings from the environment (the adapters' own defaults).
+pub fn delivery_from_env() -> Result<Delivery, String> {
+    let mut d = Delivery::default();
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(v) = get("GSL_MAX_DELIVER") {
+        d.max_deliver = v
+            .parse::<i64>()
+            .map_err(|_| "GSL_MAX_DELIVER must be a whole number".to_string())?
+            .max(1);
+    }
+    if let Some(v) = get("GSL_ACK_WAIT_SECS") {
+        d.ack_wait = std::time::Duration::from_secs(
+            v.parse::<u64>()
+                .map_err(|_| "GSL_ACK_WAIT_SECS must be a whole number".to_string())?
+                .max(2),
+        );
+    }
+    Ok(d)
+}
+
+/// The `nats-server` user entry of a role (`yaml`: for the NATS Helm chart).
+pub fn nats_user(role: &str, user: &str, password: &str, yaml: bool) -> Result<String, String> {
+    use gsl_bus::permissions as p;
+    let role = p::parse_role(role)?;
+    let perms = p::for_role(&role, &p::inbox_of(&role));
+    Ok(if yaml {
+        p::render_user_yaml(user, password, &perms)
+    } else {
+        p::render_user(user, password, &perms)
+    })
+}

@@ -1,0 +1,267 @@
+//! Least privilege on NATS: a server configured with the users of
+//! `gsl_bus::permissions`, each logged in as in production, doing its job
+//! and trying what it must not do.
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use gsl_bus::permissions::{Role, for_role, intake_inbox, render_user};
+use gsl_bus::{names, topology};
+use gsl_domain::Carrier;
+use gsl_proto::v1;
+use gsl_testkit::{NatsOptions, NatsServer};
+use std::time::Duration;
+
+const PW: &str = "pw-for-tests-0001";
+
+fn user_block() -> String {
+    let roles = [
+        (
+            "gsl-migrate",
+            Role::Migrate,
+            gsl_bus::connect::inbox_prefix_for("gsl-migrate"),
+        ),
+        (
+            "gateway",
+            Role::Gateway,
+            gsl_bus::connect::inbox_prefix_for("gsl-gateway"),
+        ),
+        (
+            "adapter-ct",
+            Role::Adapter(Carrier::Ct),
+            gsl_bus::connect::inbox_prefix_for("gsl-adapter-ct"),
+        ),
+        (
+            "adapter-cmcc",
+            Role::Adapter(Carrier::Cmcc),
+            gsl_bus::connect::inbox_prefix_for("gsl-adapter-cmcc"),
+        ),
+        (
+            "intake-acme",
+            Role::Intake("acme".into()),
+            intake_inbox("acme"),
+        ),
+    ];
+    let users: Vec<String> = roles
+        .iter()
+        .map(|(u, r, inbox)| render_user(u, PW, &for_role(r, inbox)))
+        .collect();
+    format!(
+        "authorization {{\n  users = [\n{}\n  ]\n}}\n",
+        users.join("\n")
+    )
+}
+
+/// Connect as a service does: its user, its own inbox prefix.
+async fn login(
+    nats: &NatsServer,
+    user: &str,
+    inbox: &str,
+) -> (async_nats::Client, jetstream::Context) {
+    let client = async_nats::ConnectOptions::with_user_and_password(user.into(), PW.into())
+        .custom_inbox_prefix(inbox)
+        .connect(nats.url())
+        .await
+        .unwrap();
+    // Denied API requests get no answer: time out fast.
+    let js = jetstream::ContextBuilder::new()
+        .timeout(Duration::from_millis(800))
+        .build(client.clone());
+    (client, js)
+}
+
+async fn service(
+    nats: &NatsServer,
+    name: &str,
+    user: &str,
+) -> (async_nats::Client, jetstream::Context) {
+    login(nats, user, &gsl_bus::connect::inbox_prefix_for(name)).await
+}
+
+/// A JetStream publish is refused (no ack within the timeout, or an error).
+async fn publish_denied(js: &jetstream::Context, subject: &str) -> bool {
+    match js.publish(subject.to_owned(), "x".into()).await {
+        Err(_) => true,
+        Ok(ack) => tokio::time::timeout(Duration::from_secs(2), ack)
+            .await
+            .map(|r| r.is_err())
+            .unwrap_or(true),
+    }
+}
+
+#[tokio::test]
+async fn every_user_does_its_job_and_nothing_else() {
+    let nats = NatsServer::start_with(NatsOptions {
+        extra_config: user_block(),
+        ready_login: Some((
+            "gsl-migrate".into(),
+            PW.into(),
+            gsl_bus::connect::inbox_prefix_for("gsl-migrate"),
+        )),
+    })
+    .await
+    .unwrap();
+    // The setup step makes the topology.
+    let (_m, mjs) = service(&nats, "gsl-migrate", "gsl-migrate").await;
+    topology::ensure(&mjs, &Default::default()).await.unwrap();
+    topology::ensure_consumers(&mjs, Default::default())
+        .await
+        .unwrap();
+
+    // The services bind and work.
+    let (_g, gjs) = service(&nats, "gsl-gateway", "gateway").await;
+    let gb = topology::bind(&gjs).await.expect("the gateway binds");
+    let (_a, ajs) = service(&nats, "gsl-adapter-ct", "adapter-ct").await;
+    let ab = topology::bind(&ajs).await.expect("the CT adapter binds");
+    topology::open_consumer(
+        &ajs,
+        gsl_bus::TopologyMode::Bind,
+        names::STREAM_WORK,
+        topology::work_consumer(Carrier::Ct, Default::default()),
+    )
+    .await
+    .expect("its work consumer");
+    let req = v1::BackOfficeRequest {
+        id: gsl_bus::backoffice::request_id("ct", 1, "89860312345678901234"),
+        ..Default::default()
+    };
+    gsl_bus::backoffice::file(&ab.backoffice, req.clone())
+        .await
+        .expect("the CT adapter files its own request");
+    let listed = gsl_bus::backoffice::all(&gb.backoffice, "")
+        .await
+        .expect("the gateway lists");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    gsl_bus::kv::read(&ab.cards, "89860312345678901234")
+        .await
+        .expect("adapters read the registry");
+    gjs.publish("gsl.work.ct.stop", "x".into())
+        .await
+        .unwrap()
+        .await
+        .expect("the gateway fans out");
+
+    // What the CT adapter must not do.
+    assert!(
+        ajs.delete_stream(names::STREAM_EVENTS).await.is_err(),
+        "delete a stream"
+    );
+    assert!(
+        ajs.get_stream(names::STREAM_EVENTS)
+            .await
+            .unwrap()
+            .purge()
+            .await
+            .is_err(),
+        "purge events"
+    );
+    let guards = ajs.get_stream("KV_gsl_guards").await.unwrap();
+    assert!(guards.purge().await.is_err(), "purge the guards bucket");
+    assert!(
+        ajs.get_stream(names::STREAM_EVENTS)
+            .await
+            .unwrap()
+            .direct_get(1)
+            .await
+            .is_err(),
+        "read any tenant's events by direct get"
+    );
+    let mut cfg = ajs
+        .get_stream(names::STREAM_INTAKE)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    cfg.subjects.push("gsl.evil.>".into());
+    assert!(
+        ajs.update_stream(cfg).await.is_err(),
+        "edit the intake stream's subjects"
+    );
+    assert!(
+        ajs.create_stream(jetstream::stream::Config {
+            name: "EVIL".into(),
+            subjects: vec!["evil.>".into()],
+            ..Default::default()
+        })
+        .await
+        .is_err(),
+        "create a stream"
+    );
+    assert!(
+        publish_denied(&ajs, "gsl.intake.acme").await,
+        "publish an order as a tenant"
+    );
+    assert!(
+        publish_denied(&ajs, "$KV.gsl_backoffice.cmcc.1.x").await,
+        "write another carrier's keys"
+    );
+    assert!(
+        publish_denied(&ajs, "$KV.gsl_rate.rate.cmcc.change").await,
+        "stall another carrier's budget"
+    );
+    assert!(
+        publish_denied(&ajs, "$KV.gsl_cards.89860312345678901234").await,
+        "write the registry"
+    );
+    assert!(
+        publish_denied(&ajs, "$KV.gsl_workorders.wo.1").await,
+        "write an order record"
+    );
+    assert!(
+        gsl_bus::backoffice::file(
+            &ab.backoffice,
+            v1::BackOfficeRequest {
+                id: "cmcc.1.x".into(),
+                ..Default::default()
+            }
+        )
+        .await
+        .is_err(),
+        "file a request as another carrier"
+    );
+
+    // Nobody reads another service's replies.
+    let (spy, _) = service(&nats, "gsl-adapter-ct", "adapter-ct").await;
+    let mut stolen = spy.subscribe("_INBOX_gsl-gateway.>").await.unwrap();
+    let mut legacy = spy.subscribe("_INBOX.>").await.unwrap();
+    // The gateway's replies flow (a KV read is a request whose reply goes to its inbox).
+    for _ in 0..5 {
+        let _ = gsl_bus::kv::read(&gb.workorders, "wo.1").await;
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), stolen.next())
+            .await
+            .is_err(),
+        "the adapter read the gateway's replies"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), legacy.next())
+            .await
+            .is_err()
+    );
+
+    // The gateway may not administer JetStream either.
+    assert!(gjs.delete_stream(names::STREAM_WORK).await.is_err());
+    assert!(
+        publish_denied(&gjs, "gsl.intake.acme").await,
+        "the gateway is no tenant"
+    );
+
+    // An intake client publishes only for its tenant.
+    let (_i, ijs) = login(&nats, "intake-acme", &intake_inbox("acme")).await;
+    ijs.publish("gsl.intake.acme", "{}".into())
+        .await
+        .unwrap()
+        .await
+        .expect("its own intake");
+    assert!(
+        publish_denied(&ijs, "gsl.intake.beta").await,
+        "another tenant's intake"
+    );
+    assert!(
+        publish_denied(&ijs, "gsl.work.ct.stop").await,
+        "the work stream"
+    );
+}
