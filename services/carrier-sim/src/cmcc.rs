@@ -82,8 +82,11 @@ pub fn classify(parts: &http::request::Parts) -> ApiClass {
 }
 
 fn params(parts: &http::request::Parts, body: &[u8]) -> HashMap<String, String> {
-    let mut p: HashMap<String, String> =
-        parts.uri.query().map(url_decode_pairs).unwrap_or_default();
+    let mut p: HashMap<String, String> = parts
+        .uri
+        .query()
+        .map(crate::wire::query_pairs)
+        .unwrap_or_default();
     if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) {
         for (k, v) in m {
             let s = match v {
@@ -94,37 +97,6 @@ fn params(parts: &http::request::Parts, body: &[u8]) -> HashMap<String, String> 
         }
     }
     p
-}
-
-fn url_decode_pairs(q: &str) -> HashMap<String, String> {
-    q.split('&')
-        .filter_map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            Some((decode(k)?, decode(v)?))
-        })
-        .collect()
-}
-
-/// Percent-decoding of a query component (`+` is a space). `None` on a
-/// truncated or non-hex escape or on invalid UTF-8.
-fn decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = b.get(i + 1..i + 3)?;
-                let h = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(h, 16).ok()?);
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Token and transid checks (the token endpoint checks the password instead).
@@ -432,13 +404,13 @@ mod tests {
 
     #[test]
     fn url_decoding() {
-        let m = url_decode_pairs("a=1&b=x%2Cy&c=hello+world&d");
+        let m = crate::wire::query_pairs("a=1&b=x%2Cy&c=hello+world&d");
         assert_eq!(m["a"], "1");
         assert_eq!(m["b"], "x,y");
         assert_eq!(m["c"], "hello world");
         assert_eq!(m["d"], "");
-        assert!(decode("%zz").is_none());
-        assert!(decode("%4").is_none(), "truncated escape");
-        assert_eq!(decode("%E5%AE%9A").as_deref(), Some("定"));
+        assert!(crate::wire::decode("%zz").is_none());
+        assert!(crate::wire::decode("%4").is_none(), "truncated escape");
+        assert_eq!(crate::wire::decode("%E5%AE%9A").as_deref(), Some("定"));
     }
 }

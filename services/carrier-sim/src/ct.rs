@@ -130,37 +130,7 @@ pub fn params(parts: &http::request::Parts, body: &[u8]) -> BTreeMap<String, Str
 }
 
 fn query_pairs(q: &str) -> BTreeMap<String, String> {
-    q.split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (pct(k), pct(v))
-        })
-        .collect()
-}
-
-fn pct(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-                {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::wire::query_pairs(q).into_iter().collect()
 }
 
 /// The 5GCMP `Sign` the platform expects (ct.md, "5GCMP transport and signing").

@@ -21,6 +21,7 @@
 //! | [`gate`] | faults, authentication and rate limiting before every handler |
 //! | [`cmcc`], [`ct`], [`cu`], [`trinet`] | one module per carrier API style |
 //! | [`admin`] | ground truth, stats, faults, limits, cards and batches for tests |
+//! | [`wire`] | query-string decoding the platforms share |
 #![forbid(unsafe_code)]
 // Handlers return early with a carrier-style `Response` as the error: it is
 // built once per refused request, so its size does not matter.
@@ -36,6 +37,7 @@ pub mod gate;
 pub mod inventory;
 pub mod ratelimit;
 pub mod trinet;
+pub mod wire;
 
 pub use config::SimConfig;
 pub use engine::Engine;
