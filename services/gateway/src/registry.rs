@@ -248,20 +248,13 @@ impl Registry {
             }
         }
         for (i, c, facts) in retry {
-            let value = encode(&c);
-            let (mine, written) = kv::cas_from(&self.kv, &c.id, 20, None, |cur| {
-                let owner = cur
-                    .and_then(|b| decode::<v1::Card>("Card", b).ok())
-                    .map(|x| x.tenant);
-                match owner {
-                    Some(t) if t != tenant => Cas::Keep(false),
-                    _ => Cas::Write(value.clone(), true),
-                }
+            match claim(&self.kv, &c.id, encode(&c), tenant, |b| {
+                decode::<v1::Card>("Card", b).ok().map(|x| x.tenant)
             })
-            .await?;
-            match (mine, written) {
-                (true, Some(k)) => stored.push((c, facts, k.revision)),
-                _ => refused.push(not_yours(i, &c.id)),
+            .await?
+            {
+                Some(revision) => stored.push((c, facts, revision)),
+                None => refused.push(not_yours(i, &c.id)),
             }
         }
         let n = stored.len() as u64;
@@ -432,18 +425,13 @@ impl Registry {
             b.tenant = tenant.to_owned();
             // Atomic: a batch another tenant registered meanwhile is never
             // taken over; the refusal does not say who holds it.
-            let value = encode(&b);
-            let (mine, _) = kv::cas_from(&self.batches, &b.batch_no, 20, None, |cur| {
-                let owner = cur
-                    .and_then(|x| decode::<v1::PurchaseBatch>("PurchaseBatch", x).ok())
-                    .map(|x| x.tenant);
-                match owner {
-                    Some(t) if t != tenant => Cas::Keep(false),
-                    _ => Cas::Write(value.clone(), true),
-                }
+            let mine = claim(&self.batches, &b.batch_no, encode(&b), tenant, |x| {
+                decode::<v1::PurchaseBatch>("PurchaseBatch", x)
+                    .ok()
+                    .map(|x| x.tenant)
             })
             .await?;
-            if !mine {
+            if mine.is_none() {
                 return Err(ApiError::new(
                     ErrorCode::PermissionDenied,
                     format!("batch {:?} cannot be registered to your tenant", b.batch_no),
@@ -453,6 +441,24 @@ impl Registry {
         }
         Ok(n)
     }
+}
+
+/// Write `value` under `key` for `tenant` unless another tenant owns the
+/// record (`owner` reads it): compare-and-set, so two claims never both win.
+/// The revision written, or `None` when someone else owns it.
+async fn claim(
+    store: &async_nats::jetstream::kv::Store,
+    key: &str,
+    value: bytes::Bytes,
+    tenant: &str,
+    owner: impl Fn(&bytes::Bytes) -> Option<String>,
+) -> Result<Option<u64>, ApiError> {
+    let (mine, written) = kv::cas_from(store, key, 20, None, |cur| match cur.and_then(&owner) {
+        Some(t) if t != tenant => Cas::Keep(false),
+        _ => Cas::Write(value.clone(), true),
+    })
+    .await?;
+    Ok(written.filter(|_| mine).map(|k| k.revision))
 }
 
 /// A card this tenant may not register. The text does not say whether
