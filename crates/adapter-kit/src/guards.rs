@@ -1,7 +1,7 @@
 //! Cooldowns and quotas from the domain tables, kept in KV so every replica
 //! sees the same ones.
 //!
-//! * A cooldown guard is a key in `gsl_guards` (`<rule>.<card>[.<op>]`)
+//! * A cooldown guard is a key in `gsl_guards` (`<carrier>.<rule>.<card>[.<op>]`)
 //!   holding who took it and until when (virtual time). It is taken with an
 //!   atomic `create`; an expired one is replaced by compare-and-set on its
 //!   revision. The same item taking it again (a redelivery) is not refused.
@@ -82,7 +82,7 @@ impl Guards {
         let now = self.clock.now();
         let mut held = Vec::new();
         for rule in self.rules(item, no_sdk, op) {
-            let key = rule.key(&item.card, op);
+            let key = gsl_bus::names::guard_key(item.carrier, &rule.key(&item.card, op));
             let takes = rule.taken_by.contains(op);
             let hold = match self.holds.get(rule.name) {
                 Some(d) => Hold::For(Duration::from_std(*d).unwrap_or(Duration::MAX)),

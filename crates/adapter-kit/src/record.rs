@@ -1,4 +1,4 @@
-//! The execution record of an item, in `gsl_items` under `<wo>.<card>`.
+//! The execution record of an item, in `gsl_items` under `<carrier>.<wo>.<card>`.
 //!
 //! Written *before* the carrier is called (intent, with the transaction id),
 //! then updated with the receipt (accepted) and the outcome (done). It, not

@@ -194,7 +194,7 @@ impl Worker {
         delivered: i64,
         last: bool,
     ) -> Result<Disposition, gsl_bus::BusError> {
-        let key = names::item_key(item.work_order_id, &item.card);
+        let key = names::item_key(item.carrier, item.work_order_id, &item.card);
         for _ in 0..10 {
             let step = match self.records.get(&key).await? {
                 None => self.fresh(item, &key, delivered, last).await?,
@@ -908,7 +908,7 @@ impl Worker {
     }
 
     async fn follow_up(&self, item: &Item) -> Result<Disposition, gsl_bus::BusError> {
-        let key = names::item_key(item.work_order_id, &item.card);
+        let key = names::item_key(item.carrier, item.work_order_id, &item.card);
         for _ in 0..10 {
             let Some((mut rec, rev)) = self.records.get(&key).await? else {
                 return Ok(Disposition::Ack);

@@ -70,9 +70,17 @@ pub fn work_msg_id(work_order_id: u64, card: &str) -> String {
     format!("{work_order_id}:{card}")
 }
 
-/// The item id used in KV keys: `<work_order_id>.<card>`.
-pub fn item_key(work_order_id: u64, card: &str) -> String {
-    format!("{work_order_id}.{card}")
+/// The item id used in KV keys: `<carrier>.<work_order_id>.<card>` (the
+/// carrier first, so each adapter's NATS user may write only its own).
+pub fn item_key(carrier: Carrier, work_order_id: u64, card: &str) -> String {
+    format!("{}.{work_order_id}.{card}", carrier.as_str())
+}
+
+/// A cooldown guard's key in `gsl_guards`: the carrier, then the rule's own
+/// key (`<rule>.<card>[.<op>]`), so each adapter's NATS user may write only
+/// its own carrier's guards.
+pub fn guard_key(carrier: Carrier, rule_key: &str) -> String {
+    format!("{}.{rule_key}", carrier.as_str())
 }
 
 /// `gsl.evt.<tenant>.<work_order_id>.<card>`: an item's events.

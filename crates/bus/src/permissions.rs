@@ -112,8 +112,8 @@ pub fn for_role(role: &Role, inbox: &str) -> Permissions {
             let c = c.as_str();
             p.extend([follow_subject_str(c), dlq_subject(c)]);
             for (bucket, prefix) in [
-                (KV_ITEMS, String::new()),
-                (KV_GUARDS, String::new()),
+                (KV_ITEMS, format!("{c}.")),
+                (KV_GUARDS, format!("{c}.")),
                 (KV_QUOTA, format!("{c}.")),
                 (KV_RATE, format!("rate.{c}.")),
                 (KV_BACKOFFICE, format!("{c}.")),
@@ -254,6 +254,8 @@ mod tests {
     fn an_adapter_writes_only_its_carriers_keys_where_they_are_prefixed() {
         let p = for_role(&Role::Adapter(Carrier::Ct), "_INBOX_a");
         assert!(p.publish.contains(&"$KV.gsl_rate.rate.ct.>".into()));
+        assert!(p.publish.contains(&"$KV.gsl_items.ct.>".into()));
+        assert!(p.publish.contains(&"$KV.gsl_guards.ct.>".into()));
         assert!(p.publish.contains(&"$KV.gsl_backoffice.ct.>".into()));
         assert!(
             !p.publish.iter().any(|s| s.starts_with("$KV.gsl_cards")),

@@ -303,6 +303,7 @@ pub async fn open_consumer(
 }
 
 /// Every durable consumer, for the setup step.
+/// (See also [`migrate_keys`], which the setup step runs after it.)
 pub async fn ensure_consumers(js: &Context, d: Delivery) -> Result<(), BusError> {
     for c in gsl_domain::Carrier::ALL {
         ensure_consumer(js, STREAM_WORK, work_consumer(c, d)).await?;
@@ -347,4 +348,63 @@ pub async fn check(js: &Context) -> Result<(), BusError> {
         })?;
     }
     Ok(())
+}
+
+/// Keys written before execution records and guards carried their carrier
+/// (`<wo>.<card>`, `<rule>.<card>[.<op>]`) are moved under it
+/// (`<carrier>.` first), so the adapters' per-carrier permissions find them.
+/// The carrier comes from the card's registry record, else from the ICCID's
+/// issuer prefix; a key whose card names no carrier is left as it is.
+/// Returns how many keys were moved.
+pub async fn migrate_keys(b: &Buckets) -> Result<u64, BusError> {
+    use futures::TryStreamExt;
+    let carriers: Vec<&str> = gsl_domain::Carrier::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    let mut moved = 0;
+    for (store, card_at) in [(&b.items, 1usize), (&b.guards, 1usize)] {
+        let keys: Vec<String> = match store.keys().await {
+            Ok(k) => k
+                .try_collect()
+                .await
+                .map_err(|e| BusError::kv("keys", "*", e))?,
+            Err(e) => return Err(BusError::kv("keys", "*", e)),
+        };
+        for key in keys {
+            let parts: Vec<&str> = key.split('.').collect();
+            if parts.first().is_some_and(|p| carriers.contains(p)) {
+                continue;
+            }
+            let Some(card) = parts.get(card_at) else {
+                continue;
+            };
+            let record = crate::kv::read(&b.cards, card).await?;
+            let from_registry = crate::kv::live(&record)
+                .and_then(|v| crate::codec::decode::<gsl_proto::v1::Card>("Card", v).ok())
+                .and_then(|c| gsl_proto::convert::carrier_from_wire(c.carrier).ok());
+            let carrier = from_registry.or_else(|| {
+                gsl_domain::ids::Iccid::parse(card)
+                    .ok()
+                    .and_then(|i| i.carrier())
+            });
+            let Some(carrier) = carrier else { continue };
+            let Some(value) = crate::kv::read(store, &key)
+                .await?
+                .filter(|e| e.operation == kv::Operation::Put)
+                .map(|e| e.value)
+            else {
+                continue;
+            };
+            let new = format!("{}.{key}", carrier.as_str());
+            // Never overwrite a record written under the new key meanwhile.
+            let _ = crate::kv::create(store, &new, value).await?;
+            store
+                .delete(&key)
+                .await
+                .map_err(|e| BusError::kv("delete", key.clone(), e))?;
+            moved += 1;
+        }
+    }
+    Ok(moved)
 }

@@ -109,3 +109,83 @@ async fn message_survives_server_restart() {
     assert_eq!((wi.work_order_id, wi.card.as_str()), (9, "survivor"));
     m.ack().await.unwrap();
 }
+
+/// Records and guards written before keys carried their carrier are moved
+/// under it by the setup step, and nothing already moved is touched.
+#[tokio::test]
+async fn old_item_and_guard_keys_move_under_their_carrier() {
+    let nats = NatsServer::start().await.unwrap();
+    let (_c, js) = connect(&BusConfig::new(nats.url(), "t")).await.unwrap();
+    let b = ensure(&js, &Topology::default()).await.unwrap();
+    // A CT card by its issuer prefix; a tri-net card only the registry knows.
+    let ct_id = gsl_domain::Iccid::from_payload("898603123456789012").unwrap();
+    let ct = ct_id.as_str();
+    let tri = "TRI001000000007";
+    b.cards
+        .put(
+            tri,
+            encode(&v1::Card {
+                id: tri.into(),
+                carrier: v1::Carrier::Trinet as i32,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    b.items
+        .put(format!("7.{ct}"), "ct-record".into())
+        .await
+        .unwrap();
+    b.items
+        .put(format!("8.{tri}"), "tri-record".into())
+        .await
+        .unwrap();
+    b.guards
+        .put(format!("same.{ct}.stop"), "guard".into())
+        .await
+        .unwrap();
+    b.items
+        .put(format!("ct.9.{ct}"), "already".into())
+        .await
+        .unwrap();
+    b.items.put("10.unknowncard", "stays".into()).await.unwrap();
+    assert_eq!(gsl_bus::topology::migrate_keys(&b).await.unwrap(), 3);
+    let get = |s: &async_nats::jetstream::kv::Store, k: String| {
+        let s = s.clone();
+        async move {
+            s.get(k)
+                .await
+                .unwrap()
+                .map(|v| String::from_utf8(v.to_vec()).unwrap())
+        }
+    };
+    assert_eq!(
+        get(&b.items, format!("ct.7.{ct}")).await.as_deref(),
+        Some("ct-record")
+    );
+    assert_eq!(
+        get(&b.items, format!("trinet.8.{tri}")).await.as_deref(),
+        Some("tri-record")
+    );
+    assert_eq!(
+        get(&b.guards, format!("ct.same.{ct}.stop"))
+            .await
+            .as_deref(),
+        Some("guard")
+    );
+    assert_eq!(
+        get(&b.items, format!("7.{ct}")).await,
+        None,
+        "the old key is gone"
+    );
+    assert_eq!(
+        get(&b.items, format!("ct.9.{ct}")).await.as_deref(),
+        Some("already")
+    );
+    assert_eq!(
+        get(&b.items, "10.unknowncard".into()).await.as_deref(),
+        Some("stays")
+    );
+    // Idempotent.
+    assert_eq!(gsl_bus::topology::migrate_keys(&b).await.unwrap(), 0);
+}

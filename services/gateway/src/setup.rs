@@ -16,7 +16,7 @@ use gsl_bus::{BusConfig, BusError};
 /// Create or update the whole topology.
 pub async fn migrate(bus: &BusConfig, delivery: Delivery) -> Result<(), BusError> {
     let (_client, js) = gsl_bus::connect(bus).await?;
-    topology::ensure(
+    let b = topology::ensure(
         &js,
         &Topology {
             replicas: bus.replicas,
@@ -24,7 +24,12 @@ pub async fn migrate(bus: &BusConfig, delivery: Delivery) -> Result<(), BusError
         },
     )
     .await?;
-    topology::ensure_consumers(&js, delivery).await
+    topology::ensure_consumers(&js, delivery).await?;
+    let moved = topology::migrate_keys(&b).await?;
+    if moved > 0 {
+        println!("moved {moved} execution-record and guard keys under their carrier");
+    }
+    Ok(())
 }
 
 /// Delivery settings from the environment (the adapters' own defaults).
