@@ -130,14 +130,24 @@ impl Gateway {
 
         // Admin endpoints.
         let ready_core = core.clone();
+        let ready_index = index.clone();
         let ready: gsl_telemetry::admin::ReadyCheck = Arc::new(move || {
             let c = ready_core.clone();
+            let index = ready_index.clone();
             Box::pin(async move {
                 if c.client.connection_state() != async_nats::connection::State::Connected {
                     return Err("NATS not connected".to_string());
                 }
                 if !c.registry.is_loaded() {
-                    return Err("card registry still loading".to_string());
+                    return Err(
+                        "card registry mirror is not current (loading, or its watch restarting)"
+                            .to_string(),
+                    );
+                }
+                if !index.is_current() {
+                    return Err(
+                        "order index is not current (loading, or its watch restarting)".to_string(),
+                    );
                 }
                 topology::check(&c.js).await.map_err(|e| e.to_string())
             })

@@ -32,9 +32,11 @@ pub struct Summary {
 }
 
 /// Every order's summary, newest first by id.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct OrderIndex {
     orders: Arc<RwLock<BTreeMap<u64, Summary>>>,
+    /// True while the index is current (see `gsl_bus::kv::spawn_mirror`).
+    ready: tokio::sync::watch::Receiver<bool>,
 }
 
 impl OrderIndex {
@@ -42,24 +44,27 @@ impl OrderIndex {
     pub async fn start(
         workorders: &async_nats::jetstream::kv::Store,
     ) -> Result<OrderIndex, ApiError> {
-        let idx = OrderIndex::default();
-        let mut w = workorders
-            .watch_with_history("wo.*")
-            .await
-            .map_err(ApiError::busy)?;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let idx = OrderIndex {
+            orders: Arc::default(),
+            ready: rx,
+        };
         let orders = idx.orders.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(e)) = w.next().await {
+        let retained = idx.orders.clone();
+        gsl_bus::kv::spawn_mirror(
+            workorders.clone(),
+            "wo.*",
+            move |e| {
                 let Some(id) = e
                     .key
                     .strip_prefix("wo.")
                     .and_then(|s| s.parse::<u64>().ok())
                 else {
-                    continue;
+                    return;
                 };
                 if e.operation != async_nats::jetstream::kv::Operation::Put {
                     orders.write().expect("index lock").remove(&id);
-                    continue;
+                    return;
                 }
                 if let Ok(rec) = decode::<v1::OrderRecord>("OrderRecord", &e.value)
                     && let Some(o) = rec.order
@@ -76,9 +81,22 @@ impl OrderIndex {
                         },
                     );
                 }
-            }
-        });
+            },
+            move |seen| {
+                retained
+                    .write()
+                    .expect("index lock")
+                    .retain(|id, _| seen.contains(&format!("wo.{id}")));
+            },
+            tx,
+        );
         Ok(idx)
+    }
+
+    /// Whether the index has caught up with the bucket (and not lost its
+    /// watch since).
+    pub fn is_current(&self) -> bool {
+        *self.ready.borrow()
     }
 
     /// Record an order at once, unless the watch has already delivered it

@@ -54,45 +54,41 @@ impl Registry {
             batches: b.batches.clone(),
             loaded: rx,
         };
-        let status = reg.kv.status().await.map_err(ApiError::busy)?;
-        if status.values() == 0 {
-            let _ = tx.send(true);
-        }
-        let mut w = reg
-            .kv
-            .watch_with_history(">")
-            .await
-            .map_err(ApiError::busy)?;
         let cards = reg.cards.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(e)) = w.next().await {
-                {
-                    let mut m = cards.write().expect("registry lock");
-                    match e.operation {
-                        async_nats::jetstream::kv::Operation::Put => {
-                            if let Ok(c) = decode::<v1::Card>("Card", &e.value)
-                                && let Some(facts) = facts_of(&c)
-                            {
-                                m.insert(
-                                    e.key.clone().into_boxed_str(),
-                                    Entry {
-                                        tenant: c.tenant.into(),
-                                        facts,
-                                        revision: e.revision,
-                                    },
-                                );
-                            }
-                        }
-                        _ => {
-                            m.remove(e.key.as_str());
+        let retained = reg.cards.clone();
+        gsl_bus::kv::spawn_mirror(
+            reg.kv.clone(),
+            ">",
+            move |e| {
+                let mut m = cards.write().expect("registry lock");
+                match e.operation {
+                    async_nats::jetstream::kv::Operation::Put => {
+                        if let Ok(c) = decode::<v1::Card>("Card", &e.value)
+                            && let Some(facts) = facts_of(&c)
+                        {
+                            m.insert(
+                                e.key.clone().into_boxed_str(),
+                                Entry {
+                                    tenant: c.tenant.into(),
+                                    facts,
+                                    revision: e.revision,
+                                },
+                            );
                         }
                     }
+                    _ => {
+                        m.remove(e.key.as_str());
+                    }
                 }
-                if e.seen_current || e.delta == 0 {
-                    let _ = tx.send(true);
-                }
-            }
-        });
+            },
+            move |seen| {
+                retained
+                    .write()
+                    .expect("registry lock")
+                    .retain(|k, _| seen.contains(&**k));
+            },
+            tx,
+        );
         Ok(reg)
     }
 

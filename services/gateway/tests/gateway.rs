@@ -1284,3 +1284,69 @@ async fn card_ownership_is_claimed_atomically_across_replicas() {
     }
     assert_eq!(acme, ra.imported);
 }
+
+/// The registry mirror survives a NATS restart: its watch starts again and
+/// catches up, so a card another replica registers afterwards is known here
+/// (it used to stop at its first error and go stale silently).
+#[tokio::test]
+async fn the_registry_mirror_follows_again_after_a_nats_restart() {
+    let mut nats = gsl_testkit::NatsServer::start().await.unwrap();
+    let gw1 = gsl_gateway::Gateway::start(gsl_gateway::config::GatewayConfig::local(
+        &nats.url(),
+        tokens(),
+    ))
+    .await
+    .unwrap();
+    nats.restart().await.unwrap();
+    let gw2 = gsl_gateway::Gateway::start(gsl_gateway::config::GatewayConfig::local(
+        &nats.url(),
+        tokens(),
+    ))
+    .await
+    .unwrap();
+    let ids: Vec<String> = (0..3).map(|i| ct_iccid(17, i)).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    // gw2 registers the cards (retrying while either replica reconnects).
+    loop {
+        let mut reg = registry(&url(gw2.grpc_addr)).await;
+        if let Ok(r) = reg
+            .import_cards(with_token(
+                v1::ImportCardsRequest {
+                    cards: ids.iter().map(|i| card(i, v1::Carrier::Ct, 20)).collect(),
+                },
+                ACME,
+            ))
+            .await
+            && r.into_inner().imported == 3
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "import after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // gw1's mirror sees them: a submit through gw1 accepts every card.
+    let mut c = orders(&url(gw1.grpc_addr)).await;
+    let mut n = 0;
+    loop {
+        n += 1;
+        let o = c
+            .submit(with_token(
+                submit_req(&format!("after-restart-{n}"), stop_op(), &ids),
+                ACME,
+            ))
+            .await;
+        if let Ok(o) = o
+            && o.into_inner().refused == 0
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gw1's registry mirror never caught up after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
