@@ -87,6 +87,10 @@ pub struct AdapterConfig {
     pub ack_wait: Duration,
     /// Attempts of one carrier call within a delivery (`GSL_CALL_ATTEMPTS`, default 4).
     pub call_attempts: usize,
+    /// How long one delivery keeps retrying a report to an unreachable
+    /// gateway (`GSL_REPORT_GIVE_UP_SECS`, default 600); then the message is
+    /// redelivered, and dead-lettered after the last delivery.
+    pub report_give_up: Duration,
     /// HTTP timeout of one carrier request (`GSL_CALL_TIMEOUT_MS`, default 10000).
     pub call_timeout: Duration,
     /// Real time between completion polls (`GSL_POLL_INTERVAL_MS`, default 5000).
@@ -178,6 +182,7 @@ impl AdapterConfig {
             ack_wait: gsl_bus::topology::Delivery::default().ack_wait,
             call_attempts: 4,
             call_timeout: Duration::from_secs(10),
+            report_give_up: Duration::from_secs(600),
             poll_interval: Duration::from_secs(5),
             inline_poll: true,
             cooldowns_disabled: BTreeSet::new(),
@@ -257,6 +262,8 @@ impl AdapterConfig {
         c.ack_wait = Duration::from_secs(num("GSL_ACK_WAIT_SECS", d.ack_wait.as_secs())?.max(2));
         c.call_attempts = num("GSL_CALL_ATTEMPTS", 4)?.max(1) as usize;
         c.call_timeout = Duration::from_millis(num("GSL_CALL_TIMEOUT_MS", 10_000)?);
+        c.report_give_up =
+            Duration::from_secs(num("GSL_REPORT_GIVE_UP_SECS", c.report_give_up.as_secs())?);
         c.poll_interval = Duration::from_millis(num("GSL_POLL_INTERVAL_MS", 5000)?);
         c.inline_poll = get("GSL_INLINE_POLL").as_deref() != Some("off");
         c.cooldowns_disabled = get("GSL_COOLDOWNS_DISABLED")

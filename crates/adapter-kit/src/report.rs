@@ -24,7 +24,11 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(gateway_url: &str, token: &str) -> Result<Reporter, String> {
+    pub fn new(
+        gateway_url: &str,
+        token: &str,
+        give_up_after: Duration,
+    ) -> Result<Reporter, String> {
         let ch = Endpoint::from_shared(gateway_url.to_owned())
             .map_err(|e| format!("GSL_GATEWAY_URL {gateway_url:?}: {e}"))?
             .connect_timeout(Duration::from_secs(3))
@@ -34,7 +38,7 @@ impl Reporter {
         Ok(Reporter {
             client: v1::results_client::ResultsClient::new(ch),
             token: token.to_owned(),
-            give_up_after: Duration::from_secs(600),
+            give_up_after,
         })
     }
 

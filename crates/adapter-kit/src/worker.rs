@@ -181,6 +181,20 @@ impl Worker {
         let last = delivered >= self.cfg.max_deliver;
         match self.work(&item, delivered, last).instrument(span).await {
             Ok(d) => d,
+            // The consumer gives one delivery more than we do: past our last,
+            // a message that still fails (a final outcome the gateway never
+            // takes, a bus that keeps failing) is kept in the dead-letter
+            // stream with its reason instead of being stranded.
+            Err(e) if delivered > self.cfg.max_deliver => {
+                warn!(error = %e, work_order_id = item.work_order_id, card = %item.card, "still failing after the last delivery; dead-lettering");
+                self.metrics.item("dead_lettered");
+                self.dead_letter(
+                    msg,
+                    ErrorCode::MaxDeliveries,
+                    &format!("still failing after {delivered} deliveries: {e}"),
+                )
+                .await
+            }
             Err(e) => {
                 warn!(error = %e, work_order_id = item.work_order_id, card = %item.card, "bus error; will be redelivered");
                 Disposition::Nak(backoff(delivered))

@@ -1178,3 +1178,62 @@ async fn registry_follows_directional_changes_made_by_api() {
     assert!(!b.entries.iter().any(|e| e.id == "E1"), "{entries:?}");
     s.shutdown().await;
 }
+
+/// A final outcome the gateway can never be told of is not stranded at the
+/// consumer's delivery limit: it is dead-lettered with its reason.
+#[tokio::test]
+async fn an_outcome_that_cannot_be_reported_is_dead_lettered_not_stranded() {
+    let opts = Opts {
+        carriers: vec![],
+        max_deliver: 2,
+        ..Default::default()
+    };
+    let mut s = stack(opts.clone()).await;
+    let card = s.card(Carrier::Cu, 61, in_use).await;
+    // An adapter whose reports go nowhere.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = s.adapter_config(Carrier::Cu, &opts);
+    cfg.gateway_url = format!("http://127.0.0.1:{port}");
+    cfg.ack_wait = Duration::from_secs(3);
+    cfg.report_give_up = Duration::from_millis(300);
+    let module = gsl_adapter::module_for(&cfg);
+    s.adapters
+        .push(gsl_adapter_kit::Adapter::start(cfg, module).await.unwrap());
+    s.submit(
+        "unreported",
+        O::Stop(v1::Stop {}),
+        std::slice::from_ref(&card),
+    )
+    .await;
+    let client = async_nats::connect(s.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let dlq = js.get_stream(gsl_bus::names::STREAM_DLQ).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let code = loop {
+        if dlq.get_info().await.unwrap().state.messages > 0 {
+            let m = dlq.get_raw_message(1).await.unwrap();
+            break m
+                .headers
+                .get(gsl_bus::names::headers::DLQ_CODE)
+                .unwrap()
+                .as_str()
+                .to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(code, ErrorCode::MaxDeliveries.code());
+    // The change itself was made once, and the work stream holds nothing.
+    assert_eq!(
+        s.sim.engine.truth(Carrier::Cu, &card).applied.get("stop"),
+        Some(&1)
+    );
+    s.shutdown().await;
+}

@@ -215,6 +215,13 @@ fn decode_payload(
     }
 }
 
+/// Whether this is the consumer's last delivery of `m`.
+fn last_delivery(m: &async_nats::jetstream::Message) -> bool {
+    m.info()
+        .map(|i| i.delivered >= gsl_bus::topology::intake_consumer().max_deliver)
+        .unwrap_or(false)
+}
+
 /// Consume the intake until the gateway stops.
 pub async fn run(core: Arc<Core>, stop: gsl_telemetry::shutdown::Listener) -> Result<(), ApiError> {
     let consumer = gsl_bus::topology::open_consumer(
@@ -298,10 +305,27 @@ async fn handle(core: &Arc<Core>, m: async_nats::jetstream::Message) {
                 result: Some(v1::intake_reply::Result::Accepted(resp)),
                 idempotency_key: key,
             },
-            Err(e) if e.code == ErrorCode::Busy => {
+            Err(e) if e.code == ErrorCode::Busy && !last_delivery(&m) => {
                 // Transient: let JetStream redeliver.
                 warn!(error = %e, "intake order could not be stored; will be redelivered");
                 let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await;
+                return;
+            }
+            Err(e) if e.code == ErrorCode::Busy => {
+                // The last delivery: kept with its reason, never dropped.
+                let why = format!(
+                    "could not be stored after {} deliveries: {e}",
+                    gsl_bus::topology::intake_consumer().max_deliver
+                );
+                let reply = v1::IntakeReply {
+                    result: Some(v1::intake_reply::Result::Refused(convert::problem(
+                        ErrorCode::MaxDeliveries,
+                        why.clone(),
+                    ))),
+                    idempotency_key: key,
+                };
+                let _ = answer(core, &m, &tenant, seq, &reply).await;
+                dead_letter(core, &m, ErrorCode::MaxDeliveries, &why).await;
                 return;
             }
             Err(e) => v1::IntakeReply {

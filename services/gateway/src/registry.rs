@@ -148,7 +148,11 @@ impl Registry {
         tenant: &str,
         cards: Vec<v1::Card>,
     ) -> Result<(u64, Vec<v1::RefusedItem>), ApiError> {
-        if !self.is_loaded() {
+        if !self.is_loaded()
+            && tokio::time::timeout(IMPORT_WAITS_FOR_MIRROR, self.wait_loaded())
+                .await
+                .is_err()
+        {
             return Err(ApiError::new(
                 ErrorCode::Busy,
                 "the card registry is still loading on this replica: retry in a moment",
@@ -456,6 +460,10 @@ async fn claim(
     .await?;
     Ok(written.filter(|_| mine).map(|k| k.revision))
 }
+
+/// How long an import waits for a loading (or restarting) mirror before it
+/// is refused as busy.
+const IMPORT_WAITS_FOR_MIRROR: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A card this tenant may not register. The text does not say whether
 /// another tenant holds it.

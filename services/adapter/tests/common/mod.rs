@@ -34,6 +34,7 @@ pub const CARRIER_SETTINGS: &[(&str, &str)] = &[
     ("GSL_CU_CAP_PLANS", "100=Cap100,-1=NoCap"),
 ];
 
+#[derive(Clone)]
 pub struct Opts {
     pub completion: CompletionMode,
     pub late_share: f64,
