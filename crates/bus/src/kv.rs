@@ -106,6 +106,67 @@ pub async fn cas_from<T>(
     })
 }
 
+/// Keep an in-memory mirror of a bucket's keys under `filter`, forever: a
+/// watch with history that is started again (with history, so nothing
+/// written meanwhile is missed) whenever it fails or ends. `ready` is true
+/// only while the mirror is current: false from the start until the watch
+/// has caught up, and again from a failure until the new watch has caught up.
+/// After a restart has caught up, `retain` gets the keys that pass saw, so
+/// the mirror can drop keys removed while it was not watching.
+pub fn spawn_mirror<A, R>(
+    store: Store,
+    filter: &'static str,
+    mut apply: A,
+    mut retain: R,
+    ready: tokio::sync::watch::Sender<bool>,
+) -> tokio::task::JoinHandle<()>
+where
+    A: FnMut(&Entry) + Send + 'static,
+    R: FnMut(&std::collections::HashSet<String>) + Send + 'static,
+{
+    use futures::StreamExt;
+    tokio::spawn(async move {
+        let mut restarts = 0u32;
+        loop {
+            let mut seen = std::collections::HashSet::new();
+            let empty = store
+                .status()
+                .await
+                .map(|s| s.values() == 0)
+                .unwrap_or(false);
+            match store.watch_with_history(filter).await {
+                Ok(mut w) => {
+                    if empty {
+                        let _ = ready.send(true);
+                    }
+                    while let Some(e) = w.next().await {
+                        let Ok(e) = e else { break };
+                        apply(&e);
+                        seen.insert(e.key.clone());
+                        if e.seen_current || e.delta == 0 {
+                            if restarts > 0 && !*ready.borrow() {
+                                retain(&seen);
+                            }
+                            let _ = ready.send(true);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(bucket = %store.name, error = %e, "mirror watch could not start")
+                }
+            }
+            // The watch failed or ended: stale until the next one catches up.
+            let _ = ready.send(false);
+            restarts += 1;
+            tracing::warn!(bucket = %store.name, filter, "mirror watch ended; starting it again");
+            tokio::time::sleep(std::time::Duration::from_millis(
+                200 * u64::from(restarts.min(10)),
+            ))
+            .await;
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,65 +283,4 @@ mod tests {
         let v = live(&read(&store, "k").await.unwrap()).cloned().unwrap();
         assert_eq!(&v[..], b"z");
     }
-}
-
-/// Keep an in-memory mirror of a bucket's keys under `filter`, forever: a
-/// watch with history that is started again (with history, so nothing
-/// written meanwhile is missed) whenever it fails or ends. `ready` is true
-/// only while the mirror is current: false from the start until the watch
-/// has caught up, and again from a failure until the new watch has caught up.
-/// After a restart has caught up, `retain` gets the keys that pass saw, so
-/// the mirror can drop keys removed while it was not watching.
-pub fn spawn_mirror<A, R>(
-    store: Store,
-    filter: &'static str,
-    mut apply: A,
-    mut retain: R,
-    ready: tokio::sync::watch::Sender<bool>,
-) -> tokio::task::JoinHandle<()>
-where
-    A: FnMut(&Entry) + Send + 'static,
-    R: FnMut(&std::collections::HashSet<String>) + Send + 'static,
-{
-    use futures::StreamExt;
-    tokio::spawn(async move {
-        let mut restarts = 0u32;
-        loop {
-            let mut seen = std::collections::HashSet::new();
-            let empty = store
-                .status()
-                .await
-                .map(|s| s.values() == 0)
-                .unwrap_or(false);
-            match store.watch_with_history(filter).await {
-                Ok(mut w) => {
-                    if empty {
-                        let _ = ready.send(true);
-                    }
-                    while let Some(e) = w.next().await {
-                        let Ok(e) = e else { break };
-                        apply(&e);
-                        seen.insert(e.key.clone());
-                        if e.seen_current || e.delta == 0 {
-                            if restarts > 0 && !*ready.borrow() {
-                                retain(&seen);
-                            }
-                            let _ = ready.send(true);
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(bucket = %store.name, error = %e, "mirror watch could not start")
-                }
-            }
-            // The watch failed or ended: stale until the next one catches up.
-            let _ = ready.send(false);
-            restarts += 1;
-            tracing::warn!(bucket = %store.name, filter, "mirror watch ended; starting it again");
-            tokio::time::sleep(std::time::Duration::from_millis(
-                200 * u64::from(restarts.min(10)),
-            ))
-            .await;
-        }
-    })
 }
