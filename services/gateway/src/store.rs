@@ -223,6 +223,28 @@ impl Store {
         self.put(order_key(id), encode(rec)).await
     }
 
+    /// Create a key of `gsl_workorders` unless it exists (then nothing is
+    /// written and `false` is returned): the first submit of an order wins,
+    /// a concurrent retry never overwrites what it wrote.
+    pub async fn create(&self, key: String, value: Bytes) -> Result<bool, ApiError> {
+        match kv::create(&self.b.workorders, &key, value.clone()).await? {
+            Some(revision) => {
+                self.remember(
+                    &key,
+                    Some(Known {
+                        value: Some(value),
+                        revision,
+                    }),
+                );
+                Ok(true)
+            }
+            None => {
+                self.remember(&key, None);
+                Ok(false)
+            }
+        }
+    }
+
     /// Write a key of `gsl_workorders` and remember it.
     pub async fn put(&self, key: String, value: Bytes) -> Result<(), ApiError> {
         match self.b.workorders.put(&key, value.clone()).await {

@@ -130,7 +130,26 @@ async fn submit_inner(
         };
         let validate_ms = t_validate.elapsed().as_millis() as u64;
         let t_persist = std::time::Instant::now();
-        let rec = create_order(core, tenant, id, &req, &checked, &v, source).await?;
+        let rec = match create_order(core, tenant, id, &req, &checked, &v, source, false).await {
+            Ok(rec) => rec,
+            Err(e) if e.message == CONCURRENT_SUBMIT => {
+                if let Some(r) = replay_when_recorded(core, id).await? {
+                    return Ok(r);
+                }
+                // The first submit died before its commit point: finish it
+                // on what it wrote (its chunks and progress stay as they are).
+                match create_order(core, tenant, id, &req, &checked, &v, source, true).await {
+                    Ok(rec) => rec,
+                    Err(e) if e.message == CONCURRENT_SUBMIT => {
+                        return replay_when_recorded(core, id)
+                            .await?
+                            .ok_or_else(|| ApiError::busy("order record not readable yet; retry"));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         let persist_ms = t_persist.elapsed().as_millis() as u64;
         let t_fanout = std::time::Instant::now();
         for it in &v.items {
@@ -185,6 +204,35 @@ async fn submit_inner(
     .await
 }
 
+/// Another submit of the same idempotency key is writing (or wrote) this
+/// order: answer from its record instead.
+const CONCURRENT_SUBMIT: &str = "another submit of this idempotency key is recording the order";
+
+/// A retry that met the first submit of its key half-way: wait (briefly)
+/// for the first's order record and answer from it, never redo the order.
+/// `None`: no record came (the first died before its commit point).
+async fn replay_when_recorded(
+    core: &Arc<Core>,
+    id: u64,
+) -> Result<Option<v1::SubmitResponse>, ApiError> {
+    let deadline = tokio::time::Instant::now() + CONCURRENT_SUBMIT_WAIT;
+    loop {
+        if let Some(rec) = core.store.order(id).await? {
+            if !core.fanning.lock().expect("fanning set").contains(&id) {
+                finish_fanout_if_needed(core, &rec).await?;
+            }
+            return response_for(core, &rec, true).await.map(Some);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// How long a retry waits for a concurrent first submit to commit.
+const CONCURRENT_SUBMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn build_response(
     rec: &v1::OrderRecord,
     items: &[v1::ChunkItem],
@@ -230,6 +278,7 @@ async fn response_for(
     Ok(resp)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn create_order(
     core: &Core,
     tenant: &str,
@@ -238,6 +287,7 @@ async fn create_order(
     checked: &validate::Checked,
     v: &Validated,
     source: OrderSource,
+    takeover: bool,
 ) -> Result<v1::OrderRecord, ApiError> {
     let total = v.items.len();
     let chunks = chunks_for(total);
@@ -318,8 +368,8 @@ async fn create_order(
         if progress.iter().all(|b| *b != PROCESSING) {
             done_bits[c / 8] |= 1 << (c % 8);
         }
-        writes.push(store.put(chunk_key(id, c), encode(chunk.as_ref())));
-        writes.push(store.put(progress_key(id, c), Bytes::from(progress)));
+        writes.push(store.create(chunk_key(id, c), encode(chunk.as_ref())));
+        writes.push(store.create(progress_key(id, c), Bytes::from(progress)));
         // Saves a small order's first report a read; a large order's chunks
         // are read once each when their reports come (not worth the memory).
         if chunks <= 2 {
@@ -328,9 +378,15 @@ async fn create_order(
     }
     // One chunk: its completion is the order's, no chunk bits needed.
     if chunks > 1 {
-        writes.push(store.put(done_key(id), Bytes::from(done_bits)));
+        writes.push(store.create(done_key(id), Bytes::from(done_bits)));
     }
-    futures::future::try_join_all(writes).await?;
+    // Created, never overwritten: a retry racing the first submit of the
+    // same key (or finishing a dead one's) keeps what the first wrote,
+    // progress already flipped by reports included.
+    let created = futures::future::try_join_all(writes).await?;
+    if created.iter().any(|c| !c) && !takeover {
+        return Err(ApiError::new(ErrorCode::Busy, CONCURRENT_SUBMIT));
+    }
     if !status.is_terminal() {
         store
             .b
@@ -339,7 +395,12 @@ async fn create_order(
             .await
             .map_err(ApiError::busy)?;
     }
-    store.put_order(&rec).await?;
+    if !store
+        .create(crate::store::order_key(id), encode(&rec))
+        .await?
+    {
+        return Err(ApiError::new(ErrorCode::Busy, CONCURRENT_SUBMIT));
+    }
     let sent = crate::core::items_sent(convert::status_to_wire(status) as i32);
     if sent {
         core.remember_meta(

@@ -1350,3 +1350,72 @@ async fn the_registry_mirror_follows_again_after_a_nats_restart() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A retry with the same idempotency key that finds the order unrecorded
+/// (its first submit still running, or dead before its commit point) never
+/// redoes the order: what the first wrote stays, outcomes already counted
+/// included (they used to be reset).
+#[tokio::test]
+async fn a_retry_never_redoes_an_order_half_recorded() {
+    let env = start().await;
+    let addr = url(env.gw.grpc_addr);
+    let ids: Vec<String> = (0..3).map(|i| ct_iccid(18, i)).collect();
+    import(
+        &addr,
+        ACME,
+        ids.iter().map(|i| card(i, v1::Carrier::Ct, 20)).collect(),
+    )
+    .await;
+    let mut c = orders(&addr).await;
+    let o = c
+        .submit(with_token(submit_req("half", stop_op(), &ids), ACME))
+        .await
+        .unwrap()
+        .into_inner()
+        .work_order
+        .unwrap();
+    let mut r = results(&addr).await;
+    r.report(with_token(
+        outcome(&o, &ids[0], 0, v1::OutcomeKind::Succeeded),
+        ADAPTER,
+    ))
+    .await
+    .unwrap();
+    // The order record gone, as if its first submit had not reached its
+    // commit point: chunks and progress (one outcome counted) remain.
+    let client = async_nats::connect(env.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let wo = js.get_key_value(names::KV_WORKORDERS).await.unwrap();
+    wo.delete(format!("wo.{}", o.id)).await.unwrap();
+    let again = c
+        .submit(with_token(submit_req("half", stop_op(), &ids), ACME))
+        .await
+        .unwrap()
+        .into_inner()
+        .work_order
+        .unwrap();
+    assert_eq!(again.id, o.id, "the same order");
+    let items = c
+        .list_items(with_token(
+            v1::ListItemsRequest {
+                work_order_id: o.id,
+                ..Default::default()
+            },
+            ACME,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert_eq!(
+        items[0].status,
+        v1::ItemStatus::Succeeded as i32,
+        "the outcome counted before the retry is kept: {items:?}"
+    );
+    let got = c
+        .get(with_token(v1::GetRequest { id: o.id }, ACME))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((got.succeeded, got.processing), (1, 2));
+}
