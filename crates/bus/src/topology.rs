@@ -26,6 +26,9 @@ pub struct Topology {
     pub events_max_age: Duration,
     /// The work stream's de-duplication window.
     pub duplicate_window: Duration,
+    /// Byte limits of every stream and bucket: storage is bounded, so one
+    /// tenant's junk cannot fill the volume for everybody.
+    pub limits: StoreLimits,
 }
 
 impl Default for Topology {
@@ -34,7 +37,62 @@ impl Default for Topology {
             replicas: 1,
             events_max_age: 365 * DAY,
             duplicate_window: Duration::from_secs(120),
+            limits: StoreLimits::default(),
         }
+    }
+}
+
+/// Byte limits (settings of `gsl-gateway migrate`: `GSL_LIMIT_<NAME>_BYTES`).
+/// Events, dead letters and the follow-up stream drop their oldest messages
+/// at the limit; the work and intake queues refuse new messages (a submit
+/// then fails as busy); buckets refuse new keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    pub events: i64,
+    pub work: i64,
+    pub intake: i64,
+    pub follow: i64,
+    pub dlq: i64,
+    /// Each bucket.
+    pub bucket: i64,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        const MIB: i64 = 1024 * 1024;
+        StoreLimits {
+            events: 1024 * MIB,
+            work: 512 * MIB,
+            intake: 256 * MIB,
+            follow: 256 * MIB,
+            dlq: 256 * MIB,
+            bucket: 256 * MIB,
+        }
+    }
+}
+
+impl StoreLimits {
+    /// Defaults overridden by `GSL_LIMIT_{EVENTS,WORK,INTAKE,FOLLOW,DLQ,BUCKET}_BYTES`.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<StoreLimits, String> {
+        let mut l = StoreLimits::default();
+        for (name, field) in [
+            ("EVENTS", &mut l.events),
+            ("WORK", &mut l.work),
+            ("INTAKE", &mut l.intake),
+            ("FOLLOW", &mut l.follow),
+            ("DLQ", &mut l.dlq),
+            ("BUCKET", &mut l.bucket),
+        ] {
+            let key = format!("GSL_LIMIT_{name}_BYTES");
+            if let Some(v) = get(&key).filter(|v| !v.is_empty()) {
+                *field = v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("{key} must be a positive number of bytes"))?;
+            }
+        }
+        Ok(l)
     }
 }
 
@@ -94,6 +152,7 @@ async fn ensure_bucket(
         bucket: bucket.to_owned(),
         history: 1,
         max_age,
+        max_bytes: t.limits.bucket,
         storage: StorageType::File,
         num_replicas: t.replicas,
         ..Default::default()
@@ -119,6 +178,7 @@ pub async fn ensure(js: &Context, t: &Topology) -> Result<Buckets, BusError> {
         t,
     );
     events.max_age = t.events_max_age;
+    events.max_bytes = t.limits.events;
     let mut dlq = stream_config(
         STREAM_DLQ,
         &["gsl.dlq.>".into()],
@@ -126,25 +186,28 @@ pub async fn ensure(js: &Context, t: &Topology) -> Result<Buckets, BusError> {
         t,
     );
     dlq.max_age = 30 * DAY;
+    dlq.max_bytes = t.limits.dlq;
+    let queue = |name: &str, subject: &str, max_bytes: i64, discard: DiscardPolicy| {
+        let mut c = stream_config(name, &[subject.into()], RetentionPolicy::WorkQueue, t);
+        c.max_bytes = max_bytes;
+        c.discard = discard;
+        c
+    };
     for cfg in [
-        stream_config(
-            STREAM_WORK,
-            &["gsl.work.>".into()],
-            RetentionPolicy::WorkQueue,
-            t,
-        ),
+        // Full queues refuse new work rather than drop work in hand.
+        queue(STREAM_WORK, "gsl.work.>", t.limits.work, DiscardPolicy::New),
         events,
-        stream_config(
+        queue(
             STREAM_INTAKE,
-            &["gsl.intake.>".into()],
-            RetentionPolicy::WorkQueue,
-            t,
+            "gsl.intake.>",
+            t.limits.intake,
+            DiscardPolicy::New,
         ),
-        stream_config(
+        queue(
             STREAM_FOLLOW,
-            &["gsl.follow.>".into()],
-            RetentionPolicy::WorkQueue,
-            t,
+            "gsl.follow.>",
+            t.limits.follow,
+            DiscardPolicy::New,
         ),
         dlq,
     ] {

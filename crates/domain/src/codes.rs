@@ -80,6 +80,8 @@ codes! {
     WorkOrderNotFound = ("GSL.00010007", NotFound, "work order not found"),
     /// The operation is not known.
     UnknownOperation = ("GSL.00010008", BadInput, "unknown operation"),
+    /// The tenant has as many open (not final) work orders as its quota allows.
+    TenantQuotaExceeded = ("GSL.00010011", BadInput, "tenant quota of open work orders reached"),
     /// No back-office request with this id.
     BackOfficeNotFound = ("GSL.00010010", NotFound, "back-office request not found"),
     /// Every item was refused: nothing to do.

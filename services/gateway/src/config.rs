@@ -45,7 +45,14 @@ pub struct GatewayConfig {
     /// default 32; also the HTTP/2 stream limit).
     pub max_concurrent_requests: usize,
     pub max_requests_per_connection: usize,
+    /// Open (not final) work orders a tenant may have at once
+    /// (`GSL_TENANT_MAX_OPEN_ORDERS`, default 1000): a submit past it is
+    /// refused with `GSL.00010011`. Counted per order, whatever its size.
+    pub tenant_max_open_orders: usize,
 }
+
+/// Default of the per-tenant open-order quota.
+pub const DEFAULT_TENANT_MAX_OPEN_ORDERS: usize = 1000;
 
 /// Defaults of the request bounds (written once; the environment overrides).
 pub const DEFAULT_MAX_SMALL_REQUEST_BYTES: usize = 1024 * 1024;
@@ -71,6 +78,7 @@ impl GatewayConfig {
             max_small_request_bytes: DEFAULT_MAX_SMALL_REQUEST_BYTES,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_requests_per_connection: DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+            tenant_max_open_orders: DEFAULT_TENANT_MAX_OPEN_ORDERS,
         }
     }
 
@@ -140,6 +148,11 @@ impl GatewayConfig {
             max_requests_per_connection: num(
                 "GSL_MAX_REQUESTS_PER_CONNECTION",
                 DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+            )?
+            .max(1),
+            tenant_max_open_orders: num(
+                "GSL_TENANT_MAX_OPEN_ORDERS",
+                DEFAULT_TENANT_MAX_OPEN_ORDERS,
             )?
             .max(1),
         })

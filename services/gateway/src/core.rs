@@ -142,6 +142,8 @@ pub struct Core {
     pub dirty: Mutex<HashMap<u64, (String, u64, usize)>>,
     /// Orders this replica is fanning out in the background right now.
     pub fanning: Mutex<std::collections::HashSet<u64>>,
+    /// Every order's summary (for per-tenant quotas).
+    pub index: crate::query::OrderIndex,
     meta: Mutex<HashMap<u64, Arc<Meta>>>,
 }
 
@@ -158,8 +160,10 @@ impl Core {
         cfg: GatewayConfig,
         metrics: Metrics,
         tenants: Vec<String>,
+        index: crate::query::OrderIndex,
     ) -> Core {
         Core {
+            index,
             js,
             client,
             store,

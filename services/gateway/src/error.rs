@@ -38,6 +38,7 @@ impl ApiError {
             (ErrorCode::Unauthenticated, _) => Code::Unauthenticated,
             (ErrorCode::PermissionDenied, _) => Code::PermissionDenied,
             (ErrorCode::BatchTooLarge, _) => Code::ResourceExhausted,
+            (ErrorCode::TenantQuotaExceeded, _) => Code::ResourceExhausted,
             (ErrorCode::IdempotencyConflict, _) => Code::AlreadyExists,
             (_, Class::BadInput) => Code::InvalidArgument,
             (_, Class::Forbidden) => Code::FailedPrecondition,

@@ -106,6 +106,7 @@ impl Gateway {
             cfg.clone(),
             metrics,
             tenants,
+            index.clone(),
         ));
         let shutdown = Shutdown::new();
 

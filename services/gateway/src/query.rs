@@ -93,6 +93,16 @@ impl OrderIndex {
         Ok(idx)
     }
 
+    /// How many of a tenant's orders are not final yet.
+    pub fn open_orders(&self, tenant: &str) -> usize {
+        self.orders
+            .read()
+            .expect("index lock")
+            .values()
+            .filter(|s| &*s.tenant == tenant && !gsl_proto::convert::status_is_terminal(s.status))
+            .count()
+    }
+
     /// Whether the index has caught up with the bucket (and not lost its
     /// watch since).
     pub fn is_current(&self) -> bool {

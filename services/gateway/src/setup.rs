@@ -16,10 +16,18 @@ use gsl_bus::{BusConfig, BusError};
 /// Create or update the whole topology.
 pub async fn migrate(bus: &BusConfig, delivery: Delivery) -> Result<(), BusError> {
     let (_client, js) = gsl_bus::connect(bus).await?;
+    let limits =
+        topology::StoreLimits::from_lookup(|k| std::env::var(k).ok()).map_err(|reason| {
+            BusError::Topology {
+                what: "limits".into(),
+                reason,
+            }
+        })?;
     let b = topology::ensure(
         &js,
         &Topology {
             replicas: bus.replicas,
+            limits,
             ..Default::default()
         },
     )

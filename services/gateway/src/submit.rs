@@ -95,6 +95,18 @@ async fn submit_inner(
     let checked = validate::check_request(&req)?;
     let hash = Md5::digest(req.encode_to_vec()).to_vec();
     let key = idem_key(tenant, &req.idempotency_key);
+    // A replay of an existing order is always answered; a new order counts
+    // against the tenant's quota of open orders.
+    let known = kv::read(&core.store.b.idempotency, &key).await?.is_some();
+    if !known && core.index.open_orders(tenant) >= core.cfg.tenant_max_open_orders {
+        return Err(ApiError::new(
+            ErrorCode::TenantQuotaExceeded,
+            format!(
+                "{} open work orders: wait for some to finish (GSL_TENANT_MAX_OPEN_ORDERS)",
+                core.cfg.tenant_max_open_orders
+            ),
+        ));
+    }
     let (id, replay) =
         match kv::create(&core.store.b.idempotency, &key, Bytes::from(hash.clone())).await? {
             Some(rev) => (rev, false),
@@ -431,10 +443,18 @@ async fn create_order(
 /// Refused items become failed-item events, so a card's history shows the
 /// orders that refused it too. Identifiers that are not valid card keys
 /// cannot name a subject and are only in the order's items.
+/// Refused items published as events per order, at most: the rest are in
+/// the order's items (ListItems), so a junk order costs bounded event
+/// storage whatever its size.
+pub const MAX_REFUSAL_EVENTS: usize = 100;
+
 fn refusal_events(tenant: &str, id: u64, kind: i32, items: &[v1::ChunkItem]) -> Vec<Outgoing> {
     let now = Some(convert::timestamp(Utc::now()));
     let mut out = Vec::new();
     for (index, it) in items.iter().enumerate() {
+        if out.len() >= MAX_REFUSAL_EVENTS {
+            break;
+        }
         let Some(problem) = &it.refused else { continue };
         if gsl_domain::CardId::parse(&it.card)
             .map(|c| c.key() != it.card)

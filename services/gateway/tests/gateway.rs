@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use gsl_bus::codec::decode;
 use gsl_bus::names;
 use gsl_domain::ErrorCode;
@@ -1418,4 +1418,78 @@ async fn a_retry_never_redoes_an_order_half_recorded() {
         .unwrap()
         .into_inner();
     assert_eq!((got.succeeded, got.processing), (1, 2));
+}
+
+/// A tenant's open orders are bounded (counted per order), refused with a
+/// clear code past the quota, replays still answered, other tenants
+/// unaffected; refused items publish a bounded number of events per order.
+#[tokio::test]
+async fn tenant_quota_and_bounded_refusal_events() {
+    let nats = gsl_testkit::NatsServer::start().await.unwrap();
+    let mut cfg = gsl_gateway::config::GatewayConfig::local(&nats.url(), tokens());
+    cfg.tenant_max_open_orders = 2;
+    let gw = gsl_gateway::Gateway::start(cfg).await.unwrap();
+    let addr = url(gw.grpc_addr);
+    let ids: Vec<String> = (0..2).map(|i| ct_iccid(19, i)).collect();
+    import(
+        &addr,
+        ACME,
+        ids.iter().map(|i| card(i, v1::Carrier::Ct, 20)).collect(),
+    )
+    .await;
+    let mut c = orders(&addr).await;
+    for k in ["q1", "q2"] {
+        c.submit(with_token(submit_req(k, stop_op(), &ids[..1]), ACME))
+            .await
+            .unwrap();
+    }
+    let e = c
+        .submit(with_token(submit_req("q3", stop_op(), &ids[1..]), ACME))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert_eq!(code_of(&e), Some(ErrorCode::TenantQuotaExceeded));
+    // A replay of an open order is still answered.
+    c.submit(with_token(submit_req("q1", stop_op(), &ids[..1]), ACME))
+        .await
+        .unwrap();
+    // Another tenant is not affected; its junk order of 3,000 unknown cards
+    // stores at most 100 refusal events (the items keep every refusal).
+    let junk: Vec<String> = (0..3000).map(|i| ct_iccid(20, i)).collect();
+    let r = c
+        .submit(with_token(submit_req("junk", stop_op(), &junk), BETA))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.refused, 3000);
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let id = r.work_order.unwrap().id;
+    let mut events = js.get_stream(names::STREAM_EVENTS).await.unwrap();
+    let info = events.info().await.unwrap().clone();
+    let per_subject = events
+        .info_with_subjects(format!("gsl.evt.beta.{id}.*"))
+        .await
+        .unwrap()
+        .try_collect::<std::collections::HashMap<String, usize>>()
+        .await
+        .unwrap();
+    let item_events = per_subject.keys().filter(|s| !s.ends_with("._")).count();
+    assert!(
+        item_events <= gsl_gateway::submit::MAX_REFUSAL_EVENTS,
+        "{item_events} item events"
+    );
+    assert!(info.state.messages < 1000);
+    // Streams and buckets have byte limits.
+    assert!(info.config.max_bytes > 0);
+    let kv = js
+        .get_stream("KV_gsl_workorders")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .max_bytes;
+    assert!(kv > 0);
 }
