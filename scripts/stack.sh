@@ -4,7 +4,7 @@
 # and the four adapters. Logs are prefixed with the service name. Ctrl-C stops everything.
 #
 # Settings (environment): PROFILE=debug|release (default debug), GSL_STACK_DIR (default .run),
-# GSL_STACK_PORT_BASE (default 4222; the stack uses base .. base+12), GSL_STACK_SKIP_BUILD=1,
+# GSL_STACK_PORT_BASE (default 4222; the stack uses base .. base+8), GSL_STACK_SKIP_BUILD=1,
 # GSL_TIME_SCALE (default 43200: one working day takes two seconds).
 set -euo pipefail
 

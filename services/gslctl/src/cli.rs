@@ -130,7 +130,9 @@ pub enum CardsCmd {
     Import { file: PathBuf },
     /// Show a card.
     Get { id: String },
-    /// Development: register the simulator's generated cards (and a demo purchase batch per carrier).
+    /// Development: register the simulator's generated cards, with their numbers (MSISDN, IMSI,
+    /// China Telecom access number). Purchase batches are registered with Registry.ImportBatches
+    /// (see docs/operations.md).
     SeedFromSim {
         /// The simulator's base URL, e.g. http://127.0.0.1:7400
         sim: String,
