@@ -255,6 +255,39 @@ fn check(overlay: &Path, ds: &[Value]) {
             "{n}: a PodDisruptionBudget"
         );
     }
+    // Every gsl workload (and the setup Job) is selected by a NetworkPolicy
+    // that restricts both directions.
+    let policies = of_kind(ds, "NetworkPolicy");
+    let jobs = of_kind(ds, "Job");
+    for w in deployments.iter().chain(jobs.iter()) {
+        let n = name(w);
+        if !n.starts_with("gsl-") {
+            continue;
+        }
+        let app = get(w, &["spec", "template", "metadata", "labels", "app.kubernetes.io/name"])
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let selected = policies.iter().any(|p| {
+            let both = get(p, &["spec", "policyTypes"])
+                .and_then(Value::as_sequence)
+                .is_some_and(|t| t.len() == 2);
+            let by_label = get(p, &["spec", "podSelector", "matchLabels", "app.kubernetes.io/name"])
+                .and_then(Value::as_str)
+                == Some(app.as_str());
+            let by_set = get(p, &["spec", "podSelector", "matchExpressions"])
+                .and_then(Value::as_sequence)
+                .is_some_and(|es| {
+                    es.iter().any(|e| {
+                        e.get("values")
+                            .and_then(Value::as_sequence)
+                            .is_some_and(|v| v.iter().any(|x| x.as_str() == Some(app.as_str())))
+                    })
+                });
+            both && (by_label || by_set)
+        });
+        assert!(selected, "{n}: a NetworkPolicy for ingress and egress");
+    }
     let hpa = of_kind(ds, "HorizontalPodAutoscaler");
     assert!(
         hpa.iter().any(
