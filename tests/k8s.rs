@@ -264,16 +264,33 @@ fn check(overlay: &Path, ds: &[Value]) {
         if !n.starts_with("gsl-") {
             continue;
         }
-        let app = get(w, &["spec", "template", "metadata", "labels", "app.kubernetes.io/name"])
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
+        let app = get(
+            w,
+            &[
+                "spec",
+                "template",
+                "metadata",
+                "labels",
+                "app.kubernetes.io/name",
+            ],
+        )
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
         let selected = policies.iter().any(|p| {
             let both = get(p, &["spec", "policyTypes"])
                 .and_then(Value::as_sequence)
                 .is_some_and(|t| t.len() == 2);
-            let by_label = get(p, &["spec", "podSelector", "matchLabels", "app.kubernetes.io/name"])
-                .and_then(Value::as_str)
+            let by_label = get(
+                p,
+                &[
+                    "spec",
+                    "podSelector",
+                    "matchLabels",
+                    "app.kubernetes.io/name",
+                ],
+            )
+            .and_then(Value::as_str)
                 == Some(app.as_str());
             let by_set = get(p, &["spec", "podSelector", "matchExpressions"])
                 .and_then(Value::as_sequence)

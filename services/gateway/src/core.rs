@@ -36,6 +36,11 @@ pub struct CodeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    pub stream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReportLabels {
     pub kind: String,
     pub duplicate: String,
@@ -51,6 +56,10 @@ pub struct Metrics {
     pub reports: Family<ReportLabels, Counter>,
     pub submit_seconds: Histogram,
     pub intake_dead_letters: Counter,
+    /// Bytes stored and the byte limit of every stream and bucket: alert
+    /// on `gsl_store_bytes / gsl_store_max_bytes` (see docs/security.md).
+    pub store_bytes: Family<StreamLabels, prometheus_client::metrics::gauge::Gauge>,
+    pub store_max_bytes: Family<StreamLabels, prometheus_client::metrics::gauge::Gauge>,
 }
 
 impl Metrics {
@@ -65,6 +74,8 @@ impl Metrics {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
             intake_dead_letters: Counter::default(),
+            store_bytes: Family::default(),
+            store_max_bytes: Family::default(),
         };
         reg.register(
             "gsl_gateway_orders_accepted",
@@ -101,7 +112,65 @@ impl Metrics {
             "Intake messages dead-lettered",
             m.intake_dead_letters.clone(),
         );
+        reg.register(
+            "gsl_store_bytes",
+            "Bytes stored in each stream and bucket",
+            m.store_bytes.clone(),
+        );
+        reg.register(
+            "gsl_store_max_bytes",
+            "Byte limit of each stream and bucket (0: none)",
+            m.store_max_bytes.clone(),
+        );
         m
+    }
+}
+
+/// Every stream and bucket the project stores in.
+pub const STORES: &[&str] = &[
+    gsl_bus::names::STREAM_WORK,
+    gsl_bus::names::STREAM_EVENTS,
+    gsl_bus::names::STREAM_INTAKE,
+    gsl_bus::names::STREAM_FOLLOW,
+    gsl_bus::names::STREAM_DLQ,
+    "KV_gsl_workorders",
+    "KV_gsl_items",
+    "KV_gsl_quota",
+    "KV_gsl_guards",
+    "KV_gsl_cards",
+    "KV_gsl_batches",
+    "KV_gsl_idempotency",
+    "KV_gsl_results",
+    "KV_gsl_rate",
+    "KV_gsl_active",
+    "KV_gsl_backoffice",
+];
+
+/// Refresh the storage gauges every `every` until the gateway stops.
+pub async fn watch_storage(
+    js: Context,
+    m: Metrics,
+    every: std::time::Duration,
+    stop: gsl_telemetry::shutdown::Listener,
+) {
+    loop {
+        for name in STORES {
+            if let Ok(mut s) = js.get_stream(*name).await
+                && let Ok(info) = s.info().await
+            {
+                let l = StreamLabels {
+                    stream: (*name).to_owned(),
+                };
+                m.store_bytes.get_or_create(&l).set(info.state.bytes as i64);
+                m.store_max_bytes
+                    .get_or_create(&l)
+                    .set(info.config.max_bytes.max(0));
+            }
+        }
+        tokio::select! {
+            _ = stop.clone().wait() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
     }
 }
 

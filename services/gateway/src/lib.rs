@@ -128,6 +128,12 @@ impl Gateway {
         }
         spawn_counts_publisher(core.clone(), shutdown.clone());
         recovery::spawn_sweeper(core.clone(), index.clone(), shutdown.listener());
+        tokio::spawn(crate::core::watch_storage(
+            core.js.clone(),
+            core.metrics.clone(),
+            Duration::from_secs(30),
+            shutdown.listener(),
+        ));
 
         // Admin endpoints.
         let ready_core = core.clone();

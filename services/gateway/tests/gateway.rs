@@ -1493,3 +1493,40 @@ async fn tenant_quota_and_bounded_refusal_events() {
         .max_bytes;
     assert!(kv > 0);
 }
+
+/// Storage use and limits are exported for alerting.
+#[tokio::test]
+async fn storage_use_and_limits_are_metrics() {
+    let env = start().await;
+    let get = || async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(env.gw.admin_addr)
+            .await
+            .unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = get().await;
+        let limit = body
+            .lines()
+            .find(|l| l.starts_with("gsl_store_max_bytes{stream=\"GSL_EVENTS\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<i64>().ok());
+        if let Some(limit) = limit {
+            assert!(limit > 0, "{body}");
+            assert!(
+                body.contains("gsl_store_bytes{stream=\"KV_gsl_cards\"}"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
