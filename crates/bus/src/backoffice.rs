@@ -12,7 +12,6 @@ use crate::codec::{decode, encode};
 use crate::kv::{self, Cas};
 use async_nats::jetstream::kv::Store;
 
-use futures::TryStreamExt;
 use gsl_proto::v1::{BackOfficeRequest, BackOfficeState};
 
 /// The request id (and key) of an item.
@@ -88,13 +87,7 @@ pub fn state_name(state: i32) -> &'static str {
 
 /// Every request (optionally under a key prefix such as `cmcc.`).
 pub async fn all(store: &Store, prefix: &str) -> Result<Vec<BackOfficeRequest>, BusError> {
-    let keys: Vec<String> = match store.keys().await {
-        Ok(k) => k
-            .try_collect()
-            .await
-            .map_err(|e| BusError::kv("keys", "*", e))?,
-        Err(e) => return Err(BusError::kv("keys", "*", e)),
-    };
+    let keys = crate::kv::keys(store).await?;
     let mut out = Vec::new();
     for k in keys.into_iter().filter(|k| k.starts_with(prefix)) {
         if let Some(r) = get(store, &k).await? {

@@ -106,6 +106,18 @@ pub async fn cas_from<T>(
     })
 }
 
+/// Every live key of a bucket.
+pub async fn keys(store: &Store) -> Result<Vec<String>, BusError> {
+    use futures::TryStreamExt;
+    match store.keys().await {
+        Ok(k) => k
+            .try_collect()
+            .await
+            .map_err(|e| BusError::kv("keys", "*", e)),
+        Err(e) => Err(BusError::kv("keys", "*", e)),
+    }
+}
+
 /// Keep an in-memory mirror of a bucket's keys under `filter`, forever: a
 /// watch with history that is started again (with history, so nothing
 /// written meanwhile is missed) whenever it fails or ends. `ready` is true

@@ -420,20 +420,13 @@ pub async fn check(js: &Context) -> Result<(), BusError> {
 /// issuer prefix; a key whose card names no carrier is left as it is.
 /// Returns how many keys were moved.
 pub async fn migrate_keys(b: &Buckets) -> Result<u64, BusError> {
-    use futures::TryStreamExt;
     let carriers: Vec<&str> = gsl_domain::Carrier::ALL
         .iter()
         .map(|c| c.as_str())
         .collect();
     let mut moved = 0;
     for (store, card_at) in [(&b.items, 1usize), (&b.guards, 1usize)] {
-        let keys: Vec<String> = match store.keys().await {
-            Ok(k) => k
-                .try_collect()
-                .await
-                .map_err(|e| BusError::kv("keys", "*", e))?,
-            Err(e) => return Err(BusError::kv("keys", "*", e)),
-        };
+        let keys = crate::kv::keys(store).await?;
         for key in keys {
             let parts: Vec<&str> = key.split('.').collect();
             if parts.first().is_some_and(|p| carriers.contains(p)) {
