@@ -202,11 +202,13 @@ pub fn authed<T>(m: T) -> tonic::Request<T> {
     gsl_testkit::gateway::bearer(TOKEN, m)
 }
 
-/// Register `ids` with the gateway as China Telecom cards in `sim_status`
-/// (the domain's numeric code), 20,000 per call.
+/// Register cards `(ICCID, access number)` with the gateway as China
+/// Telecom cards in `sim_status` (the domain's numeric code), 20,000 per
+/// call. The access number comes with the card, as it would in production
+/// (otherwise the adapter looks each one up with DCP `getTelephone` first).
 pub async fn import_ct_cards(
     ch: &tonic::transport::Channel,
-    ids: &[String],
+    ids: &[(String, String)],
     sim_status: u32,
 ) -> Result<(), String> {
     let mut reg = gsl_proto::v1::registry_client::RegistryClient::new(ch.clone())
@@ -215,12 +217,13 @@ pub async fn import_ct_cards(
         reg.import_cards(authed(gsl_proto::v1::ImportCardsRequest {
             cards: chunk
                 .iter()
-                .map(|id| gsl_proto::v1::Card {
+                .map(|(id, number)| gsl_proto::v1::Card {
                     id: id.clone(),
                     carrier: gsl_proto::v1::Carrier::Ct as i32,
                     sim_status,
                     stop_reason: -1,
                     threshold_mb: -1,
+                    access_number: number.clone(),
                     ..Default::default()
                 })
                 .collect(),

@@ -431,14 +431,17 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
         count: total_cards,
         all_status: Some(SimStatus::Activatable),
     };
-    let ids: Vec<String> = (0..total_cards).map(|s| generator.id_at(s)).collect();
+    let cards: Vec<(String, String)> = (0..total_cards)
+        .map(|s| (generator.id_at(s), generator.msisdn_at(s)))
+        .collect();
+    let ids: Vec<String> = cards.iter().map(|(id, _)| id.clone()).collect();
     let ch = Channel::from_shared(gw_url.clone())
         .map_err(|e| e.to_string())?
         .connect()
         .await
         .map_err(|e| e.to_string())?;
     let t = Instant::now();
-    import_ct_cards(&ch, &ids, 13).await?;
+    import_ct_cards(&ch, &cards, 13).await?;
     eprintln!(
         "registered {} cards in {:.1} s",
         ids.len(),

@@ -82,7 +82,10 @@ async fn run_once(mode: &Mode, replicas: usize, budget: &str) -> Result<(f64, f6
         cards.extend(
             page.into_iter()
                 .filter(|c| c["status"] == "in_use")
-                .map(|c| c["id"].as_str().unwrap_or_default().to_owned()),
+                .map(|c| {
+                    let f = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+                    (f("id"), f("msisdn"))
+                }),
         );
     }
     cards.truncate(needed);
@@ -118,7 +121,7 @@ async fn run_once(mode: &Mode, replicas: usize, budget: &str) -> Result<(f64, f6
         }),
         cards: cards
             .iter()
-            .map(|id| v1::CardRef {
+            .map(|(id, _)| v1::CardRef {
                 id: id.clone(),
                 ..Default::default()
             })
