@@ -41,8 +41,10 @@ pub struct GatewayConfig {
     /// (`GSL_MAX_SMALL_REQUEST_BYTES`, default 1 MiB).
     pub max_small_request_bytes: usize,
     /// Requests handled at once, in all (`GSL_MAX_CONCURRENT_REQUESTS`,
-    /// default 256) and per connection (`GSL_MAX_REQUESTS_PER_CONNECTION`,
-    /// default 32; also the HTTP/2 stream limit).
+    /// default 1024) and per connection (`GSL_MAX_REQUESTS_PER_CONNECTION`,
+    /// default 256; also the HTTP/2 stream limit). An adapter multiplexes its
+    /// reports over one connection: 32 per connection cut end-to-end
+    /// throughput by a quarter (docs/benchmarks.md).
     pub max_concurrent_requests: usize,
     pub max_requests_per_connection: usize,
     /// Open (not final) work orders a tenant may have at once
@@ -56,8 +58,8 @@ pub const DEFAULT_TENANT_MAX_OPEN_ORDERS: usize = 1000;
 
 /// Defaults of the request bounds (written once; the environment overrides).
 pub const DEFAULT_MAX_SMALL_REQUEST_BYTES: usize = 1024 * 1024;
-pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 256;
-pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: usize = 32;
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
+pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: usize = 256;
 
 impl GatewayConfig {
     /// For tests: loopback ports chosen by the OS.
