@@ -247,6 +247,12 @@ pub trait CarrierApi: Send + Sync + 'static {
         since: chrono::DateTime<chrono::Utc>,
     ) -> CallResult<Lookup>;
 
+    /// Whether calls need the card's carrier numbers (MSISDN / access
+    /// number): the worker then reads them from the registry first.
+    fn needs_numbers(&self) -> bool {
+        false
+    }
+
     /// `Some` when this carrier has no public API for the item's operation
     /// (contracts' README §7): the adapter files a back-office request
     /// instead of calling anything.

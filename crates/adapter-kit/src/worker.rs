@@ -404,7 +404,7 @@ impl Worker {
 
     /// The card's carrier numbers from the registry (empty when it has none).
     async fn with_numbers(&self, mut item: Item) -> Item {
-        if item.kind().is_some_and(|k| k.is_directional()) {
+        if !self.api.needs_numbers() || item.kind().is_some_and(|k| k.is_directional()) {
             return item;
         }
         if let Ok(e) = gsl_bus::kv::read(&self.cards, &item.card).await
