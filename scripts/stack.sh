@@ -124,7 +124,7 @@ start gateway env GSL_TOPOLOGY=bind GSL_NATS_URL="$NATS_URL" GSL_NATS_USER=gatew
   GSL_TENANT_TOKENS="$TENANT_TOKEN=acme" GSL_ADAPTER_TOKENS="$ADAPTER_TOKENS" GSL_OPERATOR_TOKEN="$OPERATOR_TOKEN" RUST_LOG="${RUST_LOG:-info}" "$BIN/gsl-gateway"
 wait_http "http://127.0.0.1:$GW_ADMIN/readyz" gateway
 say "registering the simulator's demo cards"
-GSL_GATEWAY="http://127.0.0.1:$GW_PORT" GSL_TOKEN="$TENANT_TOKEN" "$BIN/gslctl" cards seed-from-sim "http://127.0.0.1:$SIM_PORT" --per-carrier 2000 | sed 's/^/[stack] /'
+GSL_GATEWAY="http://127.0.0.1:$GW_PORT" GSL_TOKEN="$OPERATOR_TOKEN" "$BIN/gslctl" cards seed-from-sim "http://127.0.0.1:$SIM_PORT" --per-carrier 2000 --tenant acme | sed 's/^/[stack] /'
 declare -A USER=([cmcc]=gslcmcc [ct]=gslct [cu]=gslcu [trinet]="")
 declare -A SECRET=([cmcc]=cmcc-secret [ct]=ct-secret [cu]=cu-secret [trinet]=trinet-secret)
 declare -A NPW=([cmcc]="$NATS_PW_CMCC" [ct]="$NATS_PW_CT" [cu]="$NATS_PW_CU" [trinet]="$NATS_PW_TRINET")

@@ -43,6 +43,8 @@ pub async fn start(
     let mut env = common.clone();
     env.extend([
         ("GSL_TENANT_TOKENS", format!("{TENANT_TOKEN}=acme")),
+        // The rig's tenant registers its own cards (development mode).
+        ("GSL_TENANT_SELF_REGISTRATION", "on".to_string()),
         (
             "GSL_ADAPTER_TOKENS",
             gsl_testkit::gateway::adapter_tokens_env(ADAPTER_TOKEN),

@@ -241,6 +241,7 @@ pub async fn spawn_gateway(nats_url: String) -> Result<Service, String> {
         &[
             ("GSL_NATS_URL", nats_url),
             ("GSL_TENANT_TOKENS", format!("{TOKEN}=bench")),
+            ("GSL_TENANT_SELF_REGISTRATION", "on".into()),
             (
                 "GSL_ADAPTER_TOKENS",
                 gsl_testkit::gateway::adapter_tokens_env(ADAPTER_TOKEN),

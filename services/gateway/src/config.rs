@@ -51,6 +51,12 @@ pub struct GatewayConfig {
     /// (`GSL_TENANT_MAX_OPEN_ORDERS`, default 1000): a submit past it is
     /// refused with `GSL.00010011`. Counted per order, whatever its size.
     pub tenant_max_open_orders: usize,
+    /// Whether a tenant may register cards nobody holds by importing them
+    /// (`GSL_TENANT_SELF_REGISTRATION=on`). Off by default: only the
+    /// operator credential assigns cards to tenants; a tenant's import then
+    /// updates only the cards it already holds. [`GatewayConfig::local`]
+    /// (tests, development) turns it on.
+    pub tenant_self_registration: bool,
 }
 
 /// Default of the per-tenant open-order quota.
@@ -81,6 +87,7 @@ impl GatewayConfig {
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_requests_per_connection: DEFAULT_MAX_REQUESTS_PER_CONNECTION,
             tenant_max_open_orders: DEFAULT_TENANT_MAX_OPEN_ORDERS,
+            tenant_self_registration: true,
         }
     }
 
@@ -157,6 +164,7 @@ impl GatewayConfig {
                 DEFAULT_TENANT_MAX_OPEN_ORDERS,
             )?
             .max(1),
+            tenant_self_registration: get("GSL_TENANT_SELF_REGISTRATION").as_deref() == Some("on"),
         })
     }
 }

@@ -147,6 +147,7 @@ impl Registry {
         js: &async_nats::jetstream::Context,
         tenant: &str,
         cards: Vec<v1::Card>,
+        who: Assigner,
     ) -> Result<(u64, Vec<v1::RefusedItem>), ApiError> {
         if !self.is_loaded()
             && tokio::time::timeout(IMPORT_WAITS_FOR_MIRROR, self.wait_loaded())
@@ -201,11 +202,17 @@ impl Registry {
             let expected = {
                 let m = self.cards.read().expect("registry lock");
                 match m.get(c.id.as_str()) {
-                    Some(e) if &*e.tenant != tenant => {
+                    Some(e) if &*e.tenant != tenant && who != Assigner::Operator => {
                         refused.push(not_yours(i, &c.id));
                         continue;
                     }
                     Some(e) => e.revision,
+                    // Only the operator (or, where allowed, the tenant
+                    // itself) assigns a card nobody holds.
+                    None if who == Assigner::TenantOwnCardsOnly => {
+                        refused.push(not_yours(i, &c.id));
+                        continue;
+                    }
                     None => 0,
                 }
             };
@@ -248,9 +255,22 @@ impl Registry {
             }
         }
         for (i, c, facts) in retry {
-            match claim(&self.kv, &c.id, encode(&c), tenant, |b| {
-                decode::<v1::Card>("Card", b).ok().map(|x| x.tenant)
-            })
+            let operator = who == Assigner::Operator;
+            let own_only = who == Assigner::TenantOwnCardsOnly;
+            match claim(
+                &self.kv,
+                &c.id,
+                encode(&c),
+                tenant,
+                |b| {
+                    match decode::<v1::Card>("Card", b).ok().map(|x| x.tenant) {
+                        // The operator assigns whoever held it.
+                        Some(_) if operator => Some(tenant.to_owned()),
+                        other => other,
+                    }
+                },
+                own_only,
+            )
             .await?
             {
                 Some(revision) => stored.push((c, facts, revision)),
@@ -425,11 +445,18 @@ impl Registry {
             b.tenant = tenant.to_owned();
             // Atomic: a batch another tenant registered meanwhile is never
             // taken over; the refusal does not say who holds it.
-            let mine = claim(&self.batches, &b.batch_no, encode(&b), tenant, |x| {
-                decode::<v1::PurchaseBatch>("PurchaseBatch", x)
-                    .ok()
-                    .map(|x| x.tenant)
-            })
+            let mine = claim(
+                &self.batches,
+                &b.batch_no,
+                encode(&b),
+                tenant,
+                |x| {
+                    decode::<v1::PurchaseBatch>("PurchaseBatch", x)
+                        .ok()
+                        .map(|x| x.tenant)
+                },
+                false,
+            )
             .await?;
             if mine.is_none() {
                 return Err(ApiError::new(
@@ -452,9 +479,11 @@ async fn claim(
     value: bytes::Bytes,
     tenant: &str,
     owner: impl Fn(&bytes::Bytes) -> Option<String>,
+    existing_only: bool,
 ) -> Result<Option<u64>, ApiError> {
     let (mine, written) = kv::cas_from(store, key, 20, None, |cur| match cur.and_then(&owner) {
         Some(t) if t != tenant => Cas::Keep(false),
+        None if existing_only => Cas::Keep(false),
         _ => Cas::Write(value.clone(), true),
     })
     .await?;
@@ -464,6 +493,18 @@ async fn claim(
 /// How long an import waits for a loading (or restarting) mirror before it
 /// is refused as busy.
 const IMPORT_WAITS_FOR_MIRROR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Who assigns cards to tenants in an import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assigner {
+    /// The operator credential: assigns any card to the tenant named on it.
+    Operator,
+    /// A tenant importing for itself, allowed to register new cards
+    /// (`GSL_TENANT_SELF_REGISTRATION=on`: development and tests).
+    TenantSelfRegistration,
+    /// A tenant importing for itself: only cards it already holds.
+    TenantOwnCardsOnly,
+}
 
 /// A card this tenant may not register. The text does not say whether
 /// another tenant holds it.

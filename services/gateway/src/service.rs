@@ -23,6 +23,17 @@ impl Api {
     fn tenant<T>(&self, r: &Request<T>) -> Result<String, Status> {
         Ok(auth::tenant(&*self.core.auth, r.metadata())?)
     }
+
+    fn tenant_of(&self, p: Principal) -> Result<String, Status> {
+        match p {
+            Principal::Tenant(t) => Ok(t),
+            _ => Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "a tenant's credential is required",
+            )
+            .into()),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -120,11 +131,46 @@ impl v1::registry_server::Registry for Api {
         &self,
         r: Request<v1::ImportCardsRequest>,
     ) -> Result<Response<v1::ImportCardsResponse>, Status> {
-        let t = self.tenant(&r)?;
+        use crate::registry::Assigner;
+        let principal = auth::principal(&*self.core.auth, r.metadata())?;
+        let cards = r.into_inner().cards;
+        let t = match principal {
+            // The operator assigns cards: each names its tenant.
+            Principal::Operator => {
+                let mut by_tenant: std::collections::BTreeMap<String, Vec<v1::Card>> =
+                    Default::default();
+                for c in cards {
+                    by_tenant.entry(c.tenant.clone()).or_default().push(c);
+                }
+                let (mut imported, mut refused) = (0, Vec::new());
+                for (tenant, cards) in by_tenant {
+                    if !self.core.tenants.contains(&tenant) {
+                        return Err(ApiError::bad(format!(
+                            "tenant {tenant:?} is not a tenant of this gateway (set Card.tenant)"
+                        ))
+                        .into());
+                    }
+                    let (n, r) = self
+                        .core
+                        .registry
+                        .import(&self.core.js, &tenant, cards, Assigner::Operator)
+                        .await?;
+                    imported += n;
+                    refused.extend(r);
+                }
+                return Ok(Response::new(v1::ImportCardsResponse { imported, refused }));
+            }
+            _ => self.tenant_of(principal)?,
+        };
+        let who = if self.core.cfg.tenant_self_registration {
+            Assigner::TenantSelfRegistration
+        } else {
+            Assigner::TenantOwnCardsOnly
+        };
         let (imported, refused) = self
             .core
             .registry
-            .import(&self.core.js, &t, r.into_inner().cards)
+            .import(&self.core.js, &t, cards, who)
             .await?;
         Ok(Response::new(v1::ImportCardsResponse { imported, refused }))
     }

@@ -1530,3 +1530,59 @@ async fn storage_use_and_limits_are_metrics() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// In production (`GSL_TENANT_SELF_REGISTRATION` off) only the operator
+/// credential assigns cards to tenants; a tenant's import updates only the
+/// cards it already holds, and cannot take another's.
+#[tokio::test]
+async fn only_the_operator_assigns_cards_to_tenants() {
+    const OPERATOR: &str = "operator-token-0001";
+    let nats = gsl_testkit::NatsServer::start().await.unwrap();
+    let mut cfg = gsl_gateway::config::GatewayConfig::local(
+        &nats.url(),
+        tokens().with_operator(Some(OPERATOR.into())),
+    );
+    cfg.tenant_self_registration = false;
+    let gw = gsl_gateway::Gateway::start(cfg).await.unwrap();
+    let addr = url(gw.grpc_addr);
+    let ids: Vec<String> = (0..2).map(|i| ct_iccid(21, i)).collect();
+    let mine = |tenant: &str| -> Vec<v1::Card> {
+        ids.iter()
+            .map(|i| v1::Card {
+                tenant: tenant.into(),
+                ..card(i, v1::Carrier::Ct, 20)
+            })
+            .collect()
+    };
+    // A tenant cannot register cards nobody holds.
+    let r = import(&addr, ACME, mine("")).await;
+    assert_eq!((r.imported, r.refused.len()), (0, 2));
+    // The operator assigns them to acme.
+    let r = import(&addr, OPERATOR, mine("acme")).await;
+    assert_eq!((r.imported, r.refused.len()), (2, 0));
+    let mut reg = registry(&addr).await;
+    reg.get_card(with_token(v1::GetCardRequest { id: ids[0].clone() }, ACME))
+        .await
+        .expect("acme holds it");
+    // acme updates its own cards; beta can take none of them.
+    assert_eq!(import(&addr, ACME, mine("")).await.imported, 2);
+    let r = import(&addr, BETA, mine("")).await;
+    assert_eq!((r.imported, r.refused.len()), (0, 2));
+    // An operator import must name a known tenant.
+    let e = registry(&addr)
+        .await
+        .import_cards(with_token(
+            v1::ImportCardsRequest {
+                cards: mine("nobody"),
+            },
+            OPERATOR,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    // The operator may move a card to another tenant.
+    assert_eq!(import(&addr, OPERATOR, mine("beta")).await.imported, 2);
+    reg.get_card(with_token(v1::GetCardRequest { id: ids[0].clone() }, BETA))
+        .await
+        .expect("moved to beta");
+}

@@ -127,7 +127,12 @@ pub struct SubmitArgs {
 pub enum CardsCmd {
     /// Import cards from CSV / xlsx: id, carrier, sim_status, stop_reason, pooled, real_named, tri-net version, batch,
     /// then optionally msisdn, imsi and (China Telecom) access number.
-    Import { file: PathBuf },
+    Import {
+        file: PathBuf,
+        /// Assign the cards to this tenant (with the operator credential).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Show a card.
     Get { id: String },
     /// Development: register the simulator's generated cards, with their numbers (MSISDN, IMSI,
@@ -138,6 +143,9 @@ pub enum CardsCmd {
         sim: String,
         #[arg(long, default_value_t = 1000)]
         per_carrier: u64,
+        /// Assign the cards to this tenant (with the operator credential).
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 
@@ -435,7 +443,7 @@ pub async fn run(cli: Cli) -> i32 {
                 say(format, || format!("{}\n", serde_json::to_string_pretty(&j).unwrap_or_default()), || j.clone());
                 Ok(EXIT_OK)
             }
-            Cmd::Cards { cmd: CardsCmd::Import { file } } => {
+            Cmd::Cards { cmd: CardsCmd::Import { file, tenant } } => {
                 let rows = match batch::read(&file) {
                     Ok(r) => r,
                     Err(e) => {
@@ -443,7 +451,10 @@ pub async fn run(cli: Cli) -> i32 {
                         return Ok(EXIT_INVALID);
                     }
                 };
-                let (cards, problems) = registry_cards(&rows);
+                let (mut cards, problems) = registry_cards(&rows);
+                for c in &mut cards {
+                    c.tenant = tenant.clone().unwrap_or_default();
+                }
                 if !problems.is_empty() {
                     problems_out(format, &problems);
                     return Ok(EXIT_INVALID);
@@ -458,7 +469,7 @@ pub async fn run(cli: Cli) -> i32 {
                 say(format, || format!("{imported} cards imported, {} refused\n", refused.len()), || json!({"imported": imported, "refused": refused.len()}));
                 Ok(if refused.is_empty() { EXIT_OK } else { EXIT_ITEMS_FAILED })
             }
-            Cmd::Cards { cmd: CardsCmd::SeedFromSim { sim, per_carrier } } => seed_from_sim(&mut registry, &tok, &sim, per_carrier, format).await,
+            Cmd::Cards { cmd: CardsCmd::SeedFromSim { sim, per_carrier, tenant } } => seed_from_sim(&mut registry, &tok, &sim, per_carrier, tenant.as_deref().unwrap_or_default(), format).await,
         }
     }
     .await;
@@ -591,6 +602,7 @@ async fn seed_from_sim(
     token: &str,
     sim: &str,
     per_carrier: u64,
+    tenant: &str,
     format: Format,
 ) -> Result<i32, tonic::Status> {
     let http = reqwest::Client::new();
@@ -651,6 +663,7 @@ async fn seed_from_sim(
                     } else {
                         String::new()
                     },
+                    tenant: tenant.to_owned(),
                     ..Default::default()
                 }
             })

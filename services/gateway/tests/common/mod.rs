@@ -165,6 +165,7 @@ pub async fn spawn_gateway_with(nats_url: &str, env: &[(&str, &str)]) -> Gateway
         .envs(env.iter().copied())
         .env("GSL_NATS_URL", nats_url)
         .env("GSL_TENANT_TOKENS", env_tokens())
+        .env("GSL_TENANT_SELF_REGISTRATION", "on")
         .env(
             "GSL_ADAPTER_TOKENS",
             gsl_testkit::gateway::adapter_tokens_env(ADAPTER),
