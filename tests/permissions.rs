@@ -97,6 +97,7 @@ async fn every_user_does_its_job_and_nothing_else() {
             PW.into(),
             gsl_bus::connect::inbox_prefix_for("gsl-migrate"),
         )),
+        ..Default::default()
     })
     .await
     .unwrap();

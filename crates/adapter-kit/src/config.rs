@@ -65,6 +65,9 @@ pub struct AdapterConfig {
     pub bus: BusConfig,
     /// The gateway's gRPC address for Results (`GSL_GATEWAY_URL`).
     pub gateway_url: String,
+    /// CA certificate (PEM file) of a gateway behind TLS (`GSL_GATEWAY_CA_CERT`;
+    /// `GSL_GATEWAY_URL` then starts with `https://`).
+    pub gateway_ca_cert: Option<std::path::PathBuf>,
     /// Adapter credential for Results (`GSL_ADAPTER_TOKEN`).
     pub adapter_token: String,
     /// Admin HTTP (`GSL_ADMIN_LISTEN`, default `0.0.0.0:9091`).
@@ -171,6 +174,7 @@ impl AdapterConfig {
             bus: BusConfig::new(nats_url, format!("gsl-adapter-{carrier}")),
             gateway_url: gateway_url.to_owned(),
             adapter_token: adapter_token.to_owned(),
+            gateway_ca_cert: None,
             admin_listen: "127.0.0.1:0".into(),
             concurrency: 64,
             rate_change: Rate::per_second(5),
@@ -227,6 +231,7 @@ impl AdapterConfig {
         );
         c.bus = BusConfig::from_lookup(&format!("gsl-adapter-{carrier}"), |k| get(k));
         c.carrier_user = get("GSL_CARRIER_USER").unwrap_or_default();
+        c.gateway_ca_cert = get("GSL_GATEWAY_CA_CERT").map(std::path::PathBuf::from);
         c.carrier_secret = get("GSL_CARRIER_SECRET").unwrap_or_default();
         c.admin_listen = get("GSL_ADMIN_LISTEN").unwrap_or_else(|| "0.0.0.0:9091".into());
         let num = |k: &str, d: u64| -> Result<u64, String> {

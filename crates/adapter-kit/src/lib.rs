@@ -103,9 +103,13 @@ impl Adapter {
                 .set(f64::from(rate.limit) / rate.window.as_secs_f64());
         }
         let pacer = pacing::Pacer::new(&cfg, &b.rate, metrics.limiter_wait_seconds.clone());
-        let reporter =
-            report::Reporter::new(&cfg.gateway_url, &cfg.adapter_token, cfg.report_give_up)
-                .map_err(StartError::Config)?;
+        let reporter = report::Reporter::new(
+            &cfg.gateway_url,
+            &cfg.adapter_token,
+            cfg.report_give_up,
+            cfg.gateway_ca_cert.as_deref(),
+        )
+        .map_err(StartError::Config)?;
         let worker = Arc::new(Worker {
             api: api.clone(),
             js: js.clone(),

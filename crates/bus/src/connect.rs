@@ -22,6 +22,9 @@ pub struct BusConfig {
     /// `_INBOX_<name>`): replies to this service's requests arrive only
     /// there, and its NATS user may subscribe to nothing else.
     pub inbox_prefix: String,
+    /// CA certificate (PEM file) of a NATS behind TLS (`GSL_NATS_CA_CERT`):
+    /// TLS is then required.
+    pub ca_cert: Option<std::path::PathBuf>,
     /// `GSL_TOPOLOGY=ensure` (default: create or update streams, buckets
     /// and durable consumers at start) or `bind` (only use them: the setup
     /// step `gsl-gateway migrate` made them, and the service's NATS user may
@@ -63,6 +66,7 @@ impl BusConfig {
             inbox_prefix: inbox_prefix_for(&name),
             name,
             replicas: 1,
+            ca_cert: None,
             topology: TopologyMode::Ensure,
         }
     }
@@ -82,6 +86,9 @@ impl BusConfig {
         if let Some(p) = get("GSL_NATS_INBOX_PREFIX").filter(|s| !s.is_empty()) {
             c.inbox_prefix = p;
         }
+        c.ca_cert = get("GSL_NATS_CA_CERT")
+            .filter(|s| !s.is_empty())
+            .map(std::path::PathBuf::from);
         if get("GSL_TOPOLOGY").as_deref() == Some("bind") {
             c.topology = TopologyMode::Bind;
         }
@@ -103,6 +110,9 @@ pub async fn connect(cfg: &BusConfig) -> Result<(async_nats::Client, Context), B
     }
     if let Some(t) = &cfg.token {
         opts = opts.token(t.clone());
+    }
+    if let Some(ca) = &cfg.ca_cert {
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
     }
     let urls: Vec<async_nats::ServerAddr> = cfg
         .url

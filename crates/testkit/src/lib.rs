@@ -72,6 +72,12 @@ fn version_of(path: &Path) -> Option<((u32, u32, u32), String)> {
 }
 
 /// The workspace root (two levels above this crate).
+/// The test-only TLS files (`crates/testkit/tls/`): `(ca, server cert, server key)`.
+pub fn tls_files() -> (PathBuf, PathBuf, PathBuf) {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tls");
+    (d.join("ca.pem"), d.join("server.pem"), d.join("server.key"))
+}
+
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -142,6 +148,8 @@ pub struct NatsOptions {
     /// with, when the configuration requires one (it needs `$JS.API.INFO`
     /// and replies under that prefix).
     pub ready_login: Option<(String, String, String)>,
+    /// The CA the readiness check trusts, when the config turns TLS on.
+    pub ready_ca: Option<PathBuf>,
 }
 
 /// A running `nats-server` with JetStream on a loopback port.
@@ -152,6 +160,7 @@ pub struct NatsServer {
     config: PathBuf,
     child: Option<Child>,
     ready_login: Option<(String, String, String)>,
+    ready_ca: Option<PathBuf>,
 }
 
 impl NatsServer {
@@ -171,6 +180,7 @@ impl NatsServer {
             config,
             child: None,
             ready_login: opts.ready_login.clone(),
+            ready_ca: opts.ready_ca.clone(),
         };
         let mut last = None;
         // The free port may be taken between asking and binding: retry.
@@ -232,6 +242,10 @@ impl NatsServer {
                         .custom_inbox_prefix(inbox)
                 }
                 None => async_nats::ConnectOptions::new(),
+            };
+            let opts = match &self.ready_ca {
+                Some(ca) => opts.add_root_certificates(ca.clone()).require_tls(true),
+                None => opts,
             };
             if let Ok(client) = opts
                 .connection_timeout(Duration::from_millis(500))
