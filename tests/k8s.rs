@@ -383,6 +383,59 @@ fn the_example_overlay_applies_its_changes() {
     );
 }
 
+/// The TLS overlay mounts the CA into every workload, points every service
+/// at it, gives the gateway its certificate, and no longer probes the
+/// gateway with clear-text gRPC.
+#[test]
+fn the_tls_overlay_turns_tls_on_for_every_workload() {
+    let ds = render(&k8s_dir().join("overlays/tls"));
+    let cm = ds.iter().find(|d| name(d) == "gsl-common").unwrap();
+    let data = |k: &str| get(cm, &["data", k]).and_then(Value::as_str).unwrap_or("");
+    assert!(data("GSL_GATEWAY_URL").starts_with("https://"));
+    for k in ["GSL_NATS_CA_CERT", "GSL_GATEWAY_CA_CERT"] {
+        assert!(data(k).starts_with("/etc/gsl/tls/"), "{k}");
+    }
+    let workloads: Vec<&Value> = ds
+        .iter()
+        .filter(|d| matches!(d["kind"].as_str(), Some("Deployment" | "Job")))
+        .collect();
+    assert_eq!(workloads.len(), 6, "gateway, migrate and four adapters");
+    for w in workloads {
+        let spec = get(w, &["spec", "template", "spec"]).unwrap();
+        let c = &spec["containers"][0];
+        let mounted = c["volumeMounts"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .any(|m| m["mountPath"] == "/etc/gsl/tls");
+        assert!(mounted, "{}: the CA is mounted", name(w));
+        let secret = spec["volumes"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .any(|v| get(v, &["secret", "secretName"]) == Some(&Value::from("gsl-tls")));
+        assert!(secret, "{}: from the gsl-tls Secret", name(w));
+        assert!(
+            c["envFrom"].as_sequence().is_some_and(|s| !s.is_empty()),
+            "{}: still reads gsl-common",
+            name(w)
+        );
+    }
+    let gw = ds
+        .iter()
+        .find(|d| name(d) == "gsl-gateway" && d["kind"] == "Deployment")
+        .unwrap();
+    let c = &get(gw, &["spec", "template", "spec", "containers"]).unwrap()[0];
+    let env = c["env"].as_sequence().unwrap();
+    for k in ["GSL_TLS_CERT", "GSL_TLS_KEY", "GSL_TENANT_TOKENS"] {
+        assert!(env.iter().any(|e| e["name"] == k), "gateway env {k}");
+    }
+    assert!(
+        c["readinessProbe"]["grpc"].is_null() && c["readinessProbe"]["httpGet"].is_mapping(),
+        "a kubelet gRPC probe cannot speak TLS"
+    );
+}
+
 /// The NATS users of the Helm values grant exactly what the code says each
 /// service needs (`gsl_bus::permissions`), nothing broader.
 #[test]
