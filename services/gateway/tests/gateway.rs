@@ -1586,3 +1586,74 @@ async fn only_the_operator_assigns_cards_to_tenants() {
         .await
         .expect("moved to beta");
 }
+
+/// An intake order the gateway cannot store (here: its idempotency bucket is
+/// gone) is redelivered, and on its last delivery it is dead-lettered with
+/// the reason and its publisher is told: never dropped.
+#[tokio::test]
+async fn intake_order_unstorable_to_the_last_delivery_is_dead_lettered_and_answered() {
+    let env = start().await;
+    let addr = url(env.gw.grpc_addr);
+    let id = ct_iccid(11, 0);
+    import(&addr, ACME, vec![card(&id, v1::Carrier::Ct, 20)]).await;
+    let client = async_nats::ConnectOptions::new()
+        .custom_inbox_prefix(gsl_bus::permissions::intake_inbox("acme"))
+        .connect(env.nats.url())
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    js.delete_stream(format!("KV_{}", names::KV_IDEMPOTENCY))
+        .await
+        .unwrap();
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+    let body = serde_json::json!({
+        "idempotency_key": "intake-unstorable",
+        "operation": {"stop": {}},
+        "cards": [{"id": id}],
+    });
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("Content-Type", "application/json");
+    h.insert(names::INTAKE_REPLY_HEADER, inbox.as_str());
+    js.publish_with_headers(
+        "gsl.intake.acme",
+        h,
+        serde_json::to_vec(&body).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    // Ten deliveries, two seconds apart.
+    let m = tokio::time::timeout(Duration::from_secs(60), replies.next())
+        .await
+        .expect("the publisher is answered")
+        .unwrap();
+    let reply: v1::IntakeReply = decode("IntakeReply", &m.payload).unwrap();
+    assert!(
+        matches!(&reply.result, Some(v1::intake_reply::Result::Refused(p)) if p.code == ErrorCode::MaxDeliveries.code()),
+        "{reply:?}"
+    );
+    let dlq = js.get_stream(names::STREAM_DLQ).await.unwrap();
+    let mut codes = Vec::new();
+    for _ in 0..100 {
+        let n = dlq.get_info().await.unwrap().state.messages;
+        if n >= 1 {
+            for seq in 1..=n {
+                let m = dlq.get_raw_message(seq).await.unwrap();
+                codes.push(
+                    m.headers
+                        .get(names::headers::DLQ_CODE)
+                        .map(|v| v.as_str().to_owned())
+                        .unwrap_or_default(),
+                );
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        codes.iter().any(|c| c == ErrorCode::MaxDeliveries.code()),
+        "{codes:?}"
+    );
+}
