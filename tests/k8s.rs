@@ -436,6 +436,31 @@ fn the_tls_overlay_turns_tls_on_for_every_workload() {
     );
 }
 
+/// Every metric an alert names is one the gateway exports (a renamed metric
+/// would otherwise silence its alert without anyone noticing).
+#[test]
+fn alert_rules_name_only_metrics_the_gateway_exports() {
+    let p = k8s_dir().join("monitoring/prometheus-rules.yaml");
+    let rules: Value = serde_norway::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let src =
+        std::fs::read_to_string(gsl_testkit::workspace_root().join("services/gateway/src/core.rs"))
+            .unwrap();
+    let mut n = 0;
+    for g in rules["spec"]["groups"].as_sequence().unwrap() {
+        for r in g["rules"].as_sequence().unwrap() {
+            let expr = r["expr"].as_str().unwrap();
+            for m in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("gsl_"))
+            {
+                assert!(src.contains(&format!("\"{m}\"")), "{m} is not exported");
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 2, "the rules name gsl metrics");
+}
+
 /// The NATS users of the Helm values grant exactly what the code says each
 /// service needs (`gsl_bus::permissions`), nothing broader.
 #[test]
