@@ -359,3 +359,24 @@ async fn submit_import_and_exit_codes_against_a_gateway() {
         Some(4)
     );
 }
+
+/// An operator reaches a gateway behind TLS with `--ca-cert`; without it the
+/// connection fails with a clear message (the token is never sent in clear).
+#[tokio::test]
+async fn gslctl_talks_tls_with_the_gateways_ca() {
+    let nats = NatsServer::start().await.unwrap();
+    let (ca, cert, key) = gsl_testkit::tls_files();
+    let mut tenants = HashMap::new();
+    tenants.insert(TOKEN.to_string(), "acme".to_string());
+    let mut cfg = GatewayConfig::local(&nats.url(), StaticTokens::new(tenants, None));
+    cfg.tls = Some((cert.display().to_string(), key.display().to_string()));
+    let gw = Gateway::start(cfg).await.unwrap();
+    let url = format!("https://localhost:{}", gw.grpc_addr.port());
+    let ca = ca.display().to_string();
+    let o = gslctl(&["list", "-o", "json", "--ca-cert", &ca], &url).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plain = format!("http://localhost:{}", gw.grpc_addr.port());
+    let o = gslctl(&["list", "-o", "json"], &plain).await;
+    assert!(!o.status.success(), "clear text must not be answered");
+    gw.shutdown().await;
+}
