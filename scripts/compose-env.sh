@@ -11,7 +11,7 @@ rnd() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
   echo "GSL_TENANT_TOKENS=demo-$(rnd)=acme"
   for c in CMCC CT CU TRINET; do echo "GSL_ADAPTER_TOKEN_$c=adapter-$(rnd)"; done
   echo "GSL_OPERATOR_TOKEN=operator-$(rnd)"
-  # NATS passwords, one user per service (scripts/compose-nats-conf.sh).
+  # NATS passwords, one user per service (scripts/nats-users-conf.sh).
   for u in MIGRATE GATEWAY CMCC CT CU TRINET INTAKE; do echo "NATS_PW_$u=$(rnd)"; done
 } > .env
 chmod 600 .env

@@ -65,25 +65,18 @@ declare -A ATOK=([cmcc]="$ADAPTER_TOKEN_CMCC" [ct]="$ADAPTER_TOKEN_CT" [cu]="$AD
 if [ -z "${NATS_PW_MIGRATE:-}" ]; then
   NATS_PW_MIGRATE="$(rnd)"; echo "NATS_PW_MIGRATE=$NATS_PW_MIGRATE" >> "$RUN/secrets.env"
 fi
-nats_user() { "$BIN/gsl-gateway" nats-user "$@" | sed 's/^/    /'; }
 {
   cat <<CONF
 listen: 127.0.0.1:$NATS_PORT
 http: 127.0.0.1:$NATS_HTTP
 server_name: gsl-local
 jetstream { store_dir: "$RUN/nats" }
-authorization {
-  users = [
 CONF
-  nats_user migrate gsl-migrate "$NATS_PW_MIGRATE"
-  nats_user gateway gateway "$NATS_PW_GATEWAY"
-  nats_user adapter-cmcc adapter-cmcc "$NATS_PW_CMCC"
-  nats_user adapter-ct adapter-ct "$NATS_PW_CT"
-  nats_user adapter-cu adapter-cu "$NATS_PW_CU"
-  nats_user adapter-trinet adapter-trinet "$NATS_PW_TRINET"
-  nats_user intake-acme intake-acme "$NATS_PW_INTAKE"
-  echo "  ]"
-  echo "}"
+  # Passwords only to this step, not exported to every process the stack starts.
+  GSL_GATEWAY_BIN="$BIN/gsl-gateway" NATS_PW_MIGRATE="$NATS_PW_MIGRATE" NATS_PW_GATEWAY="$NATS_PW_GATEWAY" \
+    NATS_PW_CMCC="$NATS_PW_CMCC" NATS_PW_CT="$NATS_PW_CT" NATS_PW_CU="$NATS_PW_CU" \
+    NATS_PW_TRINET="$NATS_PW_TRINET" NATS_PW_INTAKE="$NATS_PW_INTAKE" \
+    sh "$ROOT/scripts/nats-users-conf.sh"
 } > "$RUN/nats.conf"
 
 PIDS=()
