@@ -42,6 +42,30 @@ pub async fn work_messages(nats_url: &str) -> Vec<(String, String, v1::WorkItem)
     out
 }
 
+/// The dead-letter codes in GSL_DLQ, once it holds at least `at_least`
+/// messages (polled up to 5 s; empty if it never does).
+async fn dlq_codes(js: &async_nats::jetstream::Context, at_least: u64) -> Vec<String> {
+    let dlq = js.get_stream(names::STREAM_DLQ).await.unwrap();
+    let mut codes = Vec::new();
+    for _ in 0..100 {
+        let n = dlq.get_info().await.unwrap().state.messages;
+        if n >= at_least {
+            for seq in 1..=n {
+                let m = dlq.get_raw_message(seq).await.unwrap();
+                codes.push(
+                    m.headers
+                        .get(names::headers::DLQ_CODE)
+                        .map(|v| v.as_str().to_owned())
+                        .unwrap_or_default(),
+                );
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    codes
+}
+
 #[tokio::test]
 async fn items_land_on_their_subjects_with_dedup_ids_and_refusals_have_codes() {
     let env = start().await;
@@ -927,24 +951,7 @@ async fn nats_intake_with_json() {
         .unwrap()
         .await
         .unwrap();
-    let dlq = js.get_stream(names::STREAM_DLQ).await.unwrap();
-    let mut found = HashSet::new();
-    for _ in 0..100 {
-        let info = dlq.get_info().await.unwrap();
-        if info.state.messages >= 4 {
-            for seq in 1..=info.state.messages {
-                let m = dlq.get_raw_message(seq).await.unwrap();
-                let reason = m
-                    .headers
-                    .get(names::headers::DLQ_CODE)
-                    .map(|v| v.as_str().to_owned())
-                    .unwrap_or_default();
-                found.insert(reason);
-            }
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let found: HashSet<String> = dlq_codes(&js, 4).await.into_iter().collect();
     assert!(
         found.contains(ErrorCode::MalformedMessage.code()),
         "{found:?}"
@@ -1634,24 +1641,7 @@ async fn intake_order_unstorable_to_the_last_delivery_is_dead_lettered_and_answe
         matches!(&reply.result, Some(v1::intake_reply::Result::Refused(p)) if p.code == ErrorCode::MaxDeliveries.code()),
         "{reply:?}"
     );
-    let dlq = js.get_stream(names::STREAM_DLQ).await.unwrap();
-    let mut codes = Vec::new();
-    for _ in 0..100 {
-        let n = dlq.get_info().await.unwrap().state.messages;
-        if n >= 1 {
-            for seq in 1..=n {
-                let m = dlq.get_raw_message(seq).await.unwrap();
-                codes.push(
-                    m.headers
-                        .get(names::headers::DLQ_CODE)
-                        .map(|v| v.as_str().to_owned())
-                        .unwrap_or_default(),
-                );
-            }
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let codes = dlq_codes(&js, 1).await;
     assert!(
         codes.iter().any(|c| c == ErrorCode::MaxDeliveries.code()),
         "{codes:?}"
