@@ -1,0 +1,165 @@
+//! Final outcomes: record, release what they release, report.
+
+use super::*;
+use crate::carrier::{Item, Progress};
+use crate::guards::{Held, Refusal};
+use crate::record::{ExecRecord, Final, State};
+use crate::report::ReportError;
+use gsl_bus::codec::encode;
+use gsl_bus::names;
+use gsl_domain::codes::ErrorCode;
+use gsl_proto::{convert, v1};
+use std::time::Duration;
+use tracing::warn;
+
+pub(super) fn final_of(p: Progress) -> Final {
+    match p {
+        Progress::Succeeded => Final {
+            succeeded: true,
+            code: String::new(),
+            carrier_code: String::new(),
+            message: String::new(),
+        },
+        Progress::Failed {
+            carrier_code,
+            message,
+        } => Final {
+            succeeded: false,
+            code: ErrorCode::CarrierFailed.code().into(),
+            carrier_code,
+            message,
+        },
+        Progress::Pending => unreachable!("only final progress is recorded"),
+    }
+}
+
+impl Worker {
+    /// Record a final outcome, release what it releases, report it.
+    pub(super) async fn complete(
+        &self,
+        item: &Item,
+        key: &str,
+        mut rec: ExecRecord,
+        rev: u64,
+        fin: Final,
+    ) -> Result<Option<Disposition>, gsl_bus::BusError> {
+        rec.state = State::Done;
+        rec.outcome = Some(fin.clone());
+        let Some(rev) = self.records.update(key, &rec, rev).await? else {
+            return Ok(None);
+        };
+        if fin.succeeded {
+            self.guards.release_on_completion(key, &rec.guards).await;
+        } else {
+            self.guards.release_on_failure(key, &rec.guards).await;
+            if let Some(q) = &rec.quota {
+                self.guards.release_quota(q, key).await;
+            }
+        }
+        Ok(Some(
+            self.report_final(item, key, rec, rev).await?.disposition(),
+        ))
+    }
+
+    /// A refusal before any carrier call.
+    pub(super) async fn refuse(
+        &self,
+        item: &Item,
+        key: &str,
+        r: Refusal,
+        held: Vec<Held>,
+        quota: Option<String>,
+    ) -> Result<Disposition, gsl_bus::BusError> {
+        let rec = ExecRecord {
+            state: State::Done,
+            txn: String::new(),
+            started_at: self.now(),
+            ticket: None,
+            poll_ref: None,
+            accepted_at: None,
+            deadline: None,
+            sla_reported: false,
+            outcome: Some(Final {
+                succeeded: false,
+                code: r.code.code().into(),
+                carrier_code: String::new(),
+                message: r.message,
+            }),
+            reported: false,
+            guards: held,
+            quota,
+            owner: self.cfg.instance.clone(),
+        };
+        match self.records.create(key, &rec).await? {
+            Some(rev) => Ok(self.report_final(item, key, rec, rev).await?.disposition()),
+            // Someone else recorded this item meanwhile: their record wins.
+            None => Ok(Disposition::Nak(Duration::from_millis(200))),
+        }
+    }
+
+    /// Report a final outcome (again, if it was not acknowledged) and note it.
+    pub(super) async fn report_final(
+        &self,
+        item: &Item,
+        key: &str,
+        mut rec: ExecRecord,
+        rev: u64,
+    ) -> Result<Reported, gsl_bus::BusError> {
+        let Some(fin) = rec.outcome.clone() else {
+            return Ok(Reported::Acknowledged);
+        };
+        if rec.reported {
+            return Ok(Reported::Acknowledged);
+        }
+        let mut o = self.outcome(
+            item,
+            if fin.succeeded {
+                v1::OutcomeKind::Succeeded
+            } else {
+                v1::OutcomeKind::Failed
+            },
+        );
+        o.carrier_ticket = rec.ticket.clone().unwrap_or_default();
+        if !fin.succeeded {
+            let code = ErrorCode::from_code(&fin.code).unwrap_or(ErrorCode::CarrierRejected);
+            let mut p = convert::problem(code, fin.message.clone());
+            p.carrier_code = fin.carrier_code.clone();
+            o.problem = Some(p);
+        }
+        match self.reporter.report(o).await {
+            Ok(_) => {
+                self.metrics
+                    .item(if fin.succeeded { "succeeded" } else { "failed" });
+                // Not written back: reporting again (a redelivered or
+                // duplicated item) is harmless, the gateway counts an item's
+                // outcome once, and a write here would cost every item a
+                // round trip.
+                Ok(Reported::Acknowledged)
+            }
+            Err(ReportError::Refused(why)) => {
+                // A poison item: retrying cannot help. Keep it, with the reason, in the
+                // dead-letter stream and stop redelivering it.
+                warn!(reason = %why, work_order_id = item.work_order_id, card = %item.card, "gateway refused the outcome; dead-lettering");
+                self.publish_dead_letter(
+                    &names::work_subject(item.carrier, item.kind().expect("checked")),
+                    &encode(&self.work_item(item)),
+                    ErrorCode::ReportRefused,
+                    &why,
+                    0,
+                )
+                .await?;
+                rec.reported = true;
+                let _ = self.records.update(key, &rec, rev).await?;
+                Ok(Reported::Refused)
+            }
+            Err(e) => {
+                // The record says done; the next delivery reports again.
+                warn!(error = %e, work_order_id = item.work_order_id, card = %item.card, "final outcome not reported yet");
+                Err(gsl_bus::BusError::Publish {
+                    subject: "Results.Report".into(),
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+}

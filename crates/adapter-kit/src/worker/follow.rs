@@ -1,0 +1,178 @@
+//! Follow-ups: polling accepted changes to completion against the SLA timer.
+
+use super::*;
+use crate::carrier::{Accepted, CallCtx, CallError, Item, Progress};
+use crate::record::{ExecRecord, Final, State};
+use async_nats::HeaderMap;
+use async_nats::jetstream::Message;
+use gsl_bus::codec::{decode, encode};
+use gsl_bus::names;
+use gsl_bus::publish::{Outgoing, publish_one};
+use gsl_domain::codes::ErrorCode;
+use gsl_proto::{convert, v1};
+use std::time::Duration;
+use tracing::{Instrument, info_span, warn};
+
+impl Worker {
+    /// Publish the follow-up message (de-duplicated per item).
+    pub(super) async fn follow(&self, item: &Item, key: &str) -> Result<(), gsl_bus::BusError> {
+        let wi = self.work_item(item);
+        let mut h = HeaderMap::new();
+        gsl_telemetry::propagate::inject_nats(&mut h);
+        publish_one(
+            &self.js,
+            Outgoing {
+                subject: names::follow_subject(item.carrier),
+                msg_id: Some(format!("follow:{key}")),
+                headers: Some(h),
+                payload: encode(&wi),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A follow-up message: poll an accepted change.
+    pub async fn process_follow(&self, msg: &Message) -> Disposition {
+        let wi = match decode::<v1::WorkItem>("WorkItem", &msg.payload) {
+            Ok(w) => w,
+            Err(e) => {
+                return self
+                    .dead_letter(msg, ErrorCode::MalformedMessage, &e.to_string())
+                    .await;
+            }
+        };
+        let item = match item_from(wi, self.cfg.carrier) {
+            Ok(i) => self.with_numbers(i).await,
+            Err(why) => {
+                return self
+                    .dead_letter(msg, ErrorCode::MalformedMessage, &why)
+                    .await;
+            }
+        };
+        let span = info_span!(
+            "follow_up",
+            work_order_id = item.work_order_id,
+            card = %item.card,
+            carrier = %item.carrier,
+            trace_id = tracing::field::Empty,
+        );
+        gsl_telemetry::propagate::set_parent_from_nats(&span, msg.headers.as_ref());
+        gsl_telemetry::record_trace_id(&span);
+        match self.follow_up(&item).instrument(span).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "bus error during follow-up; will retry");
+                Disposition::Nak(self.cfg.poll_interval)
+            }
+        }
+    }
+
+    pub(super) async fn follow_up(&self, item: &Item) -> Result<Disposition, gsl_bus::BusError> {
+        let key = names::item_key(item.carrier, item.work_order_id, &item.card);
+        for _ in 0..10 {
+            let Some((mut rec, rev)) = self.records.get(&key).await? else {
+                return Ok(Disposition::Ack);
+            };
+            match rec.state {
+                State::Done => {
+                    return Ok(self.report_final(item, &key, rec, rev).await?.disposition());
+                }
+                State::Intent => return Ok(Disposition::Ack), // the work message owns it
+                State::Accepted => {}
+            }
+            let acc = Accepted::pending(
+                rec.ticket.clone().unwrap_or_default(),
+                rec.poll_ref.clone().unwrap_or_default(),
+            );
+            let ctx = CallCtx::new(&self.pacer, &rec.txn);
+            let p = self.timed("poll", self.progress(&ctx, item, &acc)).await;
+            match p {
+                Ok(Progress::Pending) => {
+                    let now = self.now();
+                    if let Some(deadline) = rec.deadline
+                        && now > deadline
+                        && !rec.sla_reported
+                    {
+                        rec.sla_reported = true;
+                        if self.records.update(&key, &rec, rev).await?.is_none() {
+                            continue;
+                        }
+                        self.metrics.item("sla_breached");
+                        let mut o = self.outcome(item, v1::OutcomeKind::SlaBreached);
+                        o.carrier_ticket = acc.ticket.clone();
+                        o.sla_deadline = Some(convert::timestamp(deadline));
+                        o.problem = Some(convert::problem(
+                            ErrorCode::SlaBreached,
+                            format!("not complete at the promised time {deadline}"),
+                        ));
+                        if let Err(e) = self.reporter.report(o).await {
+                            warn!(error = %e, "SLA breach not reported");
+                        }
+                    }
+                    return Ok(Disposition::Nak(self.next_poll(&rec)));
+                }
+                Ok(p) => match self.complete(item, &key, rec, rev, final_of(p)).await? {
+                    Some(d) => return Ok(d),
+                    None => continue,
+                },
+                Err(CallError::Refused {
+                    code,
+                    carrier_code,
+                    message,
+                }) => {
+                    let fin = Final {
+                        succeeded: false,
+                        code: ErrorCode::CarrierFailed.code().into(),
+                        carrier_code,
+                        message: format!("{code}: {message}"),
+                    };
+                    match self.complete(item, &key, rec, rev, fin).await? {
+                        Some(d) => return Ok(d),
+                        None => continue,
+                    }
+                }
+                Err(_) => return Ok(Disposition::Nak(self.cfg.poll_interval)),
+            }
+        }
+        Ok(Disposition::Nak(self.cfg.poll_interval))
+    }
+
+    /// Next poll: the poll interval, but wake up for the SLA deadline.
+    pub(super) fn next_poll(&self, rec: &ExecRecord) -> Duration {
+        let mut d = self.cfg.poll_interval;
+        if let Some(deadline) = rec.deadline
+            && !rec.sla_reported
+        {
+            d = d.min(self.cfg.clock.real_until(deadline) + Duration::from_millis(20));
+        }
+        d.max(Duration::from_millis(50))
+    }
+
+    /// Progress of an accepted change: the carrier's, or the back office's.
+    pub(super) async fn progress(
+        &self,
+        ctx: &CallCtx<'_>,
+        item: &Item,
+        acc: &Accepted,
+    ) -> Result<Progress, CallError> {
+        let Some(id) = acc.poll_ref.strip_prefix(BACK_OFFICE_REF) else {
+            return self.api.poll(ctx, item, acc).await;
+        };
+        let req = gsl_bus::backoffice::get(&self.backoffice, id)
+            .await
+            .map_err(|e| CallError::transient(e.to_string()))?;
+        Ok(match req {
+            Some(r) if r.state == v1::BackOfficeState::Completed as i32 => Progress::Succeeded,
+            Some(r) if r.state == v1::BackOfficeState::Rejected as i32 => Progress::Failed {
+                carrier_code: r.carrier_ticket,
+                message: format!("rejected in the carrier's back office: {}", r.reason),
+            },
+            Some(_) => Progress::Pending,
+            None => Progress::Failed {
+                carrier_code: String::new(),
+                message: format!("back-office request {id} is gone"),
+            },
+        })
+    }
+}

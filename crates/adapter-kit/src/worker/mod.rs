@@ -1,0 +1,165 @@
+//! What happens to one item, from delivery to final outcome.
+//!
+//! ```text
+//! delivery ─► record?  none ──► rules ─► cooldowns ─► quota ─► intent ─► call ─┬─ accepted ─► (inline poll) ─► follow ─► ack
+//!                      intent ─► look the transaction up at the carrier ───────┤─ refused ──► done (failed) ─► report ─► ack
+//!                      accepted ─► make sure it is followed, ack               ├─ transient ► nak with backoff (last delivery: dead letter)
+//!                      done ─► report again if needed, ack                     └─ unknown ──► nak; the next delivery looks it up
+//! follow-up ─► poll (query budget) ─► pending: SLA breach? nak with delay │ final: done ─► release ─► report ─► ack
+//! ```
+//!
+//! Every step that changes shared state does so by compare-and-set; a lost
+//! race re-reads the record and continues from what it says.
+//!
+//! ## Layout
+//!
+//! | file | job |
+//! |---|---|
+//! | `mod.rs` | the worker, a work message's entry point |
+//! | [`wire`] | bus messages to items and back |
+//! | [`machine`] | the item state machine (rules, guards, intent, call, answers) |
+//! | [`finish`] | final outcomes: record, release, report |
+//! | [`follow`] | follow-ups and the SLA timer |
+//! | [`deadletter`] | the dead-letter stream |
+//! | [`retry`] | backoff and giving up |
+//! | [`timing`] | spans and metrics of carrier calls |
+//! | [`backoffice`] | requests for operations with no public API |
+
+mod backoffice;
+mod deadletter;
+mod finish;
+mod follow;
+mod machine;
+mod retry;
+mod timing;
+mod wire;
+
+pub use backoffice::BACK_OFFICE_REF;
+use finish::final_of;
+use retry::backoff;
+use wire::item_from;
+
+use crate::carrier::CarrierApi;
+use crate::config::AdapterConfig;
+use crate::guards::Guards;
+use crate::metrics::Metrics;
+use crate::pacing::Pacer;
+use crate::record::Records;
+use crate::report::Reporter;
+use async_nats::jetstream::{Context, Message};
+use chrono::{DateTime, Utc};
+use gsl_bus::codec::decode;
+use gsl_domain::calendar::Calendar;
+use gsl_domain::codes::ErrorCode;
+use gsl_proto::v1;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{Instrument, info_span, warn};
+
+/// Whether the gateway took a final outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    Acknowledged,
+    /// Refused for good; the item was dead-lettered.
+    Refused,
+}
+
+impl Reported {
+    pub(super) fn disposition(self) -> Disposition {
+        match self {
+            Reported::Acknowledged => Disposition::Ack,
+            Reported::Refused => Disposition::Term,
+        }
+    }
+}
+
+/// What to do with a message once processing returns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Disposition {
+    Ack,
+    Nak(Duration),
+    /// Dead-lettered already: stop redelivery.
+    Term,
+}
+
+pub struct Worker {
+    pub cfg: AdapterConfig,
+    pub api: Arc<dyn CarrierApi>,
+    pub js: Context,
+    pub records: Records,
+    pub guards: Guards,
+    pub cards: async_nats::jetstream::kv::Store,
+    pub pacer: Arc<Pacer>,
+    pub reporter: Reporter,
+    pub metrics: Metrics,
+    pub calendar: Calendar,
+    /// `gsl_backoffice`: requests for operations with no public API.
+    pub backoffice: async_nats::jetstream::kv::Store,
+}
+
+impl Worker {
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        self.cfg.clock.now()
+    }
+
+    /// A work message.
+    pub async fn process_work(&self, msg: &Message) -> Disposition {
+        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+        if delivered > 1 {
+            self.metrics.redeliveries.inc();
+        }
+        let wi = match decode::<v1::WorkItem>("WorkItem", &msg.payload) {
+            Ok(w) => w,
+            Err(e) => {
+                return self
+                    .dead_letter(msg, ErrorCode::MalformedMessage, &e.to_string())
+                    .await;
+            }
+        };
+        let item = match item_from(wi, self.cfg.carrier) {
+            Ok(i) => self.with_numbers(i).await,
+            Err(why) => {
+                return self
+                    .dead_letter(msg, ErrorCode::MalformedMessage, &why)
+                    .await;
+            }
+        };
+        let span = info_span!(
+            "consume",
+            messaging.system = "nats",
+            messaging.operation = "process",
+            messaging.destination.name = %msg.subject,
+            messaging.message.delivery_count = delivered,
+            work_order_id = item.work_order_id,
+            card = %item.card,
+            carrier = %item.carrier,
+            operation = item.kind().map(|k| k.as_str()).unwrap_or(""),
+            trace_id = tracing::field::Empty,
+        );
+        gsl_telemetry::propagate::set_parent_from_nats(&span, msg.headers.as_ref());
+        gsl_telemetry::propagate::link_order_trace(&span, msg.headers.as_ref());
+        gsl_telemetry::record_trace_id(&span);
+        let last = delivered >= self.cfg.max_deliver;
+        match self.work(&item, delivered, last).instrument(span).await {
+            Ok(d) => d,
+            // The consumer gives one delivery more than we do: past our last,
+            // a message that still fails (a final outcome the gateway never
+            // takes, a bus that keeps failing) is kept in the dead-letter
+            // stream with its reason instead of being stranded.
+            Err(e) if delivered > self.cfg.max_deliver => {
+                warn!(error = %e, work_order_id = item.work_order_id, card = %item.card, "still failing after the last delivery; dead-lettering");
+                self.metrics.item("dead_lettered");
+                self.dead_letter(
+                    msg,
+                    ErrorCode::MaxDeliveries,
+                    &format!("still failing after {delivered} deliveries: {e}"),
+                )
+                .await
+            }
+            Err(e) => {
+                warn!(error = %e, work_order_id = item.work_order_id, card = %item.card, "bus error; will be redelivered");
+                Disposition::Nak(backoff(delivered))
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Retry: backoff between deliveries, and giving up on the last one.
+
+use super::*;
+use crate::carrier::Item;
+use crate::record::{ExecRecord, Final};
+use gsl_bus::codec::encode;
+use gsl_bus::names;
+use gsl_domain::codes::ErrorCode;
+use std::time::Duration;
+
+pub(super) fn backoff(delivered: i64) -> Duration {
+    // 1 s, 2 s, 4 s ... 60 s, plus up to 20 % jitter.
+    let base = Duration::from_secs(1 << (delivered.clamp(1, 7) - 1)).min(Duration::from_secs(60));
+    base + base.mul_f64(rand::random::<f64>() * 0.2)
+}
+
+impl Worker {
+    /// The last delivery failed: dead-letter it and fail the item.
+    pub(super) async fn give_up(
+        &self,
+        item: &Item,
+        key: &str,
+        rec: ExecRecord,
+        rev: u64,
+        reason: &str,
+    ) -> Result<Disposition, gsl_bus::BusError> {
+        self.metrics.item("dead_lettered");
+        let fin = Final {
+            succeeded: false,
+            code: ErrorCode::CarrierUnavailable.code().into(),
+            carrier_code: String::new(),
+            message: format!(
+                "gave up after {} deliveries: {reason}",
+                self.cfg.max_deliver
+            ),
+        };
+        self.publish_dead_letter(
+            &names::work_subject(item.carrier, item.kind().expect("checked")),
+            &encode(&self.work_item(item)),
+            ErrorCode::MaxDeliveries,
+            reason,
+            self.cfg.max_deliver as u64,
+        )
+        .await?;
+        match self.complete(item, key, rec, rev, fin).await? {
+            Some(_) => Ok(Disposition::Term),
+            None => Ok(Disposition::Nak(Duration::from_millis(200))),
+        }
+    }
+}

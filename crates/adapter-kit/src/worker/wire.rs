@@ -1,0 +1,110 @@
+//! Wire conversion: bus messages to items and back, outcomes for the gateway.
+
+use super::*;
+use crate::carrier::Item;
+use crate::record::ExecRecord;
+use gsl_bus::codec::decode;
+use gsl_domain::codes::ErrorCode;
+use gsl_proto::{convert, v1};
+
+/// Why a message is malformed (dead-lettered at once).
+pub(super) fn item_from(wi: v1::WorkItem, carrier: gsl_domain::Carrier) -> Result<Item, String> {
+    let c = convert::carrier_from_wire(wi.carrier).map_err(|e| e.to_string())?;
+    if c != carrier {
+        return Err(format!("item for {c} delivered to the {carrier} adapter"));
+    }
+    if wi.card.is_empty()
+        || wi.card.starts_with('_')
+        || !wi
+            .card
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!("card {:?} is not a card key", wi.card));
+    }
+    let op = wi.operation.ok_or("operation missing")?;
+    if convert::operation_kind(&op).is_none() {
+        return Err("operation empty".into());
+    }
+    if wi.work_order_id == 0 {
+        return Err("work_order_id missing".into());
+    }
+    Ok(Item {
+        work_order_id: wi.work_order_id,
+        card: wi.card,
+        index: wi.index,
+        tenant: wi.tenant,
+        carrier: c,
+        op,
+        batch_no: wi.batch_no,
+        msisdn: String::new(),
+        access_number: String::new(),
+    })
+}
+
+impl Worker {
+    pub(super) fn outcome(&self, item: &Item, kind: v1::OutcomeKind) -> v1::ItemOutcome {
+        v1::ItemOutcome {
+            work_order_id: item.work_order_id,
+            card: item.card.clone(),
+            index: item.index,
+            tenant: item.tenant.clone(),
+            carrier: convert::carrier_to_wire(item.carrier) as i32,
+            operation: item
+                .kind()
+                .map(|k| convert::kind_to_wire(k) as i32)
+                .unwrap_or_default(),
+            kind: kind as i32,
+            at: Some(convert::timestamp(self.now())),
+            reporter: self.cfg.instance.clone(),
+            ..Default::default()
+        }
+    }
+
+    pub(super) fn accepted_outcome(&self, item: &Item, rec: &ExecRecord) -> v1::ItemOutcome {
+        let mut o = self.outcome(item, v1::OutcomeKind::CarrierAccepted);
+        o.carrier_ticket = rec.ticket.clone().unwrap_or_default();
+        o.sla_deadline = rec.deadline.map(convert::timestamp);
+        let back_office = rec
+            .poll_ref
+            .as_deref()
+            .is_some_and(|r| r.starts_with(BACK_OFFICE_REF));
+        o.problem = Some(if back_office {
+            convert::problem(
+                ErrorCode::BackOfficePending,
+                "waiting on the carrier's back office (no public API): an operator carries it out",
+            )
+        } else {
+            convert::problem(ErrorCode::CarrierAccepted, "carrier accepted the change")
+        });
+        o
+    }
+
+    /// The item as a bus message again (follow-ups, dead letters).
+    pub(super) fn work_item(&self, item: &Item) -> v1::WorkItem {
+        v1::WorkItem {
+            work_order_id: item.work_order_id,
+            card: item.card.clone(),
+            index: item.index,
+            tenant: item.tenant.clone(),
+            carrier: convert::carrier_to_wire(item.carrier) as i32,
+            operation: Some(item.op.clone()),
+            submitted_at: None,
+            batch_no: item.batch_no.clone(),
+        }
+    }
+
+    /// The card's carrier numbers from the registry (empty when it has none).
+    pub(super) async fn with_numbers(&self, mut item: Item) -> Item {
+        if !self.api.needs_numbers() || item.kind().is_some_and(|k| k.is_directional()) {
+            return item;
+        }
+        if let Ok(e) = gsl_bus::kv::read(&self.cards, &item.card).await
+            && let Some(c) = gsl_bus::kv::live(&e).and_then(|b| decode::<v1::Card>("Card", b).ok())
+        {
+            item.msisdn = c.msisdn;
+            item.access_number = c.access_number;
+        }
+        item
+    }
+}
