@@ -144,6 +144,27 @@ pub enum Lookup {
     Unverifiable(String),
 }
 
+/// Items that may share one batch call: the module's name for the call
+/// (operation and starting state, e.g. China Mobile's `operType`), and the
+/// most cards one call takes. One adapter serves one carrier account, so the
+/// account is implied.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BatchKey {
+    pub call: String,
+    pub max: usize,
+}
+
+/// Progress of a batch call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchProgress {
+    /// The carrier is still working on the batch.
+    Pending,
+    /// The batch is finished: one entry per member, in the order of the
+    /// members; `None` for a member the results do not name (read the card:
+    /// never assume).
+    Finished(Vec<Option<Progress>>),
+}
+
 /// Why an operation goes to the carrier's back office instead of an API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackOfficeReason {
@@ -258,6 +279,54 @@ pub trait CarrierApi: Send + Sync + 'static {
     /// instead of calling anything.
     fn back_office(&self, _item: &Item) -> Option<BackOfficeReason> {
         None
+    }
+
+    /// `Some` when the item may share a batch call with others of the same
+    /// key (`cmcc.md`: `change/sim-status/batch`). Called after the rules,
+    /// so the module may rely on what they checked.
+    fn batch_key(&self, _item: &Item) -> Option<BatchKey> {
+        None
+    }
+
+    /// The most cards one batch call of this carrier takes (0: no batches).
+    /// The worker sizes its concurrency so a batch can fill.
+    fn batch_size(&self) -> usize {
+        0
+    }
+
+    /// Fill in what the batch call needs (carrier numbers, looked up for
+    /// many cards at once), before any record is written. One result per
+    /// item: an item with an error leaves the batch (refused: final;
+    /// otherwise retried later).
+    async fn prepare_batch(&self, _ctx: &CallCtx<'_>, items: &mut [Item]) -> Vec<CallResult<()>> {
+        items.iter().map(|_| Ok(())).collect()
+    }
+
+    /// One call for every item (`ctx.txn`: the batch's transaction id). A
+    /// refusal is a refusal of the whole batch: nothing was changed.
+    async fn submit_batch(
+        &self,
+        _ctx: &CallCtx<'_>,
+        _key: &BatchKey,
+        _items: &[Item],
+    ) -> CallResult<Accepted> {
+        Err(CallError::refused(
+            gsl_domain::codes::ErrorCode::NotSupported,
+            "",
+            "this carrier module has no batch call",
+        ))
+    }
+
+    /// Progress of an accepted batch (`accepted.poll_ref`: the job).
+    async fn poll_batch(
+        &self,
+        _ctx: &CallCtx<'_>,
+        _items: &[Item],
+        _accepted: &Accepted,
+    ) -> CallResult<BatchProgress> {
+        Err(CallError::transient(
+            "this carrier module has no batch call",
+        ))
     }
 
     /// Can the carrier be reached (for `/readyz`)?

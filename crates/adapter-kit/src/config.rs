@@ -84,6 +84,12 @@ pub struct AdapterConfig {
     pub rate_safety: f64,
     /// `GSL_RATE_BUDGET=shared|local` (default shared).
     pub budget: Budget,
+    /// Queries spend the change budget (`GSL_RATE_ONE_BUDGET=on`): for a
+    /// carrier that counts every call of the account against one limit.
+    pub one_budget: bool,
+    /// How long the first item of a batch waits for others to join
+    /// (`GSL_BATCH_WINDOW_MS`, default 250; 0 turns batch calls off).
+    pub batch_window: Duration,
     /// Deliveries of one item before it is dead-lettered (`GSL_MAX_DELIVER`, default 8).
     pub max_deliver: i64,
     /// How long a delivery may go without an ack or progress (`GSL_ACK_WAIT_SECS`, default 30).
@@ -182,6 +188,8 @@ impl AdapterConfig {
             rate_list: Rate::per_second(1),
             rate_safety: 0.98,
             budget: Budget::Shared,
+            one_budget: false,
+            batch_window: Duration::from_millis(250),
             max_deliver: gsl_bus::topology::Delivery::default().max_deliver,
             ack_wait: gsl_bus::topology::Delivery::default().ack_wait,
             call_attempts: 4,
@@ -262,6 +270,15 @@ impl AdapterConfig {
             Some("local") => Budget::Local,
             Some(o) => return Err(format!("GSL_RATE_BUDGET {o:?}: expected shared or local")),
         };
+        c.one_budget = match get("GSL_RATE_ONE_BUDGET").as_deref() {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(o) => return Err(format!("GSL_RATE_ONE_BUDGET {o:?}: expected on or off")),
+        };
+        c.batch_window = Duration::from_millis(num(
+            "GSL_BATCH_WINDOW_MS",
+            c.batch_window.as_millis() as u64,
+        )?);
         let d = gsl_bus::topology::Delivery::default();
         c.max_deliver = num("GSL_MAX_DELIVER", d.max_deliver as u64)?.max(1) as i64;
         c.ack_wait = Duration::from_secs(num("GSL_ACK_WAIT_SECS", d.ack_wait.as_secs())?.max(2));

@@ -12,6 +12,7 @@
 //! |---|---|
 //! | [`carrier`] | the trait a carrier module implements, and call outcomes |
 //! | [`worker`] | one item from delivery to final outcome (read this first) |
+//! | [`batch`] | gathering items of one key into batch calls |
 //! | [`record`] | the execution record: what makes redelivery safe |
 //! | [`guards`] | cooldowns (atomic create) and quotas (compare-and-set) from the domain tables |
 //! | [`pacing`] | governor locally; a shared slot lease in KV across replicas |
@@ -20,6 +21,7 @@
 //! | [`config`], [`metrics`] | settings; Prometheus metrics |
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod carrier;
 pub mod config;
 pub mod guards;
@@ -129,6 +131,7 @@ impl Adapter {
             reporter,
             metrics: metrics.clone(),
             calendar: gsl_domain::calendar::Calendar::builtin().clone(),
+            batcher: batch::Batcher::new(cfg.batch_window),
             cfg: cfg.clone(),
         });
         let shutdown = Shutdown::new();
@@ -238,7 +241,13 @@ async fn run_loop(
     shutdown: Shutdown,
     kind: Kind,
 ) {
-    let concurrency = w.cfg.concurrency;
+    // A batch fills only if enough of its members are in hand at once.
+    let concurrency = match kind {
+        Kind::Work if !w.cfg.batch_window.is_zero() => {
+            w.cfg.concurrency.max(w.api.batch_size() * 3)
+        }
+        _ => w.cfg.concurrency,
+    };
     let sem = Arc::new(Semaphore::new(concurrency));
     let stop = shutdown.listener();
     'outer: loop {

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub dead_letters: Counter,
     pub consumer_pending: Gauge,
     pub follow_pending: Gauge,
+    /// Cards per batch call.
+    pub batch_size: Histogram,
     /// The configured carrier limit per API class, calls per second (for "rate vs limit").
     pub rate_limit: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
@@ -63,8 +65,14 @@ impl Metrics {
             dead_letters: Counter::default(),
             consumer_pending: Gauge::default(),
             follow_pending: Gauge::default(),
+            batch_size: Histogram::new([1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0]),
             rate_limit: Family::default(),
         };
+        reg.register(
+            "gsl_adapter_batch_size",
+            "Cards per batch call",
+            m.batch_size.clone(),
+        );
         reg.register(
             "gsl_adapter_rate_limit_per_s",
             "Configured carrier rate limit per API class (0: unlimited)",

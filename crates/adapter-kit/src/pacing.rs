@@ -159,6 +159,8 @@ pub struct Pacer {
     change: Class,
     query: Class,
     list: Class,
+    /// Queries spend the change budget.
+    one_budget: bool,
     wait_seconds: Histogram,
 }
 
@@ -187,6 +189,7 @@ impl Pacer {
                 rate_kv,
                 key("list"),
             ),
+            one_budget: cfg.one_budget,
             wait_seconds,
         })
     }
@@ -205,6 +208,9 @@ impl Pacer {
 
     /// Before a single-item query.
     pub async fn query(&self) {
+        if self.one_budget {
+            return self.timed(&self.change, "query").await;
+        }
         self.timed(&self.query, "query").await
     }
 

@@ -58,6 +58,105 @@ pub struct ExecRecord {
     pub quota: Option<String>,
     #[serde(default)]
     pub owner: String,
+    /// The batch call this item is part of (its [`BatchRecord`] key in
+    /// `gsl_items`): `txn` is then the batch's transaction id.
+    #[serde(default)]
+    pub batch: Option<String>,
+}
+
+/// Where a batch call stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchState {
+    /// The carrier may have been called under `txn`.
+    Intent,
+    /// Nothing reached the carrier (or it refused the whole batch): the
+    /// members may be batched again at once.
+    NotSent,
+    /// The carrier accepted; followed from GSL_FOLLOW.
+    Accepted,
+    /// Every member has its final outcome.
+    Done,
+}
+
+/// One member of a batch, with what the follow-up needs to report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchMember {
+    /// The member's execution record key.
+    pub key: String,
+    /// The member's `WorkItem`, protobuf, hex.
+    pub work: String,
+    #[serde(default)]
+    pub msisdn: String,
+    #[serde(default)]
+    pub access_number: String,
+}
+
+/// A batch call, in `gsl_items` under `<carrier>.batch.<id>`: written before
+/// the call, with the members' records pointing at it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    pub state: BatchState,
+    pub txn: String,
+    /// The module's [`crate::carrier::BatchKey::call`].
+    pub call: String,
+    pub started_at: DateTime<Utc>,
+    #[serde(default)]
+    pub ticket: Option<String>,
+    #[serde(default)]
+    pub poll_ref: Option<String>,
+    #[serde(default)]
+    pub accepted_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub deadline: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub sla_reported: bool,
+    pub members: Vec<BatchMember>,
+}
+
+/// A batch record's key.
+pub fn batch_key(carrier: gsl_domain::Carrier, id: &str) -> String {
+    format!("{}.batch.{id}", carrier.as_str())
+}
+
+impl Records {
+    pub async fn get_batch(
+        &self,
+        key: &str,
+    ) -> Result<Option<(BatchRecord, u64)>, gsl_bus::BusError> {
+        let e = kv::read(&self.kv, key).await?;
+        Ok(
+            e.filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
+                .and_then(|e| {
+                    serde_json::from_slice(&e.value)
+                        .ok()
+                        .map(|r| (r, e.revision))
+                }),
+        )
+    }
+
+    pub async fn create_batch(
+        &self,
+        key: &str,
+        r: &BatchRecord,
+    ) -> Result<Option<u64>, gsl_bus::BusError> {
+        kv::create(
+            &self.kv,
+            key,
+            serde_json::to_vec(r).expect("serialises").into(),
+        )
+        .await
+    }
+
+    pub async fn update_batch(
+        &self,
+        key: &str,
+        r: &BatchRecord,
+        revision: u64,
+    ) -> Result<Option<u64>, gsl_bus::BusError> {
+        self.put_rev(key, serde_json::to_vec(r).expect("serialises"), revision)
+            .await
+    }
 }
 
 pub struct Records {
@@ -98,15 +197,17 @@ impl Records {
         r: &ExecRecord,
         revision: u64,
     ) -> Result<Option<u64>, gsl_bus::BusError> {
-        match self
-            .kv
-            .update(
-                key,
-                serde_json::to_vec(r).expect("serialises").into(),
-                revision,
-            )
+        self.put_rev(key, serde_json::to_vec(r).expect("serialises"), revision)
             .await
-        {
+    }
+
+    async fn put_rev(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        revision: u64,
+    ) -> Result<Option<u64>, gsl_bus::BusError> {
+        match self.kv.update(key, value.into(), revision).await {
             Ok(rev) => Ok(Some(rev)),
             Err(e) if e.kind() == async_nats::jetstream::kv::UpdateErrorKind::WrongLastRevision => {
                 Ok(None)

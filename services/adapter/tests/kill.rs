@@ -123,6 +123,79 @@ async fn adapter_killed_mid_batch_loses_and_repeats_nothing() {
     assert!(finals.values().all(|n| *n == 1), "one final event per item");
 }
 
+/// China Mobile stops go in batch calls of up to 100 MSISDNs. The answer of
+/// the first batch is lost (the carrier did the work), and the adapter is
+/// SIGKILLed while batches are in flight. Started again, it reads the lost
+/// batch's cards back after the repeat window instead of calling again:
+/// every card is stopped exactly once, has one final outcome, and no batch
+/// is refused because of our own retry.
+#[tokio::test]
+async fn cmcc_batches_survive_a_kill_and_a_lost_answer() {
+    const N: u64 = 450;
+    let opts = Opts {
+        carriers: vec![],
+        rate_change: Rate::per_second(2),
+        cmcc_window_s: Some(3),
+        ..Default::default()
+    };
+    let s = stack(opts.clone()).await;
+    let env = s.adapter_env(Carrier::Cmcc, &opts);
+    let mut cards = Vec::new();
+    for i in 0..N {
+        cards.push(s.card(Carrier::Cmcc, 5000 + i, in_use).await);
+    }
+    let p = s.sim.engine.platform(Carrier::Cmcc);
+    p.drop_change_answers
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let o = s
+        .submit("kill-cmcc", v1::operation::Kind::Stop(v1::Stop {}), &cards)
+        .await;
+    let mut a = spawn_adapter(&env);
+    // Kill once the lost batch and at least one more were called.
+    for _ in 0..1500 {
+        if p.jobs.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.start_kill().unwrap();
+    a.wait().await.unwrap();
+    let at_kill = p.jobs.lock().unwrap().len();
+    assert!(at_kill >= 1, "no batch before the kill");
+    assert!(at_kill < 5, "killed mid-way ({at_kill} batches)");
+    let _b = spawn_adapter(&env);
+    let w = s.settled(o.id, Duration::from_secs(120)).await;
+    assert_eq!(
+        (w.succeeded, w.failed),
+        (N, 0),
+        "{:?}",
+        s.items(o.id)
+            .await
+            .iter()
+            .map(code)
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+    );
+    for card in &cards {
+        let t = s.sim.engine.truth(Carrier::Cmcc, card);
+        assert_eq!(
+            t.applied.get("stop"),
+            Some(&1),
+            "{card} stopped once: {t:?}"
+        );
+    }
+    assert_eq!(
+        p.batch_refusals.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a batch was refused: a card went into a batch inside its repeat window"
+    );
+    let jobs = p.jobs.lock().unwrap().len();
+    assert!(
+        (5..=8).contains(&jobs),
+        "{N} cards in {jobs} batch calls (5 full ones, a few more after the kill)"
+    );
+}
+
 #[tokio::test]
 async fn sigterm_drains_a_busy_adapter_and_loses_nothing() {
     const N: u64 = 60;

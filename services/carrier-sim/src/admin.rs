@@ -55,6 +55,7 @@ async fn stats(State(e): S) -> Response {
                 },
                 "applied": applied,
                 "replays": replays,
+                "batch_refusals": p.batch_refusals.load(Ordering::Relaxed),
                 "materialised_cards": e.materialised(c),
                 "limits": p.limiter.limits(),
                 "faults": *p.faults.read().expect("faults lock"),

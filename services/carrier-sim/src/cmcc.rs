@@ -17,6 +17,13 @@
 //!   (1 awaiting, 2 activated, 4 stopped, 6 testable, 7 inventory, 9
 //!   cancelled) and `lastChangeDate`; `query/sim-card-info/batch` (25S05):
 //!   number mapping, <= 100 ids joined by `_`.
+//! * `change/sim-status/batch` (23S06): `msisdns` (<= 100, joined by `_`),
+//!   `operType` 9 stop / 11 resume (with `reason=01`), 3 / 5 / 7 activations
+//!   from testable / inventory / awaiting; answers `{"jobId"}`. A member
+//!   changed inside the repeat window refuses the whole batch
+//!   ([`crate::jobs`]). `query/sim-batch-result` (23M10): `jobStatus` 0-4
+//!   and, once finished, `resultList` items `{resultType, resultId, status,
+//!   message}`.
 //! * `limit/group-member-data-usage` (23E04): `msisdn` only, with `groupId`,
 //!   `offerId`, `apnName`, `limitValue` (MB), `actionRule`, `operType` (1 add,
 //!   2 delete, 3 change); the answer is the success (nothing to poll).
@@ -34,6 +41,7 @@
 use crate::config::ApiClass;
 use crate::engine::{CardIdKind, Change, Engine, OrderState, Refusal};
 use crate::gate::Gate;
+use crate::jobs::JobStatus;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -131,6 +139,12 @@ fn valid_transid(appid: &str, t: &str) -> bool {
 }
 
 fn refusal(e: &Engine, r: &Refusal) -> Response {
+    let (code, msg) = refusal_code(e, r);
+    envelope(&code, &format!("{msg}: {r}"), json!([]))
+}
+
+/// The envelope `status` and message of a refusal.
+fn refusal_code(e: &Engine, r: &Refusal) -> (String, &'static str) {
     let u = &e.config.undocumented;
     let (code, msg) = match r {
         Refusal::UnknownCard => ("12010", "卡号不存在"),
@@ -143,7 +157,7 @@ fn refusal(e: &Engine, r: &Refusal) -> Response {
         Refusal::BadParam(_) => ("11000", "参数错误"),
         _ => ("12089", "当前状态不允许办理该业务"),
     };
-    envelope(code, &format!("{msg}: {r}"), json!([]))
+    (code.to_owned(), msg)
 }
 
 /// The card a single-card call names: exactly one of `msisdn`, `iccid`,
@@ -196,6 +210,37 @@ fn card_status(s: SimStatus) -> &'static str {
 
 fn stamp(t: DateTime<Utc>) -> String {
     t.with_timezone(&cst()).format("%Y%m%d%H%M%S").to_string()
+}
+
+/// `operType` of 23S06 -> the change and the state it starts from.
+fn batch_status_change(oper: &str, reason: &str) -> Result<(Change, Option<SimStatus>), Response> {
+    let needs_reason = |c: Change| {
+        if reason == "01" {
+            Ok((c, None))
+        } else {
+            Err(err("11000", "reason 错误：停复机须填 01"))
+        }
+    };
+    match oper {
+        "9" => needs_reason(Change::Stop),
+        "11" => needs_reason(Change::Resume),
+        "3" => Ok((Change::Activate, Some(SimStatus::Testable))),
+        "5" => Ok((Change::Activate, Some(SimStatus::NotActivated))),
+        "7" => Ok((Change::Activate, Some(SimStatus::Activatable))),
+        "1" | "2" | "4" | "6" => Err(err("11000", "该 operType 未在模拟器中实现")),
+        _ => Err(err("11000", "operType 错误")),
+    }
+}
+
+/// `query/sim-batch-result` `jobStatus` of a job.
+fn job_status(s: JobStatus) -> &'static str {
+    match s {
+        JobStatus::Pending => "0",
+        JobStatus::Processing => "1",
+        JobStatus::Done => "2",
+        JobStatus::DoneWithFailures => "3",
+        JobStatus::Failed => "4",
+    }
 }
 
 /// `query/order-info` `status` of an order.
@@ -280,6 +325,58 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
                 }
                 Err(r) => refusal(e, &r),
             }
+        }
+        "change/sim-status/batch" => {
+            if !get("iccids").is_empty() || !get("imsis").is_empty() {
+                return err("11000", "批量接口只接受 msisdns");
+            }
+            let ids: Vec<String> = get("msisdns")
+                .split('_')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if ids.is_empty() || ids.len() > 100 {
+                return err("11000", "msisdns 须为 1 到 100 个号码");
+            }
+            let (change, from) = match batch_status_change(&get("operType"), &get("reason")) {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
+            let members: Vec<(String, Option<String>)> = ids
+                .into_iter()
+                .map(|m| {
+                    let id = e.find_card(Carrier::Cmcc, CardIdKind::Msisdn, &m);
+                    (m, id)
+                })
+                .collect();
+            match e.submit_batch(Carrier::Cmcc, &members, change, from) {
+                Ok(job) => ok(json!([{ "jobId": job }])),
+                Err(r) => refusal(e, &r),
+            }
+        }
+        "query/sim-batch-result" => {
+            let Some((status, results)) = e.job(Carrier::Cmcc, &get("jobId")) else {
+                return ok(json!([]));
+            };
+            let mut r = json!({ "jobStatus": job_status(status) });
+            if matches!(
+                status,
+                JobStatus::Done | JobStatus::DoneWithFailures | JobStatus::Failed
+            ) {
+                let list: Vec<Value> = results
+                    .iter()
+                    .map(|(name, res)| {
+                        let (code, msg) = match res {
+                            Ok(OrderState::Succeeded) => ("0".to_owned(), "正确"),
+                            Ok(_) => ("12089".to_owned(), "办理失败（模拟器设定）"),
+                            Err(r) => refusal_code(e, r),
+                        };
+                        json!({"resultType": "1", "resultId": name, "status": code, "message": msg})
+                    })
+                    .collect();
+                r["resultList"] = Value::Array(list);
+            }
+            ok(json!([r]))
         }
         "limit/group-member-data-usage" => {
             let msisdn = get("msisdn");

@@ -51,6 +51,11 @@ pub struct Limits {
     pub change: Limit,
     pub query: Limit,
     pub list: Limit,
+    /// One budget for every call of the account (changes, queries and lists
+    /// all spend the `change` limit), as a carrier that counts calls per API
+    /// user does.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 impl Default for Limits {
@@ -60,6 +65,7 @@ impl Default for Limits {
             change: Limit::per_second(5),
             query: Limit::per_second(5),
             list: Limit::per_second(1),
+            shared: false,
         }
     }
 }
@@ -70,6 +76,16 @@ impl Limits {
             change: Limit::OFF,
             query: Limit::OFF,
             list: Limit::OFF,
+            shared: false,
+        }
+    }
+
+    /// Every call of the account spends one budget of `limit` per second.
+    pub fn one_budget(limit: u32) -> Limits {
+        Limits {
+            change: Limit::per_second(limit),
+            shared: true,
+            ..Limits::off()
         }
     }
 
@@ -115,6 +131,9 @@ pub struct Completion {
     pub late_share: f64,
     /// Share of changes that fail after being accepted.
     pub fail_share: f64,
+    /// `delay`: every change completes this long after acceptance (scaled
+    /// clock), for benchmarks that need a short, known completion time.
+    pub delay_ms: u64,
 }
 
 impl Default for Completion {
@@ -123,6 +142,7 @@ impl Default for Completion {
             mode: CompletionMode::Sla,
             late_share: 0.0,
             fail_share: 0.0,
+            delay_ms: 0,
         }
     }
 }
@@ -133,6 +153,8 @@ pub enum CompletionMode {
     #[default]
     Sla,
     Immediate,
+    /// `delay_ms` after acceptance.
+    Delay,
 }
 
 /// Credentials of the one account each platform serves.

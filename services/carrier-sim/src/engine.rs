@@ -257,12 +257,19 @@ pub struct Platform {
     orders: Mutex<Orders>,
     truth: Mutex<Truth>,
     pub batches: Mutex<HashMap<String, Batch>>,
+    /// Batch jobs by job id ([`crate::jobs`]).
+    pub jobs: Mutex<HashMap<String, crate::jobs::Job>>,
     pub policies: Mutex<BTreeMap<String, Policy>>,
     /// China Mobile tokens -> expiry (real time).
     pub tokens: Mutex<HashMap<String, DateTime<Utc>>>,
     pub limiter: RateLimiter,
     pub faults: RwLock<Faults>,
     pub requests: AtomicU64,
+    /// Do the work of the next N change calls, then drop their answers
+    /// (a deterministic "answer lost" for fault tests).
+    pub drop_change_answers: AtomicU64,
+    /// Batch calls refused whole (a member inside the repeat window).
+    pub batch_refusals: AtomicU64,
     /// The last W3C `traceparent` headers received (newest last), so tests can
     /// check that trace context reached the carrier.
     pub traceparents: Mutex<std::collections::VecDeque<String>>,
@@ -300,11 +307,14 @@ impl Engine {
             orders: Mutex::new(Orders::default()),
             truth: Mutex::new(Truth::default()),
             batches: Mutex::new(HashMap::new()),
+            jobs: Mutex::new(HashMap::new()),
             policies: Mutex::new(BTreeMap::new()),
             tokens: Mutex::new(HashMap::new()),
             limiter: RateLimiter::new(&config.limits_for(c)),
             faults: RwLock::new(config.faults.get(&c).cloned().unwrap_or_default()),
             requests: AtomicU64::new(0),
+            drop_change_answers: AtomicU64::new(0),
+            batch_refusals: AtomicU64::new(0),
             traceparents: Mutex::new(std::collections::VecDeque::new()),
             seq: AtomicU64::new(0),
         });
@@ -477,6 +487,9 @@ impl Engine {
         let due = match completion.mode {
             _ if sync => now,
             CompletionMode::Immediate => now,
+            CompletionMode::Delay => {
+                now + Duration::milliseconds(completion.delay_ms.min(i64::MAX as u64) as i64)
+            }
             CompletionMode::Sla => {
                 let row = sla::for_op(change.op(), c);
                 let (min, max) = match row {

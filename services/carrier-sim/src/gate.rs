@@ -135,13 +135,18 @@ pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
     if let Err(resp) = authenticate(&g.engine, g.carrier, &parts, &bytes) {
         return resp;
     }
-    if let Err(wait) = p.limiter.check(classify(g.carrier, &parts, &bytes)) {
+    let class = classify(g.carrier, &parts, &bytes);
+    if let Err(wait) = p.limiter.check(class) {
         return over_limit(&g.engine, g.carrier, wait);
     }
     let resp = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
-    if drop_after {
+    let drop_this = class == crate::config::ApiClass::Change
+        && p.drop_change_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+    if drop_after || drop_this {
         return dropped();
     }
     resp

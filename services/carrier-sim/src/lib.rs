@@ -17,7 +17,8 @@
 //! | [`config`] | settings (file, environment, code) |
 //! | [`inventory`] | deterministic, copy-on-write card inventory |
 //! | [`engine`] | carrier-side rules, receipts and idempotency, completion, ground truth |
-//! | [`ratelimit`] | sliding-window limits per API class, over-limit counts |
+//! | [`ratelimit`] | sliding-window limits per API class (or one budget), over-limit counts |
+//! | [`jobs`] | batch jobs: one call for up to 100 cards, results by job id |
 //! | [`gate`] | faults, authentication and rate limiting before every handler |
 //! | [`cmcc`], [`ct`], [`cu`], [`trinet`] | one module per carrier API style |
 //! | [`admin`] | ground truth, stats, faults, limits, cards and batches for tests |
@@ -35,6 +36,7 @@ pub mod cu;
 pub mod engine;
 pub mod gate;
 pub mod inventory;
+pub mod jobs;
 pub mod ratelimit;
 pub mod trinet;
 pub mod wire;

@@ -53,6 +53,8 @@ pub struct RateLimiter {
     windows: [Mutex<Window>; 3],
     over_limit: [AtomicU64; 3],
     allowed: [AtomicU64; 3],
+    /// Every class spends the change window.
+    shared: std::sync::atomic::AtomicBool,
 }
 
 fn idx(c: ApiClass) -> usize {
@@ -73,12 +75,17 @@ impl RateLimiter {
             ],
             over_limit: Default::default(),
             allowed: Default::default(),
+            shared: std::sync::atomic::AtomicBool::new(l.shared),
         }
     }
 
     /// Take one call of `class`; on refusal, the wait until one would pass.
     pub fn check(&self, class: ApiClass) -> Result<(), Duration> {
-        let i = idx(class);
+        let i = if self.shared.load(Ordering::Relaxed) {
+            idx(ApiClass::Change)
+        } else {
+            idx(class)
+        };
         let r = self.windows[i]
             .lock()
             .expect("limiter lock")
@@ -103,6 +110,7 @@ impl RateLimiter {
         ] {
             *self.windows[idx(c)].lock().expect("limiter lock") = Window::new(lim);
         }
+        self.shared.store(l.shared, Ordering::Relaxed);
     }
 
     pub fn limits(&self) -> Limits {
@@ -111,6 +119,7 @@ impl RateLimiter {
             change: get(ApiClass::Change),
             query: get(ApiClass::Query),
             list: get(ApiClass::List),
+            shared: self.shared.load(Ordering::Relaxed),
         }
     }
 
@@ -155,6 +164,7 @@ mod tests {
             change: Limit::OFF,
             query: Limit::per_second(1),
             list: Limit::per_second(1),
+            shared: false,
         });
         for _ in 0..1000 {
             assert!(r.check(ApiClass::Change).is_ok());
@@ -166,5 +176,17 @@ mod tests {
         assert_eq!(r.allowed(ApiClass::Change), 1000);
         r.reset_counters();
         assert_eq!(r.over_limit(ApiClass::Query), 0);
+    }
+
+    /// With one budget, a query spends what a change would have: two
+    /// calls of any class in one second when the limit is 2.
+    #[test]
+    fn one_budget_is_shared_by_every_class() {
+        let r = RateLimiter::new(&Limits::one_budget(2));
+        assert!(r.check(ApiClass::Change).is_ok());
+        assert!(r.check(ApiClass::Query).is_ok());
+        assert!(r.check(ApiClass::Query).is_err());
+        assert!(r.check(ApiClass::List).is_err());
+        assert!(r.limits().shared);
     }
 }

@@ -89,6 +89,7 @@ impl Worker {
             guards: held,
             quota,
             owner: self.cfg.instance.clone(),
+            batch: None,
         };
         match self.records.create(key, &rec).await? {
             Some(rev) => Ok(self.report_final(item, key, rec, rev).await?.disposition()),

@@ -34,6 +34,13 @@ impl Worker {
 
     /// A follow-up message: poll an accepted change.
     pub async fn process_follow(&self, msg: &Message) -> Disposition {
+        if let Some(bkey) = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(super::batch::BATCH_HEADER))
+        {
+            return self.process_batch_follow(bkey.as_str()).await;
+        }
         let wi = match decode::<v1::WorkItem>("WorkItem", &msg.payload) {
             Ok(w) => w,
             Err(e) => {
@@ -98,17 +105,7 @@ impl Worker {
                         if self.records.update(&key, &rec, rev).await?.is_none() {
                             continue;
                         }
-                        self.metrics.item("sla_breached");
-                        let mut o = self.outcome(item, v1::OutcomeKind::SlaBreached);
-                        o.carrier_ticket = acc.ticket.clone();
-                        o.sla_deadline = Some(convert::timestamp(deadline));
-                        o.problem = Some(convert::problem(
-                            ErrorCode::SlaBreached,
-                            format!("not complete at the promised time {deadline}"),
-                        ));
-                        if let Err(e) = self.reporter.report(o).await {
-                            warn!(error = %e, "SLA breach not reported");
-                        }
+                        self.report_sla_breach(item, &acc.ticket, deadline).await;
                     }
                     return Ok(Disposition::Nak(self.next_poll(&rec)));
                 }
@@ -136,6 +133,26 @@ impl Worker {
             }
         }
         Ok(Disposition::Nak(self.cfg.poll_interval))
+    }
+
+    /// Report an SLA breach (once per item: the caller records that first).
+    pub(super) async fn report_sla_breach(
+        &self,
+        item: &Item,
+        ticket: &str,
+        deadline: DateTime<Utc>,
+    ) {
+        self.metrics.item("sla_breached");
+        let mut o = self.outcome(item, v1::OutcomeKind::SlaBreached);
+        o.carrier_ticket = ticket.to_owned();
+        o.sla_deadline = Some(convert::timestamp(deadline));
+        o.problem = Some(convert::problem(
+            ErrorCode::SlaBreached,
+            format!("not complete at the promised time {deadline}"),
+        ));
+        if let Err(e) = self.reporter.report(o).await {
+            warn!(error = %e, "SLA breach not reported");
+        }
     }
 
     /// Next poll: the poll interval, but wake up for the SLA deadline.

@@ -36,6 +36,10 @@ impl Worker {
                             .await;
                         Some(Disposition::Ack)
                     }
+                    State::Intent if rec.batch.is_some() => {
+                        self.resume_member(item, &key, rec, rev, delivered, last)
+                            .await?
+                    }
                     State::Intent => {
                         self.resume_intent(item, &key, rec, rev, delivered, last)
                             .await?
@@ -130,6 +134,17 @@ impl Worker {
                 return self.refuse(item, key, r, Vec::new(), None).await.map(Some);
             }
         };
+        if let Some(bk) = self.batch_key(item) {
+            let m = Member {
+                item: item.clone(),
+                key: key.to_owned(),
+                prior: None,
+                held,
+                quota,
+                delivered,
+            };
+            return self.join_batch(bk, m).await;
+        }
         let rec = ExecRecord {
             state: State::Intent,
             txn: self.api.make_txn(item, now),
@@ -144,6 +159,7 @@ impl Worker {
             guards: held,
             quota,
             owner: self.cfg.instance.clone(),
+            batch: None,
         };
         match self.records.create(key, &rec).await? {
             None => Ok(None),
@@ -234,6 +250,17 @@ impl Worker {
                     bo.instructions,
                 )
                 .await;
+        }
+        if let Some(bk) = self.batch_key(item) {
+            let m = Member {
+                item: item.clone(),
+                key: key.to_owned(),
+                prior: Some((rec, rev)),
+                held: Vec::new(),
+                quota: None,
+                delivered,
+            };
+            return self.join_batch(bk, m).await;
         }
         // Every change call waits for the carrier's budget, then makes sure
         // the item is still ours to call for: a replica that was paused (or

@@ -24,8 +24,10 @@
 //! | [`retry`] | backoff and giving up |
 //! | [`timing`] | spans and metrics of carrier calls |
 //! | [`backoffice`] | requests for operations with no public API |
+//! | [`batch`] | batch calls: many items, one carrier call, one job to follow |
 
 mod backoffice;
+mod batch;
 mod deadletter;
 mod finish;
 mod follow;
@@ -35,11 +37,12 @@ mod timing;
 mod wire;
 
 pub use backoffice::BACK_OFFICE_REF;
+pub use batch::{BATCH_HEADER, Member, MemberResult};
 use finish::final_of;
 use retry::backoff;
 use wire::item_from;
 
-use crate::carrier::CarrierApi;
+use crate::carrier::{CarrierApi, Item};
 use crate::config::AdapterConfig;
 use crate::guards::Guards;
 use crate::metrics::Metrics;
@@ -95,9 +98,20 @@ pub struct Worker {
     pub calendar: Calendar,
     /// `gsl_backoffice`: requests for operations with no public API.
     pub backoffice: async_nats::jetstream::kv::Store,
+    /// Items gathered into batch calls ([`crate::batch`]).
+    pub batcher: crate::batch::Batcher<Member, MemberResult>,
 }
 
 impl Worker {
+    /// The item's batch key, when batch calls are on and the carrier
+    /// batches its operation.
+    pub(super) fn batch_key(&self, item: &Item) -> Option<crate::carrier::BatchKey> {
+        if self.cfg.batch_window.is_zero() {
+            return None;
+        }
+        self.api.batch_key(item)
+    }
+
     pub(super) fn now(&self) -> DateTime<Utc> {
         self.cfg.clock.now()
     }

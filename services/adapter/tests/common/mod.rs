@@ -49,6 +49,9 @@ pub struct Opts {
     pub max_deliver: i64,
     /// China Mobile's token `ttl` answer (seconds); `None`: the default.
     pub cmcc_token_ttl_s: Option<u64>,
+    /// China Mobile's repeat window of status changes, seconds, at the
+    /// simulator and in the adapter (`None`: their defaults).
+    pub cmcc_window_s: Option<u64>,
 }
 
 impl Default for Opts {
@@ -66,6 +69,7 @@ impl Default for Opts {
             call_timeout: Duration::from_secs(5),
             max_deliver: 8,
             cmcc_token_ttl_s: None,
+            cmcc_window_s: None,
         }
     }
 }
@@ -92,6 +96,9 @@ pub async fn stack(o: Opts) -> Stack {
     sc.time_scale = o.time_scale;
     sc.clock_start = o.clock_start.clone();
     sc.clock_anchor = Some(anchor.clone());
+    if let Some(w) = o.cmcc_window_s {
+        sc.rules.cmcc_status_spacing_s = w as i64;
+    }
     if let Some(ttl) = o.cmcc_token_ttl_s {
         sc.credentials.cmcc_token_ttl_s = ttl;
     }
@@ -173,6 +180,10 @@ impl Stack {
         cfg.cooldowns_disabled = o.cooldowns_disabled.iter().map(|s| s.to_string()).collect();
         cfg.clock = self.clock();
         cfg.concurrency = 32;
+        if let Some(w) = o.cmcc_window_s {
+            cfg.cooldown_holds
+                .insert("status".into(), Duration::from_secs(w));
+        }
         cfg
     }
 
@@ -205,6 +216,9 @@ impl Stack {
             ("GSL_CLOCK_ANCHOR", self.opts_clock.1.clone()),
             ("RUST_LOG", "warn".to_string()),
         ]);
+        if let Some(w) = o.cmcc_window_s {
+            env.push(("GSL_COOLDOWN_HOLDS", format!("status={w}")));
+        }
         if let Some(s) = &self.opts_clock.0 {
             env.push(("GSL_CLOCK_START", s.clone()));
         }

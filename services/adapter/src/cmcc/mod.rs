@@ -17,14 +17,18 @@
 //!   answer is the success. Without that account data it is a back-office
 //!   request. Rebind (separation), region bind, directional config and close
 //!   have no API: back-office requests.
+//! * Stop and resume go in batch calls ([`batch`]): up to 100 MSISDNs per
+//!   `change/sim-status/batch`, one `query/sim-batch-result` per job.
 //! * Error codes: only `0` and `12021` have a meaning here; every other
 //!   status is kept verbatim under "carrier refused".
+
+mod batch;
 
 use crate::common::{json, s};
 use chrono::{DateTime, Utc};
 use gsl_adapter_kit::carrier::{
-    Accepted, BackOfficeReason, CallClass, CallCtx, CallError, CallResult, CarrierApi, Item,
-    Lookup, Progress,
+    Accepted, BackOfficeReason, BatchKey, BatchProgress, CallClass, CallCtx, CallError, CallResult,
+    CarrierApi, Item, Lookup, Progress,
 };
 use gsl_adapter_kit::config::AdapterConfig;
 use gsl_adapter_kit::http::Http;
@@ -446,6 +450,37 @@ impl CarrierApi for Cmcc {
             _ => return None,
         };
         Some(BackOfficeReason { instructions: why })
+    }
+
+    /// Stop and resume share `change/sim-status/batch` calls.
+    fn batch_key(&self, item: &Item) -> Option<BatchKey> {
+        self.batch_key_of(item)
+    }
+
+    fn batch_size(&self) -> usize {
+        batch::BATCH_MAX
+    }
+
+    async fn prepare_batch(&self, ctx: &CallCtx<'_>, items: &mut [Item]) -> Vec<CallResult<()>> {
+        self.batch_numbers(ctx, items).await
+    }
+
+    async fn submit_batch(
+        &self,
+        ctx: &CallCtx<'_>,
+        key: &BatchKey,
+        items: &[Item],
+    ) -> CallResult<Accepted> {
+        self.submit_batch_call(ctx, key, items).await
+    }
+
+    async fn poll_batch(
+        &self,
+        ctx: &CallCtx<'_>,
+        items: &[Item],
+        acc: &Accepted,
+    ) -> CallResult<BatchProgress> {
+        self.poll_batch_call(ctx, items, acc).await
     }
 
     async fn submit(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<Accepted> {
