@@ -79,61 +79,13 @@ impl Adapter {
                 cfg.carrier
             )));
         }
-        let (client, js) = gsl_bus::connect(&cfg.bus).await?;
-        let b = topology::open(
-            &js,
-            cfg.bus.topology,
-            &Topology {
-                replicas: cfg.bus.replicas,
-                ..Default::default()
-            },
-        )
-        .await?;
-        let mut registry = prometheus_client::registry::Registry::default();
-        let metrics = metrics::Metrics::new(&mut registry, cfg.carrier.as_str());
-        for (class, rate) in [
-            ("change", cfg.rate_change),
-            ("query", cfg.rate_query),
-            ("list", cfg.rate_list),
-        ] {
-            metrics
-                .rate_limit
-                .get_or_create(&metrics::Labels {
-                    carrier: cfg.carrier.as_str().into(),
-                    value: class.into(),
-                })
-                .set(f64::from(rate.limit) / rate.window.as_secs_f64());
-        }
-        let pacer = pacing::Pacer::new(&cfg, &b.rate, metrics.limiter_wait_seconds.clone());
-        let reporter = report::Reporter::new(
-            &cfg.gateway_url,
-            &cfg.adapter_token,
-            cfg.report_give_up,
-            cfg.gateway_ca_cert.as_deref(),
-        )
-        .map_err(StartError::Config)?;
-        let worker = Arc::new(Worker {
-            api: api.clone(),
-            js: js.clone(),
-            records: record::Records {
-                kv: b.items.clone(),
-            },
-            guards: guards::Guards {
-                guards: b.guards.clone(),
-                quota: b.quota.clone(),
-                clock: cfg.clock,
-                disabled: cfg.cooldowns_disabled.clone(),
-                holds: cfg.cooldown_holds.clone(),
-            },
-            cards: b.cards.clone(),
-            backoffice: b.backoffice.clone(),
-            pacer,
-            reporter,
-            metrics: metrics.clone(),
-            calendar: gsl_domain::calendar::Calendar::builtin().clone(),
-            batcher: batch::Batcher::new(cfg.batch_window),
-            cfg: cfg.clone(),
-        });
+        let Opened {
+            worker,
+            registry,
+            client,
+            js,
+            metrics,
+        } = Worker::open(&cfg, api.clone()).await?;
         let shutdown = Shutdown::new();
 
         let delivery = topology::Delivery {
@@ -224,6 +176,89 @@ impl Adapter {
             let _ = tokio::time::timeout(drain, l).await;
         }
         let _ = self.client.flush().await;
+    }
+}
+
+/// What [`Worker::open`] gives: the worker and what the adapter serves
+/// beside it.
+pub struct Opened {
+    pub worker: Arc<Worker>,
+    pub registry: prometheus_client::registry::Registry,
+    pub client: async_nats::Client,
+    pub js: async_nats::jetstream::Context,
+    pub metrics: metrics::Metrics,
+}
+
+impl Worker {
+    /// Connect to the bus, open the topology and build the worker (no
+    /// consume loops: [`Adapter::start`] adds those; tests drive
+    /// [`Worker::handle`] directly).
+    pub async fn open(
+        cfg: &AdapterConfig,
+        api: Arc<dyn carrier::CarrierApi>,
+    ) -> Result<Opened, StartError> {
+        let (client, js) = gsl_bus::connect(&cfg.bus).await?;
+        let b = topology::open(
+            &js,
+            cfg.bus.topology,
+            &Topology {
+                replicas: cfg.bus.replicas,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = metrics::Metrics::new(&mut registry, cfg.carrier.as_str());
+        for (class, rate) in [
+            ("change", cfg.rate_change),
+            ("query", cfg.rate_query),
+            ("list", cfg.rate_list),
+        ] {
+            metrics
+                .rate_limit
+                .get_or_create(&metrics::Labels {
+                    carrier: cfg.carrier.as_str().into(),
+                    value: class.into(),
+                })
+                .set(f64::from(rate.limit) / rate.window.as_secs_f64());
+        }
+        let pacer = pacing::Pacer::new(cfg, &b.rate, metrics.limiter_wait_seconds.clone());
+        let reporter = report::Reporter::new(
+            &cfg.gateway_url,
+            &cfg.adapter_token,
+            cfg.report_give_up,
+            cfg.gateway_ca_cert.as_deref(),
+        )
+        .map_err(StartError::Config)?;
+        let worker = Arc::new(Worker {
+            api: api.clone(),
+            js: js.clone(),
+            records: record::Records {
+                kv: b.items.clone(),
+            },
+            guards: guards::Guards {
+                guards: b.guards.clone(),
+                quota: b.quota.clone(),
+                clock: cfg.clock,
+                disabled: cfg.cooldowns_disabled.clone(),
+                holds: cfg.cooldown_holds.clone(),
+            },
+            cards: b.cards.clone(),
+            backoffice: b.backoffice.clone(),
+            pacer,
+            reporter,
+            metrics: metrics.clone(),
+            calendar: gsl_domain::calendar::Calendar::builtin().clone(),
+            batcher: batch::Batcher::new(cfg.batch_window),
+            cfg: cfg.clone(),
+        });
+        Ok(Opened {
+            worker,
+            registry,
+            client,
+            js,
+            metrics,
+        })
     }
 }
 

@@ -12,9 +12,12 @@
 //!   then the project's `.tools/bin`, then `PATH`), with the version check;
 //! * [`free_port`], [`signal`]: small helpers for tests that spawn processes;
 //! * [`gateway`]: driving a running gateway over gRPC (bearer requests,
-//!   waiting for an order to settle, reading all of its items).
+//!   waiting for an order to settle, reading all of its items);
+//! * [`fake_carrier`]: a scripted carrier and a Results receiver, for
+//!   deterministic tests of the adapter's state machine.
 #![forbid(unsafe_code)]
 
+pub mod fake_carrier;
 pub mod gateway;
 
 use std::path::{Path, PathBuf};

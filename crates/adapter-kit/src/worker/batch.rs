@@ -465,8 +465,9 @@ impl Worker {
         }
     }
 
-    /// A batch follow-up message.
-    pub(super) async fn process_batch_follow(&self, bkey: &str) -> Disposition {
+    /// A batch follow-up message (`bkey`: the batch record's key, from
+    /// the message's [`BATCH_HEADER`]).
+    pub async fn process_batch_follow(&self, bkey: &str) -> Disposition {
         let span = info_span!("follow_up_batch", batch = %bkey, carrier = %self.cfg.carrier);
         match self.follow_batch(bkey).instrument(span).await {
             Ok(d) => d,

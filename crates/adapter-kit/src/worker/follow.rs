@@ -75,6 +75,15 @@ impl Worker {
         }
     }
 
+    /// One follow-up of an item, without a bus message (tests).
+    pub async fn handle_follow(&self, wi: v1::WorkItem) -> Result<Disposition, String> {
+        let item = self.with_numbers(item_from(wi, self.cfg.carrier)?).await;
+        Ok(self
+            .follow_up(&item)
+            .await
+            .unwrap_or(Disposition::Nak(self.cfg.poll_interval)))
+    }
+
     pub(super) async fn follow_up(&self, item: &Item) -> Result<Disposition, gsl_bus::BusError> {
         let key = names::item_key(item.carrier, item.work_order_id, &item.card);
         for _ in 0..10 {

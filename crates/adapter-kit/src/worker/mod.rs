@@ -116,6 +116,19 @@ impl Worker {
         self.cfg.clock.now()
     }
 
+    /// One work item at its `delivered`-th delivery, without a bus message:
+    /// the state machine as the consume loop drives it (deterministic tests
+    /// drive it through this). A malformed item is an error, not a dead
+    /// letter; a bus error is a nak.
+    pub async fn handle(&self, wi: v1::WorkItem, delivered: i64) -> Result<Disposition, String> {
+        let item = self.with_numbers(item_from(wi, self.cfg.carrier)?).await;
+        let last = delivered >= self.cfg.max_deliver;
+        Ok(self
+            .work(&item, delivered, last)
+            .await
+            .unwrap_or(Disposition::Nak(backoff(delivered))))
+    }
+
     /// A work message.
     pub async fn process_work(&self, msg: &Message) -> Disposition {
         let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
