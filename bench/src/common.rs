@@ -211,6 +211,18 @@ pub async fn import_ct_cards(
     ids: &[(String, String)],
     sim_status: u32,
 ) -> Result<(), String> {
+    import_cards(ch, gsl_domain::Carrier::Ct, ids, sim_status).await
+}
+
+/// Register cards `(ICCID, carrier number)` of `carrier`: the number is the
+/// MSISDN for China Mobile, the access number for China Telecom, unused
+/// otherwise.
+pub async fn import_cards(
+    ch: &tonic::transport::Channel,
+    carrier: gsl_domain::Carrier,
+    ids: &[(String, String)],
+    sim_status: u32,
+) -> Result<(), String> {
     let mut reg = gsl_proto::v1::registry_client::RegistryClient::new(ch.clone())
         .max_encoding_message_size(64 << 20);
     for chunk in ids.chunks(20_000) {
@@ -219,11 +231,20 @@ pub async fn import_ct_cards(
                 .iter()
                 .map(|(id, number)| gsl_proto::v1::Card {
                     id: id.clone(),
-                    carrier: gsl_proto::v1::Carrier::Ct as i32,
+                    carrier: gsl_proto::convert::carrier_to_wire(carrier) as i32,
                     sim_status,
                     stop_reason: -1,
                     threshold_mb: -1,
-                    access_number: number.clone(),
+                    msisdn: if carrier == gsl_domain::Carrier::Cmcc {
+                        number.clone()
+                    } else {
+                        String::new()
+                    },
+                    access_number: if carrier == gsl_domain::Carrier::Ct {
+                        number.clone()
+                    } else {
+                        String::new()
+                    },
                     ..Default::default()
                 })
                 .collect(),
@@ -261,24 +282,35 @@ pub async fn spawn_ct_adapter(
     sim_url: &str,
     extra: &[(&str, String)],
 ) -> Result<Service, String> {
+    spawn_adapter(gsl_domain::Carrier::Ct, nats_url, gateway_url, sim_url, extra).await
+}
+
+/// An adapter of `carrier` against `sim_url` (the simulator's base URL).
+pub async fn spawn_adapter(
+    carrier: gsl_domain::Carrier,
+    nats_url: String,
+    gateway_url: String,
+    sim_url: &str,
+    extra: &[(&str, String)],
+) -> Result<Service, String> {
     // The simulator process runs with its default credentials.
     let creds = gsl_carrier_sim::config::Credentials::default();
-    let (user, secret) = creds.account(gsl_domain::Carrier::Ct);
+    let (user, secret) = creds.account(carrier);
     let mut env = vec![
-        ("GSL_CARRIER", "ct".to_owned()),
-        ("GSL_CARRIER_URL", format!("{sim_url}/ct")),
+        ("GSL_CARRIER", carrier.as_str().to_owned()),
+        ("GSL_CARRIER_URL", format!("{sim_url}/{}", carrier.as_str())),
         ("GSL_CARRIER_USER", user.to_owned()),
         ("GSL_CARRIER_SECRET", secret.to_owned()),
         ("GSL_NATS_URL", nats_url),
         ("GSL_GATEWAY_URL", gateway_url),
         (
             "GSL_ADAPTER_TOKEN",
-            gsl_testkit::gateway::adapter_token(ADAPTER_TOKEN, "ct"),
+            gsl_testkit::gateway::adapter_token(ADAPTER_TOKEN, carrier.as_str()),
         ),
         ("GSL_ADMIN_LISTEN", "127.0.0.1:0".into()),
         ("RUST_LOG", service_log()),
     ];
-    env.extend(creds.adapter_env(gsl_domain::Carrier::Ct));
+    env.extend(creds.adapter_env(carrier));
     env.extend(extra.iter().cloned());
     Service::spawn("gsl-adapter", &env).await
 }
