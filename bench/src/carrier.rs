@@ -213,7 +213,10 @@ async fn run_stop(c: Carrier, cards: u64, single: u64, limit: u32) -> Result<Mea
         let mut ids_single = Vec::new();
         for (i, (id, _)) in ids[cards as usize..].iter().enumerate() {
             let r = orders
-                .submit(authed(stop(format!("single-{i}"), std::slice::from_ref(id))))
+                .submit(authed(stop(
+                    format!("single-{i}"),
+                    std::slice::from_ref(id),
+                )))
                 .await
                 .map_err(|e| e.to_string())?
                 .into_inner();
@@ -275,9 +278,15 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
         cm.cards, cm.secs, cm.calls_per_card, cm.bus_ops_per_card
     );
     let ct = run_stop(Carrier::Ct, other_cards, 0, OTHER_LIMIT).await?;
-    eprintln!("ct: {} cards in {:.1} s, {:.3} calls/card", ct.cards, ct.secs, ct.calls_per_card);
+    eprintln!(
+        "ct: {} cards in {:.1} s, {:.3} calls/card",
+        ct.cards, ct.secs, ct.calls_per_card
+    );
     let cu = run_stop(Carrier::Cu, other_cards, 0, OTHER_LIMIT).await?;
-    eprintln!("cu: {} cards in {:.1} s, {:.3} calls/card", cu.cards, cu.secs, cu.calls_per_card);
+    eprintln!(
+        "cu: {} cards in {:.1} s, {:.3} calls/card",
+        cu.cards, cu.secs, cu.calls_per_card
+    );
 
     emit(
         "carrier_calls_per_card",

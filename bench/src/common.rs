@@ -282,7 +282,14 @@ pub async fn spawn_ct_adapter(
     sim_url: &str,
     extra: &[(&str, String)],
 ) -> Result<Service, String> {
-    spawn_adapter(gsl_domain::Carrier::Ct, nats_url, gateway_url, sim_url, extra).await
+    spawn_adapter(
+        gsl_domain::Carrier::Ct,
+        nats_url,
+        gateway_url,
+        sim_url,
+        extra,
+    )
+    .await
 }
 
 /// An adapter of `carrier` against `sim_url` (the simulator's base URL).

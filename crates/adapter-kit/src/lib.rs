@@ -250,6 +250,7 @@ impl Worker {
             metrics: metrics.clone(),
             calendar: gsl_domain::calendar::Calendar::builtin().clone(),
             batcher: batch::Batcher::new(cfg.batch_window),
+            item_permits: tokio::sync::Semaphore::new(cfg.concurrency.max(api.batch_size() * 3)),
             cfg: cfg.clone(),
         });
         Ok(Opened {

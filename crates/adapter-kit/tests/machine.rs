@@ -507,3 +507,46 @@ async fn a_lost_batch_answer_rebatches_only_unchanged_cards() {
     assert_eq!(e.sink.of(&first[1], K::Succeeded).len(), 1);
     assert_eq!(submits(&e.fake.calls()), 0, "never a single-card call");
 }
+
+/// A bundle: each item runs on its own; a malformed item is dead-lettered
+/// alone; the message is nak'd (soonest delay) while any item waits, and a
+/// redelivery answers the settled items from their records without calling.
+#[tokio::test]
+async fn a_bundle_settles_item_by_item() {
+    let e = env(FakeCarrier::new(Carrier::Ct), |_| {}).await;
+    let (a, b) = (card(40), card(41));
+    e.register(&a).await;
+    e.register(&b).await;
+    let mut bad = e.item(1, "not a card!", stop());
+    bad.index = 2;
+    e.fake
+        .on_submit(Ok(Accepted::done("A")))
+        .on_submit(Err(CallError::transient("503")));
+    let items = vec![e.item(1, &a, stop()), e.item(1, &b, stop()), bad];
+    let d = e
+        .worker
+        .handle_bundle("gsl.work.ct.stop", items.clone(), 1)
+        .await;
+    assert!(matches!(d, Disposition::Nak(_)), "{d:?}");
+    let mut s = e.js.get_stream(names::STREAM_DLQ).await.unwrap();
+    assert_eq!(
+        s.info().await.unwrap().state.messages,
+        1,
+        "the malformed item alone"
+    );
+    // Redelivered: the settled item answers from its record, the other calls.
+    let submits_before = submits(&e.fake.calls());
+    // (Its record says intent: it is looked up first, then called.)
+    e.fake
+        .on_lookup(Ok(Lookup::NotMade))
+        .on_submit(Ok(Accepted::done("B")));
+    let d = e
+        .worker
+        .handle_bundle("gsl.work.ct.stop", items[..2].to_vec(), 2)
+        .await;
+    assert_eq!(d, Disposition::Ack);
+    assert_eq!(submits(&e.fake.calls()), submits_before + 1);
+    assert_eq!(e.record(1, &a).await.state, State::Done);
+    assert_eq!(e.record(1, &b).await.state, State::Done);
+    assert_eq!(e.sink.of(&b, K::Succeeded).len(), 1);
+}

@@ -50,6 +50,8 @@ pub mod headers {
     pub const CONTENT_TYPE: &str = "Content-Type";
     pub const DLQ_REASON: &str = "Gsl-Dlq-Reason";
     pub const DLQ_CODE: &str = "Gsl-Dlq-Code";
+    /// On a work message that is a `WorkBundle`: how many items it holds.
+    pub const BUNDLE: &str = "Gsl-Bundle";
     /// `application/x-protobuf` (default) or `application/json` (intake).
     pub const PROTOBUF: &str = "application/x-protobuf";
     pub const JSON: &str = "application/json";
@@ -68,6 +70,24 @@ pub fn work_filter(carrier: Carrier) -> String {
 /// The de-duplication id of a work item: `<work_order_id>:<card>`.
 pub fn work_msg_id(work_order_id: u64, card: &str) -> String {
     format!("{work_order_id}:{card}")
+}
+
+/// `Nats-Msg-Id` of bundle `k` of an order for one carrier.
+pub fn bundle_msg_id(work_order_id: u64, k: usize, carrier: Carrier) -> String {
+    format!("{work_order_id}:b{k}.{}", carrier.as_str())
+}
+
+/// The work items a work message carries: one (a `WorkItem`), or several
+/// (a `WorkBundle`, marked by the [`headers::BUNDLE`] header).
+pub fn work_items(
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &[u8],
+) -> Result<Vec<gsl_proto::v1::WorkItem>, crate::codec::CodecError> {
+    if headers.and_then(|h| h.get(headers::BUNDLE)).is_some() {
+        Ok(crate::codec::decode::<gsl_proto::v1::WorkBundle>("WorkBundle", payload)?.items)
+    } else {
+        Ok(vec![crate::codec::decode("WorkItem", payload)?])
+    }
 }
 
 /// The item id used in KV keys: `<carrier>.<work_order_id>.<card>` (the

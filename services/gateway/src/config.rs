@@ -19,6 +19,9 @@ pub struct GatewayConfig {
     pub tls: Option<(String, String)>,
     /// Publish acks in flight during a fan-out (`GSL_FANOUT_WINDOW`, default 8192).
     pub fanout_window: usize,
+    /// Items of one carrier per work message of a multi-card order
+    /// (`GSL_BUNDLE_SIZE`, default 100; 1: one message per item).
+    pub bundle_size: usize,
     /// Consume the NATS intake (`GSL_INTAKE`, default on).
     pub intake: bool,
     /// Largest gRPC request in bytes (`GSL_MAX_REQUEST_BYTES`, default 32 MiB: 100,000 cards fit).
@@ -62,6 +65,9 @@ pub struct GatewayConfig {
 /// Default of the per-tenant open-order quota.
 pub const DEFAULT_TENANT_MAX_OPEN_ORDERS: usize = 1000;
 
+/// Items per work message of a multi-card order (the carriers' batch size).
+pub const DEFAULT_BUNDLE_SIZE: usize = 100;
+
 /// Defaults of the request bounds (written once; the environment overrides).
 pub const DEFAULT_MAX_SMALL_REQUEST_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
@@ -77,6 +83,7 @@ impl GatewayConfig {
             tokens,
             tls: None,
             fanout_window: 8192,
+            bundle_size: DEFAULT_BUNDLE_SIZE,
             intake: true,
             max_request_bytes: 32 * 1024 * 1024,
             trace_items_per_order: 100,
@@ -132,6 +139,7 @@ impl GatewayConfig {
                 .with_operator(get("GSL_OPERATOR_TOKEN")),
             tls,
             fanout_window: num("GSL_FANOUT_WINDOW", 8192)?,
+            bundle_size: num("GSL_BUNDLE_SIZE", DEFAULT_BUNDLE_SIZE)?.max(1),
             intake: get("GSL_INTAKE").as_deref() != Some("off"),
             max_request_bytes: num("GSL_MAX_REQUEST_BYTES", 32 * 1024 * 1024)?,
             trace_items_per_order: num("GSL_TRACE_ITEMS_PER_ORDER", 100)?,

@@ -514,13 +514,24 @@ pub async fn fanout(
             .map(|c| names::work_subject(*c, kind))
             .collect();
         let mut p = Pipeline::new(&core.js, core.cfg.fanout_window);
+        // Bundle k of a carrier: its valid items with index k*size ..
+        // (k+1)*size-1. Fixed ranges keep a bundle's message id stable when
+        // a finished fan-out is re-published without its final items.
+        let size = core.cfg.bundle_size.max(1);
+        let mut open: Vec<Vec<v1::WorkItem>> = vec![Vec::new(); Carrier::ALL.len()];
+        let mut sent_items = 0u64;
+        let mut range = 0usize;
         for (index, it) in items.iter().enumerate() {
             if it.refused.is_some() || skip(index) {
                 continue;
             }
+            if index / size != range {
+                sent_items += flush(&mut p, o.id, range, &mut open, &headers, &subjects).await?;
+                range = index / size;
+            }
             let carrier: Carrier = convert::carrier_from_wire(it.carrier)
                 .map_err(|e| ApiError::busy(e.to_string()))?;
-            let wi = v1::WorkItem {
+            open[carrier.index()].push(v1::WorkItem {
                 work_order_id: o.id,
                 card: it.card.clone(),
                 index: index as u32,
@@ -529,21 +540,70 @@ pub async fn fanout(
                 operation: Some(it.operation.clone().unwrap_or_else(|| op.clone())),
                 submitted_at: o.created_at,
                 batch_no: o.batch_no.clone(),
-            };
-            p.push(Outgoing {
-                subject: subjects[carrier.index()].clone(),
-                msg_id: Some(names::work_msg_id(o.id, &it.card)),
-                headers: Some(headers.clone()),
-                payload: encode(&wi),
-            })
-            .await?;
+            });
         }
-        let n = p.finish().await?;
-        core.metrics.items_published.inc_by(n);
-        Ok(n)
+        sent_items += flush(&mut p, o.id, range, &mut open, &headers, &subjects).await?;
+        p.finish().await?;
+        core.metrics.items_published.inc_by(sent_items);
+        Ok(sent_items)
     }
     .instrument(span)
     .await
+}
+
+/// Publish the open bundles of range `k`, one per carrier; how many items.
+async fn flush(
+    p: &mut Pipeline<'_>,
+    id: u64,
+    k: usize,
+    open: &mut [Vec<v1::WorkItem>],
+    headers: &HeaderMap,
+    subjects: &[String],
+) -> Result<u64, ApiError> {
+    let mut n = 0;
+    for c in Carrier::ALL {
+        let members = std::mem::take(&mut open[c.index()]);
+        n += members.len() as u64;
+        if let Some(m) = work_message(id, k, c, members, headers, subjects) {
+            p.push(m).await?;
+        }
+    }
+    Ok(n)
+}
+
+/// The work message of bundle `k` of one carrier: a plain `WorkItem` for one
+/// member, a `WorkBundle` for several, nothing for none.
+fn work_message(
+    id: u64,
+    k: usize,
+    c: Carrier,
+    mut members: Vec<v1::WorkItem>,
+    headers: &HeaderMap,
+    subjects: &[String],
+) -> Option<Outgoing> {
+    let subject = subjects[c.index()].clone();
+    match members.len() {
+        0 => None,
+        1 => {
+            let wi = members.pop()?;
+            Some(Outgoing {
+                subject,
+                msg_id: Some(names::work_msg_id(id, &wi.card)),
+                headers: Some(headers.clone()),
+                payload: encode(&wi),
+            })
+        }
+        n => {
+            let mut h = headers.clone();
+            h.insert(names::headers::BUNDLE, n.to_string().as_str());
+            Some(Outgoing {
+                subject,
+                msg_id: Some(names::bundle_msg_id(id, k, c)),
+                headers: Some(h),
+                payload: encode(&v1::WorkBundle { items: members }),
+            })
+        }
+    }
 }
 
 /// Headers of every item of an order. A small order's items are in the

@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use gsl_bus::codec::decode;
 use gsl_bus::names;
 use gsl_proto::v1;
 use gsl_testkit::NatsServer;
@@ -14,6 +13,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 const N: u32 = 20_000;
+/// Work messages of the order: its items go in bundles of 100 (the default).
+const MESSAGES: u64 = N as u64 / 100;
 
 async fn stream_count(js: &async_nats::jetstream::Context) -> u64 {
     js.get_stream(names::STREAM_WORK)
@@ -26,18 +27,22 @@ async fn stream_count(js: &async_nats::jetstream::Context) -> u64 {
         .messages
 }
 
-/// Distinct items in GSL_WORK, and the total number of messages.
+/// Distinct items in GSL_WORK, and the total number of items in its
+/// messages (bundles hold many).
 async fn distinct_items(js: &async_nats::jetstream::Context) -> (usize, u64) {
     let mut stream = js.get_stream(names::STREAM_WORK).await.unwrap();
     let state = stream.info().await.unwrap().state.clone();
     let mut seen = HashSet::new();
+    let mut items = 0u64;
     for seq in state.first_sequence..=state.last_sequence {
         if let Ok(m) = stream.get_raw_message(seq).await {
-            let wi: v1::WorkItem = decode("WorkItem", &m.payload).unwrap();
-            seen.insert((wi.work_order_id, wi.card));
+            for wi in names::work_items(Some(&m.headers), &m.payload).unwrap() {
+                seen.insert((wi.work_order_id, wi.card));
+                items += 1;
+            }
         }
     }
-    (seen.len(), state.messages)
+    (seen.len(), items)
 }
 
 /// Start a gateway (with `env`), register N cards, submit an N-card order
@@ -115,8 +120,8 @@ async fn client_retry_with_same_key_completes_the_fanout() {
     let sync = [("GSL_BACKGROUND_FANOUT_OVER", "off")];
     let (ids, at_kill, heard) = kill_mid_fanout(&nats, "crash-retry", 21, &sync, false).await;
     assert!(
-        at_kill < N as u64,
-        "killed mid fan-out ({at_kill} of {N} published)"
+        at_kill < MESSAGES,
+        "killed mid fan-out ({at_kill} of {MESSAGES} messages published)"
     );
     assert!(!heard, "the client never heard 'accepted'");
     let gw = spawn_gateway(&nats.url()).await;
@@ -150,12 +155,12 @@ async fn restart_alone_completes_the_fanout() {
     // Background fan-out (the default for large orders): accepted, then killed.
     let (_ids, at_kill, heard) = kill_mid_fanout(&nats, "crash-restart", 22, &[], true).await;
     assert!(
-        at_kill < N as u64,
-        "killed mid fan-out ({at_kill} of {N} published)"
+        at_kill < MESSAGES,
+        "killed mid fan-out ({at_kill} of {MESSAGES} messages published)"
     );
     assert!(heard, "a large order is answered before its fan-out");
     let _gw = spawn_gateway(&nats.url()).await;
-    let count = wait_for_stream(&nats, N as u64).await;
+    let count = wait_for_stream(&nats, MESSAGES).await;
     let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     let (distinct, messages) = distinct_items(&js).await;
     assert_eq!(distinct, N as usize, "no item lost (stream had {count})");
@@ -177,11 +182,11 @@ async fn a_live_replica_takes_over_a_dead_replicas_fanout() {
     .await;
     let (_ids, at_kill, heard) = kill_mid_fanout(&nats, "crash-sweep", 23, &[], true).await;
     assert!(
-        at_kill < N as u64,
-        "killed mid fan-out ({at_kill} of {N} published)"
+        at_kill < MESSAGES,
+        "killed mid fan-out ({at_kill} of {MESSAGES} messages published)"
     );
     assert!(heard);
-    let count = wait_for_stream(&nats, N as u64).await;
+    let count = wait_for_stream(&nats, MESSAGES).await;
     let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     let (distinct, messages) = distinct_items(&js).await;
     assert_eq!(distinct, N as usize, "no item lost (stream had {count})");

@@ -13,8 +13,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tonic::Code;
 
-/// Every message in GSL_WORK: (subject, Nats-Msg-Id, item), read by sequence
-/// (a work-queue stream takes no second consumer).
+/// Every item in GSL_WORK: (subject, Nats-Msg-Id of its message, item), read
+/// by sequence (a work-queue stream takes no second consumer); a bundle's
+/// items each come with the bundle's message id.
 pub async fn work_messages(nats_url: &str) -> Vec<(String, String, v1::WorkItem)> {
     let client = async_nats::connect(nats_url).await.unwrap();
     let js = async_nats::jetstream::new(client);
@@ -33,11 +34,9 @@ pub async fn work_messages(nats_url: &str) -> Vec<(String, String, v1::WorkItem)
             .get(names::headers::MSG_ID)
             .map(|v| v.as_str().to_owned())
             .unwrap_or_default();
-        out.push((
-            m.subject.to_string(),
-            id,
-            decode("WorkItem", &m.payload).unwrap(),
-        ));
+        for wi in names::work_items(Some(&m.headers), &m.payload).unwrap() {
+            out.push((m.subject.to_string(), id.clone(), wi));
+        }
     }
     out
 }
@@ -1646,4 +1645,61 @@ async fn intake_order_unstorable_to_the_last_delivery_is_dead_lettered_and_answe
         codes.iter().any(|c| c == ErrorCode::MaxDeliveries.code()),
         "{codes:?}"
     );
+}
+
+/// A multi-card order goes out in bundles of up to 100 items per carrier
+/// (fixed index ranges, one message id per range and carrier); an item alone
+/// in its range, like a single-card order, goes out as a plain item with its
+/// own message id. Every item is in exactly one message.
+#[tokio::test]
+async fn multi_card_orders_go_out_as_bundles() {
+    let env = start().await;
+    let addr = url(env.gw.grpc_addr);
+    let ids: Vec<String> = (0..201).map(|i| ct_iccid(7, i)).collect();
+    import(
+        &addr,
+        ACME,
+        ids.iter().map(|i| card(i, v1::Carrier::Ct, 20)).collect(),
+    )
+    .await;
+    let mut c = orders(&addr).await;
+    let o = c
+        .submit(with_token(submit_req("bundles", stop_op(), &ids), ACME))
+        .await
+        .unwrap()
+        .into_inner()
+        .work_order
+        .unwrap();
+    let msgs = work_messages(&env.nats.url()).await;
+    assert_eq!(msgs.len(), 201, "every item once");
+    let cards: HashSet<&str> = msgs.iter().map(|m| m.2.card.as_str()).collect();
+    assert_eq!(cards.len(), 201);
+    let mut per_id: HashMap<&str, usize> = HashMap::new();
+    for m in &msgs {
+        *per_id.entry(m.1.as_str()).or_default() += 1;
+        assert_eq!(m.0, "gsl.work.ct.stop");
+        assert_eq!(m.2.work_order_id, o.id);
+    }
+    assert_eq!(per_id[format!("{}:b0.ct", o.id).as_str()], 100);
+    assert_eq!(per_id[format!("{}:b1.ct", o.id).as_str()], 100);
+    // The 201st item is alone in its range: a plain item.
+    assert_eq!(per_id[format!("{}:{}", o.id, ids[200]).as_str()], 1);
+    assert_eq!(per_id.len(), 3, "{per_id:?}");
+    // A single-card order: one plain item, no bundle header.
+    let one = ct_iccid(8, 1);
+    import(&addr, ACME, vec![card(&one, v1::Carrier::Ct, 20)]).await;
+    let o1 = c
+        .submit(with_token(
+            submit_req("one", stop_op(), std::slice::from_ref(&one)),
+            ACME,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .work_order
+        .unwrap();
+    let msgs = work_messages(&env.nats.url()).await;
+    let mine: Vec<_> = msgs.iter().filter(|m| m.2.work_order_id == o1.id).collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].1, format!("{}:{one}", o1.id));
 }

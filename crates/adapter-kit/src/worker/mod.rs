@@ -25,9 +25,11 @@
 //! | [`timing`] | spans and metrics of carrier calls |
 //! | [`backoffice`] | requests for operations with no public API |
 //! | [`batch`] | batch calls: many items, one carrier call, one job to follow |
+//! | [`bundle`] | bundles: many items in one work message |
 
 mod backoffice;
 mod batch;
+mod bundle;
 mod deadletter;
 mod finish;
 mod follow;
@@ -100,6 +102,8 @@ pub struct Worker {
     pub backoffice: async_nats::jetstream::kv::Store,
     /// Items gathered into batch calls ([`crate::batch`]).
     pub batcher: crate::batch::Batcher<Member, MemberResult>,
+    /// Items of bundles in hand at once.
+    pub item_permits: tokio::sync::Semaphore,
 }
 
 impl Worker {
@@ -134,6 +138,14 @@ impl Worker {
         let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
         if delivered > 1 {
             self.metrics.redeliveries.inc();
+        }
+        if msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(gsl_bus::names::headers::BUNDLE))
+            .is_some()
+        {
+            return self.process_bundle(msg, delivered).await;
         }
         let wi = match decode::<v1::WorkItem>("WorkItem", &msg.payload) {
             Ok(w) => w,

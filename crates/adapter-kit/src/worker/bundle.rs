@@ -1,0 +1,148 @@
+//! Bundles: one work message carrying up to `GSL_BUNDLE_SIZE` items of one
+//! order and one carrier (`WorkBundle`, header `Gsl-Bundle`).
+//!
+//! Each item runs through its own state machine, exactly as if it had come
+//! alone: its execution record, not the message, makes redelivery safe. The
+//! message is settled once every item has an answer for this delivery: acked
+//! when each is done, followed or dead-lettered; otherwise nak'd with the
+//! shortest delay any item asked for (the items already done answer from
+//! their records on the next delivery, without calling the carrier). A
+//! malformed item is dead-lettered alone; the others go on.
+
+use super::*;
+use futures::future::join_all;
+use gsl_bus::codec::encode;
+use gsl_bus::names;
+
+/// The disposition of a bundle from its items' dispositions.
+pub fn combine(ds: &[Disposition]) -> Disposition {
+    ds.iter()
+        .filter_map(|d| match d {
+            Disposition::Nak(x) => Some(*x),
+            _ => None,
+        })
+        .min()
+        .map_or(Disposition::Ack, Disposition::Nak)
+}
+
+impl Worker {
+    /// A work message that is a bundle.
+    pub(super) async fn process_bundle(&self, msg: &Message, delivered: i64) -> Disposition {
+        let items = match decode::<v1::WorkBundle>("WorkBundle", &msg.payload) {
+            Ok(b) => b.items,
+            Err(e) => {
+                return self
+                    .dead_letter(msg, ErrorCode::MalformedMessage, &e.to_string())
+                    .await;
+            }
+        };
+        let span = info_span!(
+            "consume_bundle",
+            messaging.system = "nats",
+            messaging.operation = "process",
+            messaging.destination.name = %msg.subject,
+            messaging.message.delivery_count = delivered,
+            items = items.len(),
+            trace_id = tracing::field::Empty,
+        );
+        gsl_telemetry::propagate::set_parent_from_nats(&span, msg.headers.as_ref());
+        gsl_telemetry::propagate::link_order_trace(&span, msg.headers.as_ref());
+        gsl_telemetry::record_trace_id(&span);
+        self.handle_bundle(&msg.subject, items, delivered)
+            .instrument(span)
+            .await
+    }
+
+    /// A bundle's items at their `delivered`-th delivery (`subject`: where
+    /// the bundle came from, for dead letters); its disposition.
+    pub async fn handle_bundle(
+        &self,
+        subject: &str,
+        items: Vec<v1::WorkItem>,
+        delivered: i64,
+    ) -> Disposition {
+        let mut each = Vec::with_capacity(items.len());
+        for wi in items {
+            each.push(self.bundle_item(subject, wi, delivered));
+        }
+        combine(&join_all(each).await)
+    }
+
+    async fn bundle_item(&self, subject: &str, wi: v1::WorkItem, delivered: i64) -> Disposition {
+        let payload = encode(&wi);
+        let item = match item_from(wi, self.cfg.carrier) {
+            Ok(i) => i,
+            Err(why) => {
+                warn!(reason = %why, "dead-lettering a malformed item of a bundle");
+                return match self
+                    .publish_dead_letter(
+                        subject,
+                        &payload,
+                        ErrorCode::MalformedMessage,
+                        &why,
+                        delivered as u64,
+                    )
+                    .await
+                {
+                    Ok(()) => Disposition::Term,
+                    Err(_) => Disposition::Nak(Duration::from_secs(1)),
+                };
+            }
+        };
+        // Items in hand are bounded by the permits, not by messages.
+        let _permit = self.item_permits.acquire().await.expect("never closed");
+        let item = self.with_numbers(item).await;
+        let span = info_span!(
+            "consume_item",
+            work_order_id = item.work_order_id,
+            card = %item.card,
+            carrier = %item.carrier,
+            operation = item.kind().map(|k| k.as_str()).unwrap_or(""),
+        );
+        let last = delivered >= self.cfg.max_deliver;
+        match self.work(&item, delivered, last).instrument(span).await {
+            Ok(d) => d,
+            Err(e) if delivered > self.cfg.max_deliver => {
+                warn!(error = %e, work_order_id = item.work_order_id, card = %item.card, "still failing after the last delivery; dead-lettering");
+                self.metrics.item("dead_lettered");
+                match self
+                    .publish_dead_letter(
+                        &names::work_subject(item.carrier, item.kind().expect("checked")),
+                        &payload,
+                        ErrorCode::MaxDeliveries,
+                        &format!("still failing after {delivered} deliveries: {e}"),
+                        delivered as u64,
+                    )
+                    .await
+                {
+                    Ok(()) => Disposition::Term,
+                    Err(_) => Disposition::Nak(backoff(delivered)),
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, work_order_id = item.work_order_id, card = %item.card, "bus error; will be redelivered");
+                Disposition::Nak(backoff(delivered))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bundle_is_acked_when_every_item_is_settled_else_nakd_soonest() {
+        use Disposition::*;
+        assert_eq!(combine(&[Ack, Term, Ack]), Ack);
+        assert_eq!(
+            combine(&[
+                Ack,
+                Nak(Duration::from_secs(5)),
+                Nak(Duration::from_secs(1))
+            ]),
+            Nak(Duration::from_secs(1))
+        );
+        assert_eq!(combine(&[]), Ack);
+    }
+}
