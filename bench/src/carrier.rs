@@ -21,10 +21,14 @@
 //!   order, next to the same figure for single-card orders measured first
 //!   in the same run.
 //!
-//! Smoke mode: 1,000 / 50 / 50 cards.
+//! Smoke mode: 1,000 / 50 / 50 cards. `BENCH_CMCC_CARDS`, `BENCH_CMCC_LIMIT`,
+//! `BENCH_BATCH_WINDOW_MS` (0: batch calls off) and `BENCH_BUNDLE_SIZE` (1:
+//! bundles off) override them, to measure the per-card path in the same
+//! build.
 
 use crate::common::{
     Mode, Service, authed, emit, import_cards, service_log, spawn_adapter, spawn_gateway,
+    spawn_gateway_with,
 };
 use futures::StreamExt;
 use gsl_carrier_sim::inventory::Generator;
@@ -134,6 +138,7 @@ struct Measured {
 /// One stack; `single` single-card stops first (when > 0), then one stop
 /// order of `cards` cards.
 async fn run_stop(c: Carrier, cards: u64, single: u64, limit: u32) -> Result<Measured, String> {
+    let knob = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let nats = NatsServer::start().await.map_err(|e| e.to_string())?;
     let dir = std::env::temp_dir().join(format!("gsl-bench-carrier-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -164,23 +169,23 @@ async fn run_stop(c: Carrier, cards: u64, single: u64, limit: u32) -> Result<Mea
     )
     .await?;
     let sim_url = format!("http://{}", sim.addr);
-    let gw = spawn_gateway(nats.url()).await?;
+    let gw = match knob("BENCH_BUNDLE_SIZE") {
+        Some(size) => spawn_gateway_with(nats.url(), &[("GSL_BUNDLE_SIZE", size)]).await?,
+        None => spawn_gateway(nats.url()).await?,
+    };
     let gw_url = format!("http://{}", gw.addr);
-    let _adapter = spawn_adapter(
-        c,
-        nats.url(),
-        gw_url.clone(),
-        &sim_url,
-        &[
-            ("GSL_RATE_CHANGE", limit.to_string()),
-            ("GSL_RATE_QUERY", limit.to_string()),
-            ("GSL_RATE_LIST", "0".into()),
-            ("GSL_RATE_ONE_BUDGET", "on".into()),
-            ("GSL_POLL_INTERVAL_MS", DELAY_MS.to_string()),
-            ("POD_NAME", format!("adapter-{}-0", c.as_str())),
-        ],
-    )
-    .await?;
+    let mut extra = vec![
+        ("GSL_RATE_CHANGE", limit.to_string()),
+        ("GSL_RATE_QUERY", limit.to_string()),
+        ("GSL_RATE_LIST", "0".into()),
+        ("GSL_RATE_ONE_BUDGET", "on".into()),
+        ("GSL_POLL_INTERVAL_MS", DELAY_MS.to_string()),
+        ("POD_NAME", format!("adapter-{}-0", c.as_str())),
+    ];
+    if let Some(w) = knob("BENCH_BATCH_WINDOW_MS") {
+        extra.push(("GSL_BATCH_WINDOW_MS", w));
+    }
+    let _adapter = spawn_adapter(c, nats.url(), gw_url.clone(), &sim_url, &extra).await?;
     let generator = Generator {
         carrier: c,
         seed: SEED,
@@ -266,13 +271,14 @@ fn r3(v: f64) -> f64 {
 }
 
 pub async fn run(mode: &Mode) -> Result<(), String> {
-    let cmcc_cards = mode.pick(10_000, 1_000);
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let cmcc_cards = env("BENCH_CMCC_CARDS").unwrap_or(mode.pick(10_000, 1_000));
     let other_cards = mode.pick(1_000, 50);
     let single = mode.pick(200, 20);
-    const CMCC_LIMIT: u32 = 5;
+    let cmcc_limit = env("BENCH_CMCC_LIMIT").unwrap_or(5) as u32;
     const OTHER_LIMIT: u32 = 50;
 
-    let cm = run_stop(Carrier::Cmcc, cmcc_cards, single, CMCC_LIMIT).await?;
+    let cm = run_stop(Carrier::Cmcc, cmcc_cards, single, cmcc_limit).await?;
     eprintln!(
         "cmcc: {} cards in {:.1} s, {:.4} calls/card, {:.1} bus ops/card",
         cm.cards, cm.secs, cm.calls_per_card, cm.bus_ops_per_card
@@ -293,7 +299,7 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
         cm.calls_per_card,
         "calls/card",
         json!({
-            "carrier": "cmcc", "cards": cm.cards, "limit_per_s": CMCC_LIMIT, "one_budget": true,
+            "carrier": "cmcc", "cards": cm.cards, "limit_per_s": cmcc_limit, "one_budget": true,
             "ct_1k": r3(ct.calls_per_card), "ct_cards": ct.cards, "ct_limit_per_s": OTHER_LIMIT,
             "cu_1k": r3(cu.calls_per_card), "cu_cards": cu.cards, "cu_limit_per_s": OTHER_LIMIT,
             "cmcc_single_card_orders": cm.single_calls_per_card.map(r3),
@@ -303,7 +309,7 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
     );
     let batches = cm.cards.div_ceil(100) as f64;
     // MSISDNs come with the cards (imported), so no look-ups are needed.
-    let bound = batches * 2.0 / f64::from(CMCC_LIMIT) + DELAY_MS as f64 / 1000.0;
+    let bound = batches * 2.0 / f64::from(cmcc_limit) + DELAY_MS as f64 / 1000.0;
     emit(
         "cmcc_stop_10k_s",
         cm.secs,
@@ -312,7 +318,7 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
             "cards": cm.cards, "succeeded": cm.succeeded, "failed": cm.failed,
             "carrier_bound_s": r3(bound),
             "ratio_to_carrier_bound": r3(bound / cm.secs),
-            "completion_delay_ms": DELAY_MS, "limit_per_s": CMCC_LIMIT,
+            "completion_delay_ms": DELAY_MS, "limit_per_s": cmcc_limit,
             "goal": "ratio_to_carrier_bound >= 0.8",
         }),
     );

@@ -257,22 +257,28 @@ pub async fn import_cards(
 
 /// A gateway on free ports, talking to `nats_url`, knowing the bench tenant.
 pub async fn spawn_gateway(nats_url: String) -> Result<Service, String> {
-    Service::spawn(
-        "gsl-gateway",
-        &[
-            ("GSL_NATS_URL", nats_url),
-            ("GSL_TENANT_TOKENS", format!("{TOKEN}=bench")),
-            ("GSL_TENANT_SELF_REGISTRATION", "on".into()),
-            (
-                "GSL_ADAPTER_TOKENS",
-                gsl_testkit::gateway::adapter_tokens_env(ADAPTER_TOKEN),
-            ),
-            ("GSL_GRPC_LISTEN", "127.0.0.1:0".into()),
-            ("GSL_ADMIN_LISTEN", "127.0.0.1:0".into()),
-            ("RUST_LOG", service_log()),
-        ],
-    )
-    .await
+    spawn_gateway_with(nats_url, &[]).await
+}
+
+/// The same with extra settings.
+pub async fn spawn_gateway_with(
+    nats_url: String,
+    extra: &[(&str, String)],
+) -> Result<Service, String> {
+    let mut env = vec![
+        ("GSL_NATS_URL", nats_url),
+        ("GSL_TENANT_TOKENS", format!("{TOKEN}=bench")),
+        ("GSL_TENANT_SELF_REGISTRATION", "on".into()),
+        (
+            "GSL_ADAPTER_TOKENS",
+            gsl_testkit::gateway::adapter_tokens_env(ADAPTER_TOKEN),
+        ),
+        ("GSL_GRPC_LISTEN", "127.0.0.1:0".into()),
+        ("GSL_ADMIN_LISTEN", "127.0.0.1:0".into()),
+        ("RUST_LOG", service_log()),
+    ];
+    env.extend(extra.iter().cloned());
+    Service::spawn("gsl-gateway", &env).await
 }
 
 /// A China Telecom adapter against `sim_url` (the simulator's base URL).

@@ -124,15 +124,7 @@ impl Records {
         &self,
         key: &str,
     ) -> Result<Option<(BatchRecord, u64)>, gsl_bus::BusError> {
-        let e = kv::read(&self.kv, key).await?;
-        Ok(
-            e.filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
-                .and_then(|e| {
-                    serde_json::from_slice(&e.value)
-                        .ok()
-                        .map(|r| (r, e.revision))
-                }),
-        )
+        self.get_json(key).await
     }
 
     pub async fn create_batch(
@@ -140,12 +132,7 @@ impl Records {
         key: &str,
         r: &BatchRecord,
     ) -> Result<Option<u64>, gsl_bus::BusError> {
-        kv::create(
-            &self.kv,
-            key,
-            serde_json::to_vec(r).expect("serialises").into(),
-        )
-        .await
+        self.create_json(key, r).await
     }
 
     pub async fn update_batch(
@@ -159,12 +146,58 @@ impl Records {
     }
 }
 
+impl ExecRecord {
+    /// A record in `state` with nothing from the carrier yet.
+    pub fn new(
+        state: State,
+        txn: String,
+        started_at: DateTime<Utc>,
+        guards: Vec<Held>,
+        quota: Option<String>,
+        owner: String,
+    ) -> ExecRecord {
+        ExecRecord {
+            state,
+            txn,
+            started_at,
+            ticket: None,
+            poll_ref: None,
+            accepted_at: None,
+            deadline: None,
+            sla_reported: false,
+            outcome: None,
+            reported: false,
+            guards,
+            quota,
+            owner,
+            batch: None,
+        }
+    }
+}
+
 pub struct Records {
     pub kv: async_nats::jetstream::kv::Store,
 }
 
 impl Records {
     pub async fn get(&self, key: &str) -> Result<Option<(ExecRecord, u64)>, gsl_bus::BusError> {
+        self.get_json(key).await
+    }
+
+    /// Create; `Ok(None)` if a record exists already.
+    pub async fn create(
+        &self,
+        key: &str,
+        r: &ExecRecord,
+    ) -> Result<Option<u64>, gsl_bus::BusError> {
+        self.create_json(key, r).await
+    }
+
+    /// A JSON record and its revision (`None`: none, deleted or unreadable).
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(T, u64)>, gsl_bus::BusError> {
         let e = kv::read(&self.kv, key).await?;
         Ok(
             e.filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
@@ -176,11 +209,10 @@ impl Records {
         )
     }
 
-    /// Create; `Ok(None)` if a record exists already.
-    pub async fn create(
+    async fn create_json<T: Serialize>(
         &self,
         key: &str,
-        r: &ExecRecord,
+        r: &T,
     ) -> Result<Option<u64>, gsl_bus::BusError> {
         kv::create(
             &self.kv,

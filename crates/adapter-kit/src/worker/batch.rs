@@ -307,22 +307,14 @@ impl Worker {
     ) -> Result<Option<(ExecRecord, u64)>, gsl_bus::BusError> {
         let mut rec = match &m.prior {
             Some((rec, _)) => rec.clone(),
-            None => ExecRecord {
-                state: State::Intent,
-                txn: String::new(),
-                started_at: now,
-                ticket: None,
-                poll_ref: None,
-                accepted_at: None,
-                deadline: None,
-                sla_reported: false,
-                outcome: None,
-                reported: false,
-                guards: m.held.clone(),
-                quota: m.quota.clone(),
-                owner: self.cfg.instance.clone(),
-                batch: None,
-            },
+            None => ExecRecord::new(
+                State::Intent,
+                String::new(),
+                now,
+                m.held.clone(),
+                m.quota.clone(),
+                self.cfg.instance.clone(),
+            ),
         };
         rec.state = State::Intent;
         rec.txn = txn.to_owned();

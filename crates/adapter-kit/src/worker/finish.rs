@@ -70,27 +70,20 @@ impl Worker {
         held: Vec<Held>,
         quota: Option<String>,
     ) -> Result<Disposition, gsl_bus::BusError> {
-        let rec = ExecRecord {
-            state: State::Done,
-            txn: String::new(),
-            started_at: self.now(),
-            ticket: None,
-            poll_ref: None,
-            accepted_at: None,
-            deadline: None,
-            sla_reported: false,
-            outcome: Some(Final {
-                succeeded: false,
-                code: r.code.code().into(),
-                carrier_code: String::new(),
-                message: r.message,
-            }),
-            reported: false,
-            guards: held,
+        let mut rec = ExecRecord::new(
+            State::Done,
+            String::new(),
+            self.now(),
+            held,
             quota,
-            owner: self.cfg.instance.clone(),
-            batch: None,
-        };
+            self.cfg.instance.clone(),
+        );
+        rec.outcome = Some(Final {
+            succeeded: false,
+            code: r.code.code().into(),
+            carrier_code: String::new(),
+            message: r.message,
+        });
         match self.records.create(key, &rec).await? {
             Some(rev) => Ok(self.report_final(item, key, rec, rev).await?.disposition()),
             // Someone else recorded this item meanwhile: their record wins.

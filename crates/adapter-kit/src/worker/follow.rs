@@ -5,7 +5,7 @@ use crate::carrier::{Accepted, CallCtx, CallError, Item, Progress};
 use crate::record::{ExecRecord, Final, State};
 use async_nats::HeaderMap;
 use async_nats::jetstream::Message;
-use gsl_bus::codec::{decode, encode};
+use gsl_bus::codec::encode;
 use gsl_bus::names;
 use gsl_bus::publish::{Outgoing, publish_one};
 use gsl_domain::codes::ErrorCode;
@@ -41,21 +41,9 @@ impl Worker {
         {
             return self.process_batch_follow(bkey.as_str()).await;
         }
-        let wi = match decode::<v1::WorkItem>("WorkItem", &msg.payload) {
-            Ok(w) => w,
-            Err(e) => {
-                return self
-                    .dead_letter(msg, ErrorCode::MalformedMessage, &e.to_string())
-                    .await;
-            }
-        };
-        let item = match item_from(wi, self.cfg.carrier) {
-            Ok(i) => self.with_numbers(i).await,
-            Err(why) => {
-                return self
-                    .dead_letter(msg, ErrorCode::MalformedMessage, &why)
-                    .await;
-            }
+        let item = match self.read_item(msg).await {
+            Ok(i) => i,
+            Err(d) => return d,
         };
         let span = info_span!(
             "follow_up",

@@ -145,22 +145,14 @@ impl Worker {
             };
             return self.join_batch(bk, m).await;
         }
-        let rec = ExecRecord {
-            state: State::Intent,
-            txn: self.api.make_txn(item, now),
-            started_at: now,
-            ticket: None,
-            poll_ref: None,
-            accepted_at: None,
-            deadline: None,
-            sla_reported: false,
-            outcome: None,
-            reported: false,
-            guards: held,
+        let rec = ExecRecord::new(
+            State::Intent,
+            self.api.make_txn(item, now),
+            now,
+            held,
             quota,
-            owner: self.cfg.instance.clone(),
-            batch: None,
-        };
+            self.cfg.instance.clone(),
+        );
         match self.records.create(key, &rec).await? {
             None => Ok(None),
             Some(rev) => self.call(item, key, rec, rev, delivered, last).await,

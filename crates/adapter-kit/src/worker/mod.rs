@@ -147,21 +147,9 @@ impl Worker {
         {
             return self.process_bundle(msg, delivered).await;
         }
-        let wi = match decode::<v1::WorkItem>("WorkItem", &msg.payload) {
-            Ok(w) => w,
-            Err(e) => {
-                return self
-                    .dead_letter(msg, ErrorCode::MalformedMessage, &e.to_string())
-                    .await;
-            }
-        };
-        let item = match item_from(wi, self.cfg.carrier) {
-            Ok(i) => self.with_numbers(i).await,
-            Err(why) => {
-                return self
-                    .dead_letter(msg, ErrorCode::MalformedMessage, &why)
-                    .await;
-            }
+        let item = match self.read_item(msg).await {
+            Ok(i) => i,
+            Err(d) => return d,
         };
         let span = info_span!(
             "consume",

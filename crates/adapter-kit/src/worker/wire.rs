@@ -107,4 +107,26 @@ impl Worker {
         }
         item
     }
+
+    /// The item of a single-item message, with its carrier numbers; a
+    /// malformed one is dead-lettered and its disposition returned instead.
+    pub(super) async fn read_item(
+        &self,
+        msg: &async_nats::jetstream::Message,
+    ) -> Result<Item, Disposition> {
+        let wi = match gsl_bus::codec::decode::<v1::WorkItem>("WorkItem", &msg.payload) {
+            Ok(w) => w,
+            Err(e) => {
+                return Err(self
+                    .dead_letter(msg, ErrorCode::MalformedMessage, &e.to_string())
+                    .await);
+            }
+        };
+        match item_from(wi, self.cfg.carrier) {
+            Ok(i) => Ok(self.with_numbers(i).await),
+            Err(why) => Err(self
+                .dead_letter(msg, ErrorCode::MalformedMessage, &why)
+                .await),
+        }
+    }
 }
