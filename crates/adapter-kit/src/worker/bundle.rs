@@ -10,7 +10,8 @@
 //! malformed item is dead-lettered alone; the others go on.
 
 use super::*;
-use futures::future::join_all;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use gsl_bus::codec::encode;
 use gsl_bus::names;
 
@@ -61,14 +62,37 @@ impl Worker {
         items: Vec<v1::WorkItem>,
         delivered: i64,
     ) -> Disposition {
-        let mut each = Vec::with_capacity(items.len());
+        // An item's future exists only once it holds a permit: a bundle
+        // waiting for permits holds its decoded items, not their state
+        // machines (hundreds of bundles in hand would otherwise allocate
+        // tens of thousands of futures at once).
+        let mut running = FuturesUnordered::new();
+        let mut out = Vec::with_capacity(items.len());
         for wi in items {
-            each.push(self.bundle_item(subject, wi, delivered));
+            let permit = loop {
+                if let Ok(p) = self.item_permits.try_acquire() {
+                    break p;
+                }
+                tokio::select! {
+                    p = self.item_permits.acquire() => break p.expect("never closed"),
+                    Some(d) = running.next(), if !running.is_empty() => out.push(d),
+                }
+            };
+            running.push(self.bundle_item(subject, wi, delivered, permit));
         }
-        combine(&join_all(each).await)
+        while let Some(d) = running.next().await {
+            out.push(d);
+        }
+        combine(&out)
     }
 
-    async fn bundle_item(&self, subject: &str, wi: v1::WorkItem, delivered: i64) -> Disposition {
+    async fn bundle_item(
+        &self,
+        subject: &str,
+        wi: v1::WorkItem,
+        delivered: i64,
+        _permit: tokio::sync::SemaphorePermit<'_>,
+    ) -> Disposition {
         let payload = encode(&wi);
         let item = match item_from(wi, self.cfg.carrier) {
             Ok(i) => i,
@@ -89,8 +113,6 @@ impl Worker {
                 };
             }
         };
-        // Items in hand are bounded by the permits, not by messages.
-        let _permit = self.item_permits.acquire().await.expect("never closed");
         let item = self.with_numbers(item).await;
         let span = info_span!(
             "consume_item",
