@@ -230,6 +230,8 @@ impl Worker {
             cfg.gateway_ca_cert.as_deref(),
         )
         .map_err(StartError::Config)?;
+        // Enough items in hand for a batch to fill.
+        let items_in_hand = cfg.concurrency.max(api.batch_size() * 3);
         let worker = Arc::new(Worker {
             api: api.clone(),
             js: js.clone(),
@@ -250,7 +252,8 @@ impl Worker {
             metrics: metrics.clone(),
             calendar: gsl_domain::calendar::Calendar::builtin().clone(),
             batcher: batch::Batcher::new(cfg.batch_window),
-            item_permits: tokio::sync::Semaphore::new(cfg.concurrency.max(api.batch_size() * 3)),
+            item_permits: tokio::sync::Semaphore::new(items_in_hand),
+            item_permit_count: items_in_hand,
             cfg: cfg.clone(),
         });
         Ok(Opened {
@@ -279,10 +282,8 @@ async fn run_loop(
 ) {
     // A batch fills only if enough of its members are in hand at once.
     let concurrency = match kind {
-        Kind::Work if !w.cfg.batch_window.is_zero() => {
-            w.cfg.concurrency.max(w.api.batch_size() * 3)
-        }
-        _ => w.cfg.concurrency,
+        Kind::Work => w.item_permit_count,
+        Kind::Follow => w.cfg.concurrency,
     };
     let sem = Arc::new(Semaphore::new(concurrency));
     let stop = shutdown.listener();

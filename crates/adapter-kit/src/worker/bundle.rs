@@ -10,8 +10,7 @@
 //! malformed item is dead-lettered alone; the others go on.
 
 use super::*;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
+use futures::future::join_all;
 use gsl_bus::codec::encode;
 use gsl_bus::names;
 
@@ -62,37 +61,31 @@ impl Worker {
         items: Vec<v1::WorkItem>,
         delivered: i64,
     ) -> Disposition {
-        // An item's future exists only once it holds a permit: a bundle
-        // waiting for permits holds its decoded items, not their state
-        // machines (hundreds of bundles in hand would otherwise allocate
-        // tens of thousands of futures at once).
-        let mut running = FuturesUnordered::new();
+        // A bundle takes permits for all its items at once (in waves when
+        // it holds more than there are), and only then makes their state
+        // machines: bundles waiting their turn hold decoded items, not
+        // futures (hundreds of bundles in hand would otherwise allocate tens
+        // of thousands of futures), and the permits keep their fair order.
+        let total = self.item_permit_count.max(1);
         let mut out = Vec::with_capacity(items.len());
-        for wi in items {
-            let permit = loop {
-                if let Ok(p) = self.item_permits.try_acquire() {
-                    break p;
-                }
-                tokio::select! {
-                    p = self.item_permits.acquire() => break p.expect("never closed"),
-                    Some(d) = running.next(), if !running.is_empty() => out.push(d),
-                }
-            };
-            running.push(self.bundle_item(subject, wi, delivered, permit));
-        }
-        while let Some(d) = running.next().await {
-            out.push(d);
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let wave: Vec<v1::WorkItem> = items.by_ref().take(total).collect();
+            let _permits = self
+                .item_permits
+                .acquire_many(wave.len() as u32)
+                .await
+                .expect("never closed");
+            let mut each = Vec::with_capacity(wave.len());
+            for wi in wave {
+                each.push(self.bundle_item(subject, wi, delivered));
+            }
+            out.extend(join_all(each).await);
         }
         combine(&out)
     }
 
-    async fn bundle_item(
-        &self,
-        subject: &str,
-        wi: v1::WorkItem,
-        delivered: i64,
-        _permit: tokio::sync::SemaphorePermit<'_>,
-    ) -> Disposition {
+    async fn bundle_item(&self, subject: &str, wi: v1::WorkItem, delivered: i64) -> Disposition {
         let payload = encode(&wi);
         let item = match item_from(wi, self.cfg.carrier) {
             Ok(i) => i,

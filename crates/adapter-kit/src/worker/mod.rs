@@ -102,8 +102,9 @@ pub struct Worker {
     pub backoffice: async_nats::jetstream::kv::Store,
     /// Items gathered into batch calls ([`crate::batch`]).
     pub batcher: crate::batch::Batcher<Member, MemberResult>,
-    /// Items of bundles in hand at once.
+    /// Items of bundles in hand at once, and how many permits there are.
     pub item_permits: tokio::sync::Semaphore,
+    pub item_permit_count: usize,
 }
 
 impl Worker {
