@@ -14,6 +14,16 @@ use futures::future::join_all;
 use gsl_bus::codec::encode;
 use gsl_bus::names;
 
+/// One item permit, given back when the item is done (or its future
+/// dropped).
+struct GiveBack<'a>(&'a tokio::sync::Semaphore);
+
+impl Drop for GiveBack<'_> {
+    fn drop(&mut self) {
+        self.0.add_permits(1);
+    }
+}
+
 /// The disposition of a bundle from its items' dispositions.
 pub fn combine(ds: &[Disposition]) -> Disposition {
     ds.iter()
@@ -71,14 +81,20 @@ impl Worker {
         let mut items = items.into_iter().peekable();
         while items.peek().is_some() {
             let wave: Vec<v1::WorkItem> = items.by_ref().take(total).collect();
-            let _permits = self
-                .item_permits
+            // Taken together, given back one by one as each item finishes.
+            self.item_permits
                 .acquire_many(wave.len() as u32)
                 .await
-                .expect("never closed");
+                .expect("never closed")
+                .forget();
             let mut each = Vec::with_capacity(wave.len());
             for wi in wave {
-                each.push(self.bundle_item(subject, wi, delivered));
+                let permit = GiveBack(&self.item_permits);
+                each.push(async move {
+                    let d = self.bundle_item(subject, wi, delivered).await;
+                    drop(permit);
+                    d
+                });
             }
             out.extend(join_all(each).await);
         }
