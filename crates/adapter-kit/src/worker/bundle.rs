@@ -46,20 +46,10 @@ impl Worker {
                     .await;
             }
         };
-        let span = info_span!(
-            "consume_bundle",
-            messaging.system = "nats",
-            messaging.operation = "process",
-            messaging.destination.name = %msg.subject,
-            messaging.message.delivery_count = delivered,
-            items = items.len(),
-            trace_id = tracing::field::Empty,
-        );
-        gsl_telemetry::propagate::set_parent_from_nats(&span, msg.headers.as_ref());
-        gsl_telemetry::propagate::link_order_trace(&span, msg.headers.as_ref());
-        gsl_telemetry::record_trace_id(&span);
-        self.handle_bundle(&msg.subject, items, delivered)
-            .instrument(span)
+        // Each item gets its own `consume` span, exactly as if it had come
+        // alone: parented on the fan-out (small orders) or its own trace
+        // linked to the order's (large ones), from the bundle's headers.
+        self.bundle_items(&msg.subject, items, delivered, msg.headers.as_ref())
             .await
     }
 
@@ -70,6 +60,16 @@ impl Worker {
         subject: &str,
         items: Vec<v1::WorkItem>,
         delivered: i64,
+    ) -> Disposition {
+        self.bundle_items(subject, items, delivered, None).await
+    }
+
+    async fn bundle_items(
+        &self,
+        subject: &str,
+        items: Vec<v1::WorkItem>,
+        delivered: i64,
+        headers: Option<&async_nats::HeaderMap>,
     ) -> Disposition {
         // A bundle takes permits for all its items at once (in waves when
         // it holds more than there are), and only then makes their state
@@ -91,7 +91,7 @@ impl Worker {
             for wi in wave {
                 let permit = GiveBack(&self.item_permits);
                 each.push(async move {
-                    let d = self.bundle_item(subject, wi, delivered).await;
+                    let d = self.bundle_item(subject, wi, delivered, headers).await;
                     drop(permit);
                     d
                 });
@@ -101,7 +101,13 @@ impl Worker {
         combine(&out)
     }
 
-    async fn bundle_item(&self, subject: &str, wi: v1::WorkItem, delivered: i64) -> Disposition {
+    async fn bundle_item(
+        &self,
+        subject: &str,
+        wi: v1::WorkItem,
+        delivered: i64,
+        headers: Option<&async_nats::HeaderMap>,
+    ) -> Disposition {
         let payload = encode(&wi);
         let item = match item_from(wi, self.cfg.carrier) {
             Ok(i) => i,
@@ -124,12 +130,20 @@ impl Worker {
         };
         let item = self.with_numbers(item).await;
         let span = info_span!(
-            "consume_item",
+            "consume",
+            messaging.system = "nats",
+            messaging.operation = "process",
+            messaging.destination.name = %subject,
+            messaging.message.delivery_count = delivered,
             work_order_id = item.work_order_id,
             card = %item.card,
             carrier = %item.carrier,
             operation = item.kind().map(|k| k.as_str()).unwrap_or(""),
+            trace_id = tracing::field::Empty,
         );
+        gsl_telemetry::propagate::set_parent_from_nats(&span, headers);
+        gsl_telemetry::propagate::link_order_trace(&span, headers);
+        gsl_telemetry::record_trace_id(&span);
         let last = delivered >= self.cfg.max_deliver;
         match self.work(&item, delivered, last).instrument(span).await {
             Ok(d) => d,
