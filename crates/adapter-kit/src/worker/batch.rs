@@ -529,13 +529,9 @@ impl Worker {
                             self.report_sla_breach(item, &acc.ticket, deadline).await;
                         }
                     }
-                    let mut d = self.cfg.poll_interval;
-                    if let Some(deadline) = b.deadline
-                        && !b.sla_reported
-                    {
-                        d = d.min(self.cfg.clock.real_until(deadline) + Duration::from_millis(20));
-                    }
-                    return Ok(Disposition::Nak(d.max(Duration::from_millis(50))));
+                    return Ok(Disposition::Nak(
+                        self.next_poll_for(b.deadline, b.sla_reported),
+                    ));
                 }
                 Ok(BatchProgress::Finished(r)) => r,
                 // The job cannot be read: read each card instead.

@@ -12,7 +12,6 @@
 use super::*;
 use futures::future::join_all;
 use gsl_bus::codec::encode;
-use gsl_bus::names;
 
 /// One item permit, given back when the item is done (or its future
 /// dropped).
@@ -129,46 +128,8 @@ impl Worker {
             }
         };
         let item = self.with_numbers(item).await;
-        let span = info_span!(
-            "consume",
-            messaging.system = "nats",
-            messaging.operation = "process",
-            messaging.destination.name = %subject,
-            messaging.message.delivery_count = delivered,
-            work_order_id = item.work_order_id,
-            card = %item.card,
-            carrier = %item.carrier,
-            operation = item.kind().map(|k| k.as_str()).unwrap_or(""),
-            trace_id = tracing::field::Empty,
-        );
-        gsl_telemetry::propagate::set_parent_from_nats(&span, headers);
-        gsl_telemetry::propagate::link_order_trace(&span, headers);
-        gsl_telemetry::record_trace_id(&span);
-        let last = delivered >= self.cfg.max_deliver;
-        match self.work(&item, delivered, last).instrument(span).await {
-            Ok(d) => d,
-            Err(e) if delivered > self.cfg.max_deliver => {
-                warn!(error = %e, work_order_id = item.work_order_id, card = %item.card, "still failing after the last delivery; dead-lettering");
-                self.metrics.item("dead_lettered");
-                match self
-                    .publish_dead_letter(
-                        &names::work_subject(item.carrier, item.kind().expect("checked")),
-                        &payload,
-                        ErrorCode::MaxDeliveries,
-                        &format!("still failing after {delivered} deliveries: {e}"),
-                        delivered as u64,
-                    )
-                    .await
-                {
-                    Ok(()) => Disposition::Term,
-                    Err(_) => Disposition::Nak(backoff(delivered)),
-                }
-            }
-            Err(e) => {
-                warn!(error = %e, work_order_id = item.work_order_id, card = %item.card, "bus error; will be redelivered");
-                Disposition::Nak(backoff(delivered))
-            }
-        }
+        self.consume(&item, delivered, subject, headers, &payload)
+            .await
     }
 }
 

@@ -154,9 +154,19 @@ impl Worker {
 
     /// Next poll: the poll interval, but wake up for the SLA deadline.
     pub(super) fn next_poll(&self, rec: &ExecRecord) -> Duration {
+        self.next_poll_for(rec.deadline, rec.sla_reported)
+    }
+
+    /// The same for a deadline and whether its breach was reported (an
+    /// item's record or a batch's).
+    pub(super) fn next_poll_for(
+        &self,
+        deadline: Option<DateTime<Utc>>,
+        sla_reported: bool,
+    ) -> Duration {
         let mut d = self.cfg.poll_interval;
-        if let Some(deadline) = rec.deadline
-            && !rec.sla_reported
+        if let Some(deadline) = deadline
+            && !sla_reported
         {
             d = d.min(self.cfg.clock.real_until(deadline) + Duration::from_millis(20));
         }

@@ -152,11 +152,33 @@ impl Worker {
             Ok(i) => i,
             Err(d) => return d,
         };
+        self.consume(
+            &item,
+            delivered,
+            &msg.subject,
+            msg.headers.as_ref(),
+            &msg.payload,
+        )
+        .await
+    }
+
+    /// One item at its `delivered`-th delivery, in a `consume` span
+    /// parented (or linked) from its message's headers. `payload` is the
+    /// item as published on `subject`, kept in the dead-letter stream when it
+    /// still fails past the last delivery.
+    pub(super) async fn consume(
+        &self,
+        item: &Item,
+        delivered: i64,
+        subject: &str,
+        headers: Option<&async_nats::HeaderMap>,
+        payload: &[u8],
+    ) -> Disposition {
         let span = info_span!(
             "consume",
             messaging.system = "nats",
             messaging.operation = "process",
-            messaging.destination.name = %msg.subject,
+            messaging.destination.name = %subject,
             messaging.message.delivery_count = delivered,
             work_order_id = item.work_order_id,
             card = %item.card,
@@ -164,11 +186,11 @@ impl Worker {
             operation = item.kind().map(|k| k.as_str()).unwrap_or(""),
             trace_id = tracing::field::Empty,
         );
-        gsl_telemetry::propagate::set_parent_from_nats(&span, msg.headers.as_ref());
-        gsl_telemetry::propagate::link_order_trace(&span, msg.headers.as_ref());
+        gsl_telemetry::propagate::set_parent_from_nats(&span, headers);
+        gsl_telemetry::propagate::link_order_trace(&span, headers);
         gsl_telemetry::record_trace_id(&span);
         let last = delivered >= self.cfg.max_deliver;
-        match self.work(&item, delivered, last).instrument(span).await {
+        match self.work(item, delivered, last).instrument(span).await {
             Ok(d) => d,
             // The consumer gives one delivery more than we do: past our last,
             // a message that still fails (a final outcome the gateway never
@@ -177,12 +199,20 @@ impl Worker {
             Err(e) if delivered > self.cfg.max_deliver => {
                 warn!(error = %e, work_order_id = item.work_order_id, card = %item.card, "still failing after the last delivery; dead-lettering");
                 self.metrics.item("dead_lettered");
-                self.dead_letter(
-                    msg,
-                    ErrorCode::MaxDeliveries,
-                    &format!("still failing after {delivered} deliveries: {e}"),
-                )
-                .await
+                let why = format!("still failing after {delivered} deliveries: {e}");
+                match self
+                    .publish_dead_letter(
+                        subject,
+                        payload,
+                        ErrorCode::MaxDeliveries,
+                        &why,
+                        delivered as u64,
+                    )
+                    .await
+                {
+                    Ok(()) => Disposition::Term,
+                    Err(_) => Disposition::Nak(Duration::from_secs(1)),
+                }
             }
             Err(e) => {
                 warn!(error = %e, work_order_id = item.work_order_id, card = %item.card, "bus error; will be redelivered");
