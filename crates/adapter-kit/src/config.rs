@@ -96,6 +96,10 @@ pub struct AdapterConfig {
     pub ack_wait: Duration,
     /// Attempts of one carrier call within a delivery (`GSL_CALL_ATTEMPTS`, default 4).
     pub call_attempts: usize,
+    /// Largest carrier answer read, in bytes (`GSL_MAX_ANSWER_BYTES`, default
+    /// 1 MiB; set per adapter deployment, so per carrier). An answer over it
+    /// is a carrier fault: a change's outcome is then unknown and read back.
+    pub max_answer: usize,
     /// How long one delivery keeps retrying a report to an unreachable
     /// gateway (`GSL_REPORT_GIVE_UP_SECS`, default 600); then the message is
     /// redelivered, and dead-lettered after the last delivery.
@@ -193,6 +197,7 @@ impl AdapterConfig {
             max_deliver: gsl_bus::topology::Delivery::default().max_deliver,
             ack_wait: gsl_bus::topology::Delivery::default().ack_wait,
             call_attempts: 4,
+            max_answer: crate::http::DEFAULT_MAX_ANSWER_BYTES,
             call_timeout: Duration::from_secs(10),
             report_give_up: Duration::from_secs(600),
             poll_interval: Duration::from_secs(5),
@@ -283,6 +288,7 @@ impl AdapterConfig {
         c.max_deliver = num("GSL_MAX_DELIVER", d.max_deliver as u64)?.max(1) as i64;
         c.ack_wait = Duration::from_secs(num("GSL_ACK_WAIT_SECS", d.ack_wait.as_secs())?.max(2));
         c.call_attempts = num("GSL_CALL_ATTEMPTS", 4)?.max(1) as usize;
+        c.max_answer = num("GSL_MAX_ANSWER_BYTES", c.max_answer as u64)?.max(1) as usize;
         c.call_timeout = Duration::from_millis(num("GSL_CALL_TIMEOUT_MS", 10_000)?);
         c.report_give_up =
             Duration::from_secs(num("GSL_REPORT_GIVE_UP_SECS", c.report_give_up.as_secs())?);

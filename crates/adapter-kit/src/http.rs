@@ -39,7 +39,14 @@ pub struct Http {
     pub client: reqwest::Client,
     /// Attempts of one call (`GSL_CALL_ATTEMPTS`).
     pub attempts: usize,
+    /// Largest answer body read (`GSL_MAX_ANSWER_BYTES`): a carrier's answer
+    /// is read up to this and no further, so a misbehaving endpoint cannot
+    /// grow the adapter past its memory limit.
+    pub max_answer: usize,
 }
+
+/// Default of [`Http::max_answer`]: a 100-card batch answer is kilobytes.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 impl Http {
     pub fn new(timeout: Duration) -> Http {
@@ -52,11 +59,17 @@ impl Http {
         Http {
             client,
             attempts: 4,
+            max_answer: DEFAULT_MAX_ANSWER_BYTES,
         }
     }
 
     pub fn with_attempts(mut self, attempts: usize) -> Http {
         self.attempts = attempts.max(1);
+        self
+    }
+
+    pub fn with_max_answer(mut self, bytes: usize) -> Http {
+        self.max_answer = bytes.max(1);
         self
     }
 
@@ -140,11 +153,36 @@ impl Http {
         .await
     }
 
-    /// Read a body. Losing it means the outcome is unknown.
-    pub async fn body(resp: reqwest::Response) -> Result<bytes::Bytes, CallError> {
-        resp.bytes().await.map_err(|e| CallError::Unknown {
-            reason: format!("answer lost: {}", e.without_url()),
-        })
+    /// Read a body, up to [`Http::max_answer`] bytes. Losing it, or an
+    /// answer over the cap (reading stops there), means the outcome is
+    /// unknown: a change is then read back as for a lost answer.
+    pub async fn body(&self, mut resp: reqwest::Response) -> Result<bytes::Bytes, CallError> {
+        let cap = self.max_answer;
+        let too_big = |n: u64| CallError::Unknown {
+            reason: format!(
+                "carrier fault: answer of {n} bytes or more is over the {cap}-byte cap (GSL_MAX_ANSWER_BYTES); not read"
+            ),
+        };
+        if let Some(n) = resp.content_length().filter(|n| *n > cap as u64) {
+            return Err(too_big(n));
+        }
+        let mut body = bytes::BytesMut::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    if body.len() + c.len() > cap {
+                        return Err(too_big((body.len() + c.len()) as u64));
+                    }
+                    body.extend_from_slice(&c);
+                }
+                Ok(None) => return Ok(body.freeze()),
+                Err(e) => {
+                    return Err(CallError::Unknown {
+                        reason: format!("answer lost: {}", e.without_url()),
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -233,5 +271,65 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("get/token"), "no URL at all: {text}");
+    }
+
+    /// A carrier endpoint answering `head` then `len` bytes of `fill`, to
+    /// every connection.
+    pub(crate) async fn answering(head: &'static str, len: usize) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let head = head.replace("{len}", &len.to_string());
+                    if s.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = vec![b'7'; 64 * 1024];
+                    let mut left = len;
+                    while left > 0 {
+                        let n = left.min(chunk.len());
+                        if s.write_all(&chunk[..n]).await.is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                });
+            }
+        });
+        format!("http://{addr}/answer")
+    }
+
+    /// A 50 MiB answer is read no further than the cap and is a carrier
+    /// fault with the reason on it (an unknown outcome), with or without a
+    /// `Content-Length`.
+    #[tokio::test]
+    async fn answers_are_read_up_to_the_cap() {
+        let http = Http::new(Duration::from_secs(5)).with_max_answer(64 * 1024);
+        for head in [
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n",
+        ] {
+            let url = answering(head, 50 * 1024 * 1024).await;
+            let resp = http.send(http.client.get(url)).await.unwrap();
+            let e = http.body(resp).await.unwrap_err();
+            match &e {
+                CallError::Unknown { reason } => {
+                    assert!(reason.contains("65536-byte cap"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Under the cap: read whole.
+        let url = answering(
+            "HTTP/1.1 200 OK\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n",
+            1000,
+        )
+        .await;
+        let resp = http.send(http.client.get(url)).await.unwrap();
+        assert_eq!(http.body(resp).await.unwrap().len(), 1000);
     }
 }

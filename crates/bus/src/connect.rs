@@ -1,6 +1,7 @@
 //! Connecting to NATS with settings from the environment.
 
 use crate::BusError;
+pub use gsl_secret::Secret;
 use async_nats::jetstream::{self, Context};
 use std::time::Duration;
 
@@ -11,9 +12,9 @@ pub struct BusConfig {
     pub url: String,
     /// `GSL_NATS_USER` / `GSL_NATS_PASSWORD`.
     pub user: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// `GSL_NATS_TOKEN`.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Connection name shown by the server (`nats server report connections`).
     pub name: String,
     /// Replicas for streams and buckets (`GSL_NATS_REPLICAS`, default 1; 3 in production).
@@ -78,8 +79,12 @@ impl BusConfig {
             name,
         );
         c.user = get("GSL_NATS_USER").filter(|s| !s.is_empty());
-        c.password = get("GSL_NATS_PASSWORD").filter(|s| !s.is_empty());
-        c.token = get("GSL_NATS_TOKEN").filter(|s| !s.is_empty());
+        c.password = get("GSL_NATS_PASSWORD")
+            .filter(|s| !s.is_empty())
+            .map(Secret::from);
+        c.token = get("GSL_NATS_TOKEN")
+            .filter(|s| !s.is_empty())
+            .map(Secret::from);
         c.replicas = get("GSL_NATS_REPLICAS")
             .and_then(|s| s.parse().ok())
             .unwrap_or(1);
@@ -106,10 +111,10 @@ pub async fn connect(cfg: &BusConfig) -> Result<(async_nats::Client, Context), B
         .max_reconnects(None)
         .custom_inbox_prefix(cfg.inbox_prefix.clone());
     if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
-        opts = opts.user_and_password(u.clone(), p.clone());
+        opts = opts.user_and_password(u.clone(), p.expose().to_owned());
     }
     if let Some(t) = &cfg.token {
-        opts = opts.token(t.clone());
+        opts = opts.token(t.expose().to_owned());
     }
     if let Some(ca) = &cfg.ca_cert {
         opts = opts.add_root_certificates(ca.clone()).require_tls(true);

@@ -394,14 +394,15 @@ impl Ct {
         }
     }
 
-    async fn read(resp: reqwest::Response) -> CallResult<String> {
-        let body = Http::body(resp).await?;
+    async fn read(&self, resp: reqwest::Response) -> CallResult<String> {
+        let body = self.http.body(resp).await?;
         Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     /// One signed 5GCMP GET, through the request stack.
     async fn get(&self, ctx: &CallCtx<'_>, class: CallClass, r: &Req) -> CallResult<String> {
-        Ct::read(self.http.call(ctx, class, self.signed(r)).await?).await
+        self.read(self.http.call(ctx, class, self.signed(r)).await?)
+            .await
     }
 
     fn signed(&self, r: &Req) -> reqwest::RequestBuilder {
@@ -428,7 +429,7 @@ impl Ct {
     ) -> CallResult<String> {
         let url = format!("{}{path}", self.set.dcp_url.trim_end_matches('/'));
         // A form body, so `passWord` and `sign` never sit in a URL.
-        Ct::read(
+        self.read(
             self.http
                 .call(ctx, class, self.http.client.post(url).form(q))
                 .await?,

@@ -155,7 +155,7 @@ impl Cu {
             )
             .await?;
         let status = resp.status().as_u16();
-        Ok((status, json(resp).await?))
+        Ok((status, json(&self.http, resp).await?))
     }
 
     async fn device(&self, ctx: &CallCtx<'_>, iccid: &str) -> CallResult<Value> {

@@ -40,7 +40,7 @@ impl Trinet {
             .call(ctx, class, rb.bearer_auth(&self.key))
             .await?;
         let status = resp.status().as_u16();
-        Ok((status, json(resp).await?))
+        Ok((status, json(&self.http, resp).await?))
     }
 
     pub(crate) fn refusal(status: u16, v: &serde_json::Value) -> CallError {

@@ -5,6 +5,7 @@
 
 use crate::error::ApiError;
 use gsl_domain::{Carrier, ErrorCode};
+use gsl_secret::Secret;
 use std::collections::HashMap;
 use tonic::metadata::MetadataMap;
 
@@ -25,30 +26,38 @@ pub trait Authenticator: Send + Sync + 'static {
     fn authenticate(&self, token: &str) -> Option<Principal>;
 }
 
-/// Tokens from configuration.
+/// Tokens from configuration. Every token is a [`Secret`]: `Debug` prints
+/// none of them, and a presented token is compared with each in constant
+/// time.
 #[derive(Debug, Clone, Default)]
 pub struct StaticTokens {
-    tenants: HashMap<String, String>,
+    tenants: Vec<(Secret, String)>,
     /// One credential per carrier adapter (`GSL_ADAPTER_TOKENS`).
-    adapters: HashMap<String, Carrier>,
+    adapters: Vec<(Secret, Carrier)>,
     /// A credential for every carrier: tests only (the environment cannot set it).
-    any_adapter: Option<String>,
-    operator: Option<String>,
+    any_adapter: Option<Secret>,
+    operator: Option<Secret>,
 }
 
 impl StaticTokens {
     pub fn new(tenants: HashMap<String, String>, adapter: Option<String>) -> StaticTokens {
         StaticTokens {
-            tenants,
-            adapters: HashMap::new(),
-            any_adapter: adapter,
+            tenants: tenants
+                .into_iter()
+                .map(|(tok, t)| (Secret::from(tok), t))
+                .collect(),
+            adapters: Vec::new(),
+            any_adapter: adapter.map(Secret::from),
             operator: None,
         }
     }
 
     /// Per-carrier adapter credentials.
     pub fn with_adapters(mut self, adapters: HashMap<String, Carrier>) -> StaticTokens {
-        self.adapters = adapters;
+        self.adapters = adapters
+            .into_iter()
+            .map(|(tok, c)| (Secret::from(tok), c))
+            .collect();
         self
     }
 
@@ -82,7 +91,7 @@ impl StaticTokens {
 
     /// The operator credential (back-office work).
     pub fn with_operator(mut self, token: Option<String>) -> StaticTokens {
-        self.operator = token.filter(|t| !t.is_empty());
+        self.operator = token.filter(|t| !t.is_empty()).map(Secret::from);
         self
     }
 
@@ -112,24 +121,33 @@ impl StaticTokens {
     }
 
     pub fn tenants(&self) -> impl Iterator<Item = &str> {
-        self.tenants.values().map(String::as_str)
+        self.tenants.iter().map(|(_, t)| t.as_str())
     }
 }
 
 impl Authenticator for StaticTokens {
+    /// Every configured token is compared (in constant time) whatever
+    /// matches first, so the time taken says nothing about which matched.
     fn authenticate(&self, token: &str) -> Option<Principal> {
-        if let Some(c) = self.adapters.get(token) {
-            return Some(Principal::Adapter(Some(*c)));
+        let mut found = None;
+        let mut offer = |s: &Secret, p: Principal| {
+            if s.matches(token) && found.is_none() {
+                found = Some(p);
+            }
+        };
+        for (s, c) in &self.adapters {
+            offer(s, Principal::Adapter(Some(*c)));
         }
-        if self.any_adapter.as_deref() == Some(token) {
-            return Some(Principal::Adapter(None));
+        if let Some(s) = &self.any_adapter {
+            offer(s, Principal::Adapter(None));
         }
-        if self.operator.as_deref() == Some(token) {
-            return Some(Principal::Operator);
+        if let Some(s) = &self.operator {
+            offer(s, Principal::Operator);
         }
-        self.tenants
-            .get(token)
-            .map(|t| Principal::Tenant(t.clone()))
+        for (s, t) in &self.tenants {
+            offer(s, Principal::Tenant(t.clone()));
+        }
+        found
     }
 }
 
@@ -149,15 +167,52 @@ pub fn principal(auth: &dyn Authenticator, md: &MetadataMap) -> Result<Principal
     auth.authenticate(token).ok_or_else(unauth)
 }
 
+/// A kind of principal, for the table of who may call which service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Tenant,
+    Adapter,
+    Operator,
+}
+
+impl Principal {
+    pub fn role(&self) -> Role {
+        match self {
+            Principal::Tenant(_) => Role::Tenant,
+            Principal::Adapter(_) => Role::Adapter,
+            Principal::Operator => Role::Operator,
+        }
+    }
+}
+
+/// Who may call each service (the methods' own checks narrow it further:
+/// of `Registry`, the operator may only import cards and batches).
+pub const WORK_ORDERS_CALLERS: &[Role] = &[Role::Tenant];
+pub const REGISTRY_CALLERS: &[Role] = &[Role::Tenant, Role::Operator];
+pub const RESULTS_CALLERS: &[Role] = &[Role::Adapter];
+pub const BACK_OFFICE_CALLERS: &[Role] = &[Role::Operator];
+
 /// The interceptor in front of every API: a request without a known bearer
-/// token is refused from its headers, before its body is read or decoded.
-/// (Each handler still checks the principal's role.)
+/// token, or from a principal the service does not serve, is refused from
+/// its headers, before its body is read or decoded: a valid credential on
+/// the wrong service costs no more than no credential at all. (Each handler
+/// still checks the principal's role for its own method.)
 #[derive(Clone)]
-pub struct Gate(pub std::sync::Arc<dyn Authenticator>);
+pub struct Gate {
+    pub auth: std::sync::Arc<dyn Authenticator>,
+    pub callers: &'static [Role],
+}
 
 impl tonic::service::Interceptor for Gate {
     fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        principal(&*self.0, req.metadata())?;
+        let p = principal(&*self.auth, req.metadata())?;
+        if !self.callers.contains(&p.role()) {
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "this credential may not call this service",
+            )
+            .into());
+        }
         Ok(req)
     }
 }

@@ -12,7 +12,9 @@
 //! when completed, or review rejected.
 
 use crate::auth;
+use crate::core::Core;
 use crate::error::ApiError;
+use crate::store::CHUNK;
 use async_nats::jetstream::kv::Store;
 use gsl_bus::backoffice::{self as bo, MoveError};
 use gsl_bus::codec::{decode, encode};
@@ -27,9 +29,34 @@ use v1::BackOfficeState as S;
 
 #[derive(Clone)]
 pub struct BackOfficeApi {
-    pub auth: Arc<dyn auth::Authenticator>,
+    pub core: Arc<Core>,
     pub requests: Store,
     pub batches: Store,
+}
+
+/// What an operator acts on: the request's own state (who claimed it, the
+/// carrier's ticket) with tenant, batch, operation and card taken from the
+/// work order that caused it.
+fn refused_forgery(id: &str, why: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        ErrorCode::PermissionDenied,
+        format!("back-office request {id} does not match its work order ({why}); it is not acted on"),
+    )
+}
+
+/// The fields the authority check fixes: a request whose fields change
+/// between the check and the move is refused.
+fn authority_fields(r: &v1::BackOfficeRequest) -> (String, i32, String, u64, String, String, Option<v1::Operation>, u32) {
+    (
+        r.id.clone(),
+        r.carrier,
+        r.tenant.clone(),
+        r.work_order_id,
+        r.card.clone(),
+        r.batch_no.clone(),
+        r.operation.clone(),
+        r.item_index,
+    )
 }
 
 fn moved(
@@ -81,7 +108,52 @@ fn entry_state_for(to: S) -> Option<v1::EntryState> {
 
 impl BackOfficeApi {
     fn check<T>(&self, r: &Request<T>) -> Result<(), Status> {
-        Ok(auth::operator(&*self.auth, r.metadata())?)
+        Ok(auth::operator(&*self.core.auth, r.metadata())?)
+    }
+
+    /// Check a request against the work-order item that caused it (adapters
+    /// write requests, and an adapter's credential could write any key of
+    /// its carrier): the id is the item's, the order exists and was sent,
+    /// the item at `item_index` is this card of this carrier. Returns the
+    /// request with tenant, batch and operation from the order.
+    pub async fn authority(
+        &self,
+        req: &v1::BackOfficeRequest,
+    ) -> Result<v1::BackOfficeRequest, ApiError> {
+        let carrier = convert::carrier_from_wire(req.carrier)
+            .map_err(|_| refused_forgery(&req.id, "no carrier"))?;
+        if req.id != bo::request_id(carrier.as_str(), req.work_order_id, &req.card) {
+            return Err(refused_forgery(&req.id, "its id is not its item's"));
+        }
+        let rec = self
+            .core
+            .store
+            .order(req.work_order_id)
+            .await?
+            .ok_or_else(|| refused_forgery(&req.id, "no such work order"))?;
+        let order = rec.order.unwrap_or_default();
+        if !crate::core::items_sent(order.status) {
+            return Err(refused_forgery(&req.id, "the order's items were never sent"));
+        }
+        let index = req.item_index as usize;
+        if index as u64 >= order.total {
+            return Err(refused_forgery(&req.id, "no such item"));
+        }
+        let chunk = self
+            .core
+            .store
+            .chunk(req.work_order_id, index / CHUNK)
+            .await?;
+        let item = chunk
+            .items
+            .get(index % CHUNK)
+            .filter(|it| it.card == req.card && it.carrier == req.carrier && it.refused.is_none())
+            .ok_or_else(|| refused_forgery(&req.id, "the item is not this card of this carrier"))?;
+        let mut trusted = req.clone();
+        trusted.tenant = order.tenant;
+        trusted.batch_no = order.batch_no;
+        trusted.operation = item.operation.clone().or(order.operation);
+        Ok(trusted)
     }
 
     async fn step(
@@ -91,7 +163,15 @@ impl BackOfficeApi {
         mut f: impl FnMut(&mut v1::BackOfficeRequest),
     ) -> Result<Response<v1::BackOfficeRequest>, Status> {
         let now = convert::timestamp(chrono::Utc::now());
+        let Some(current) = bo::get(&self.requests, id).await.map_err(ApiError::from)? else {
+            return moved(Err(MoveError::NotFound(id.to_owned())));
+        };
+        let trusted = self.authority(&current).await?;
+        let fixed = authority_fields(&current);
         let r = bo::update(&self.requests, id, |req| {
+            if authority_fields(req) != fixed {
+                return Err("the request changed while it was checked".to_string());
+            }
             allowed(req.state, to)?;
             req.state = to as i32;
             req.updated_at = Some(now);
@@ -100,9 +180,20 @@ impl BackOfficeApi {
         })
         .await
         .map_err(ApiError::from)?;
-        if let Ok(req) = &r {
-            self.directional(req, to).await?;
-        }
+        let r = match r {
+            Ok(moved_req) => {
+                let mut shown = trusted;
+                shown.state = moved_req.state;
+                shown.updated_at = moved_req.updated_at;
+                shown.claimed_by = moved_req.claimed_by;
+                shown.carrier_ticket = moved_req.carrier_ticket;
+                shown.effective_at = moved_req.effective_at;
+                shown.reason = moved_req.reason;
+                self.directional(&shown, to).await?;
+                Ok(shown)
+            }
+            Err(e) => Err(e),
+        };
         moved(r)
     }
 
@@ -194,7 +285,6 @@ impl v1::back_office_server::BackOffice for BackOfficeApi {
             .map_err(ApiError::from)?
             .into_iter()
             .filter(|x| q.include_closed || !bo::is_closed(x.state))
-            .filter(|x| q.tenant.is_empty() || x.tenant == q.tenant)
             // Ages are measured on the adapters' clock (scaled in demos and
             // tests), so only an explicit age filter compares with now.
             .filter(|x| {
@@ -203,8 +293,24 @@ impl v1::back_office_server::BackOffice for BackOfficeApi {
             })
             .collect();
         out.sort_by_key(|x| x.created_at.as_ref().map(|t| (t.seconds, t.nanos)));
-        out.truncate(limit);
-        Ok(Response::new(v1::ListBackOfficeResponse { requests: out }))
+        // What an operator sees comes from the work orders: a request that
+        // does not match its order is left out (and logged), never shown
+        // with the adapter's copy of tenant, batch or operation.
+        let mut shown = Vec::with_capacity(out.len().min(limit));
+        for x in out {
+            if shown.len() == limit {
+                break;
+            }
+            match self.authority(&x).await {
+                Ok(t) if q.tenant.is_empty() || t.tenant == q.tenant => shown.push(t),
+                Ok(_) => {}
+                Err(e) if e.code == ErrorCode::PermissionDenied => {
+                    tracing::warn!(request = %x.id, error = %e, "back-office request left out of the list");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Response::new(v1::ListBackOfficeResponse { requests: shown }))
     }
 
     async fn get(
@@ -214,7 +320,7 @@ impl v1::back_office_server::BackOffice for BackOfficeApi {
         self.check(&r)?;
         let id = r.into_inner().id;
         match bo::get(&self.requests, &id).await.map_err(ApiError::from)? {
-            Some(req) => Ok(Response::new(req)),
+            Some(req) => Ok(Response::new(self.authority(&req).await?)),
             None => moved(Err(MoveError::NotFound(id))),
         }
     }

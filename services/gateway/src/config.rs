@@ -1,6 +1,7 @@
 //! Gateway settings, from the environment (and tests build them in code).
 
 use crate::auth::StaticTokens;
+use crate::bounds::RequestBounds;
 use gsl_bus::BusConfig;
 
 #[derive(Debug, Clone)]
@@ -24,8 +25,10 @@ pub struct GatewayConfig {
     pub bundle_size: usize,
     /// Consume the NATS intake (`GSL_INTAKE`, default on).
     pub intake: bool,
-    /// Largest gRPC request in bytes (`GSL_MAX_REQUEST_BYTES`, default 32 MiB: 100,000 cards fit).
-    pub max_request_bytes: usize,
+    /// Size caps per method and the shared byte budget of requests being
+    /// decoded and handled (`GSL_MAX_*_BYTES`, `GSL_DECODE_BUDGET_*`; see
+    /// [`RequestBounds`]).
+    pub bounds: RequestBounds,
     /// Orders with more items than this (`GSL_TRACE_ITEMS_PER_ORDER`, default 100) do not put
     /// every item in the order's trace: each item starts its own trace at the adapter, linked
     /// to the order's, sampled by the adapter's `OTEL_TRACES_SAMPLER`.
@@ -40,9 +43,6 @@ pub struct GatewayConfig {
     /// (`GSL_FANOUT_STALE_SECS`, default 60).
     pub fanout_sweep: std::time::Duration,
     pub fanout_stale: std::time::Duration,
-    /// Largest request of the small APIs (Results, BackOffice) in bytes
-    /// (`GSL_MAX_SMALL_REQUEST_BYTES`, default 1 MiB).
-    pub max_small_request_bytes: usize,
     /// Requests handled at once, in all (`GSL_MAX_CONCURRENT_REQUESTS`,
     /// default 1024) and per connection (`GSL_MAX_REQUESTS_PER_CONNECTION`,
     /// default 256; also the HTTP/2 stream limit). An adapter multiplexes its
@@ -69,7 +69,6 @@ pub const DEFAULT_TENANT_MAX_OPEN_ORDERS: usize = 1000;
 pub const DEFAULT_BUNDLE_SIZE: usize = 100;
 
 /// Defaults of the request bounds (written once; the environment overrides).
-pub const DEFAULT_MAX_SMALL_REQUEST_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
 pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: usize = 256;
 
@@ -85,12 +84,11 @@ impl GatewayConfig {
             fanout_window: 8192,
             bundle_size: DEFAULT_BUNDLE_SIZE,
             intake: true,
-            max_request_bytes: 32 * 1024 * 1024,
+            bounds: RequestBounds::default(),
             trace_items_per_order: 100,
             background_fanout_over: 1000,
             fanout_sweep: std::time::Duration::from_secs(15),
             fanout_stale: std::time::Duration::from_secs(60),
-            max_small_request_bytes: DEFAULT_MAX_SMALL_REQUEST_BYTES,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_requests_per_connection: DEFAULT_MAX_REQUESTS_PER_CONNECTION,
             tenant_max_open_orders: DEFAULT_TENANT_MAX_OPEN_ORDERS,
@@ -111,6 +109,9 @@ impl GatewayConfig {
             .map_err(|e| format!("GSL_TENANT_TOKENS: {e}"))?;
         if tenants.is_empty() {
             return Err("GSL_TENANT_TOKENS is empty: no client could call the gateway".into());
+        }
+        if get("GSL_MAX_REQUEST_BYTES").is_some() {
+            return Err("GSL_MAX_REQUEST_BYTES (one cap for every method) is no longer accepted: each method has its own cap (GSL_MAX_SUBMIT_BYTES, GSL_MAX_IMPORT_BYTES, GSL_MAX_IMPORT_BATCHES_BYTES, GSL_MAX_SMALL_REQUEST_BYTES; docs/security.md)".into());
         }
         if get("GSL_ADAPTER_TOKEN").is_some() {
             return Err("GSL_ADAPTER_TOKEN (one token for every carrier) is no longer accepted: set GSL_ADAPTER_TOKENS=cmcc=...,ct=...,cu=...,trinet=... (one per carrier adapter)".into());
@@ -141,7 +142,7 @@ impl GatewayConfig {
             fanout_window: num("GSL_FANOUT_WINDOW", 8192)?,
             bundle_size: num("GSL_BUNDLE_SIZE", DEFAULT_BUNDLE_SIZE)?.max(1),
             intake: get("GSL_INTAKE").as_deref() != Some("off"),
-            max_request_bytes: num("GSL_MAX_REQUEST_BYTES", 32 * 1024 * 1024)?,
+            bounds: RequestBounds::from_lookup(|k| get(k))?,
             trace_items_per_order: num("GSL_TRACE_ITEMS_PER_ORDER", 100)?,
             background_fanout_over: match get("GSL_BACKGROUND_FANOUT_OVER").as_deref() {
                 Some("off") => usize::MAX,
@@ -153,10 +154,6 @@ impl GatewayConfig {
             fanout_stale: std::time::Duration::from_secs(
                 num("GSL_FANOUT_STALE_SECS", 60)?.max(1) as u64
             ),
-            max_small_request_bytes: num(
-                "GSL_MAX_SMALL_REQUEST_BYTES",
-                DEFAULT_MAX_SMALL_REQUEST_BYTES,
-            )?,
             max_concurrent_requests: num(
                 "GSL_MAX_CONCURRENT_REQUESTS",
                 DEFAULT_MAX_CONCURRENT_REQUESTS,

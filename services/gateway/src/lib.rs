@@ -10,7 +10,8 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | [`config`], [`auth`], [`error`] | settings; bearer tokens -> tenant or adapter; codes -> gRPC statuses |
+//! | [`config`], [`auth`], [`error`] | settings; bearer tokens -> tenant, adapter or operator, and who may call which service; codes -> gRPC statuses |
+//! | [`bounds`] | size caps per method and the byte budget of requests in hand, before any body is decoded |
 //! | [`store`] | order records, item chunks, progress bytes: exact counts (read this first) |
 //! | [`registry`] | the card registry mirror and purchase batches |
 //! | [`validate`] | request and per-item validation |
@@ -27,6 +28,7 @@
 
 pub mod auth;
 pub mod backoffice;
+pub mod bounds;
 pub mod config;
 pub mod core;
 pub mod error;
@@ -92,11 +94,7 @@ impl Gateway {
         let metrics = Metrics::new(&mut metric_registry);
         let tenants: Vec<String> = cfg.tokens.tenants().map(str::to_owned).collect();
         let auth: Arc<dyn auth::Authenticator> = Arc::new(cfg.tokens.clone());
-        let backoffice = backoffice::BackOfficeApi {
-            auth: auth.clone(),
-            requests: buckets.backoffice.clone(),
-            batches: buckets.batches.clone(),
-        };
+        let (bo_requests, bo_batches) = (buckets.backoffice.clone(), buckets.batches.clone());
         let core = Arc::new(Core::new(
             js.clone(),
             client.clone(),
@@ -108,6 +106,11 @@ impl Gateway {
             tenants,
             index.clone(),
         ));
+        let backoffice = backoffice::BackOfficeApi {
+            core: core.clone(),
+            requests: bo_requests,
+            batches: bo_batches,
+        };
         let shutdown = Shutdown::new();
 
         // Finish what a previous gateway left, in the background.
@@ -176,7 +179,8 @@ impl Gateway {
             core: core.clone(),
             index,
         };
-        let max = cfg.max_request_bytes;
+        let max = cfg.bounds.largest();
+        let bounds = cfg.bounds.layer();
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
             .set_serving::<v1::work_orders_server::WorkOrdersServer<Api>>()
@@ -219,35 +223,40 @@ impl Gateway {
                 .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
                 .map_err(|e| StartError::Tls(e.to_string()))?;
         }
-        // Every API checks the bearer token from the headers before its body
-        // is read or decoded: an unauthenticated 30 MiB request costs nothing.
-        let gate = auth::Gate(core.auth.clone());
-        let small = cfg.max_small_request_bytes;
+        // Every API checks the bearer token, and that the principal may call
+        // the service, from the headers before its body is read or decoded;
+        // the bounds layer then caps each method's message and takes it from
+        // the shared byte budget before it is read.
+        let gate = |callers| auth::Gate {
+            auth: core.auth.clone(),
+            callers,
+        };
         let router = builder
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
                 cfg.max_concurrent_requests,
             ))
+            .layer(bounds)
             .add_service(health)
             .add_service(reflection)
             .add_service(reflection_alpha)
             .add_service(tonic::service::interceptor::InterceptedService::new(
                 v1::work_orders_server::WorkOrdersServer::new(api.clone())
                     .max_decoding_message_size(max),
-                gate.clone(),
+                gate(auth::WORK_ORDERS_CALLERS),
             ))
             .add_service(tonic::service::interceptor::InterceptedService::new(
                 v1::registry_server::RegistryServer::new(api.clone())
                     .max_decoding_message_size(max),
-                gate.clone(),
+                gate(auth::REGISTRY_CALLERS),
             ))
             .add_service(tonic::service::interceptor::InterceptedService::new(
-                v1::results_server::ResultsServer::new(api).max_decoding_message_size(small),
-                gate.clone(),
+                v1::results_server::ResultsServer::new(api).max_decoding_message_size(max),
+                gate(auth::RESULTS_CALLERS),
             ))
             .add_service(tonic::service::interceptor::InterceptedService::new(
                 v1::back_office_server::BackOfficeServer::new(backoffice)
-                    .max_decoding_message_size(small),
-                gate,
+                    .max_decoding_message_size(max),
+                gate(auth::BACK_OFFICE_CALLERS),
             ));
         let stop = shutdown.listener();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);

@@ -428,10 +428,19 @@ impl Registry {
         Ok(())
     }
 
+    /// Register or update purchase batches for `tenant`, with the authority
+    /// of `who`: the operator assigns any batch (whoever held it); a tenant
+    /// updates only batches it holds, and registers a batch nobody holds
+    /// only with `GSL_TENANT_SELF_REGISTRATION=on` (development). A batch
+    /// this tenant may not register is refused with one text whether it is
+    /// unknown or another tenant's, so a refusal says nothing about which
+    /// batch numbers exist. Each batch is a compare-and-set: two claims
+    /// never both win.
     pub async fn import_batches(
         &self,
         tenant: &str,
         batches: Vec<v1::PurchaseBatch>,
+        who: Assigner,
     ) -> Result<u64, ApiError> {
         let mut n = 0;
         for mut b in batches {
@@ -443,19 +452,23 @@ impl Registry {
             }
             convert::carrier_from_wire(b.carrier).map_err(|e| ApiError::bad(e.to_string()))?;
             b.tenant = tenant.to_owned();
-            // Atomic: a batch another tenant registered meanwhile is never
-            // taken over; the refusal does not say who holds it.
+            let operator = who == Assigner::Operator;
             let mine = claim(
                 &self.batches,
                 &b.batch_no,
                 encode(&b),
                 tenant,
                 |x| {
-                    decode::<v1::PurchaseBatch>("PurchaseBatch", x)
+                    match decode::<v1::PurchaseBatch>("PurchaseBatch", x)
                         .ok()
                         .map(|x| x.tenant)
+                    {
+                        // The operator assigns whoever held it.
+                        Some(_) if operator => Some(tenant.to_owned()),
+                        other => other,
+                    }
                 },
-                false,
+                who == Assigner::TenantOwnCardsOnly,
             )
             .await?;
             if mine.is_none() {
@@ -494,7 +507,7 @@ async fn claim(
 /// is refused as busy.
 const IMPORT_WAITS_FOR_MIRROR: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Who assigns cards to tenants in an import.
+/// Who assigns cards (and purchase batches) to tenants in an import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Assigner {
     /// The operator credential: assigns any card to the tenant named on it.

@@ -24,6 +24,35 @@ impl Api {
         Ok(auth::tenant(&*self.core.auth, r.metadata())?)
     }
 
+    /// How a tenant's own import assigns cards and batches.
+    fn tenant_assigner(&self) -> crate::registry::Assigner {
+        if self.core.cfg.tenant_self_registration {
+            crate::registry::Assigner::TenantSelfRegistration
+        } else {
+            crate::registry::Assigner::TenantOwnCardsOnly
+        }
+    }
+
+    /// An operator's import grouped by the tenant each record names; every
+    /// tenant named must be one of this gateway's.
+    fn by_tenant<T>(
+        &self,
+        records: Vec<T>,
+        tenant: impl Fn(&T) -> String,
+    ) -> Result<std::collections::BTreeMap<String, Vec<T>>, Status> {
+        let mut by: std::collections::BTreeMap<String, Vec<T>> = Default::default();
+        for r in records {
+            by.entry(tenant(&r)).or_default().push(r);
+        }
+        if let Some(t) = by.keys().find(|t| !self.core.tenants.contains(t)) {
+            return Err(ApiError::bad(format!(
+                "tenant {t:?} is not a tenant of this gateway (name it on each record)"
+            ))
+            .into());
+        }
+        Ok(by)
+    }
+
     fn tenant_of(&self, p: Principal) -> Result<String, Status> {
         match p {
             Principal::Tenant(t) => Ok(t),
@@ -137,19 +166,8 @@ impl v1::registry_server::Registry for Api {
         let t = match principal {
             // The operator assigns cards: each names its tenant.
             Principal::Operator => {
-                let mut by_tenant: std::collections::BTreeMap<String, Vec<v1::Card>> =
-                    Default::default();
-                for c in cards {
-                    by_tenant.entry(c.tenant.clone()).or_default().push(c);
-                }
                 let (mut imported, mut refused) = (0, Vec::new());
-                for (tenant, cards) in by_tenant {
-                    if !self.core.tenants.contains(&tenant) {
-                        return Err(ApiError::bad(format!(
-                            "tenant {tenant:?} is not a tenant of this gateway (set Card.tenant)"
-                        ))
-                        .into());
-                    }
+                for (tenant, cards) in self.by_tenant(cards, |c| c.tenant.clone())? {
                     let (n, r) = self
                         .core
                         .registry
@@ -162,11 +180,7 @@ impl v1::registry_server::Registry for Api {
             }
             _ => self.tenant_of(principal)?,
         };
-        let who = if self.core.cfg.tenant_self_registration {
-            Assigner::TenantSelfRegistration
-        } else {
-            Assigner::TenantOwnCardsOnly
-        };
+        let who = self.tenant_assigner();
         let (imported, refused) = self
             .core
             .registry
@@ -186,11 +200,28 @@ impl v1::registry_server::Registry for Api {
         &self,
         r: Request<v1::ImportBatchesRequest>,
     ) -> Result<Response<v1::ImportBatchesResponse>, Status> {
-        let t = self.tenant(&r)?;
+        use crate::registry::Assigner;
+        let principal = auth::principal(&*self.core.auth, r.metadata())?;
+        let batches = r.into_inner().batches;
+        let (tenant_batches, who) = match principal {
+            // The operator assigns batches: each names its tenant.
+            Principal::Operator => {
+                let mut imported = 0;
+                for (tenant, batches) in self.by_tenant(batches, |b| b.tenant.clone())? {
+                    imported += self
+                        .core
+                        .registry
+                        .import_batches(&tenant, batches, Assigner::Operator)
+                        .await?;
+                }
+                return Ok(Response::new(v1::ImportBatchesResponse { imported }));
+            }
+            p => (self.tenant_of(p)?, self.tenant_assigner()),
+        };
         let imported = self
             .core
             .registry
-            .import_batches(&t, r.into_inner().batches)
+            .import_batches(&tenant_batches, batches, who)
             .await?;
         Ok(Response::new(v1::ImportBatchesResponse { imported }))
     }

@@ -982,7 +982,7 @@ async fn nats_intake_with_json() {
 async fn oversized_requests_are_refused() {
     let nats = gsl_testkit::NatsServer::start().await.unwrap();
     let mut cfg = gsl_gateway::config::GatewayConfig::local(&nats.url(), tokens());
-    cfg.max_request_bytes = 64 * 1024;
+    cfg.bounds.submit = 64 * 1024;
     let gw = gsl_gateway::Gateway::start(cfg).await.unwrap();
     let mut c = orders(&url(gw.grpc_addr)).await;
     let ids: Vec<String> = (0..5000).map(|i| ct_iccid(11, i)).collect();
@@ -1016,7 +1016,7 @@ async fn oversized_requests_are_refused() {
 async fn tokens_are_checked_before_bodies_are_decoded() {
     let nats = gsl_testkit::NatsServer::start().await.unwrap();
     let mut cfg = gsl_gateway::config::GatewayConfig::local(&nats.url(), tokens());
-    cfg.max_request_bytes = 64 * 1024;
+    cfg.bounds.submit = 64 * 1024;
     let gw = gsl_gateway::Gateway::start(cfg).await.unwrap();
     let mut c = orders(&url(gw.grpc_addr)).await;
     let ids: Vec<String> = (0..5000).map(|i| ct_iccid(11, i)).collect();

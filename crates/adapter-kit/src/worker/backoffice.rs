@@ -40,6 +40,7 @@ impl Worker {
             sla_deadline: sla::deadline(&self.calendar, op, item.carrier, now)
                 .map(convert::timestamp),
             msisdn: item.msisdn.clone(),
+            item_index: item.index,
             ..Default::default()
         };
         let filed = gsl_bus::backoffice::file(&self.backoffice, req).await?;

@@ -304,6 +304,7 @@ impl Cmcc {
         fields: &[(&str, String)],
     ) -> CallResult<Value> {
         json(
+            &self.http,
             self.http
                 .call(ctx, class, self.request(path, fields))
                 .await?,
@@ -563,7 +564,7 @@ impl CarrierApi for Cmcc {
             .await
             .and_then(gsl_adapter_kit::http::retryable);
         let r = match r {
-            Ok(resp) => json(resp).await,
+            Ok(resp) => json(&self.http, resp).await,
             Err(e) => Err(e),
         };
         match r {
