@@ -1,8 +1,8 @@
 //! Connecting to NATS with settings from the environment.
 
 use crate::BusError;
-pub use gsl_secret::Secret;
 use async_nats::jetstream::{self, Context};
+pub use gsl_secret::Secret;
 use std::time::Duration;
 
 /// NATS connection settings.

@@ -51,7 +51,9 @@ mod tests {
             .await
             .unwrap();
         match json(&http, resp).await {
-            Err(CallError::Unknown { reason }) => assert!(reason.contains("unreadable"), "{reason}"),
+            Err(CallError::Unknown { reason }) => {
+                assert!(reason.contains("unreadable"), "{reason}")
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -40,13 +40,26 @@ pub struct BackOfficeApi {
 fn refused_forgery(id: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         ErrorCode::PermissionDenied,
-        format!("back-office request {id} does not match its work order ({why}); it is not acted on"),
+        format!(
+            "back-office request {id} does not match its work order ({why}); it is not acted on"
+        ),
     )
 }
 
 /// The fields the authority check fixes: a request whose fields change
 /// between the check and the move is refused.
-fn authority_fields(r: &v1::BackOfficeRequest) -> (String, i32, String, u64, String, String, Option<v1::Operation>, u32) {
+fn authority_fields(
+    r: &v1::BackOfficeRequest,
+) -> (
+    String,
+    i32,
+    String,
+    u64,
+    String,
+    String,
+    Option<v1::Operation>,
+    u32,
+) {
     (
         r.id.clone(),
         r.carrier,
@@ -133,7 +146,10 @@ impl BackOfficeApi {
             .ok_or_else(|| refused_forgery(&req.id, "no such work order"))?;
         let order = rec.order.unwrap_or_default();
         if !crate::core::items_sent(order.status) {
-            return Err(refused_forgery(&req.id, "the order's items were never sent"));
+            return Err(refused_forgery(
+                &req.id,
+                "the order's items were never sent",
+            ));
         }
         let index = req.item_index as usize;
         if index as u64 >= order.total {
@@ -310,7 +326,9 @@ impl v1::back_office_server::BackOffice for BackOfficeApi {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Response::new(v1::ListBackOfficeResponse { requests: shown }))
+        Ok(Response::new(v1::ListBackOfficeResponse {
+            requests: shown,
+        }))
     }
 
     async fn get(

@@ -14,8 +14,13 @@
 //!   budget shared by every connection (`GSL_DECODE_BUDGET_BYTES`): its
 //!   bytes, plus for each item the size of its decoded struct, plus a
 //!   weight per byte for fields whose nested repeated values can decode to
-//!   many times their wire size. Each frame waits for its charge before it
-//!   is passed on, and the charge is held until the method has answered, so
+//!   many times their wire size. When a message's header arrives, the most
+//!   it could cost (from its length and the method's shape) is reserved
+//!   before any of it is passed on, so messages never hold part of the
+//!   budget while waiting for more (two large requests cannot starve each
+//!   other); once the whole message has streamed in, the reservation
+//!   shrinks to the estimate of what it will take. That charge is held
+//!   until the method has answered, so
 //!   the memory of requests received, decoded and handled at once stays
 //!   bounded whatever mix of callers and sizes arrives. (A count of requests
 //!   would not bound it: 1,024 requests of 1 MiB are four times the pod's
@@ -102,6 +107,22 @@ pub struct Shape {
     pub items: Option<Items>,
     /// Budget per byte of every other length-delimited field.
     pub per_byte: usize,
+}
+
+impl Shape {
+    /// The most a message of `len` bytes could be charged.
+    pub fn worst(&self, len: usize) -> usize {
+        let (per_byte, items) = match self.items {
+            Some(it) => (
+                self.per_byte.max(it.per_byte),
+                it.max.min(len / 2).saturating_mul(it.cost),
+            ),
+            None => (self.per_byte, 0),
+        };
+        len.saturating_add(HEADER)
+            .saturating_add(len.saturating_mul(per_byte))
+            .saturating_add(items)
+    }
 }
 
 /// The items of a request, counted as they arrive.
@@ -193,9 +214,7 @@ impl RequestBounds {
     }
 
     /// Read `GSL_MAX_*_BYTES`, `GSL_DECODE_BUDGET_*` through `get`.
-    pub fn from_lookup(
-        get: impl Fn(&str) -> Option<String>,
-    ) -> Result<RequestBounds, String> {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<RequestBounds, String> {
         let d = RequestBounds::default();
         let num = |k: &str, v: usize| -> Result<usize, String> {
             match get(k) {
@@ -214,9 +233,10 @@ impl RequestBounds {
             import_batches: num("GSL_MAX_IMPORT_BATCHES_BYTES", d.import_batches)?,
             small: num("GSL_MAX_SMALL_REQUEST_BYTES", d.small)?,
             budget: num("GSL_DECODE_BUDGET_BYTES", d.budget)?,
-            budget_wait: Duration::from_millis(
-                num("GSL_DECODE_BUDGET_WAIT_MS", d.budget_wait.as_millis() as usize)? as u64,
-            ),
+            budget_wait: Duration::from_millis(num(
+                "GSL_DECODE_BUDGET_WAIT_MS",
+                d.budget_wait.as_millis() as usize,
+            )? as u64),
         };
         b.check()?;
         Ok(b)
@@ -307,6 +327,7 @@ where
             shape,
             scan: Scan::Header(Vec::with_capacity(HEADER)),
             items: 0,
+            kept: 0,
             budget: self.layer.budget.clone(),
             total: self.layer.bounds.budget,
             wait: self.layer.bounds.budget_wait,
@@ -314,9 +335,10 @@ where
             left: 0,
             waiting: None,
         };
-        let fut = self
-            .inner
-            .call(http::Request::from_parts(parts, tonic::body::Body::new(body)));
+        let fut = self.inner.call(http::Request::from_parts(
+            parts,
+            tonic::body::Body::new(body),
+        ));
         Box::pin(async move {
             let r = fut.await;
             // The method has answered: its request is decoded and handled.
@@ -327,7 +349,14 @@ where
 }
 
 type Acquire = Pin<
-    Box<dyn Future<Output = Result<Result<OwnedSemaphorePermit, tokio::sync::AcquireError>, tokio::time::error::Elapsed>> + Send>,
+    Box<
+        dyn Future<
+                Output = Result<
+                    Result<OwnedSemaphorePermit, tokio::sync::AcquireError>,
+                    tokio::time::error::Elapsed,
+                >,
+            > + Send,
+    >,
 >;
 
 /// A request body that checks each message's header against the cap and
@@ -340,6 +369,8 @@ struct BoundedBody {
     scan: Scan,
     /// Items of the current message seen so far.
     items: usize,
+    /// The estimate of what the current message will take decoded, so far.
+    kept: usize,
     budget: Arc<Semaphore>,
     /// The budget's size.
     total: usize,
@@ -347,8 +378,9 @@ struct BoundedBody {
     held: Held,
     /// Bytes of the current message still to come.
     left: usize,
-    /// A frame held back while its message waits for budget.
-    waiting: Option<(Acquire, Bytes)>,
+    /// A frame held back while its message waits for budget, and whether a
+    /// message ended in it.
+    waiting: Option<(Acquire, Bytes, bool)>,
 }
 
 /// The walk through a stream of gRPC messages and, inside each, its
@@ -371,13 +403,33 @@ enum Scan {
 /// What a frame of a request body asks of the budget.
 #[derive(Debug, Default, PartialEq)]
 struct Charge {
-    /// Budget to take before the frame is passed on.
-    need: usize,
+    /// Budget to reserve before the frame is passed on: the worst case of
+    /// each message whose header is in it.
+    reserve: usize,
     /// A new message starts in the frame (the previous one is decoded).
     new_message: bool,
+    /// A message ended in the frame: its reservation can shrink.
+    ended: bool,
 }
 
 impl BoundedBody {
+    /// The message is whole: keep only the estimate of what it takes
+    /// decoded, give the rest of its reservation back.
+    fn shrink(&mut self) {
+        let mut held = self.held.lock().expect("held budget");
+        let Some(mut all) = held.pop() else {
+            return;
+        };
+        while let Some(p) = held.pop() {
+            all.merge(p);
+        }
+        let keep = self.kept.min(all.num_permits());
+        if let Some(extra) = all.split(all.num_permits() - keep) {
+            drop(extra);
+        }
+        held.push(all);
+    }
+
     fn too_large(&self, what: String) -> tonic::Status {
         ApiError::new(ErrorCode::BatchTooLarge, what).into()
     }
@@ -399,12 +451,18 @@ impl BoundedBody {
                         self.cap
                     )));
                 }
-                // The message's own bytes, as the decoder buffers them.
-                charge.need += len + HEADER;
+                if charge.new_message {
+                    // A second message in one frame: the first is whole.
+                    self.kept = 0;
+                }
+                charge.reserve = charge.reserve.saturating_add(self.shape.worst(len));
                 charge.new_message = true;
+                // The message's own bytes, as the decoder buffers them.
+                self.kept = self.kept.saturating_add(len + HEADER);
                 self.left = len;
                 self.items = 0;
                 self.scan = if len == 0 {
+                    charge.ended = true;
                     Scan::Header(Vec::with_capacity(HEADER))
                 } else {
                     Scan::Tag(0, 0)
@@ -432,7 +490,7 @@ impl BoundedBody {
                         *acc |= u64::from(b & 0x7f) << *shift;
                         *shift += 7;
                         if b & 0x80 == 0 {
-                            self.field_part_done(&mut charge)?;
+                            self.field_part_done()?;
                         }
                     }
                 }
@@ -446,6 +504,7 @@ impl BoundedBody {
                 Scan::Header(_) => unreachable!("handled above"),
             }
             if self.left == 0 {
+                charge.ended = true;
                 self.scan = Scan::Header(Vec::with_capacity(HEADER));
             }
         }
@@ -454,7 +513,7 @@ impl BoundedBody {
 
     /// A tag or a length varint is complete: move on, charging a length-
     /// delimited field by the method's shape.
-    fn field_part_done(&mut self, charge: &mut Charge) -> Result<(), tonic::Status> {
+    fn field_part_done(&mut self) -> Result<(), tonic::Status> {
         match self.scan {
             Scan::Tag(tag, _) => {
                 let (field, wire_type) = (tag >> 3, tag & 7);
@@ -478,14 +537,14 @@ impl BoundedBody {
                                 it.max
                             )));
                         }
-                        charge.need = charge
-                            .need
+                        self.kept = self
+                            .kept
                             .saturating_add(it.cost)
                             .saturating_add(len.saturating_mul(it.per_byte));
                     }
                     _ => {
-                        charge.need = charge
-                            .need
+                        self.kept = self
+                            .kept
                             .saturating_add(len.saturating_mul(self.shape.per_byte))
                     }
                 }
@@ -510,12 +569,15 @@ impl Body for BoundedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
         let this = &mut *self;
-        if let Some((acquire, _)) = &mut this.waiting {
+        if let Some((acquire, _, _)) = &mut this.waiting {
             return match acquire.as_mut().poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Ok(Ok(permit))) => {
-                    let (_, data) = this.waiting.take().expect("waiting");
+                    let (_, data, ended) = this.waiting.take().expect("waiting");
                     this.held.lock().expect("held budget").push(permit);
+                    if ended {
+                        this.shrink();
+                    }
                     Poll::Ready(Some(Ok(Frame::data(data))))
                 }
                 Poll::Ready(Ok(Err(_))) | Poll::Ready(Err(_)) => {
@@ -536,7 +598,11 @@ impl Body for BoundedBody {
             Ok(d) => d,
             Err(f) => return Poll::Ready(Some(Ok(f))),
         };
-        let Charge { need, new_message } = match this.scan(&data) {
+        let Charge {
+            reserve,
+            new_message,
+            ended,
+        } = match this.scan(&data) {
             Ok(c) => c,
             Err(s) => return Poll::Ready(Some(Err(s))),
         };
@@ -544,22 +610,30 @@ impl Body for BoundedBody {
             // The previous message (of a stream) is decoded by now.
             this.held.lock().expect("held budget").clear();
         }
-        if need == 0 {
+        if reserve == 0 {
+            if ended {
+                this.shrink();
+            }
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
-        // Never ask for more than exists: a message charged past the whole
-        // budget waits for all of it.
-        let need = need.min(this.total) as u32;
+        // Never ask for more than exists: a message whose worst case is
+        // past the whole budget waits for all of it.
+        let need = reserve.min(this.total) as u32;
         match this.budget.clone().try_acquire_many_owned(need) {
             Ok(permit) => {
                 this.held.lock().expect("held budget").push(permit);
+                if ended {
+                    this.shrink();
+                }
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
             Err(_) => {
                 let sem = this.budget.clone();
-                let acquire: Acquire =
-                    Box::pin(tokio::time::timeout(this.wait, sem.acquire_many_owned(need)));
-                this.waiting = Some((acquire, data));
+                let acquire: Acquire = Box::pin(tokio::time::timeout(
+                    this.wait,
+                    sem.acquire_many_owned(need),
+                ));
+                this.waiting = Some((acquire, data, ended));
                 // Poll the wait once so its waker is registered.
                 Pin::new(this).poll_frame(cx)
             }
@@ -605,7 +679,10 @@ mod tests {
         assert_eq!(b.submit, 1000);
         assert_eq!(b.budget, 32 * MIB);
         assert_eq!(b.import_cards, RequestBounds::default().import_cards);
-        assert!(RequestBounds::from_lookup(|k| (k == "GSL_MAX_SUBMIT_BYTES").then(|| "x".into())).is_err());
+        assert!(
+            RequestBounds::from_lookup(|k| (k == "GSL_MAX_SUBMIT_BYTES").then(|| "x".into()))
+                .is_err()
+        );
         assert!(
             RequestBounds::from_lookup(|k| (k == "GSL_DECODE_BUDGET_BYTES").then(|| "100".into()))
                 .is_err()
@@ -631,7 +708,11 @@ mod tests {
         v
     }
 
-    fn bounded(inner: tonic::body::Body, cap: usize, budget: &Arc<Semaphore>) -> (BoundedBody, Held) {
+    fn bounded(
+        inner: tonic::body::Body,
+        cap: usize,
+        budget: &Arc<Semaphore>,
+    ) -> (BoundedBody, Held) {
         let held: Held = Arc::default();
         (
             BoundedBody {
@@ -643,6 +724,7 @@ mod tests {
                 },
                 scan: Scan::Header(Vec::new()),
                 items: 0,
+                kept: 0,
                 budget: budget.clone(),
                 total: TEST_BUDGET_TOTAL,
                 wait: Duration::from_millis(200),
@@ -674,7 +756,11 @@ mod tests {
         let rest = m.split_off(3);
         let (b, _) = bounded(body_of(vec![m, rest]), 1000, &sem);
         let e = drain(b).await.unwrap_err();
-        assert_eq!(crate::error::code_of(&e), Some(ErrorCode::BatchTooLarge), "{e:?}");
+        assert_eq!(
+            crate::error::code_of(&e),
+            Some(ErrorCode::BatchTooLarge),
+            "{e:?}"
+        );
         assert_eq!(sem.available_permits(), MIB, "no budget taken");
     }
 
@@ -762,7 +848,11 @@ mod tests {
         held.lock().unwrap().clear();
         let (b, _) = shaped(SUBMIT, framed(&req(100_001)), &sem);
         let e = drain(b).await.unwrap_err();
-        assert_eq!(crate::error::code_of(&e), Some(ErrorCode::BatchTooLarge), "{e:?}");
+        assert_eq!(
+            crate::error::code_of(&e),
+            Some(ErrorCode::BatchTooLarge),
+            "{e:?}"
+        );
         assert!(e.message().contains("100000 items"), "{e:?}");
     }
 

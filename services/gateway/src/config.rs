@@ -173,3 +173,34 @@ impl GatewayConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Printing the whole configuration shows no token and no password.
+    #[test]
+    fn debug_prints_no_secret() {
+        let mut tenants = HashMap::new();
+        tenants.insert("tenant-secret-tok-1".to_string(), "acme".to_string());
+        let tokens = StaticTokens::new(tenants, Some("any-adapter-secret-2".into()))
+            .with_adapters(StaticTokens::parse_adapters("ct=adapter-secret-ct-000003").unwrap())
+            .with_operator(Some("operator-secret-4".into()));
+        let mut cfg = GatewayConfig::local("nats://127.0.0.1:4222", tokens);
+        cfg.bus.password = Some("nats-password-5".into());
+        cfg.bus.token = Some("nats-token-6".into());
+        let text = format!("{cfg:?} {cfg:#?} {:?} {:?}", cfg.bus, cfg.tokens);
+        for secret in [
+            "tenant-secret-tok-1",
+            "any-adapter-secret-2",
+            "adapter-secret-ct-000003",
+            "operator-secret-4",
+            "nats-password-5",
+            "nats-token-6",
+        ] {
+            assert!(!text.contains(secret), "{secret} printed: {text}");
+        }
+        assert!(text.contains("acme"), "what is not secret still shows");
+    }
+}

@@ -148,7 +148,7 @@ impl Registry {
         tenant: &str,
         cards: Vec<v1::Card>,
         who: Assigner,
-    ) -> Result<(u64, Vec<v1::RefusedItem>), ApiError> {
+    ) -> Result<(u64, Refusals), ApiError> {
         if !self.is_loaded()
             && tokio::time::timeout(IMPORT_WAITS_FOR_MIRROR, self.wait_loaded())
                 .await
@@ -159,7 +159,7 @@ impl Registry {
                 "the card registry is still loading on this replica: retry in a moment",
             ));
         }
-        let mut refused = Vec::new();
+        let mut refused = Refusals::default();
         let mut ok = Vec::new();
         for (i, mut c) in cards.into_iter().enumerate() {
             let refuse = |code: ErrorCode, msg: String| v1::RefusedItem {
@@ -501,6 +501,36 @@ async fn claim(
     })
     .await?;
     Ok(written.filter(|_| mine).map(|k| k.revision))
+}
+
+/// Refusals listed in an import's answer (all are counted): an answer stays
+/// small however many cards were refused.
+pub const IMPORT_REFUSALS_LISTED: usize = 1000;
+
+/// The refusals of an import: the first [`IMPORT_REFUSALS_LISTED`] kept,
+/// every one counted.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    pub listed: Vec<v1::RefusedItem>,
+    pub total: u64,
+}
+
+impl Refusals {
+    pub fn push(&mut self, r: v1::RefusedItem) {
+        self.total += 1;
+        if self.listed.len() < IMPORT_REFUSALS_LISTED {
+            self.listed.push(r);
+        }
+    }
+
+    pub fn extend(&mut self, other: Refusals) {
+        self.total += other.total;
+        for r in other.listed {
+            if self.listed.len() < IMPORT_REFUSALS_LISTED {
+                self.listed.push(r);
+            }
+        }
+    }
 }
 
 /// How long an import waits for a loading (or restarting) mirror before it

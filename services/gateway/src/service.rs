@@ -38,19 +38,30 @@ impl Api {
     fn by_tenant<T>(
         &self,
         records: Vec<T>,
-        tenant: impl Fn(&T) -> String,
-    ) -> Result<std::collections::BTreeMap<String, Vec<T>>, Status> {
-        let mut by: std::collections::BTreeMap<String, Vec<T>> = Default::default();
-        for r in records {
-            by.entry(tenant(&r)).or_default().push(r);
-        }
-        if let Some(t) = by.keys().find(|t| !self.core.tenants.contains(t)) {
+        tenant: impl Fn(&T) -> &str,
+    ) -> Result<Vec<(String, Vec<T>)>, Status> {
+        let mut names: Vec<&str> = records.iter().map(&tenant).collect();
+        names.sort_unstable();
+        names.dedup();
+        if let Some(t) = names
+            .iter()
+            .find(|t| !self.core.tenants.iter().any(|x| x == *t))
+        {
             return Err(ApiError::bad(format!(
                 "tenant {t:?} is not a tenant of this gateway (name it on each record)"
             ))
             .into());
         }
-        Ok(by)
+        // One tenant (the usual import): the records as they came, no copy.
+        if names.len() <= 1 {
+            let one = names.first().map(|t| t.to_string());
+            return Ok(one.map(|t| vec![(t, records)]).unwrap_or_default());
+        }
+        let mut by: std::collections::BTreeMap<String, Vec<T>> = Default::default();
+        for r in records {
+            by.entry(tenant(&r).to_owned()).or_default().push(r);
+        }
+        Ok(by.into_iter().collect())
     }
 
     fn tenant_of(&self, p: Principal) -> Result<String, Status> {
@@ -154,6 +165,17 @@ impl v1::work_orders_server::WorkOrders for Api {
     }
 }
 
+/// An import's answer: counts, and the first refusals in request order.
+fn import_answer(imported: u64, refused: crate::registry::Refusals) -> v1::ImportCardsResponse {
+    let mut listed = refused.listed;
+    listed.sort_by_key(|r| r.index);
+    v1::ImportCardsResponse {
+        imported,
+        refused: listed,
+        refused_total: refused.total,
+    }
+}
+
 #[tonic::async_trait]
 impl v1::registry_server::Registry for Api {
     async fn import_cards(
@@ -166,8 +188,8 @@ impl v1::registry_server::Registry for Api {
         let t = match principal {
             // The operator assigns cards: each names its tenant.
             Principal::Operator => {
-                let (mut imported, mut refused) = (0, Vec::new());
-                for (tenant, cards) in self.by_tenant(cards, |c| c.tenant.clone())? {
+                let (mut imported, mut refused) = (0, crate::registry::Refusals::default());
+                for (tenant, cards) in self.by_tenant(cards, |c| c.tenant.as_str())? {
                     let (n, r) = self
                         .core
                         .registry
@@ -176,7 +198,7 @@ impl v1::registry_server::Registry for Api {
                     imported += n;
                     refused.extend(r);
                 }
-                return Ok(Response::new(v1::ImportCardsResponse { imported, refused }));
+                return Ok(Response::new(import_answer(imported, refused)));
             }
             _ => self.tenant_of(principal)?,
         };
@@ -186,7 +208,7 @@ impl v1::registry_server::Registry for Api {
             .registry
             .import(&self.core.js, &t, cards, who)
             .await?;
-        Ok(Response::new(v1::ImportCardsResponse { imported, refused }))
+        Ok(Response::new(import_answer(imported, refused)))
     }
 
     async fn get_card(&self, r: Request<v1::GetCardRequest>) -> Result<Response<v1::Card>, Status> {
@@ -207,7 +229,7 @@ impl v1::registry_server::Registry for Api {
             // The operator assigns batches: each names its tenant.
             Principal::Operator => {
                 let mut imported = 0;
-                for (tenant, batches) in self.by_tenant(batches, |b| b.tenant.clone())? {
+                for (tenant, batches) in self.by_tenant(batches, |b| b.tenant.as_str())? {
                     imported += self
                         .core
                         .registry

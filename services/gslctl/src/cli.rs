@@ -460,14 +460,14 @@ pub async fn run(cli: Cli) -> i32 {
                     return Ok(EXIT_INVALID);
                 }
                 let mut imported = 0;
-                let mut refused = Vec::new();
+                let mut refused = 0;
                 for chunk in cards.chunks(20_000) {
                     let r = registry.import_cards(authed(&tok, v1::ImportCardsRequest { cards: chunk.to_vec() })).await?.into_inner();
                     imported += r.imported;
-                    refused.extend(r.refused);
+                    refused += r.refused_total;
                 }
-                say(format, || format!("{imported} cards imported, {} refused\n", refused.len()), || json!({"imported": imported, "refused": refused.len()}));
-                Ok(if refused.is_empty() { EXIT_OK } else { EXIT_ITEMS_FAILED })
+                say(format, || format!("{imported} cards imported, {refused} refused\n"), || json!({"imported": imported, "refused": refused}));
+                Ok(if refused == 0 { EXIT_OK } else { EXIT_ITEMS_FAILED })
             }
             Cmd::Cards { cmd: CardsCmd::SeedFromSim { sim, per_carrier, tenant } } => seed_from_sim(&mut registry, &tok, &sim, per_carrier, tenant.as_deref().unwrap_or_default(), format).await,
         }
