@@ -88,7 +88,6 @@ impl Rig {
             ("GSL_GATEWAY_URL", self.grpc.clone()),
             ("GSL_RATE_CHANGE", "0".to_string()),
             ("GSL_RATE_QUERY", "0".to_string()),
-            ("GSL_RATE_LIST", "0".to_string()),
             ("GSL_POLL_INTERVAL_MS", "200".to_string()),
         ]);
         env.extend(self.sim.engine.config.credentials.adapter_env(c));

@@ -177,7 +177,6 @@ async fn run_stop(c: Carrier, cards: u64, single: u64, limit: u32) -> Result<Mea
     let mut extra = vec![
         ("GSL_RATE_CHANGE", limit.to_string()),
         ("GSL_RATE_QUERY", limit.to_string()),
-        ("GSL_RATE_LIST", "0".into()),
         ("GSL_RATE_ONE_BUDGET", "on".into()),
         ("GSL_POLL_INTERVAL_MS", DELAY_MS.to_string()),
         ("POD_NAME", format!("adapter-{}-0", c.as_str())),

@@ -417,7 +417,6 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
         &[
             ("GSL_RATE_CHANGE", "0".into()),
             ("GSL_RATE_QUERY", "0".into()),
-            ("GSL_RATE_LIST", "0".into()),
             ("GSL_CONCURRENCY", "256".into()),
             ("POD_NAME", "adapter-ct-0".into()),
         ],

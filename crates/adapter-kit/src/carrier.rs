@@ -54,20 +54,27 @@ impl<'a> CallCtx<'a> {
     }
 
     /// Wait for a slot of the class's budget; for a change, then check the
-    /// item is still ours.
+    /// item is still ours. A slot that has become too late by the time the
+    /// call could go (the check took long, the task was not scheduled) is
+    /// dropped and another taken: a late call is what could break the limit.
     pub async fn slot(&self, class: CallClass) -> CallResult<()> {
-        match class {
-            CallClass::Query => self.pace.query().await,
-            CallClass::Change => {
-                self.pace.change().await;
-                if let Some(f) = self.still_ours
-                    && !f().await
-                {
-                    return Err(CallError::Superseded);
+        loop {
+            let ticket = match class {
+                CallClass::Query => self.pace.query().await,
+                CallClass::Change => {
+                    let t = self.pace.change().await;
+                    if let Some(f) = self.still_ours
+                        && !f().await
+                    {
+                        return Err(CallError::Superseded);
+                    }
+                    t
                 }
+            };
+            if !ticket.is_some_and(|t| t.late()) {
+                return Ok(());
             }
         }
-        Ok(())
     }
 }
 
@@ -137,7 +144,8 @@ pub enum Lookup {
     /// The change is final at the carrier.
     Done(Progress),
     /// Not safe to tell yet (China Mobile's repeat window since the call has
-    /// not passed): look again after this long.
+    /// not passed): look again after this long, on the clock the services
+    /// share (`AdapterConfig::clock`; the worker turns it into real time).
     Wait(Duration),
     /// Nothing the carrier exposes can tell: a person must check (a
     /// back-office verification request). The text says what to check.
@@ -193,16 +201,18 @@ pub enum CallError {
         carrier_code: String,
         message: String,
     },
-    /// Nothing happened at the carrier (connection refused, 5xx, busy, over
-    /// the limit): retry, after `retry_after` when the carrier said so.
+    /// Nothing happened at the carrier (connection refused, over the limit,
+    /// a 5xx to a read or where the contract says so): retry, after
+    /// `retry_after` when the carrier said so.
     #[error("transient: {reason}")]
     Transient {
         reason: String,
         retry_after: Option<Duration>,
     },
-    /// The request may have reached the carrier but no answer came back
-    /// (timeout after sending, connection dropped): never call again blindly;
-    /// look the transaction up first.
+    /// The request may have reached the carrier but no usable answer came
+    /// back (timeout after sending, connection dropped, a 5xx to a change, a
+    /// cut-off or oversized answer): never call again blindly; look the
+    /// transaction up first.
     #[error("outcome unknown: {reason}")]
     Unknown { reason: String },
     /// Another replica took the item over while this one waited for the
@@ -260,7 +270,9 @@ pub trait CarrierApi: Send + Sync + 'static {
 
     /// Resolve an unknown outcome by reading what the carrier exposes (the
     /// card's state, an order list): never by calling the change again.
-    /// `since` is when the intent was recorded (before the call).
+    /// `since` is when the intent was recorded (before the call), on the
+    /// clock the services share: a module compares it with that clock's
+    /// now, never with the wall clock.
     async fn lookup(
         &self,
         ctx: &CallCtx<'_>,
@@ -327,6 +339,14 @@ pub trait CarrierApi: Send + Sync + 'static {
         Err(CallError::transient(
             "this carrier module has no batch call",
         ))
+    }
+
+    /// What this carrier's answers mean (over-limit codes, 5xx): the worker
+    /// reclassifies every call's result by it.
+    fn answers(&self) -> &crate::http::AnswerPolicy {
+        static DEFAULT: std::sync::LazyLock<crate::http::AnswerPolicy> =
+            std::sync::LazyLock::new(crate::http::AnswerPolicy::default);
+        &DEFAULT
     }
 
     /// Can the carrier be reached (for `/readyz`)?

@@ -74,13 +74,16 @@ pub struct AdapterConfig {
     pub admin_listen: String,
     /// Items processed at once by this replica (`GSL_CONCURRENCY`, default 64).
     pub concurrency: usize,
-    /// Carrier limits per API class (`GSL_RATE_CHANGE`, `GSL_RATE_QUERY`,
-    /// `GSL_RATE_LIST`; default 5/s, 5/s, 1/s as the reference service).
+    /// Carrier limits per API class (`GSL_RATE_CHANGE`, `GSL_RATE_QUERY`;
+    /// default 5/s, 5/s as the reference service). Every call, query or
+    /// change, spends one of them (there is no separate list budget: the
+    /// contracts count every call).
     pub rate_change: Rate,
     pub rate_query: Rate,
-    pub rate_list: Rate,
-    /// Share of the limit actually used (`GSL_RATE_SAFETY`, default 0.98): room
-    /// for network jitter so the carrier never sees more than its limit.
+    /// Share of the limit actually used (`GSL_RATE_SAFETY`, default 0.95):
+    /// the slack it leaves in every window covers late slots and network
+    /// jitter, so no sliding window at the carrier sees more than the limit
+    /// (`pacing`).
     pub rate_safety: f64,
     /// `GSL_RATE_BUDGET=shared|local` (default shared).
     pub budget: Budget,
@@ -189,8 +192,7 @@ impl AdapterConfig {
             concurrency: 64,
             rate_change: Rate::per_second(5),
             rate_query: Rate::per_second(5),
-            rate_list: Rate::per_second(1),
-            rate_safety: 0.98,
+            rate_safety: 0.95,
             budget: Budget::Shared,
             one_budget: false,
             batch_window: Duration::from_millis(250),
@@ -259,8 +261,8 @@ impl AdapterConfig {
         if let Some(r) = get("GSL_RATE_QUERY") {
             c.rate_query = Rate::parse(&r)?;
         }
-        if let Some(r) = get("GSL_RATE_LIST") {
-            c.rate_list = Rate::parse(&r)?;
+        if get("GSL_RATE_LIST").is_some() {
+            return Err("GSL_RATE_LIST is no longer read: every call, query or change, spends GSL_RATE_QUERY or GSL_RATE_CHANGE (the contracts count every call); unset it".into());
         }
         if let Some(s) = get("GSL_RATE_SAFETY") {
             c.rate_safety = s

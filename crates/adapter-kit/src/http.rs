@@ -43,6 +43,115 @@ pub struct Http {
     /// is read up to this and no further, so a misbehaving endpoint cannot
     /// grow the adapter past its memory limit.
     pub max_answer: usize,
+    /// What this carrier's answers mean (set by its module).
+    pub policy: AnswerPolicy,
+}
+
+/// What a 5xx answer to a change call means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FiveXx {
+    /// Nothing proves the carrier did nothing: the outcome is unknown and
+    /// is read back (never retried blind). CMCC and CT: no contract says a
+    /// 5xx means "not applied".
+    Unknown,
+    /// The contract says a 5xx means nothing happened: retried blind.
+    NotApplied,
+}
+
+/// What a carrier's answers mean beyond its documented successes and
+/// refusals: which prove nothing was done (and may be retried blind), and
+/// which say "over the limit" (slow down and try again, for queries and
+/// changes alike, never a final outcome). Each carrier module sets its own
+/// from its contract and settings (`docs/carriers.md` lists them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerPolicy {
+    /// HTTP statuses meaning "over the limit, nothing done" (RFC 6585's
+    /// 429 for every carrier).
+    pub over_limit_http: Vec<u16>,
+    /// The carrier's own codes meaning the same (CU: `40000029`).
+    pub over_limit_codes: Vec<String>,
+    /// What a 5xx to a change call means. (A 5xx to a query is always
+    /// retried: a read changes nothing.)
+    pub change_5xx: FiveXx,
+}
+
+impl Default for AnswerPolicy {
+    fn default() -> Self {
+        AnswerPolicy {
+            over_limit_http: vec![429],
+            over_limit_codes: Vec::new(),
+            change_5xx: FiveXx::Unknown,
+        }
+    }
+}
+
+/// How long an over-limit answer without `Retry-After` waits.
+pub const OVER_LIMIT_WAIT: Duration = Duration::from_secs(1);
+
+impl AnswerPolicy {
+    /// Codes from a comma-separated setting, or `default` when unset.
+    pub fn codes(setting: Option<&str>, default: &[&str]) -> Vec<String> {
+        match setting {
+            Some(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => default.iter().map(|c| (*c).to_owned()).collect(),
+        }
+    }
+
+    /// An HTTP answer before its body is read: passed on, or a transient
+    /// failure (nothing done: retry), or an unknown outcome (a change may
+    /// have been made).
+    pub fn classify(
+        &self,
+        resp: reqwest::Response,
+        class: CallClass,
+    ) -> Result<reqwest::Response, CallError> {
+        let s = resp.status();
+        if self.over_limit_http.contains(&s.as_u16()) {
+            return Err(CallError::Transient {
+                reason: format!("over the carrier's limit (HTTP {s}): slowing down"),
+                retry_after: Some(retry_after(&resp).unwrap_or(OVER_LIMIT_WAIT)),
+            });
+        }
+        if s.is_server_error() {
+            if class == CallClass::Change && self.change_5xx == FiveXx::Unknown {
+                return Err(CallError::Unknown {
+                    reason: format!(
+                        "carrier answered HTTP {s} to a change: it may have been made; read back before any new call"
+                    ),
+                });
+            }
+            return Err(CallError::Transient {
+                reason: format!("carrier answered HTTP {s}"),
+                retry_after: retry_after(&resp),
+            });
+        }
+        Ok(resp)
+    }
+
+    /// A refusal carrying one of the carrier's over-limit codes is not a
+    /// refusal: slow down and try again.
+    pub fn reclass<T>(&self, r: Result<T, CallError>) -> Result<T, CallError> {
+        match r {
+            Err(CallError::Refused {
+                carrier_code,
+                message,
+                ..
+            }) if !carrier_code.is_empty() && self.over_limit_codes.contains(&carrier_code) => {
+                Err(CallError::Transient {
+                    reason: format!(
+                        "over the carrier's limit ({carrier_code} {message}): slowing down"
+                    ),
+                    retry_after: Some(OVER_LIMIT_WAIT),
+                })
+            }
+            other => other,
+        }
+    }
 }
 
 /// Default of [`Http::max_answer`]: a 100-card batch answer is kilobytes.
@@ -60,7 +169,13 @@ impl Http {
             client,
             attempts: 4,
             max_answer: DEFAULT_MAX_ANSWER_BYTES,
+            policy: AnswerPolicy::default(),
         }
+    }
+
+    pub fn with_policy(mut self, policy: AnswerPolicy) -> Http {
+        self.policy = policy;
+        self
     }
 
     pub fn with_attempts(mut self, attempts: usize) -> Http {
@@ -75,7 +190,9 @@ impl Http {
 
     /// The request stack, in this order: **retry** (exponential backoff with
     /// jitter, honouring `Retry-After`; only what is known not to have
-    /// happened: connection refused, 429, 5xx) -> **pace** (every attempt
+    /// happened: connection refused, an over-limit answer, a 5xx to a query
+    /// or where the contract says a 5xx changed nothing; see
+    /// [`AnswerPolicy`]) -> **pace** (every attempt
     /// waits for a slot of its class's budget, so retries spend budget too;
     /// a change attempt then checks the item is still ours) -> **per-attempt
     /// timeout** (the client's, started at the send, so a call queued for
@@ -103,7 +220,11 @@ impl Http {
                 )
             })?;
             ctx.slot(class).await?;
-            match self.send(attempt).await.and_then(retryable) {
+            match self
+                .send(attempt)
+                .await
+                .and_then(|r| self.policy.classify(r, class))
+            {
                 Err(CallError::Transient {
                     reason,
                     retry_after,
@@ -206,20 +327,12 @@ pub fn classify(e: reqwest::Error) -> CallError {
     }
 }
 
-/// HTTP statuses that mean "nothing happened, try again": 429 (over the
-/// limit, honouring `Retry-After`, 1 s without one), 502, 503, 504 and other
-/// 5xx. A `retry_after` is set exactly when the carrier asked to wait: the
-/// carrier is there (readiness probes count that as reachable).
+/// A read's HTTP answer under the default policy (token calls, readiness
+/// probes): 429 and 5xx are transient. A `retry_after` is set when the
+/// carrier asked to wait: the carrier is there (readiness probes count that
+/// as reachable).
 pub fn retryable(resp: reqwest::Response) -> Result<reqwest::Response, CallError> {
-    let s = resp.status();
-    if s.as_u16() == 429 || s.is_server_error() {
-        let wait = retry_after(&resp).or((s.as_u16() == 429).then_some(Duration::from_secs(1)));
-        return Err(CallError::Transient {
-            reason: format!("carrier answered HTTP {s}"),
-            retry_after: wait,
-        });
-    }
-    Ok(resp)
+    AnswerPolicy::default().classify(resp, CallClass::Query)
 }
 
 /// A readiness probe's verdict on a call: reachable unless the transport
@@ -331,5 +444,85 @@ mod tests {
         .await;
         let resp = http.send(http.client.get(url)).await.unwrap();
         assert_eq!(http.body(resp).await.unwrap().len(), 1000);
+    }
+
+    /// Answers `status` to every request; counts them.
+    async fn always(status: u16) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = n.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    if s.read(&mut buf).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let head = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nretry-after: 0\r\nconnection: close\r\n\r\n{{}}"
+                    );
+                    let _ = s.write_all(head.as_bytes()).await;
+                });
+            }
+        });
+        (format!("http://{addr}/x"), n)
+    }
+
+    /// A 5xx to a change is an unknown outcome, never retried blind (the
+    /// carrier may have applied it); to a query it is retried; where the
+    /// contract says a 5xx changed nothing, a change is retried too. An
+    /// over-limit answer is retried for both.
+    #[tokio::test]
+    async fn a_5xx_to_a_change_is_unknown_and_not_resent() {
+        use std::sync::atomic::Ordering;
+        let pacer = crate::pacing::Pacer::off();
+        let ctx = CallCtx::new(&pacer, "t1");
+        let http = Http::new(Duration::from_secs(2)).with_attempts(3);
+        let (url, n) = always(500).await;
+        let e = http
+            .call(&ctx, CallClass::Change, http.client.post(&url))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, CallError::Unknown { .. }), "{e:?}");
+        assert_eq!(n.load(Ordering::SeqCst), 1, "sent once");
+        let (url, n) = always(500).await;
+        let e = http
+            .call(&ctx, CallClass::Query, http.client.get(&url))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, CallError::Transient { .. }), "{e:?}");
+        assert_eq!(n.load(Ordering::SeqCst), 3, "a read is retried");
+        let blind = Http::new(Duration::from_secs(2))
+            .with_attempts(3)
+            .with_policy(AnswerPolicy {
+                change_5xx: FiveXx::NotApplied,
+                ..Default::default()
+            });
+        let (url, n) = always(503).await;
+        let e = blind
+            .call(&ctx, CallClass::Change, blind.client.post(&url))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, CallError::Transient { .. }), "{e:?}");
+        assert_eq!(n.load(Ordering::SeqCst), 3);
+        let (url, n) = always(429).await;
+        let e = http
+            .call(&ctx, CallClass::Change, http.client.post(&url))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, CallError::Transient { reason, .. } if reason.contains("over the carrier's limit")),
+            "{e:?}"
+        );
+        assert_eq!(
+            n.load(Ordering::SeqCst),
+            3,
+            "an over-limit change did nothing: retried"
+        );
     }
 }

@@ -209,11 +209,7 @@ impl Worker {
         .await?;
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = metrics::Metrics::new(&mut registry, cfg.carrier.as_str());
-        for (class, rate) in [
-            ("change", cfg.rate_change),
-            ("query", cfg.rate_query),
-            ("list", cfg.rate_list),
-        ] {
+        for (class, rate) in [("change", cfg.rate_change), ("query", cfg.rate_query)] {
             metrics
                 .rate_limit
                 .get_or_create(&metrics::Labels {

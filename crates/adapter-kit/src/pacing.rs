@@ -8,14 +8,22 @@
 //!   slots, `window / (limit x safety)` apart. One KV record per carrier and
 //!   class holds the next free slot; a replica claims the next few slots by
 //!   compare-and-set and makes each call at its slot's time. Replicas never
-//!   hold the same slot, so together they make at most one call per slot: at
-//!   most `limit x safety` calls in any window, plus what late slots and
-//!   network jitter can add, which the safety margin covers. A slot that
-//!   cannot be used on time (more than a quarter interval late) is dropped,
-//!   never used late, because a late call is what could break the limit. A
-//!   replica claims only as many slots as it has callers waiting, so idle
-//!   replicas leave the budget to busy ones. Needs clocks in sync across
-//!   nodes (NTP): a replica whose clock runs ahead calls early.
+//!   hold the same slot, so together they make at most one call per slot.
+//!
+//! **Never over the limit in any sliding window.** The carrier is assumed
+//! to count calls in a sliding window (a setting cannot make it kinder). Any
+//! `limit + 1` consecutive slots span `limit x interval = window / safety`,
+//! that is the window plus a slack of `window x (1/safety - 1)` (53 ms of a
+//! second at the default 0.95). A slot may be used at most half that slack
+//! late ([`Ticket::late`]: checked after the wait and again right before the
+//! call is sent, after any check the caller makes), so any `limit + 1` calls
+//! leave our side at least `window + slack/2` apart, and the other half of
+//! the slack absorbs network jitter: whatever the replica count or the
+//! scheduling delays, at most `limit` calls reach the carrier in any window.
+//! A slot that cannot be used on time is dropped, never used late. A replica
+//! claims only as many slots as it has callers waiting, so idle replicas
+//! leave the budget to busy ones. Needs clocks in sync across nodes (NTP): a
+//! replica whose clock runs ahead calls early.
 
 use crate::config::{AdapterConfig, Budget, Rate};
 use async_nats::jetstream::kv::Store;
@@ -39,21 +47,45 @@ fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
+/// The right to make one call: its slot's time and how late it may still
+/// be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    slot_us: i64,
+    tolerance_us: i64,
+}
+
+impl Ticket {
+    /// Too late to be used now: the call must take another slot.
+    pub fn late(&self) -> bool {
+        now_us() - self.slot_us > self.tolerance_us
+    }
+}
+
+/// How late a slot may be used: half the window's slack (see the module
+/// doc), and never more than a quarter interval.
+fn tolerance(rate: Rate, safety: f64, interval: Duration) -> Duration {
+    let slack = rate.window.as_secs_f64() * (1.0 / safety - 1.0);
+    Duration::from_secs_f64((slack / 2.0).min(interval.as_secs_f64() / 4.0))
+}
+
 /// Slot lease on a shared KV timeline.
 pub struct SlotLease {
     kv: Store,
     key: String,
     interval_us: i64,
+    tolerance_us: i64,
     slots: tokio::sync::Mutex<VecDeque<i64>>,
     waiting: AtomicUsize,
 }
 
 impl SlotLease {
-    pub fn new(kv: Store, key: String, interval: Duration) -> SlotLease {
+    pub fn new(kv: Store, key: String, interval: Duration, tolerance: Duration) -> SlotLease {
         SlotLease {
             kv,
             key,
             interval_us: interval.as_micros().max(1) as i64,
+            tolerance_us: tolerance.as_micros() as i64,
             slots: tokio::sync::Mutex::new(VecDeque::new()),
             waiting: AtomicUsize::new(0),
         }
@@ -75,10 +107,10 @@ impl SlotLease {
     }
 
     /// Wait for a slot of our own and return at its time.
-    pub async fn acquire(&self) {
+    pub async fn acquire(&self) -> Ticket {
         self.waiting.fetch_add(1, Ordering::SeqCst);
-        let tolerance = self.interval_us / 4;
-        loop {
+        let tolerance = self.tolerance_us;
+        let ticket = loop {
             let slot = {
                 let mut q = self.slots.lock().await;
                 let now = now_us();
@@ -103,18 +135,24 @@ impl SlotLease {
             if wait > 0 {
                 tokio::time::sleep(Duration::from_micros(wait as u64)).await;
             }
-            if now_us() - slot <= tolerance {
-                break;
+            let t = Ticket {
+                slot_us: slot,
+                tolerance_us: tolerance,
+            };
+            if !t.late() {
+                break t;
             }
             // Woke too late to use it: the slot is dropped, never used late.
-        }
+        };
         self.waiting.fetch_sub(1, Ordering::SeqCst);
+        ticket
     }
 }
 
 enum Class {
     Off,
-    Local(DefaultDirectRateLimiter),
+    /// governor, and the tolerance of its grants.
+    Local(DefaultDirectRateLimiter, Duration),
     Shared(Box<SlotLease>),
 }
 
@@ -127,29 +165,43 @@ impl Class {
         if rate.limit == 0 {
             return Class::Off;
         }
-        let quota = Quota::with_period(Class::interval(rate, safety))
+        let interval = Class::interval(rate, safety);
+        let quota = Quota::with_period(interval)
             .expect("non-zero interval")
             .allow_burst(NonZeroU32::new(1).expect("1 is not 0"));
-        Class::Local(RateLimiter::direct(quota))
+        Class::Local(
+            RateLimiter::direct(quota),
+            tolerance(rate, safety, interval),
+        )
     }
 
     fn build(rate: Rate, safety: f64, budget: Budget, kv: &Store, key: String) -> Class {
         match (rate.limit, budget) {
             (0, _) => Class::Off,
             (_, Budget::Local) => Class::local(rate, safety),
-            (_, Budget::Shared) => Class::Shared(Box::new(SlotLease::new(
-                kv.clone(),
-                key,
-                Class::interval(rate, safety),
-            ))),
+            (_, Budget::Shared) => {
+                let interval = Class::interval(rate, safety);
+                Class::Shared(Box::new(SlotLease::new(
+                    kv.clone(),
+                    key,
+                    interval,
+                    tolerance(rate, safety, interval),
+                )))
+            }
         }
     }
 
-    async fn wait(&self) {
+    async fn wait(&self) -> Option<Ticket> {
         match self {
-            Class::Off => {}
-            Class::Local(l) => l.until_ready().await,
-            Class::Shared(s) => s.acquire().await,
+            Class::Off => None,
+            Class::Local(l, tol) => {
+                l.until_ready().await;
+                Some(Ticket {
+                    slot_us: now_us(),
+                    tolerance_us: tol.as_micros() as i64,
+                })
+            }
+            Class::Shared(s) => Some(s.acquire().await),
         }
     }
 }
@@ -158,7 +210,6 @@ impl Class {
 pub struct Pacer {
     change: Class,
     query: Class,
-    list: Class,
     /// Queries spend the change budget.
     one_budget: bool,
     wait_seconds: Histogram,
@@ -182,41 +233,41 @@ impl Pacer {
                 rate_kv,
                 key("query"),
             ),
-            list: Class::build(
-                cfg.rate_list,
-                cfg.rate_safety,
-                cfg.budget,
-                rate_kv,
-                key("list"),
-            ),
             one_budget: cfg.one_budget,
             wait_seconds,
         })
     }
 
-    async fn timed(&self, c: &Class, class: &'static str) {
-        let span = tracing::info_span!("limiter_wait", api_class = class);
-        let t = std::time::Instant::now();
-        tracing::Instrument::instrument(c.wait(), span).await;
-        self.wait_seconds.observe(t.elapsed().as_secs_f64());
+    /// A pacer that never waits (tests of the request stack).
+    pub fn off() -> Arc<Pacer> {
+        Arc::new(Pacer {
+            change: Class::Off,
+            query: Class::Off,
+            one_budget: false,
+            wait_seconds: Histogram::new([0.1].into_iter()),
+        })
     }
 
-    /// Before a call that changes something.
-    pub async fn change(&self) {
+    async fn timed(&self, c: &Class, class: &'static str) -> Option<Ticket> {
+        let span = tracing::info_span!("limiter_wait", api_class = class);
+        let t = std::time::Instant::now();
+        let ticket = tracing::Instrument::instrument(c.wait(), span).await;
+        self.wait_seconds.observe(t.elapsed().as_secs_f64());
+        ticket
+    }
+
+    /// Before a call that changes something. The ticket must not be
+    /// [`late`](Ticket::late) when the call is sent.
+    pub async fn change(&self) -> Option<Ticket> {
         self.timed(&self.change, "change").await
     }
 
-    /// Before a single-item query.
-    pub async fn query(&self) {
+    /// Before a query.
+    pub async fn query(&self) -> Option<Ticket> {
         if self.one_budget {
             return self.timed(&self.change, "query").await;
         }
         self.timed(&self.query, "query").await
-    }
-
-    /// Before a list call.
-    pub async fn list(&self) {
-        self.timed(&self.list, "list").await
     }
 }
 
@@ -242,6 +293,7 @@ mod tests {
                     b.rate.clone(),
                     "rate.t.change".into(),
                     Duration::from_millis(10),
+                    Duration::from_millis(1),
                 ))
             })
             .collect();
@@ -277,5 +329,31 @@ mod tests {
             t.elapsed()
         );
         assert!(matches!(Class::local(Rate::OFF, 1.0), Class::Off));
+    }
+
+    /// Any `limit + 1` consecutive slots, each used as late as allowed,
+    /// still span more than the window: no sliding window sees more than
+    /// `limit` calls, with half the slack left for network jitter.
+    #[test]
+    fn late_slots_never_fit_limit_plus_one_calls_in_a_window() {
+        for (limit, window, safety) in [
+            (5, Duration::from_secs(1), 0.95),
+            (5, Duration::from_secs(1), 0.98),
+            (50, Duration::from_secs(1), 0.95),
+            (300, Duration::from_secs(60), 0.95),
+            (1, Duration::from_secs(1), 0.95),
+        ] {
+            let rate = Rate { limit, window };
+            let interval = Class::interval(rate, safety);
+            let tol = tolerance(rate, safety, interval);
+            // The first call as late as allowed, the (limit+1)-th on time.
+            let span = interval * limit - tol;
+            let slack = window.mul_f64(1.0 / safety - 1.0);
+            assert!(
+                span >= window + slack / 2 - Duration::from_micros(1),
+                "{limit}/{window:?} at {safety}: span {span:?}, tolerance {tol:?}"
+            );
+            assert!(!tol.is_zero());
+        }
     }
 }

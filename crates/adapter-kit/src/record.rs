@@ -62,6 +62,11 @@ pub struct ExecRecord {
     /// `gsl_items`): `txn` is then the batch's transaction id.
     #[serde(default)]
     pub batch: Option<String>,
+    /// Parked until then (the services' clock): the item waits out the
+    /// carrier's repeat window on a follow-up message, not on deliveries of
+    /// its work message (see `worker::park`).
+    #[serde(default)]
+    pub parked_until: Option<DateTime<Utc>>,
 }
 
 /// Where a batch call stands.
@@ -171,6 +176,7 @@ impl ExecRecord {
             quota,
             owner,
             batch: None,
+            parked_until: None,
         }
     }
 }

@@ -550,3 +550,117 @@ async fn a_bundle_settles_item_by_item() {
     assert_eq!(e.record(1, &b).await.state, State::Done);
     assert_eq!(e.sink.of(&b, K::Succeeded).len(), 1);
 }
+
+fn lookups(calls: &[Call]) -> usize {
+    calls
+        .iter()
+        .filter(|c| matches!(c, Call::Lookup { .. }))
+        .count()
+}
+
+/// A lookup that fails (the carrier refuses the read, or is over its
+/// limit) is no answer: the item reads again later and never calls the
+/// change on it. Before, a refused lookup was taken as "not made" and a
+/// second change call followed without the card having been read.
+#[tokio::test]
+async fn a_failed_lookup_is_read_again_never_called_on() {
+    let e = env(FakeCarrier::new(Carrier::Cmcc), |c| c.max_deliver = 6).await;
+    let c = card(31);
+    e.register(&c).await;
+    e.fake
+        .on_submit(Err(CallError::Unknown {
+            reason: "HTTP 500 to a change".into(),
+        }))
+        .on_lookup(Err(CallError::refused(
+            ErrorCode::CarrierRejected,
+            "12006",
+            "over the limit",
+        )))
+        .on_lookup(Err(CallError::transient("timeout")))
+        .on_lookup(Ok(Lookup::Done(Progress::Succeeded)));
+    let wi = e.item(31, &c, stop());
+    assert!(matches!(e.handle(&wi, 1).await, Disposition::Nak(_)));
+    assert!(
+        matches!(e.handle(&wi, 2).await, Disposition::Nak(_)),
+        "refused read: read again"
+    );
+    assert!(
+        matches!(e.handle(&wi, 3).await, Disposition::Nak(_)),
+        "failed read: read again"
+    );
+    assert_eq!(e.handle(&wi, 4).await, Disposition::Ack);
+    let calls = e.fake.calls();
+    assert_eq!(submits(&calls), 1, "one change call in all: {calls:?}");
+    assert_eq!(lookups(&calls), 3, "{calls:?}");
+    assert_eq!(e.finals(&c).len(), 1);
+    assert!(e.record(31, &c).await.outcome.unwrap().succeeded);
+}
+
+/// An answer carrying the carrier's over-limit code is "slow down and try
+/// again", never a final refusal (CU's `40000029`).
+#[tokio::test]
+async fn an_over_limit_answer_is_retried_not_final() {
+    let answers = gsl_adapter_kit::http::AnswerPolicy {
+        over_limit_codes: vec!["40000029".into()],
+        ..Default::default()
+    };
+    let e = env(FakeCarrier::with_answers(Carrier::Cu, answers), |_| {}).await;
+    let c = card(32);
+    e.register(&c).await;
+    e.fake
+        .on_submit(Err(CallError::refused(
+            ErrorCode::CarrierRejected,
+            "40000029",
+            "超出资费限制",
+        )))
+        .on_lookup(Ok(Lookup::NotMade))
+        .on_submit(Ok(Accepted::done("ok")));
+    let wi = e.item(32, &c, stop());
+    assert!(matches!(e.handle(&wi, 1).await, Disposition::Nak(_)));
+    assert!(
+        e.finals(&c).is_empty(),
+        "no final outcome from an over-limit answer"
+    );
+    assert_eq!(e.handle(&wi, 2).await, Disposition::Ack);
+    let f = e.finals(&c);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].kind, K::Succeeded as i32);
+}
+
+/// Waiting out the repeat window parks the item on a follow-up: the work
+/// message is acked (its deliveries are not spent), and the follow-up goes
+/// on once the wait has passed.
+#[tokio::test]
+async fn waiting_out_the_repeat_window_spends_no_deliveries() {
+    let e = env(FakeCarrier::new(Carrier::Cmcc), |c| c.max_deliver = 2).await;
+    let c = card(33);
+    e.register(&c).await;
+    e.fake
+        .on_submit(Err(CallError::Unknown {
+            reason: "answer lost".into(),
+        }))
+        .on_lookup(Ok(Lookup::Wait(Duration::from_millis(300))))
+        .on_lookup(Ok(Lookup::NotMade))
+        .on_submit(Ok(Accepted::done("ok")));
+    let wi = e.item(33, &c, stop());
+    assert!(matches!(e.handle(&wi, 1).await, Disposition::Nak(_)));
+    // The last delivery: the wait parks it instead of giving up.
+    assert_eq!(e.handle(&wi, 2).await, Disposition::Ack);
+    let rec = e.record(33, &c).await;
+    assert!(rec.parked_until.is_some(), "{rec:?}");
+    assert!(e.finals(&c).is_empty());
+    // Before its time the follow-up waits; after it, it reads and calls.
+    assert!(matches!(
+        e.worker.handle_follow(wi.clone()).await.unwrap(),
+        Disposition::Nak(_)
+    ));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        e.worker.handle_follow(wi.clone()).await.unwrap(),
+        Disposition::Ack
+    );
+    let f = e.finals(&c);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].kind, K::Succeeded as i32);
+    assert_eq!(submits(&e.fake.calls()), 2);
+}

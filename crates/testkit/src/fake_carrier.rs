@@ -42,6 +42,7 @@ pub struct FakeCarrier {
     batch_max: Option<usize>,
     script: Mutex<Script>,
     calls: Mutex<Vec<Call>>,
+    answers: gsl_adapter_kit::http::AnswerPolicy,
 }
 
 fn unscripted<T>(what: &str) -> CallResult<T> {
@@ -55,6 +56,21 @@ impl FakeCarrier {
             batch_max: None,
             script: Mutex::new(Script::default()),
             calls: Mutex::new(Vec::new()),
+            answers: Default::default(),
+        })
+    }
+
+    /// A fake whose answers mean what `answers` says (over-limit codes).
+    pub fn with_answers(
+        carrier: Carrier,
+        answers: gsl_adapter_kit::http::AnswerPolicy,
+    ) -> Arc<FakeCarrier> {
+        Arc::new(FakeCarrier {
+            carrier,
+            batch_max: None,
+            script: Mutex::new(Script::default()),
+            calls: Mutex::new(Vec::new()),
+            answers,
         })
     }
 
@@ -65,6 +81,7 @@ impl FakeCarrier {
             batch_max: Some(max),
             script: Mutex::new(Script::default()),
             calls: Mutex::new(Vec::new()),
+            answers: Default::default(),
         })
     }
 
@@ -111,6 +128,10 @@ impl FakeCarrier {
 impl CarrierApi for FakeCarrier {
     fn carrier(&self) -> Carrier {
         self.carrier
+    }
+
+    fn answers(&self) -> &gsl_adapter_kit::http::AnswerPolicy {
+        &self.answers
     }
 
     fn make_txn(&self, item: &Item, now: chrono::DateTime<chrono::Utc>) -> String {

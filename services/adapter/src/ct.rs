@@ -31,7 +31,7 @@ use gsl_adapter_kit::carrier::{
     Lookup, Progress,
 };
 use gsl_adapter_kit::config::AdapterConfig;
-use gsl_adapter_kit::http::Http;
+use gsl_adapter_kit::http::{AnswerPolicy, FiveXx, Http};
 use gsl_domain::calendar::cst;
 use gsl_domain::codes::ErrorCode;
 use gsl_domain::{Carrier, speed};
@@ -509,8 +509,24 @@ impl Ct {
     }
 }
 
+/// What China Telecom's answers mean: `ct.md` documents no over-limit answer
+/// (`GSL_CT_OVER_LIMIT_CODES`, default none, so a simulator's `-8` stays a
+/// refusal; HTTP 429 is taken as one), and nothing says a 5xx means "not
+/// applied": a 5xx to a change is an unknown outcome, read back.
+pub fn answers(cfg: &AdapterConfig) -> AnswerPolicy {
+    AnswerPolicy {
+        over_limit_codes: AnswerPolicy::codes(cfg.carrier_setting("GSL_CT_OVER_LIMIT_CODES"), &[]),
+        change_5xx: FiveXx::Unknown,
+        ..AnswerPolicy::default()
+    }
+}
+
 #[tonic::async_trait]
 impl CarrierApi for Ct {
+    fn answers(&self) -> &AnswerPolicy {
+        &self.http.policy
+    }
+
     fn carrier(&self) -> Carrier {
         Carrier::Ct
     }

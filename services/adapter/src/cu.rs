@@ -26,7 +26,7 @@ use gsl_adapter_kit::carrier::{
     Lookup, Progress,
 };
 use gsl_adapter_kit::config::AdapterConfig;
-use gsl_adapter_kit::http::Http;
+use gsl_adapter_kit::http::{AnswerPolicy, FiveXx, Http};
 use gsl_domain::Carrier;
 use gsl_domain::codes::ErrorCode;
 use gsl_proto::v1::operation::Kind as O;
@@ -174,8 +174,31 @@ impl Cu {
     }
 }
 
+/// What China Unicom's answers mean (`cu.md`, "Error codes"): REST
+/// `40000029` is over the per-account limit (`GSL_CU_OVER_LIMIT_CODES`,
+/// default `40000029`), and HTTP 429 too; `cu.md`'s reading "treat 429/5xx
+/// as retry later" is marked unsure, so what a 5xx to a change means is a
+/// setting (`GSL_CU_5XX=retry`, the default, or `unknown` to read back).
+pub fn answers(cfg: &AdapterConfig) -> AnswerPolicy {
+    AnswerPolicy {
+        over_limit_codes: AnswerPolicy::codes(
+            cfg.carrier_setting("GSL_CU_OVER_LIMIT_CODES"),
+            &["40000029"],
+        ),
+        change_5xx: match cfg.carrier_setting("GSL_CU_5XX") {
+            Some("unknown") => FiveXx::Unknown,
+            _ => FiveXx::NotApplied,
+        },
+        ..AnswerPolicy::default()
+    }
+}
+
 #[tonic::async_trait]
 impl CarrierApi for Cu {
+    fn answers(&self) -> &AnswerPolicy {
+        &self.http.policy
+    }
+
     fn carrier(&self) -> Carrier {
         Carrier::Cu
     }

@@ -32,9 +32,16 @@ use std::sync::Arc;
 pub fn module_for(cfg: &AdapterConfig) -> Arc<dyn CarrierApi> {
     let (url, secret) = (&cfg.carrier_url, &cfg.carrier_secret);
     // One request stack per module: per-attempt timeout, attempts.
+    let answers = match cfg.carrier {
+        Carrier::Cmcc => cmcc::answers(cfg),
+        Carrier::Ct => ct::answers(cfg),
+        Carrier::Cu => cu::answers(cfg),
+        Carrier::Trinet => trinet::answers(cfg),
+    };
     let t = gsl_adapter_kit::http::Http::new(cfg.call_timeout)
         .with_attempts(cfg.call_attempts)
-        .with_max_answer(cfg.max_answer);
+        .with_max_answer(cfg.max_answer)
+        .with_policy(answers);
     match cfg.carrier {
         Carrier::Cmcc => Arc::new(cmcc::Cmcc::new(
             url,

@@ -7,7 +7,8 @@ use crate::common::{json, s};
 use gsl_adapter_kit::carrier::{
     Accepted, CallClass, CallCtx, CallError, CallResult, CarrierApi, Item, Lookup, Progress,
 };
-use gsl_adapter_kit::http::Http;
+use gsl_adapter_kit::config::AdapterConfig;
+use gsl_adapter_kit::http::{AnswerPolicy, FiveXx, Http};
 use gsl_domain::Carrier;
 use gsl_domain::codes::ErrorCode;
 use gsl_proto::convert;
@@ -62,8 +63,21 @@ impl Trinet {
     }
 }
 
+/// What tri-net's answers mean (`trinet.md`, "Refusals"): 429 and 5xx mean
+/// nothing happened, retried blind (`Retry-After` honoured).
+pub fn answers(_cfg: &AdapterConfig) -> AnswerPolicy {
+    AnswerPolicy {
+        change_5xx: FiveXx::NotApplied,
+        ..AnswerPolicy::default()
+    }
+}
+
 #[tonic::async_trait]
 impl CarrierApi for Trinet {
+    fn answers(&self) -> &AnswerPolicy {
+        &self.http.policy
+    }
+
     fn carrier(&self) -> Carrier {
         Carrier::Trinet
     }

@@ -285,11 +285,13 @@ pub struct Undocumented {
     /// documents the policy, not the answer).
     pub cu_over_limit_status: u16,
     /// China Unicom `errorCode`s of refusals (Cisco's per-API lists are not
-    /// in the sources): bad request, unknown device, state, busy, over limit.
+    /// in the sources): bad request, unknown device, state, busy.
     pub cu_bad_request: String,
     pub cu_unknown_device: String,
     pub cu_illegal_state: String,
     pub cu_busy: String,
+    /// China Unicom's over-limit `errorCode`: `cu.md` documents REST
+    /// `40000029` (the default); only its HTTP status is a simulator setting.
     pub cu_over_limit: String,
 }
 
@@ -308,7 +310,7 @@ impl Default for Undocumented {
             cu_unknown_device: "20000001".into(),
             cu_illegal_state: "20000016".into(),
             cu_busy: "10000024".into(),
-            cu_over_limit: "10000029".into(),
+            cu_over_limit: "40000029".into(),
         }
     }
 }

@@ -82,7 +82,10 @@ impl Worker {
                 State::Done => {
                     return Ok(self.report_final(item, &key, rec, rev).await?.disposition());
                 }
-                State::Intent => return Ok(Disposition::Ack), // the work message owns it
+                State::Intent => match self.unpark(item, &key, rec, rev).await? {
+                    Some(d) => return Ok(d),
+                    None => continue,
+                },
                 State::Accepted => {}
             }
             let acc = Accepted::pending(
@@ -181,7 +184,10 @@ impl Worker {
         acc: &Accepted,
     ) -> Result<Progress, CallError> {
         let Some(id) = acc.poll_ref.strip_prefix(BACK_OFFICE_REF) else {
-            return self.api.poll(ctx, item, acc).await;
+            return self
+                .api
+                .answers()
+                .reclass(self.api.poll(ctx, item, acc).await);
         };
         let req = gsl_bus::backoffice::get(&self.backoffice, id)
             .await

@@ -178,7 +178,8 @@ impl Worker {
             .await;
         match found {
             Ok(l) => self.resolved(item, key, rec, rev, l, delivered, last).await,
-            Err(CallError::Refused { .. }) => self.call(item, key, rec, rev, delivered, last).await,
+            // A read that failed in any way (refused, over the limit, lost)
+            // is no answer: read again later, never call on it.
             Err(e) if last => self
                 .give_up(item, key, rec, rev, &e.to_string())
                 .await
@@ -209,11 +210,11 @@ impl Worker {
                 self.accepted(item, key, rec, rev, Accepted::pending("", "card"))
                     .await
             }
-            Lookup::Wait(d) if !last => Ok(Some(Disposition::Nak(d))),
-            Lookup::Wait(_) => {
-                let what = "the carrier's answer was lost and the card is not yet in the target state; check whether the change was made".to_owned();
-                self.file_back_office(item, key, rec, rev, v1::BackOfficeKind::Verify, what)
-                    .await
+            // Waiting out the repeat window is not a failure: parked on a
+            // follow-up, it spends no deliveries.
+            Lookup::Wait(d) => {
+                let d = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::minutes(10));
+                self.park(item, key, rec, rev, d).await
             }
             Lookup::Unverifiable(what) => {
                 self.file_back_office(item, key, rec, rev, v1::BackOfficeKind::Verify, what)
@@ -284,7 +285,10 @@ impl Worker {
             }
             Err(CallError::Unknown { reason }) if last => {
                 // One last look before giving up: the carrier may have it.
-                match self.api.lookup(&ctx, item, rec.started_at).await {
+                match self
+                    .timed("lookup", self.api.lookup(&ctx, item, rec.started_at))
+                    .await
+                {
                     Ok(Lookup::NotMade) | Err(_) => {
                         self.give_up(item, key, rec, rev, &reason).await.map(Some)
                     }
@@ -296,12 +300,10 @@ impl Worker {
                         self.accepted(item, key, rec, rev, Accepted::pending("", "card"))
                             .await
                     }
-                    Ok(Lookup::Wait(_)) => {
-                        let what = format!(
-                            "the carrier's answer was lost ({reason}); check whether the change was made"
-                        );
-                        self.file_back_office(item, key, rec, rev, v1::BackOfficeKind::Verify, what)
-                            .await
+                    Ok(Lookup::Wait(d)) => {
+                        let d =
+                            chrono::Duration::from_std(d).unwrap_or(chrono::Duration::minutes(10));
+                        self.park(item, key, rec, rev, d).await
                     }
                     Ok(Lookup::Unverifiable(what)) => {
                         self.file_back_office(item, key, rec, rev, v1::BackOfficeKind::Verify, what)

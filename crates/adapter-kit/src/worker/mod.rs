@@ -20,6 +20,7 @@
 //! | [`machine`] | the item state machine (rules, guards, intent, call, answers) |
 //! | [`finish`] | final outcomes: record, release, report |
 //! | [`follow`] | follow-ups and the SLA timer |
+//! | [`park`] | waiting out a carrier's repeat window on a follow-up, not on deliveries |
 //! | [`deadletter`] | the dead-letter stream |
 //! | [`retry`] | backoff and giving up |
 //! | [`timing`] | spans and metrics of carrier calls |
@@ -34,6 +35,7 @@ mod deadletter;
 mod finish;
 mod follow;
 mod machine;
+mod park;
 mod retry;
 mod timing;
 mod wire;

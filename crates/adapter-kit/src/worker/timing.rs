@@ -1,4 +1,6 @@
-//! Timing: every carrier call is a span and a metric.
+//! Timing: every carrier call is a span and a metric, and its result is
+//! read through the carrier's answer policy (an over-limit code is "slow
+//! down", not a refusal).
 
 use super::*;
 use crate::carrier::CallError;
@@ -12,7 +14,7 @@ impl Worker {
     ) -> Result<T, CallError> {
         let span = info_span!("carrier_call", call, carrier = %self.cfg.carrier, outcome = tracing::field::Empty, error_code = tracing::field::Empty);
         let t = std::time::Instant::now();
-        let r = f.instrument(span.clone()).await;
+        let r = self.api.answers().reclass(f.instrument(span.clone()).await);
         let result = match &r {
             Ok(_) => "ok",
             Err(CallError::Refused { .. }) => "refused",

@@ -31,7 +31,7 @@ use gsl_adapter_kit::carrier::{
     CarrierApi, Item, Lookup, Progress,
 };
 use gsl_adapter_kit::config::AdapterConfig;
-use gsl_adapter_kit::http::Http;
+use gsl_adapter_kit::http::{AnswerPolicy, FiveXx, Http};
 use gsl_domain::Carrier;
 use gsl_domain::calendar::cst;
 use gsl_domain::codes::ErrorCode;
@@ -47,8 +47,12 @@ use std::time::{Duration, Instant};
 pub struct CmccSettings {
     pub appid: String,
     pub password: String,
-    /// The per-card repeat window of status changes (the `status` cooldown).
+    /// The per-card repeat window of status changes (the `status` cooldown),
+    /// on the clock the services share.
     pub repeat_window: Duration,
+    /// That clock (`GSL_CLOCK_*`, `GSL_TIME_SCALE`): how long a lost
+    /// answer's call has waited is measured on it.
+    pub clock: gsl_domain::clock::Clock,
     /// Account data for 23E04, the pooled-card cap.
     pub group_id: String,
     pub offer_id: String,
@@ -80,6 +84,7 @@ impl CmccSettings {
             repeat_window: cfg
                 .cooldown_hold("status")
                 .unwrap_or(Duration::from_secs(1800)),
+            clock: cfg.clock,
             group_id: get("GSL_CMCC_GROUP_ID", ""),
             offer_id: get("GSL_CMCC_OFFER_ID", ""),
             apn_name: get("GSL_CMCC_APN_NAME", ""),
@@ -420,8 +425,27 @@ impl Cmcc {
     }
 }
 
+/// What China Mobile's answers mean: no over-limit answer is documented
+/// (`GSL_CMCC_OVER_LIMIT_CODES`, default none; HTTP 429 is taken as one),
+/// and no source says a 5xx means "not applied": a 5xx to a change is an
+/// unknown outcome, read back after the repeat window.
+pub fn answers(cfg: &AdapterConfig) -> AnswerPolicy {
+    AnswerPolicy {
+        over_limit_codes: AnswerPolicy::codes(
+            cfg.carrier_setting("GSL_CMCC_OVER_LIMIT_CODES"),
+            &[],
+        ),
+        change_5xx: FiveXx::Unknown,
+        ..AnswerPolicy::default()
+    }
+}
+
 #[tonic::async_trait]
 impl CarrierApi for Cmcc {
+    fn answers(&self) -> &AnswerPolicy {
+        &self.http.policy
+    }
+
     fn carrier(&self) -> Carrier {
         Carrier::Cmcc
     }
@@ -543,7 +567,7 @@ impl CarrierApi for Cmcc {
         // Unchanged: safe to call again only once the repeat window since
         // our call has passed (a call inside it would be refused, and a
         // change still being carried out would then be seen).
-        let elapsed = (Utc::now() - since).to_std().unwrap_or_default();
+        let elapsed = (self.set.clock.now() - since).to_std().unwrap_or_default();
         match self.set.repeat_window.checked_sub(elapsed) {
             Some(left) if !left.is_zero() => Ok(Lookup::Wait(left.min(Duration::from_secs(600)))),
             _ => Ok(Lookup::NotMade),

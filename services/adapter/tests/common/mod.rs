@@ -172,7 +172,6 @@ impl Stack {
         }
         cfg.rate_change = o.rate_change;
         cfg.rate_query = Rate::OFF;
-        cfg.rate_list = Rate::OFF;
         cfg.poll_interval = o.poll_interval;
         cfg.call_timeout = o.call_timeout;
         cfg.max_deliver = o.max_deliver;
@@ -205,7 +204,6 @@ impl Stack {
             ("GSL_ADMIN_LISTEN", "127.0.0.1:0".to_string()),
             ("GSL_RATE_CHANGE", o.rate_change.limit.to_string()),
             ("GSL_RATE_QUERY", "0".to_string()),
-            ("GSL_RATE_LIST", "0".to_string()),
             (
                 "GSL_POLL_INTERVAL_MS",
                 o.poll_interval.as_millis().to_string(),
