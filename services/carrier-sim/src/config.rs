@@ -111,6 +111,9 @@ pub struct Faults {
     /// Do the work, then close the connection without an answer (the caller
     /// cannot know whether the change was accepted).
     pub drop_after_rate: f64,
+    /// Do the work, then answer HTTP 500 (a 5xx does not prove nothing was
+    /// done).
+    pub error_after_rate: f64,
     /// Added latency: fixed part.
     pub latency_ms: u64,
     /// Added latency: uniform jitter on top.

@@ -268,6 +268,9 @@ pub struct Platform {
     /// Do the work of the next N change calls, then drop their answers
     /// (a deterministic "answer lost" for fault tests).
     pub drop_change_answers: AtomicU64,
+    /// Do the work of the next N change calls, then answer HTTP 500 (a
+    /// carrier that applied a change and failed on its answer).
+    pub error_change_answers: AtomicU64,
     /// Batch calls refused whole (a member inside the repeat window).
     pub batch_refusals: AtomicU64,
     /// The last W3C `traceparent` headers received (newest last), so tests can
@@ -314,6 +317,7 @@ impl Engine {
             faults: RwLock::new(config.faults.get(&c).cloned().unwrap_or_default()),
             requests: AtomicU64::new(0),
             drop_change_answers: AtomicU64::new(0),
+            error_change_answers: AtomicU64::new(0),
             batch_refusals: AtomicU64::new(0),
             traceparents: Mutex::new(std::collections::VecDeque::new()),
             seq: AtomicU64::new(0),

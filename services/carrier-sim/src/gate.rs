@@ -81,7 +81,7 @@ pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
     let p = g.engine.platform(g.carrier);
     p.requests.fetch_add(1, Ordering::Relaxed);
     let faults = p.faults.read().expect("faults lock").clone();
-    let (delay, drop_before, error, is_busy, drop_after) = {
+    let (delay, drop_before, error, is_busy, drop_after, error_after) = {
         let mut rng = rand::rng();
         let mut delay = faults.latency_ms;
         if faults.jitter_ms > 0 {
@@ -97,6 +97,7 @@ pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
             roll(faults.error_rate),
             roll(faults.busy_rate),
             roll(faults.drop_after_rate),
+            roll(faults.error_after_rate),
         )
     };
     if delay > 0 {
@@ -148,6 +149,16 @@ pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
             .is_ok();
     if drop_after || drop_this {
         return dropped();
+    }
+    let error_this = class == crate::config::ApiClass::Change
+        && p.error_change_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+    if error_this || error_after {
+        return Response::builder()
+            .status(500)
+            .body(Body::from("internal error after the change was made (injected)"))
+            .expect("static response");
     }
     resp
 }
