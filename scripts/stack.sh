@@ -102,11 +102,18 @@ wait_http() { # url, what
   say "ERROR: $2 not ready at $1"; exit 1
 }
 
+# The simulated accounts' plan data, so every README example completes through an API: China
+# Unicom's communication plans for speed tiers and rate plans for usage caps (the adapters' plan
+# maps below name the same plans), as a real account would have them.
+cat > "$RUN/sim.json" <<JSON
+{"rules": {"cu_speed_plans": {"Tier512": 512, "Tier1024": 1024}, "cu_cap_plans": {"Cap100": 100, "Cap1024": 1024, "NoCap": -1}}}
+JSON
+
 ANCHOR=$(date +%s)
 start nats "$NATS_BIN" -c "$RUN/nats.conf"
 wait_http "http://127.0.0.1:$NATS_HTTP/healthz?js-enabled-only=true" nats
 start sim env SIM_LISTEN="127.0.0.1:$SIM_PORT" SIM_CARDS_PER_CARRIER=10000 SIM_TIME_SCALE="$SCALE" SIM_CLOCK_ANCHOR="$ANCHOR" \
-  RUST_LOG="${RUST_LOG:-info}" "$BIN/carrier-sim"
+  RUST_LOG="${RUST_LOG:-info}" "$BIN/carrier-sim" --config "$RUN/sim.json"
 wait_http "http://127.0.0.1:$SIM_PORT/healthz" carrier-sim
 NATS_URL="nats://127.0.0.1:$NATS_PORT"
 say "creating the topology (gsl-gateway migrate)"
@@ -117,7 +124,7 @@ start gateway env GSL_TOPOLOGY=bind GSL_NATS_URL="$NATS_URL" GSL_NATS_USER=gatew
   GSL_TENANT_TOKENS="$TENANT_TOKEN=acme" GSL_ADAPTER_TOKENS="$ADAPTER_TOKENS" GSL_OPERATOR_TOKEN="$OPERATOR_TOKEN" RUST_LOG="${RUST_LOG:-info}" "$BIN/gsl-gateway"
 wait_http "http://127.0.0.1:$GW_ADMIN/readyz" gateway
 say "registering the simulator's demo cards"
-GSL_GATEWAY="http://127.0.0.1:$GW_PORT" GSL_TOKEN="$OPERATOR_TOKEN" "$BIN/gslctl" cards seed-from-sim "http://127.0.0.1:$SIM_PORT" --per-carrier 2000 --tenant acme | sed 's/^/[stack] /'
+GSL_GATEWAY="http://127.0.0.1:$GW_PORT" GSL_OPERATOR_TOKEN="$OPERATOR_TOKEN" "$BIN/gslctl" cards seed-from-sim "http://127.0.0.1:$SIM_PORT" --per-carrier 2000 --tenant acme | sed 's/^/[stack] /'
 declare -A USER=([cmcc]=gslcmcc [ct]=gslct [cu]=gslcu [trinet]="")
 declare -A SECRET=([cmcc]=cmcc-secret [ct]=ct-secret [cu]=cu-secret [trinet]=trinet-secret)
 declare -A NPW=([cmcc]="$NATS_PW_CMCC" [ct]="$NATS_PW_CT" [cu]="$NATS_PW_CU" [trinet]="$NATS_PW_TRINET")
@@ -127,6 +134,8 @@ for c in cmcc ct cu trinet; do
     GSL_GATEWAY_URL="http://127.0.0.1:$GW_PORT" GSL_ADAPTER_TOKEN="${ATOK[$c]}" GSL_ADMIN_LISTEN="127.0.0.1:${ADMIN[$c]}" \
     GSL_TIME_SCALE="$SCALE" GSL_CLOCK_ANCHOR="$ANCHOR" GSL_POLL_INTERVAL_MS=500 POD_NAME="adapter-$c-0" \
     GSL_CT_DCP_USER=gsldcp GSL_CT_DCP_PASSWORD=dcp-secret GSL_CT_DCP_KEY=k9X2m7Q4p \
+    GSL_CU_SPEED_PLANS=512=Tier512,1024=Tier1024 GSL_CU_CAP_PLANS=100=Cap100,1024=Cap1024,-1=NoCap \
+    GSL_CMCC_GROUP_ID=G1 GSL_CMCC_OFFER_ID=O1 GSL_CMCC_APN_NAME=CMIOT \
     RUST_LOG="${RUST_LOG:-info}" "$BIN/gsl-adapter"
 done
 for c in cmcc ct cu trinet; do wait_http "http://127.0.0.1:${ADMIN[$c]}/readyz" "adapter-$c"; done

@@ -265,4 +265,30 @@ async fn every_user_does_its_job_and_nothing_else() {
         publish_denied(&ijs, "gsl.work.ct.stop").await,
         "the work stream"
     );
+
+    // ...and reads the progress of its own tenant's orders, as they are
+    // published, never another tenant's.
+    let (ic, _) = login(&nats, "intake-acme", &intake_inbox("acme")).await;
+    let mut mine = ic.subscribe("gsl.evt.acme.>").await.unwrap();
+    let mut theirs = ic.subscribe("gsl.evt.beta.>").await.unwrap();
+    ic.flush().await.unwrap();
+    for t in ["acme", "beta"] {
+        gjs.publish(names::order_event_subject(t, 7), "progress".into())
+            .await
+            .unwrap()
+            .await
+            .expect("the gateway publishes events");
+    }
+    let got = tokio::time::timeout(Duration::from_secs(5), mine.next())
+        .await
+        .expect("its own tenant's event arrives")
+        .unwrap();
+    assert_eq!(got.subject.as_str(), "gsl.evt.acme.7._");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), theirs.next())
+            .await
+            .map(|m| m.is_none())
+            .unwrap_or(true),
+        "another tenant's events"
+    );
 }

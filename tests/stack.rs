@@ -131,6 +131,33 @@ async fn stack_script_starts_serves_an_order_and_stops_cleanly() {
             .unwrap_or(true),
     };
     assert!(denied, "adapter-ct cannot publish on the intake");
+    // The demo, in its smoke form, reaches its end by itself (playing the
+    // operator for the China Mobile rebind), twice against the same stack.
+    for round in 1..=2 {
+        let demo = tokio::process::Command::new("bash")
+            .arg(root.join("scripts/demo.sh"))
+            .env("GSL_STACK_DIR", dir.path())
+            .env("DEMO_SMOKE", "1")
+            .current_dir(&root)
+            .output();
+        let demo = tokio::time::timeout(Duration::from_secs(180), demo)
+            .await
+            .expect("the demo ends within 180 s")
+            .unwrap();
+        let text = String::from_utf8_lossy(&demo.stdout);
+        assert_eq!(
+            demo.status.code(),
+            Some(0),
+            "demo round {round}: {text}{}",
+            String::from_utf8_lossy(&demo.stderr)
+        );
+        assert!(
+            text.contains("demo: every order reached its end\n"),
+            "demo round {round}: {text}"
+        );
+        assert!(text.contains("the demo plays the operator"), "{text}");
+        assert!(!text.contains("skipped"), "demo round {round}: {text}");
+    }
     // Ctrl-C equivalent: everything stops, ports are released.
     gsl_testkit::signal(stack.id().unwrap(), "INT").unwrap();
     let status = tokio::time::timeout(Duration::from_secs(60), stack.wait())

@@ -7,10 +7,14 @@
 //!
 //! * `carrier_calls_per_card`: calls the simulator received (changes, polls,
 //!   number look-ups, tokens; over-limit answers included) per card, for a
-//!   10,000-card China Mobile stop at 5 calls/s; the same for a 1,000-card
-//!   China Telecom stop and a 1,000-card China Unicom stop as extra keys
-//!   (those at 50 calls/s: calls per card do not depend on the limit, and
-//!   per-card calls at 5/s would take many minutes).
+//!   10,000-card China Mobile stop at 5 calls/s; the same for 1,000-card
+//!   China Telecom, China Unicom and tri-net stops as extra keys (those at
+//!   50 calls/s: calls per card do not depend on the limit, and per-card
+//!   calls at 5/s would take many minutes), each next to its contract's
+//!   minimum: CMCC 0.02 (one batch change and one job poll per 100 cards),
+//!   CT 2 (one change, one status read: 5GCMP changes never complete at
+//!   once), CU 1 (the PUT's answer is the outcome), tri-net 2 (one change,
+//!   one ticket read).
 //! * `cmcc_stop_10k_s`: submit to the last final outcome of that China
 //!   Mobile order, next to the carrier-bound minimum (ceil(cards / 100) x (1
 //!   change + 1 poll) calls, plus one MSISDN look-up per 100 cards without
@@ -292,6 +296,11 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
         "cu: {} cards in {:.1} s, {:.3} calls/card",
         cu.cards, cu.secs, cu.calls_per_card
     );
+    let tn = run_stop(Carrier::Trinet, other_cards, 0, OTHER_LIMIT).await?;
+    eprintln!(
+        "trinet: {} cards in {:.1} s, {:.3} calls/card",
+        tn.cards, tn.secs, tn.calls_per_card
+    );
 
     emit(
         "carrier_calls_per_card",
@@ -301,6 +310,8 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
             "carrier": "cmcc", "cards": cm.cards, "limit_per_s": cmcc_limit, "one_budget": true,
             "ct_1k": r3(ct.calls_per_card), "ct_cards": ct.cards, "ct_limit_per_s": OTHER_LIMIT,
             "cu_1k": r3(cu.calls_per_card), "cu_cards": cu.cards, "cu_limit_per_s": OTHER_LIMIT,
+            "trinet_1k": r3(tn.calls_per_card), "trinet_cards": tn.cards,
+            "contract_minimum": {"cmcc": 0.02, "ct": 2.0, "cu": 1.0, "trinet": 2.0},
             "cmcc_single_card_orders": cm.single_calls_per_card.map(r3),
             "before": "about 2 per card (one change and at least one poll each)",
             "goal": "<= 0.05",

@@ -1,10 +1,17 @@
 //! `rate_fidelity`: 3 China Telecom adapter replicas (separate processes)
 //! sharing one carrier budget against a simulator that enforces 50 change
-//! calls per second strictly (at most 50 in any one-second window). Prints
-//! the achieved call rate as a share of the limit (goal >= 0.95) and the
-//! number of over-limit answers (goal 0), measured at the simulator over a
-//! steady-state window with a backlog the whole time. For comparison, the
-//! same with one replica pacing alone (governor).
+//! calls per second strictly (at most 50 in any sliding one-second window).
+//! Prints the achieved call rate as a share of the limit (goal >= 0.9 at the
+//! default safety of 0.95) and the number of over-limit answers (goal 0),
+//! measured at the simulator over a steady-state window with a backlog the
+//! whole time. For comparison, the same with one replica pacing alone
+//! (governor).
+//!
+//! `rate_fidelity_low`: the same three replicas at a strict 5 calls/s for
+//! at least 120 s (10 s in smoke mode): at a low limit one late slot is a
+//! larger share of the window, which is where over-limit answers appeared
+//! (7 in 2,035 calls with one replica, 1 in 400 with three, before the
+//! pacer kept half its slack for lateness).
 
 use crate::common::{
     Mode, Service, authed, emit, import_ct_cards, service_log, spawn_ct_adapter, spawn_gateway,
@@ -16,6 +23,7 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 const LIMIT: u32 = 50;
+const LOW_LIMIT: u32 = 5;
 
 async fn stats(http: &reqwest::Client, admin: &str) -> Result<(f64, f64), String> {
     let v: Value = http
@@ -34,7 +42,12 @@ async fn stats(http: &reqwest::Client, admin: &str) -> Result<(f64, f64), String
 }
 
 /// One run: `replicas` adapters in `budget` mode; returns (share of limit, over-limit answers).
-async fn run_once(mode: &Mode, replicas: usize, budget: &str) -> Result<(f64, f64, f64), String> {
+async fn run_once(
+    replicas: usize,
+    budget: &str,
+    limit: u32,
+    measure_s: f64,
+) -> Result<(f64, f64, f64), String> {
     let nats = NatsServer::start().await.map_err(|e| e.to_string())?;
     let dir = std::env::temp_dir().join(format!("gsl-bench-rate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -45,7 +58,7 @@ async fn run_once(mode: &Mode, replicas: usize, budget: &str) -> Result<(f64, f6
             "cards_per_carrier": 100000,
             "completion": {"mode": "immediate"},
             "limits": {
-                "ct": {"change": {"limit": LIMIT, "window_ms": 1000}, "query": {"limit": 0}, "list": {"limit": 0}},
+                "ct": {"change": {"limit": limit, "window_ms": 1000}, "query": {"limit": 0}, "list": {"limit": 0}},
             },
         })
         .to_string(),
@@ -63,8 +76,7 @@ async fn run_once(mode: &Mode, replicas: usize, budget: &str) -> Result<(f64, f6
     let gw_url = format!("http://{}", gw.addr);
     let http = reqwest::Client::new();
     // In-use CT cards from the simulator's inventory, registered with the gateway.
-    let measure_s = mode.pick(20.0, 6.0);
-    let needed = (f64::from(LIMIT) * (measure_s + 8.0)) as usize;
+    let needed = (f64::from(limit) * (measure_s + 8.0)) as usize;
     let mut cards = Vec::new();
     let mut offset = 0;
     while cards.len() < needed {
@@ -104,7 +116,7 @@ async fn run_once(mode: &Mode, replicas: usize, budget: &str) -> Result<(f64, f6
                 gw_url.clone(),
                 &sim_url,
                 &[
-                    ("GSL_RATE_CHANGE", LIMIT.to_string()),
+                    ("GSL_RATE_CHANGE", limit.to_string()),
                     ("GSL_RATE_QUERY", "0".into()),
                     ("GSL_RATE_BUDGET", budget.into()),
                     ("GSL_CONCURRENCY", "64".into()),
@@ -143,24 +155,41 @@ async fn run_once(mode: &Mode, replicas: usize, budget: &str) -> Result<(f64, f6
     drop(gw);
     drop(sim);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok((rate / f64::from(LIMIT), over, rate))
+    Ok((rate / f64::from(limit), over, rate))
 }
 
 pub async fn run(mode: &Mode) -> Result<(), String> {
-    let (share, over, rate) = run_once(mode, 3, "shared").await?;
+    let measure_s = mode.pick(20.0, 6.0);
+    let (share, over, rate) = run_once(3, "shared", LIMIT, measure_s).await?;
     let mut extra = json!({
         "over_limit": over,
         "calls_per_s": (rate * 100.0).round() / 100.0,
         "limit_per_s": LIMIT,
         "replicas": 3,
         "budget": "shared (KV slot lease)",
-        "goal": "share >= 0.95, over_limit 0",
+        "goal": "share >= 0.9, over_limit 0",
     });
     if !mode.smoke() {
-        let (s1, o1, _) = run_once(mode, 1, "local").await?;
+        let (s1, o1, _) = run_once(1, "local", LIMIT, measure_s).await?;
         extra["baseline_one_replica_local_share"] = json!((s1 * 1000.0).round() / 1000.0);
         extra["baseline_one_replica_local_over_limit"] = json!(o1);
     }
     emit("rate_fidelity", share, "share_of_limit", extra);
+    let low_s = mode.pick(120.0, 10.0);
+    let (share, over, rate) = run_once(3, "shared", LOW_LIMIT, low_s).await?;
+    emit(
+        "rate_fidelity_low",
+        share,
+        "share_of_limit",
+        json!({
+            "over_limit": over,
+            "calls_per_s": (rate * 100.0).round() / 100.0,
+            "limit_per_s": LOW_LIMIT,
+            "measured_s": low_s,
+            "replicas": 3,
+            "budget": "shared (KV slot lease)",
+            "goal": "share >= 0.9, over_limit 0",
+        }),
+    );
     Ok(())
 }

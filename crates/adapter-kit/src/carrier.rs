@@ -341,6 +341,13 @@ pub trait CarrierApi: Send + Sync + 'static {
         ))
     }
 
+    /// Whether an accepted change of this item may already be complete when
+    /// the carrier answers (then one read right after is worth its call).
+    /// `false` where the contract says changes are carried out later.
+    fn completes_at_once(&self, _item: &Item) -> bool {
+        true
+    }
+
     /// What this carrier's answers mean (over-limit codes, 5xx): the worker
     /// reclassifies every call's result by it.
     fn answers(&self) -> &crate::http::AnswerPolicy {

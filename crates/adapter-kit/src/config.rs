@@ -113,7 +113,14 @@ pub struct AdapterConfig {
     pub poll_interval: Duration,
     /// Poll once right after the carrier accepts (`GSL_INLINE_POLL`, default on):
     /// changes that complete at once finish without a follow-up round trip.
+    /// Never for a carrier whose changes never complete at once
+    /// ([`crate::carrier::CarrierApi::completes_at_once`]).
     pub inline_poll: bool,
+    /// Bounds of the learned wait before the first read of an accepted
+    /// change (`GSL_FIRST_POLL_MIN_MS`, default 0; `GSL_FIRST_POLL_MAX_MS`,
+    /// default 3600000): see [`crate::completion`].
+    pub first_poll_min: Duration,
+    pub first_poll_max: Duration,
     /// Cooldown rules switched off by name (`GSL_COOLDOWNS_DISABLED=same,reset`).
     pub cooldowns_disabled: BTreeSet<String>,
     /// The scaled clock (`GSL_CLOCK_START`, `GSL_CLOCK_ANCHOR`, `GSL_TIME_SCALE`).
@@ -204,6 +211,8 @@ impl AdapterConfig {
             report_give_up: Duration::from_secs(600),
             poll_interval: Duration::from_secs(5),
             inline_poll: true,
+            first_poll_min: Duration::ZERO,
+            first_poll_max: Duration::from_secs(3600),
             cooldowns_disabled: BTreeSet::new(),
             clock: Clock::real(),
             instance: format!("adapter-{carrier}"),
@@ -296,6 +305,14 @@ impl AdapterConfig {
             Duration::from_secs(num("GSL_REPORT_GIVE_UP_SECS", c.report_give_up.as_secs())?);
         c.poll_interval = Duration::from_millis(num("GSL_POLL_INTERVAL_MS", 5000)?);
         c.inline_poll = get("GSL_INLINE_POLL").as_deref() != Some("off");
+        c.first_poll_min = Duration::from_millis(num(
+            "GSL_FIRST_POLL_MIN_MS",
+            c.first_poll_min.as_millis() as u64,
+        )?);
+        c.first_poll_max = Duration::from_millis(num(
+            "GSL_FIRST_POLL_MAX_MS",
+            c.first_poll_max.as_millis() as u64,
+        )?);
         c.cooldowns_disabled = get("GSL_COOLDOWNS_DISABLED")
             .map(|s| {
                 s.split(',')

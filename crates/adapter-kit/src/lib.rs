@@ -23,6 +23,7 @@
 
 pub mod batch;
 pub mod carrier;
+pub mod completion;
 pub mod config;
 pub mod guards;
 pub mod http;
@@ -250,6 +251,11 @@ impl Worker {
             batcher: batch::Batcher::new(cfg.batch_window),
             item_permits: tokio::sync::Semaphore::new(items_in_hand),
             item_permit_count: items_in_hand,
+            completion: completion::CompletionTimes::new(
+                cfg.first_poll_min,
+                cfg.first_poll_max,
+                cfg.poll_interval,
+            ),
             cfg: cfg.clone(),
         });
         Ok(Opened {

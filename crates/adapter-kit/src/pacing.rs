@@ -244,7 +244,7 @@ impl Pacer {
             change: Class::Off,
             query: Class::Off,
             one_budget: false,
-            wait_seconds: Histogram::new([0.1].into_iter()),
+            wait_seconds: Histogram::new([0.1]),
         })
     }
 

@@ -133,7 +133,13 @@ pub fn for_role(role: &Role, inbox: &str) -> Permissions {
             ];
             return Permissions {
                 publish: p,
-                subscribe: vec![format!("{}.>", intake_inbox(tenant))],
+                // Its answers, and its own tenant's events as they are
+                // published (the progress `docs/intake.md` promises); no
+                // other tenant's.
+                subscribe: vec![
+                    format!("{}.>", intake_inbox(tenant)),
+                    crate::names::tenant_events_filter(tenant),
+                ],
             };
         }
     }

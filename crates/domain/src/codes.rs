@@ -165,6 +165,8 @@ codes! {
     ReportRefused = ("GSL.00030009", BadInput, "outcome refused by the gateway, dead-lettered"),
     /// The carrier has no public API for this operation: a back-office request was filed and an operator carries it out.
     BackOfficePending = ("GSL.00030010", Info, "waiting on the carrier's back office"),
+    /// An operator rejected the item's back-office request (the carrier refused it, or it was not possible there); the reason is in the detail.
+    BackOfficeRejected = ("GSL.00030011", Carrier, "rejected in the carrier's back office"),
 }
 
 impl ErrorCode {

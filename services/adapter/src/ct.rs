@@ -527,6 +527,14 @@ impl CarrierApi for Ct {
         &self.http.policy
     }
 
+    /// A 5GCMP change is an accepted request (`成功接收消息`) that China
+    /// Telecom carries out later: a read right after the answer can never
+    /// find it done, so none is made (the first read waits for what CT
+    /// takes, learned from recent completions).
+    fn completes_at_once(&self, _item: &Item) -> bool {
+        false
+    }
+
     fn carrier(&self) -> Carrier {
         Carrier::Ct
     }

@@ -78,6 +78,14 @@ impl CarrierApi for Trinet {
         &self.http.policy
     }
 
+    /// Every change answers `202` with a ticket that is `pending` at first:
+    /// lifecycle changes finish in working days, switches in minutes,
+    /// directional config after review (`trinet.md`, "Results"). A read
+    /// right after the answer never finds it done.
+    fn completes_at_once(&self, _item: &Item) -> bool {
+        false
+    }
+
     fn carrier(&self) -> Carrier {
         Carrier::Trinet
     }

@@ -876,6 +876,13 @@ async fn back_office_requests_are_worked_through_grpc_and_late_ones_reported() {
             .contains("province quota full"),
         "{item:?}"
     );
+    // An operator's rejection has its own code, not "the carrier failed the
+    // change after accepting it".
+    assert_eq!(
+        code(item),
+        gsl_domain::ErrorCode::BackOfficeRejected.code(),
+        "{item:?}"
+    );
     // Neither ever reached the carrier (there is no API).
     for c in [&a, &b] {
         assert!(s.sim.engine.truth(Carrier::Cmcc, c).txns.is_empty());

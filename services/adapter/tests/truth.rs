@@ -71,7 +71,11 @@ async fn a_cmcc_batch_applied_then_answered_500_is_read_back_not_resent() {
     all_succeeded(&s, o.id, N, Duration::from_secs(120)).await;
     for card in &cards {
         let t = s.sim.engine.truth(Carrier::Cmcc, card);
-        assert_eq!(t.applied.get("stop"), Some(&1), "{card} stopped once: {t:?}");
+        assert_eq!(
+            t.applied.get("stop"),
+            Some(&1),
+            "{card} stopped once: {t:?}"
+        );
     }
     assert_eq!(
         p.batch_refusals.load(Ordering::SeqCst),
@@ -105,7 +109,11 @@ async fn ct_changes_applied_then_lost_are_read_back() {
     all_succeeded(&s, o.id, N, Duration::from_secs(60)).await;
     for card in &cards {
         let t = s.sim.engine.truth(Carrier::Ct, card);
-        assert_eq!(t.applied.get("stop"), Some(&1), "{card} stopped once: {t:?}");
+        assert_eq!(
+            t.applied.get("stop"),
+            Some(&1),
+            "{card} stopped once: {t:?}"
+        );
     }
 }
 
@@ -135,7 +143,11 @@ async fn a_kill_under_the_scaled_clock_finishes_every_card_once() {
     let p = s.sim.engine.platform(Carrier::Cmcc);
     p.drop_change_answers.store(1, Ordering::SeqCst);
     let o = s
-        .submit("kill-scaled", v1::operation::Kind::Stop(v1::Stop {}), &cards)
+        .submit(
+            "kill-scaled",
+            v1::operation::Kind::Stop(v1::Stop {}),
+            &cards,
+        )
         .await;
     let mut a = spawn_adapter(&env);
     for _ in 0..1500 {
@@ -150,7 +162,11 @@ async fn a_kill_under_the_scaled_clock_finishes_every_card_once() {
     all_succeeded(&s, o.id, N, Duration::from_secs(150)).await;
     for card in &cards {
         let t = s.sim.engine.truth(Carrier::Cmcc, card);
-        assert_eq!(t.applied.get("stop"), Some(&1), "{card} stopped once: {t:?}");
+        assert_eq!(
+            t.applied.get("stop"),
+            Some(&1),
+            "{card} stopped once: {t:?}"
+        );
     }
     assert_eq!(p.batch_refusals.load(Ordering::SeqCst), 0);
 }

@@ -157,7 +157,9 @@ pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
     if error_this || error_after {
         return Response::builder()
             .status(500)
-            .body(Body::from("internal error after the change was made (injected)"))
+            .body(Body::from(
+                "internal error after the change was made (injected)",
+            ))
             .expect("static response");
     }
     resp

@@ -124,54 +124,118 @@ impl BackOfficeApi {
         Ok(auth::operator(&*self.core.auth, r.metadata())?)
     }
 
-    /// Check a request against the work-order item that caused it (adapters
-    /// write requests, and an adapter's credential could write any key of
-    /// its carrier): the id is the item's, the order exists and was sent,
-    /// the item at `item_index` is this card of this carrier. Returns the
-    /// request with tenant, batch and operation from the order.
     pub async fn authority(
         &self,
         req: &v1::BackOfficeRequest,
     ) -> Result<v1::BackOfficeRequest, ApiError> {
-        let carrier = convert::carrier_from_wire(req.carrier)
-            .map_err(|_| refused_forgery(&req.id, "no carrier"))?;
-        if req.id != bo::request_id(carrier.as_str(), req.work_order_id, &req.card) {
-            return Err(refused_forgery(&req.id, "its id is not its item's"));
-        }
-        let rec = self
-            .core
-            .store
-            .order(req.work_order_id)
-            .await?
-            .ok_or_else(|| refused_forgery(&req.id, "no such work order"))?;
-        let order = rec.order.unwrap_or_default();
-        if !crate::core::items_sent(order.status) {
-            return Err(refused_forgery(
-                &req.id,
-                "the order's items were never sent",
-            ));
-        }
-        let index = req.item_index as usize;
-        if index as u64 >= order.total {
-            return Err(refused_forgery(&req.id, "no such item"));
-        }
-        let chunk = self
-            .core
-            .store
-            .chunk(req.work_order_id, index / CHUNK)
-            .await?;
-        let item = chunk
-            .items
-            .get(index % CHUNK)
-            .filter(|it| it.card == req.card && it.carrier == req.carrier && it.refused.is_none())
-            .ok_or_else(|| refused_forgery(&req.id, "the item is not this card of this carrier"))?;
-        let mut trusted = req.clone();
-        trusted.tenant = order.tenant;
-        trusted.batch_no = order.batch_no;
-        trusted.operation = item.operation.clone().or(order.operation);
-        Ok(trusted)
+        authority(&self.core, req).await
     }
 
+    /// Completing a directional add checks the carrier's limits again
+    /// against the batch as it is now (entries may have come from elsewhere
+    /// since the order was accepted): over them, the operator must reject.
+    async fn recheck_limits(&self, req: &v1::BackOfficeRequest) -> Result<(), ApiError> {
+        let Some(O::DirectionalAdd(a)) = req.operation.as_ref().and_then(|o| o.kind.as_ref())
+        else {
+            return Ok(());
+        };
+        let e = kv::read(&self.batches, &req.batch_no).await?;
+        let Some(mut batch) =
+            kv::live(&e).and_then(|b| decode::<v1::PurchaseBatch>("PurchaseBatch", b).ok())
+        else {
+            return Ok(());
+        };
+        let own = format!("bo:{}.", req.id);
+        batch.entries.retain(|x| !x.id.starts_with(&own));
+        crate::validate::check_directional(&batch, &O::DirectionalAdd(a.clone()))
+        .map(|_| ())
+        .map_err(|e| {
+            ApiError::new(
+                e.code(),
+                format!("completing it would put the batch over the carrier's limits ({e}): reject it instead"),
+            )
+        })
+    }
+}
+
+/// Entries of open, unclaimed directional-add requests for `batch` (as
+/// their orders say), to count against the limits of a new order. Claimed
+/// requests' entries are in the batch already.
+pub async fn pending_entries(
+    core: &Core,
+    batch: &v1::PurchaseBatch,
+) -> Result<Vec<v1::DirectionalEntry>, ApiError> {
+    let Ok(carrier) = convert::carrier_from_wire(batch.carrier) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for r in bo::all(&core.store.b.backoffice, &format!("{}.", carrier.as_str())).await? {
+        if r.state != S::Open as i32 {
+            continue;
+        }
+        let Ok(t) = authority(core, &r).await else {
+            continue;
+        };
+        if t.batch_no != batch.batch_no || t.tenant != batch.tenant {
+            continue;
+        }
+        if let Some(O::DirectionalAdd(a)) = t.operation.as_ref().and_then(|o| o.kind.as_ref()) {
+            for (i, e) in a.entries.iter().enumerate() {
+                out.push(v1::DirectionalEntry {
+                    id: format!("pending:{}.{i}", t.id),
+                    entry: e.clone(),
+                    state: v1::EntryState::Configuring as i32,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Check a request against the work-order item that caused it (adapters
+/// write requests, and an adapter's credential could write any key of its
+/// carrier): the id is the item's, the order exists and was sent, the item
+/// at `item_index` is this card of this carrier. Returns the request with
+/// tenant, batch and operation from the order.
+pub async fn authority(
+    core: &Core,
+    req: &v1::BackOfficeRequest,
+) -> Result<v1::BackOfficeRequest, ApiError> {
+    let carrier = convert::carrier_from_wire(req.carrier)
+        .map_err(|_| refused_forgery(&req.id, "no carrier"))?;
+    if req.id != bo::request_id(carrier.as_str(), req.work_order_id, &req.card) {
+        return Err(refused_forgery(&req.id, "its id is not its item's"));
+    }
+    let rec = core
+        .store
+        .order(req.work_order_id)
+        .await?
+        .ok_or_else(|| refused_forgery(&req.id, "no such work order"))?;
+    let order = rec.order.unwrap_or_default();
+    if !crate::core::items_sent(order.status) {
+        return Err(refused_forgery(
+            &req.id,
+            "the order's items were never sent",
+        ));
+    }
+    let index = req.item_index as usize;
+    if index as u64 >= order.total {
+        return Err(refused_forgery(&req.id, "no such item"));
+    }
+    let chunk = core.store.chunk(req.work_order_id, index / CHUNK).await?;
+    let item = chunk
+        .items
+        .get(index % CHUNK)
+        .filter(|it| it.card == req.card && it.carrier == req.carrier && it.refused.is_none())
+        .ok_or_else(|| refused_forgery(&req.id, "the item is not this card of this carrier"))?;
+    let mut trusted = req.clone();
+    trusted.tenant = order.tenant;
+    trusted.batch_no = order.batch_no;
+    trusted.operation = item.operation.clone().or(order.operation);
+    Ok(trusted)
+}
+
+impl BackOfficeApi {
     async fn step(
         &self,
         id: &str,
@@ -183,6 +247,9 @@ impl BackOfficeApi {
             return moved(Err(MoveError::NotFound(id.to_owned())));
         };
         let trusted = self.authority(&current).await?;
+        if to == S::Completed {
+            self.recheck_limits(&trusted).await?;
+        }
         let fixed = authority_fields(&current);
         let r = bo::update(&self.requests, id, |req| {
             if authority_fields(req) != fixed {

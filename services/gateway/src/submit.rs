@@ -134,7 +134,13 @@ async fn submit_inner(
         }
         let t_validate = std::time::Instant::now();
         let v = if checked.kind.is_directional() {
-            let batch = core.registry.batch(tenant, &req.batch_no).await?;
+            let mut batch = core.registry.batch(tenant, &req.batch_no).await?;
+            // Entries of earlier orders still waiting unclaimed in the back
+            // office count against the limits too (claimed ones are in the
+            // batch already, as configuring).
+            batch
+                .entries
+                .extend(crate::backoffice::pending_entries(core, &batch).await?);
             validate::validate_directional(&batch, &checked)
         } else {
             core.registry.wait_loaded().await;
@@ -306,9 +312,14 @@ async fn create_order(
     let now = convert::timestamp(Utc::now());
     let mut history = vec![status_change(WorkOrderStatus::InReview, "submitted")];
     let status = if v.refused as usize == total {
+        // The order is kept (its items say why each was refused) and
+        // rejected with the code that says so.
         history.push(status_change(
             WorkOrderStatus::Rejected,
-            "every item was refused",
+            &format!(
+                "{}: every item was refused",
+                gsl_domain::ErrorCode::NothingToDo.code()
+            ),
         ));
         WorkOrderStatus::Rejected
     } else if req.hold_for_review {

@@ -352,9 +352,12 @@ fn purchase_type(v: i32) -> PurchaseType {
     }
 }
 
-/// Validate a directional-config order against its batch. The one item is the
-/// batch; its key is the batch number.
-pub fn validate_directional(batch: &v1::PurchaseBatch, checked: &Checked) -> Validated {
+/// A directional change checked against a batch's entries and the
+/// carrier's limits (domain table); `Err` says why it is refused.
+pub fn check_directional(
+    batch: &v1::PurchaseBatch,
+    op: &v1::operation::Kind,
+) -> Result<(), gsl_domain::directional::DirectionalError> {
     use v1::operation::Kind as O;
     let carrier = convert::carrier_from_wire(batch.carrier).unwrap_or(Carrier::Cmcc);
     let current: Vec<ExistingEntry> = batch
@@ -368,24 +371,23 @@ pub fn validate_directional(batch: &v1::PurchaseBatch, checked: &Checked) -> Val
         .collect();
     let eligible =
         directional::batch_eligible(purchase_type(batch.purchase_type), batch.directional_data);
-    let result = match checked.op.kind.as_ref().expect("checked") {
-        O::DirectionalAdd(a) => {
-            directional::plan_change(carrier, eligible, &current, &Change::Add(&a.entries))
-        }
-        O::DirectionalModify(m) => directional::plan_change(
-            carrier,
-            eligible,
-            &current,
-            &Change::Modify {
-                id: &m.entry_id,
-                entry: &m.entry,
-            },
-        ),
-        O::DirectionalDelete(d) => {
-            directional::plan_change(carrier, eligible, &current, &Change::Delete(&d.entry_ids))
-        }
+    let change = match op {
+        O::DirectionalAdd(a) => Change::Add(&a.entries),
+        O::DirectionalModify(m) => Change::Modify {
+            id: &m.entry_id,
+            entry: &m.entry,
+        },
+        O::DirectionalDelete(d) => Change::Delete(&d.entry_ids),
         _ => unreachable!("checked as directional"),
     };
+    directional::plan_change(carrier, eligible, &current, &change).map(|_| ())
+}
+
+/// Validate a directional-config order against its batch. The one item is the
+/// batch; its key is the batch number.
+pub fn validate_directional(batch: &v1::PurchaseBatch, checked: &Checked) -> Validated {
+    let carrier = convert::carrier_from_wire(batch.carrier).unwrap_or(Carrier::Cmcc);
+    let result = check_directional(batch, checked.op.kind.as_ref().expect("checked"));
     let (refused, problem) = match result {
         Ok(_) => (0, None),
         Err(e) => (1, Some(convert::problem(e.code(), e.to_string()))),

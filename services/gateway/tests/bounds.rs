@@ -587,3 +587,143 @@ async fn memory_stays_bounded_under_maximum_size_requests() {
         "gateway peak RSS {peak} MiB is over the pod limit: {figures:?}"
     );
 }
+
+/// Entries of directional adds still waiting in the back office count
+/// against the carrier's limits: a second add is refused while the first is
+/// open (both completed used to leave a CU batch with 11 entries, limit 10),
+/// and completing re-checks the limits against the batch as it is then.
+#[tokio::test]
+async fn pending_directional_entries_count_against_the_limits() {
+    let nats = gsl_testkit::NatsServer::start().await.unwrap();
+    let gw = gsl_gateway::Gateway::start(gsl_gateway::config::GatewayConfig::local(
+        &nats.url(),
+        tokens_with_operator(),
+    ))
+    .await
+    .unwrap();
+    let u = url(gw.grpc_addr);
+    let mut reg = registry(&u).await;
+    let entries = |n: usize, from: usize| -> Vec<v1::DirectionalEntry> {
+        (from..from + n)
+            .map(|i| v1::DirectionalEntry {
+                id: format!("E{i}"),
+                entry: format!("https://h{i}.example.com"),
+                state: v1::EntryState::Effective as i32,
+            })
+            .collect()
+    };
+    let batch = |es: Vec<v1::DirectionalEntry>| v1::PurchaseBatch {
+        batch_no: "PB-CU-8".into(),
+        carrier: v1::Carrier::Cu as i32,
+        purchase_type: v1::PurchaseType::NewPurchase as i32,
+        directional_data: true,
+        entries: es,
+        tenant: "acme".into(),
+    };
+    reg.import_batches(with_token(
+        v1::ImportBatchesRequest {
+            batches: vec![batch(entries(8, 1))],
+        },
+        OPERATOR,
+    ))
+    .await
+    .unwrap();
+    let add = |key: &str, hosts: &[&str]| v1::SubmitRequest {
+        idempotency_key: key.into(),
+        operation: Some(v1::Operation {
+            kind: Some(v1::operation::Kind::DirectionalAdd(v1::DirectionalAdd {
+                entries: hosts.iter().map(|h| format!("https://{h}")).collect(),
+            })),
+        }),
+        batch_no: "PB-CU-8".into(),
+        ..Default::default()
+    };
+    let mut c = orders(&u).await;
+    let first = c
+        .submit(with_token(
+            add("add-1", &["a.example.org", "b.example.org"]),
+            ACME,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.refused, 0, "{first:?}");
+    let wo = first.work_order.unwrap().id;
+    // The CU adapter files its back-office request (no API for directional).
+    let (_, js) = gsl_bus::connect(&gsl_bus::BusConfig::new(nats.url(), "adapter-cu"))
+        .await
+        .unwrap();
+    let bucket = js
+        .get_key_value(gsl_bus::names::KV_BACKOFFICE)
+        .await
+        .unwrap();
+    let req = v1::BackOfficeRequest {
+        id: gsl_bus::backoffice::request_id("cu", wo, "PB-CU-8"),
+        carrier: v1::Carrier::Cu as i32,
+        tenant: "acme".into(),
+        work_order_id: wo,
+        card: "PB-CU-8".into(),
+        batch_no: "PB-CU-8".into(),
+        kind: v1::BackOfficeKind::NoApi as i32,
+        state: v1::BackOfficeState::Open as i32,
+        item_index: 0,
+        ..Default::default()
+    };
+    bucket
+        .put(req.id.clone(), gsl_bus::codec::encode(&req))
+        .await
+        .unwrap();
+    // 8 in the batch + 2 pending + 2 more: over CU's 10.
+    let second = c
+        .submit(with_token(
+            add("add-2", &["c.example.org", "d.example.org"]),
+            ACME,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.refused, 1, "{second:?}");
+    assert_eq!(
+        second.refusals[0].problem.as_ref().unwrap().code,
+        ErrorCode::DirectionalLimit.code()
+    );
+    // The operator claims the first; meanwhile the batch fills up from
+    // elsewhere: completing it now would break the limit, so it is refused.
+    let mut bo = v1::back_office_client::BackOfficeClient::connect(u.clone())
+        .await
+        .unwrap();
+    bo.claim(with_token(
+        v1::ClaimBackOfficeRequest {
+            id: req.id.clone(),
+            operator: "op".into(),
+        },
+        OPERATOR,
+    ))
+    .await
+    .unwrap();
+    let mut b = reg
+        .get_batch(with_token(
+            v1::GetBatchRequest {
+                batch_no: "PB-CU-8".into(),
+            },
+            ACME,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    b.entries.extend(entries(1, 9));
+    reg.import_batches(with_token(
+        v1::ImportBatchesRequest { batches: vec![b] },
+        OPERATOR,
+    ))
+    .await
+    .unwrap();
+    let e = bo
+        .complete(with_token(
+            v1::BackOfficeRef { id: req.id.clone() },
+            OPERATOR,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(ErrorCode::DirectionalLimit), "{e:?}");
+}

@@ -137,12 +137,7 @@ pub async fn run(
     format: Format,
     cmd: BackOfficeCmd,
 ) -> Result<i32, tonic::Status> {
-    let env_token = std::env::var("GSL_OPERATOR_TOKEN").unwrap_or_default();
-    let tok = if token.is_empty() {
-        env_token.as_str()
-    } else {
-        token
-    };
+    let tok = token;
     let mut c = v1::back_office_client::BackOfficeClient::new(ch);
     let one = match cmd {
         BackOfficeCmd::List {

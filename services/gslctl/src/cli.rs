@@ -22,13 +22,17 @@ pub struct Cli {
     /// Gateway gRPC address.
     #[arg(long, env = "GSL_GATEWAY", global = true)]
     pub gateway: Option<String>,
-    /// Bearer token of your tenant.
-    #[arg(long, env = "GSL_TOKEN", hide_env_values = true, global = true)]
+    /// Bearer token for the command. Without it each command group takes the
+    /// credential of its role: the tenant's (`GSL_TOKEN`, or `token =` in the
+    /// config file) for orders and cards, the operator's
+    /// (`GSL_OPERATOR_TOKEN`, or `operator_token =`) for `backoffice`,
+    /// `cards import --tenant` and `cards seed-from-sim`.
+    #[arg(long, hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// CA certificate (PEM) for a gateway behind TLS.
     #[arg(long, env = "GSL_CA_CERT", global = true)]
     pub ca_cert: Option<PathBuf>,
-    /// Config file with `gateway = ...` and `token = ...` lines.
+    /// Config file with `gateway = ...`, `token = ...` and `operator_token = ...` lines.
     #[arg(long, env = "GSLCTL_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Output format.
@@ -152,8 +156,53 @@ pub enum CardsCmd {
 /// Settings after flags, environment and the config file.
 struct Settings {
     gateway: String,
-    token: String,
+    /// `--token`: wins for every command.
+    explicit: Option<String>,
+    file_token: Option<String>,
+    file_operator_token: Option<String>,
     ca: Option<PathBuf>,
+}
+
+/// Whose credential a command needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Tenant,
+    Operator,
+}
+
+impl Settings {
+    /// The credential for `role`: `--token`, then the role's own variable,
+    /// then the role's line of the config file. Another role's credential is
+    /// never used (with `stack.env` sourced, the tenant's `GSL_TOKEN` must
+    /// not stand in for the operator's).
+    fn token(&self, role: Role) -> String {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let (var, file) = match role {
+            Role::Tenant => ("GSL_TOKEN", &self.file_token),
+            Role::Operator => ("GSL_OPERATOR_TOKEN", &self.file_operator_token),
+        };
+        self.explicit
+            .clone()
+            .or_else(|| env(var))
+            .or_else(|| file.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// The role a command acts in.
+pub fn role_of(cmd: &Cmd) -> Role {
+    match cmd {
+        Cmd::Backoffice(_) => Role::Operator,
+        Cmd::Cards {
+            cmd: CardsCmd::Import {
+                tenant: Some(_), ..
+            },
+        } => Role::Operator,
+        Cmd::Cards {
+            cmd: CardsCmd::SeedFromSim { .. },
+        } => Role::Operator,
+        _ => Role::Tenant,
+    }
 }
 
 fn settings(cli: &Cli) -> Settings {
@@ -162,12 +211,14 @@ fn settings(cli: &Cli) -> Settings {
     });
     let mut file_gateway = None;
     let mut file_token = None;
+    let mut file_operator_token = None;
     if let Some(text) = path.and_then(|p| std::fs::read_to_string(p).ok()) {
         for line in text.lines() {
             if let Some((k, v)) = line.split_once('=') {
                 match k.trim() {
                     "gateway" => file_gateway = Some(v.trim().to_owned()),
                     "token" => file_token = Some(v.trim().to_owned()),
+                    "operator_token" => file_operator_token = Some(v.trim().to_owned()),
                     _ => {}
                 }
             }
@@ -179,7 +230,9 @@ fn settings(cli: &Cli) -> Settings {
             .clone()
             .or(file_gateway)
             .unwrap_or_else(|| "http://127.0.0.1:50051".into()),
-        token: cli.token.clone().or(file_token).unwrap_or_default(),
+        explicit: cli.token.clone(),
+        file_token,
+        file_operator_token,
         ca: cli.ca_cert.clone(),
     }
 }
@@ -234,7 +287,7 @@ fn problems_out(format: Format, problems: &[RowProblem]) {
 pub async fn run(cli: Cli) -> i32 {
     let s = settings(&cli);
     let format = cli.output;
-    let tok = s.token.clone();
+    let tok = s.token(role_of(&cli.cmd));
     // Validation that needs no gateway comes first.
     if let Cmd::Submit(a) = &cli.cmd
         && a.validate_only

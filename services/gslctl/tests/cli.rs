@@ -20,11 +20,17 @@ fn iccid(n: u32) -> String {
 }
 
 async fn gslctl(args: &[&str], gateway: &str) -> Output {
+    gslctl_env(args, gateway, &[]).await
+}
+
+async fn gslctl_env(args: &[&str], gateway: &str, env: &[(&str, &str)]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_gslctl"))
         .args(args)
         .env("GSL_GATEWAY", gateway)
         .env("GSL_TOKEN", TOKEN)
+        .env_remove("GSL_OPERATOR_TOKEN")
         .env("GSLCTL_CONFIG", "/nonexistent")
+        .envs(env.iter().copied())
         .output()
         .await
         .unwrap()
@@ -223,6 +229,18 @@ async fn submit_import_and_exit_codes_against_a_gateway() {
     // The back-office queue takes the operator credential, not a tenant's.
     let o = gslctl(&["backoffice", "list", "-o", "json"], &url).await;
     assert_ne!(o.status.code(), Some(0), "a tenant token must be refused");
+    // With stack.env sourced both are set: the operator's is used for the
+    // back office, the tenant's for its orders.
+    let both = [("GSL_OPERATOR_TOKEN", "operator-secret-9")];
+    let o = gslctl_env(&["backoffice", "list", "-o", "json"], &url, &both).await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "the operator's credential comes first for the back office: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = gslctl_env(&["cards", "get", &a, "-o", "json"], &url, &both).await;
+    assert_eq!(o.status.code(), Some(0), "the tenant's for its cards");
     let o = gslctl(
         &[
             "backoffice",

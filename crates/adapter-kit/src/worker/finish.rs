@@ -12,6 +12,16 @@ use gsl_proto::{convert, v1};
 use std::time::Duration;
 use tracing::warn;
 
+/// The final outcome of an item followed through the back-office queue:
+/// a rejection is the operator's, not a carrier failure after acceptance.
+pub(super) fn back_office_final(p: Progress) -> Final {
+    let mut f = final_of(p);
+    if !f.succeeded {
+        f.code = ErrorCode::BackOfficeRejected.code().into();
+    }
+    f
+}
+
 pub(super) fn final_of(p: Progress) -> Final {
     match p {
         Progress::Succeeded => Final {

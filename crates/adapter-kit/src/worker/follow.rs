@@ -92,8 +92,28 @@ impl Worker {
                 rec.ticket.clone().unwrap_or_default(),
                 rec.poll_ref.clone().unwrap_or_default(),
             );
+            let kind = item.kind().expect("checked when decoded");
+            let waited = rec
+                .accepted_at
+                .map(|at| self.cfg.clock.real_duration(self.now() - at));
+            // The first read waits for what the carrier takes: an earlier
+            // one cannot find the change done and only spends the budget.
+            // (Back-office requests are read from our own bucket: no wait.)
+            if !acc.poll_ref.starts_with(super::BACK_OFFICE_REF)
+                && let Some(w) = waited
+            {
+                let first = self.completion.first_read(kind);
+                if w < first {
+                    return Ok(Disposition::Nak(first - w));
+                }
+            }
             let ctx = CallCtx::new(&self.pacer, &rec.txn);
             let p = self.timed("poll", self.progress(&ctx, item, &acc)).await;
+            if let (Ok(Progress::Succeeded | Progress::Failed { .. }), Some(w)) = (&p, waited)
+                && !acc.poll_ref.starts_with(super::BACK_OFFICE_REF)
+            {
+                self.completion.observe(kind, w);
+            }
             match p {
                 Ok(Progress::Pending) => {
                     let now = self.now();
@@ -109,10 +129,17 @@ impl Worker {
                     }
                     return Ok(Disposition::Nak(self.next_poll(&rec)));
                 }
-                Ok(p) => match self.complete(item, &key, rec, rev, final_of(p)).await? {
-                    Some(d) => return Ok(d),
-                    None => continue,
-                },
+                Ok(p) => {
+                    let fin = if acc.poll_ref.starts_with(super::BACK_OFFICE_REF) {
+                        super::finish::back_office_final(p)
+                    } else {
+                        final_of(p)
+                    };
+                    match self.complete(item, &key, rec, rev, fin).await? {
+                        Some(d) => return Ok(d),
+                        None => continue,
+                    }
+                }
                 Err(CallError::Refused {
                     code,
                     carrier_code,

@@ -347,7 +347,7 @@ impl Worker {
         // straight to "done" (one record write, not two). Dying before either
         // write is safe: the record still says "intent", and the next
         // delivery looks the transaction up at the carrier before calling.
-        if self.cfg.inline_poll {
+        if self.cfg.inline_poll && self.api.completes_at_once(item) {
             let ctx = CallCtx::new(&self.pacer, &rec.txn);
             if let Ok(p @ (Progress::Succeeded | Progress::Failed { .. })) =
                 self.timed("poll", self.progress(&ctx, item, &acc)).await

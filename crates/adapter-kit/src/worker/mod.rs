@@ -107,6 +107,8 @@ pub struct Worker {
     /// Items of bundles in hand at once, and how many permits there are.
     pub item_permits: tokio::sync::Semaphore,
     pub item_permit_count: usize,
+    /// How long the carrier takes per operation (the first read waits it).
+    pub completion: crate::completion::CompletionTimes,
 }
 
 impl Worker {
