@@ -51,17 +51,18 @@ run() { # title, gslctl submit args...
   "$CTL" submit "$@" --key "demo-$RUNID-$title" --watch || { echo "(finished with failures: exit $?)"; FAILED=1; }
 }
 
-# Submit, then work the order's back-office requests as the operator would.
-run_backoffice() { # title carrier imei, gslctl submit args...
+# A rebind submitted, then its back-office requests worked as the operator would.
+run_rebind_backoffice() { # title carrier imei cards...
   local title=$1 carrier=$2 imei=$3; shift 3
   echo; echo "== $title"
-  if [ "$#" -le 1 ]; then echo "(no cards in that state left at the simulator: skipped)"; return; fi
+  if [ "$#" -eq 0 ]; then echo "(no cards in that state left at the simulator: skipped)"; return; fi
   local id
-  id=$("$CTL" submit "$@" --key "demo-$RUNID-$title" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["work_order"]["id"])')
+  id=$("$CTL" submit rebind --imei "$imei" "$@" --key "demo-$RUNID-$title" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["work_order"]["id"])')
   echo "work order $id: no public API for this operation at this carrier, so it waits in the back-office queue"
-  local want=$(( $# - 1 )) done_ids="" tries=0
+  local want=$# done_ids="" tries=0
   while [ "$(wc -w <<<"$done_ids")" -lt "$want" ] && [ "$tries" -lt 120 ]; do
     tries=$((tries + 1))
+    [ "$tries" -gt 1 ] && sleep 0.5
     for r in $("$CTL" backoffice list -o json | python3 -c "
 import json, sys
 for r in json.load(sys.stdin):
@@ -75,7 +76,6 @@ for r in json.load(sys.stdin):
       "$CTL" backoffice complete "$rid" >/dev/null
       done_ids="$done_ids $rid"
     done
-    sleep 0.5
   done
   "$CTL" watch "$id" || { echo "(finished with failures: exit $?)"; FAILED=1; }
 }
@@ -84,8 +84,8 @@ run "stop $(n 20 5) China Telecom cards" stop $(cards ct in_use - - "$(n 20 5)")
 run "activate $(n 10 3) China Unicom cards" activate $(cards cu activatable - - "$(n 10 3)")
 run "cap $(n 5 2) China Telecom cards at 512 Kbps" speed_limit --kbps 512 $(cards ct in_use - - 200 | tr ' ' '\n' | tail -n "$(n 5 2)")
 run "cap $(n 3 2) real-named China Unicom cards at 512 Kbps (the account's plan for 512 Kbps)" speed_limit --kbps 512 $(cards cu in_use - true "$(n 3 2)")
-run_backoffice "rebind $(n 3 1) China Mobile cards stopped for violation" cmcc 490154203237518 \
-  rebind --imei 490154203237518 $(cards cmcc stopped violation - "$(n 3 1)")
+run_rebind_backoffice "rebind $(n 3 1) China Mobile cards stopped for violation" cmcc 490154203237518 \
+  $(cards cmcc stopped violation - "$(n 3 1)")
 run "tri-net: switch $(n 3 2) cards to China Telecom" switch_network --target ct $(cards trinet in_use - - "$(n 3 2)")
 echo
 "$CTL" list --limit 10

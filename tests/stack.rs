@@ -23,6 +23,18 @@ fn rand_u16() -> u16 {
         .subsec_nanos() as u16
 }
 
+/// Kills a process group when dropped (a failing test leaves nothing behind).
+struct KillGroup(u32);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-KILL")
+            .arg(format!("-{}", self.0))
+            .status();
+    }
+}
+
 #[tokio::test]
 async fn stack_script_starts_serves_an_order_and_stops_cleanly() {
     let root = gsl_testkit::workspace_root();
@@ -37,9 +49,13 @@ async fn stack_script_starts_serves_an_order_and_stops_cleanly() {
         .current_dir(&root)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        // Its own process group: if this test fails, the guard below stops
+        // every process the script started, not only bash.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let _group = KillGroup(stack.id().unwrap());
     let mut lines = BufReader::new(stack.stdout.take().unwrap()).lines();
     let ready = tokio::time::timeout(Duration::from_secs(120), async {
         while let Ok(Some(l)) = lines.next_line().await {

@@ -3,7 +3,7 @@
 //! effect": whether a failed request may have reached the carrier.
 
 use crate::carrier::{CallClass, CallCtx, CallError};
-use backon::{BackoffBuilder, ExponentialBuilder};
+use gsl_backoff::Backoff;
 use opentelemetry::propagation::Injector;
 use std::time::Duration;
 use tracing::Instrument;
@@ -154,6 +154,11 @@ impl AnswerPolicy {
     }
 }
 
+/// Between attempts of one carrier call: 100 ms doubling to 5 s, plus up to
+/// 100 % jitter.
+const CALL_BACKOFF: Backoff =
+    Backoff::new_const(Duration::from_millis(100), Duration::from_secs(5), 1.0);
+
 /// Default of [`Http::max_answer`]: a 100-card batch answer is kilobytes.
 pub const DEFAULT_MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
@@ -205,12 +210,7 @@ impl Http {
         class: CallClass,
         rb: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, CallError> {
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(5))
-            .with_max_times(self.attempts.saturating_sub(1))
-            .with_jitter()
-            .build();
+        let mut delays = CALL_BACKOFF.delays(self.attempts.saturating_sub(1) as u32);
         loop {
             let attempt = rb.try_clone().ok_or_else(|| {
                 CallError::refused(

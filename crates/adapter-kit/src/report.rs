@@ -59,7 +59,7 @@ impl Reporter {
     pub async fn report(&self, outcome: v1::ItemOutcome) -> Result<bool, ReportError> {
         let span = tracing::info_span!("report", work_order_id = outcome.work_order_id, card = %outcome.card, outcome = outcome.kind);
         let started = std::time::Instant::now();
-        let mut delay = Duration::from_millis(100);
+        let mut attempt = 0u32;
         loop {
             let mut req = Request::new(v1::ReportRequest {
                 outcome: Some(outcome.clone()),
@@ -94,13 +94,18 @@ impl Reporter {
                         return Err(ReportError::GaveUp(s.message().to_owned()));
                     }
                     tracing::warn!(code = ?s.code(), message = s.message(), "report failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    attempt += 1;
+                    tokio::time::sleep(REPORT_BACKOFF.delay(attempt)).await;
                 }
             }
         }
     }
 }
+
+/// Between attempts of a report: 100 ms doubling to 5 s (no jitter: one
+/// adapter's reports are already spread by its items).
+const REPORT_BACKOFF: gsl_backoff::Backoff =
+    gsl_backoff::Backoff::new_const(Duration::from_millis(100), Duration::from_secs(5), 0.0);
 
 struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
 

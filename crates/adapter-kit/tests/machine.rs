@@ -36,6 +36,8 @@ async fn env(fake: Arc<FakeCarrier>, f: impl FnOnce(&mut AdapterConfig)) -> Env 
     cfg.poll_interval = Duration::from_millis(10);
     cfg.batch_window = Duration::from_millis(300);
     cfg.max_deliver = 3;
+    // Follow-ups read at once (the learned wait has its own test).
+    cfg.first_poll_max = Duration::ZERO;
     cfg.report_give_up = Duration::from_secs(5);
     cfg.cooldowns_disabled = [
         "same",
@@ -663,4 +665,47 @@ async fn waiting_out_the_repeat_window_spends_no_deliveries() {
     assert_eq!(f.len(), 1, "{f:?}");
     assert_eq!(f[0].kind, K::Succeeded as i32);
     assert_eq!(submits(&e.fake.calls()), 2);
+}
+
+/// The first read of an accepted change waits for what the carrier takes
+/// (no samples yet: one poll interval), so it is not spent on a change that
+/// cannot be done yet; once a completion was seen, the wait is learned.
+#[tokio::test]
+async fn the_first_read_waits_for_what_the_carrier_takes() {
+    let e = env(FakeCarrier::new(Carrier::Ct), |c| {
+        c.first_poll_max = Duration::from_secs(60);
+        c.poll_interval = Duration::from_millis(300);
+    })
+    .await;
+    let c = card(41);
+    e.register(&c).await;
+    e.fake
+        .on_submit(Ok(Accepted::pending("T41", "T41")))
+        .on_poll(Ok(Progress::Succeeded));
+    let wi = e.item(41, &c, stop());
+    assert_eq!(e.handle(&wi, 1).await, Disposition::Ack);
+    // Right after acceptance: no read, a wait of about one poll interval.
+    match e.worker.handle_follow(wi.clone()).await.unwrap() {
+        Disposition::Nak(d) => assert!(d > Duration::from_millis(100), "{d:?}"),
+        other => panic!("{other:?}"),
+    }
+    let polls = |calls: &[Call]| {
+        calls
+            .iter()
+            .filter(|c| matches!(c, Call::Poll { .. }))
+            .count()
+    };
+    assert_eq!(polls(&e.fake.calls()), 0, "no read before its time");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(
+        e.worker.handle_follow(wi.clone()).await.unwrap(),
+        Disposition::Ack
+    );
+    assert_eq!(polls(&e.fake.calls()), 1, "one read, and it found it done");
+    assert!(
+        e.worker
+            .completion
+            .first_read(gsl_domain::OperationKind::Stop)
+            >= Duration::from_millis(300)
+    );
 }

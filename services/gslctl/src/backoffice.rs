@@ -94,11 +94,13 @@ pub fn request_json(r: &v1::BackOfficeRequest) -> Value {
     })
 }
 
-fn show(format: Format, reqs: &[v1::BackOfficeRequest]) {
+/// Requests as a table or JSON: a list is always a JSON array (even of
+/// one), a single request an object.
+fn show(format: Format, reqs: &[v1::BackOfficeRequest], list: bool) {
     match format {
         Format::Json => {
             let v: Vec<Value> = reqs.iter().map(request_json).collect();
-            let out = if reqs.len() == 1 {
+            let out = if !list && reqs.len() == 1 {
                 v[0].clone()
             } else {
                 Value::Array(v)
@@ -164,7 +166,7 @@ pub async fn run(
                 ))
                 .await?
                 .into_inner();
-            show(format, &r.requests);
+            show(format, &r.requests, true);
             return Ok(EXIT_OK);
         }
         BackOfficeCmd::Get { id } => c.get(authed(tok, v1::BackOfficeRef { id })).await?,
@@ -202,6 +204,6 @@ pub async fn run(
                 .await?
         }
     };
-    show(format, &[one.into_inner()]);
+    show(format, &[one.into_inner()], false);
     Ok(EXIT_OK)
 }

@@ -8,10 +8,12 @@ use gsl_bus::names;
 use gsl_domain::codes::ErrorCode;
 use std::time::Duration;
 
+/// Between deliveries of an item: 1 s, 2 s, 4 s ... 60 s, plus up to 20 %.
+const DELIVERY_BACKOFF: gsl_backoff::Backoff =
+    gsl_backoff::Backoff::new_const(Duration::from_secs(1), Duration::from_secs(60), 0.2);
+
 pub(super) fn backoff(delivered: i64) -> Duration {
-    // 1 s, 2 s, 4 s ... 60 s, plus up to 20 % jitter.
-    let base = Duration::from_secs(1 << (delivered.clamp(1, 7) - 1)).min(Duration::from_secs(60));
-    base + base.mul_f64(rand::random::<f64>() * 0.2)
+    DELIVERY_BACKOFF.delay(delivered.clamp(1, 64) as u32)
 }
 
 impl Worker {
