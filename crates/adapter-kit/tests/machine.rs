@@ -1,7 +1,9 @@
 //! The item (and batch) state machine, branch by branch, against a scripted
 //! carrier ([`gsl_testkit::fake_carrier::FakeCarrier`]), a real NATS server
 //! and a real gRPC Results receiver. Each test drives deliveries one at a
-//! time through `Worker::handle`, so nothing depends on timing.
+//! time through `Worker::handle`, so nothing depends on timing: where time
+//! matters (an SLA deadline, the wait before a batch's first poll) a manual
+//! clock is moved by the test.
 
 use gsl_adapter_kit::carrier::{Accepted, BatchProgress, CallError, Lookup, Progress};
 use gsl_adapter_kit::config::{AdapterConfig, Rate};
@@ -79,7 +81,7 @@ impl Env {
         let kv = self.js.get_key_value(names::KV_CARDS).await.unwrap();
         let c = v1::Card {
             id: card.to_owned(),
-            carrier: gsl_proto::convert::carrier_to_wire(self.worker.cfg.carrier) as i32,
+            carrier: gsl_proto::convert::carrier_to_wire(self.worker.config().carrier) as i32,
             sim_status: 20,
             threshold_mb: -1,
             ..Default::default()
@@ -93,7 +95,7 @@ impl Env {
             card: card.to_owned(),
             index: 0,
             tenant: "acme".into(),
-            carrier: gsl_proto::convert::carrier_to_wire(self.worker.cfg.carrier) as i32,
+            carrier: gsl_proto::convert::carrier_to_wire(self.worker.config().carrier) as i32,
             operation: Some(op),
             submitted_at: None,
             batch_no: String::new(),
@@ -102,8 +104,7 @@ impl Env {
 
     async fn record(&self, wo: u64, card: &str) -> ExecRecord {
         self.worker
-            .records
-            .get(&names::item_key(self.worker.cfg.carrier, wo, card))
+            .record(&names::item_key(self.worker.config().carrier, wo, card))
             .await
             .unwrap()
             .expect("a record")
@@ -278,20 +279,16 @@ async fn a_refusal_releases_its_quota() {
 /// many polls follow, then completes.
 #[tokio::test]
 async fn an_sla_breach_is_reported_once() {
-    let e = env(FakeCarrier::new(Carrier::Ct), |c| {
-        // A fast clock: the SLA of a stop passes within a few real seconds.
-        c.clock = gsl_domain::clock::Clock::from_settings(None, None, Some("100000")).unwrap();
-    })
-    .await;
+    // A manual clock: the SLA passes when the test says so.
+    let (clock, hand) = gsl_domain::clock::Clock::manual(chrono::Utc::now());
+    let e = env(FakeCarrier::new(Carrier::Ct), |c| c.clock = clock).await;
     let c = card(5);
     e.register(&c).await;
     e.fake.on_submit(Ok(Accepted::pending("T5", "T5")));
     let wi = e.item(1, &c, stop());
     assert_eq!(e.handle(&wi, 1).await, Disposition::Ack);
     let deadline = e.record(1, &c).await.deadline.expect("a deadline");
-    while e.worker.cfg.clock.now() <= deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    hand.advance(deadline - e.worker.config().clock.now() + chrono::Duration::seconds(1));
     for _ in 0..3 {
         e.fake.on_poll(Ok(Progress::Pending));
         assert!(matches!(
@@ -390,8 +387,7 @@ async fn a_whole_batch_refusal_splits_the_batch() {
         assert_eq!(rec.state, State::Intent);
         let b = e
             .worker
-            .records
-            .get_batch(rec.batch.as_ref().unwrap())
+            .batch_record(rec.batch.as_ref().unwrap())
             .await
             .unwrap()
             .unwrap()
@@ -405,7 +401,8 @@ async fn a_whole_batch_refusal_splits_the_batch() {
 /// member the results do not name is read back, never assumed.
 #[tokio::test]
 async fn a_finished_batch_settles_every_member_and_reads_back_the_missing() {
-    let e = env(FakeCarrier::batching(Carrier::Cmcc, 3), |_| {}).await;
+    let (clock, hand) = gsl_domain::clock::Clock::manual(chrono::Utc::now());
+    let e = env(FakeCarrier::batching(Carrier::Cmcc, 3), |c| c.clock = clock).await;
     let cards: Vec<String> = (20..23).map(card).collect();
     for c in &cards {
         e.register(c).await;
@@ -428,7 +425,7 @@ async fn a_finished_batch_settles_every_member_and_reads_back_the_missing() {
         // The missing member's card reads as unchanged.
         .on_poll(Ok(Progress::Pending));
     // The first poll waits one poll interval after the acceptance.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    hand.advance(chrono::Duration::from_std(e.worker.config().poll_interval).unwrap());
     assert!(matches!(
         e.worker.process_batch_follow(&bkey).await,
         Disposition::Nak(_)
@@ -459,7 +456,7 @@ async fn a_finished_batch_settles_every_member_and_reads_back_the_missing() {
         }),
         "the missing member was read back"
     );
-    let b = e.worker.records.get_batch(&bkey).await.unwrap().unwrap().0;
+    let b = e.worker.batch_record(&bkey).await.unwrap().unwrap().0;
     assert_eq!(b.state, BatchState::Done);
     // A duplicate follow-up changes nothing.
     assert_eq!(e.worker.process_batch_follow(&bkey).await, Disposition::Ack);
@@ -634,7 +631,12 @@ async fn an_over_limit_answer_is_retried_not_final() {
 /// on once the wait has passed.
 #[tokio::test]
 async fn waiting_out_the_repeat_window_spends_no_deliveries() {
-    let e = env(FakeCarrier::new(Carrier::Cmcc), |c| c.max_deliver = 2).await;
+    let (clock, hand) = gsl_domain::clock::Clock::manual(chrono::Utc::now());
+    let e = env(FakeCarrier::new(Carrier::Cmcc), |c| {
+        c.max_deliver = 2;
+        c.clock = clock;
+    })
+    .await;
     let c = card(33);
     e.register(&c).await;
     e.fake
@@ -656,7 +658,7 @@ async fn waiting_out_the_repeat_window_spends_no_deliveries() {
         e.worker.handle_follow(wi.clone()).await.unwrap(),
         Disposition::Nak(_)
     ));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    hand.advance(chrono::Duration::milliseconds(400));
     assert_eq!(
         e.worker.handle_follow(wi.clone()).await.unwrap(),
         Disposition::Ack
@@ -672,7 +674,9 @@ async fn waiting_out_the_repeat_window_spends_no_deliveries() {
 /// cannot be done yet; once a completion was seen, the wait is learned.
 #[tokio::test]
 async fn the_first_read_waits_for_what_the_carrier_takes() {
+    let (clock, hand) = gsl_domain::clock::Clock::manual(chrono::Utc::now());
     let e = env(FakeCarrier::new(Carrier::Ct), |c| {
+        c.clock = clock;
         c.first_poll_max = Duration::from_secs(60);
         c.poll_interval = Duration::from_millis(300);
     })
@@ -696,16 +700,11 @@ async fn the_first_read_waits_for_what_the_carrier_takes() {
             .count()
     };
     assert_eq!(polls(&e.fake.calls()), 0, "no read before its time");
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    hand.advance(chrono::Duration::milliseconds(350));
     assert_eq!(
         e.worker.handle_follow(wi.clone()).await.unwrap(),
         Disposition::Ack
     );
     assert_eq!(polls(&e.fake.calls()), 1, "one read, and it found it done");
-    assert!(
-        e.worker
-            .completion
-            .first_read(gsl_domain::OperationKind::Stop)
-            >= Duration::from_millis(300)
-    );
+    assert!(e.worker.first_read(gsl_domain::OperationKind::Stop) >= Duration::from_millis(300));
 }

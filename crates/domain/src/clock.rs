@@ -8,16 +8,44 @@
 //! Cooldowns, quotas, month boundaries and SLA deadlines are all virtual.
 
 use chrono::{DateTime, Duration, Utc};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::SystemTime;
 use thiserror::Error;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Clock {
     /// Virtual time at the anchor.
     start: DateTime<Utc>,
     /// Real time the virtual `start` corresponds to.
     anchor: DateTime<Utc>,
     scale: f64,
+    /// A manual clock (tests): virtual time is `start` plus this many
+    /// microseconds, moved only by [`ManualClock::advance`].
+    manual: Option<&'static AtomicI64>,
+}
+
+impl PartialEq for Clock {
+    fn eq(&self, o: &Clock) -> bool {
+        self.start == o.start
+            && self.anchor == o.anchor
+            && self.scale == o.scale
+            && match (self.manual, o.manual) {
+                (None, None) => true,
+                (Some(a), Some(b)) => std::ptr::eq(a, b),
+                _ => false,
+            }
+    }
+}
+
+/// Moves a manual [`Clock`] (and every copy of it) forward.
+#[derive(Debug, Clone, Copy)]
+pub struct ManualClock(&'static AtomicI64);
+
+impl ManualClock {
+    pub fn advance(&self, by: Duration) {
+        self.0
+            .fetch_add(by.num_microseconds().unwrap_or(i64::MAX), Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -44,7 +72,24 @@ impl Clock {
             start: now,
             anchor: now,
             scale: 1.0,
+            manual: None,
         }
+    }
+
+    /// A clock that stands still at `start` until moved (tests: time that
+    /// depends on nothing but the test). Its offset lives for the rest of
+    /// the process, one small allocation per clock.
+    pub fn manual(start: DateTime<Utc>) -> (Clock, ManualClock) {
+        let offset: &'static AtomicI64 = Box::leak(Box::new(AtomicI64::new(0)));
+        (
+            Clock {
+                start,
+                anchor: start,
+                scale: 1.0,
+                manual: Some(offset),
+            },
+            ManualClock(offset),
+        )
     }
 
     /// A scaled clock: virtual `start` at real `anchor`, running `scale` times
@@ -61,6 +106,7 @@ impl Clock {
             start,
             anchor,
             scale,
+            manual: None,
         })
     }
 
@@ -110,6 +156,9 @@ impl Clock {
 
     /// Virtual now.
     pub fn now(&self) -> DateTime<Utc> {
+        if let Some(offset) = self.manual {
+            return self.start + Duration::microseconds(offset.load(Ordering::SeqCst));
+        }
         self.at(DateTime::<Utc>::from(SystemTime::now()))
     }
 
@@ -128,6 +177,20 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told_and_its_copies_follow() {
+        let start = Utc::now();
+        let (c, hand) = Clock::manual(start);
+        let copy = c;
+        assert_eq!(c.now(), start);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(c.now(), start, "real time does not move it");
+        hand.advance(Duration::seconds(90));
+        assert_eq!(copy.now(), start + Duration::seconds(90));
+        assert_eq!(c, copy);
+        assert_ne!(c, Clock::manual(start).0);
+    }
 
     #[test]
     fn scaled_clock_maps_real_to_virtual() {

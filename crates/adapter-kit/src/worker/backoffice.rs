@@ -1,8 +1,8 @@
 //! Back-office requests for operations with no public API.
 
+use super::step::{Delivery, Held, Next, StepError};
 use super::*;
-use crate::carrier::{Accepted, Item};
-use crate::record::ExecRecord;
+use crate::carrier::Accepted;
 use gsl_domain::sla;
 use gsl_proto::{convert, v1};
 
@@ -13,13 +13,12 @@ impl Worker {
     /// File (or find) the item's back-office request and follow it.
     pub(super) async fn file_back_office(
         &self,
-        item: &Item,
-        key: &str,
-        rec: ExecRecord,
-        rev: u64,
+        d: &Delivery<'_>,
+        h: Held,
         kind: v1::BackOfficeKind,
         instructions: String,
-    ) -> Result<Option<Disposition>, gsl_bus::BusError> {
+    ) -> Result<Next, StepError> {
+        let item = d.item;
         let now = self.now();
         let op = item.kind().expect("checked when decoded");
         let id =
@@ -46,13 +45,9 @@ impl Worker {
         let filed = gsl_bus::backoffice::file(&self.backoffice, req).await?;
         self.metrics.item("back_office");
         tracing::info!(request = %filed.id, work_order_id = item.work_order_id, card = %item.card, "back-office request filed");
-        self.accepted(
-            item,
-            key,
-            rec,
-            rev,
+        Ok(Next::Accepted(
+            h,
             Accepted::pending(filed.id.clone(), format!("{BACK_OFFICE_REF}{}", filed.id)),
-        )
-        .await
+        ))
     }
 }

@@ -15,6 +15,7 @@
 //! out the repeat window) before it joins another batch. A refused batch
 //! changed nothing (`cmcc.md`), so its halves may go at once.
 
+use super::step::{Delivery, Held as HeldRecord, IfNotMade, Next, StepError};
 use super::*;
 use crate::carrier::{Accepted, CallCtx, CallError, Item, Progress};
 use crate::carrier::{BatchKey, BatchProgress};
@@ -52,6 +53,26 @@ pub struct Member {
 /// A member's result for its delivery: `None` re-reads the record.
 pub type MemberResult = Option<Disposition>;
 
+impl Member {
+    /// The member's delivery, as its steps see it.
+    fn delivery(&self) -> Delivery<'_> {
+        Delivery {
+            item: &self.item,
+            key: &self.key,
+            delivered: self.delivered,
+            last: false,
+            card: None,
+        }
+    }
+}
+
+/// A batch's record, at the revision it was written.
+struct BatchHeld {
+    key: String,
+    rec: BatchRecord,
+    rev: u64,
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -68,11 +89,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 impl Worker {
     /// Join (or lead) a batch; the item's disposition for this delivery.
-    pub(super) async fn join_batch(
-        &self,
-        bk: BatchKey,
-        m: Member,
-    ) -> Result<Option<Disposition>, gsl_bus::BusError> {
+    pub(super) async fn join_batch(&self, bk: BatchKey, m: Member) -> Result<Next, StepError> {
         let delivered = m.delivered;
         let joined = self.batcher.join(&bk, m).await;
         if let Some(members) = joined.lead {
@@ -82,10 +99,24 @@ impl Worker {
                 let _ = tx.send(r);
             }
         }
-        Ok(joined
-            .result
-            .await
-            .unwrap_or(Some(Disposition::Nak(backoff(delivered)))))
+        Ok(
+            match joined
+                .result
+                .await
+                .unwrap_or(Some(Disposition::Nak(backoff(delivered))))
+            {
+                Some(d) => Next::Done(d),
+                None => Next::Reread,
+            },
+        )
+    }
+
+    /// Run a member's steps from `next` to its result for this delivery.
+    async fn settle(&self, d: &Delivery<'_>, next: Next) -> MemberResult {
+        match self.run(d, next).await {
+            Ok(r) => r,
+            Err(_) => Some(Disposition::Nak(backoff(d.delivered))),
+        }
     }
 
     /// Run one batch call for `members`; one result per member, in order.
@@ -176,8 +207,12 @@ impl Worker {
             self.metrics.batch_size.observe(bitems.len() as f64);
             match r {
                 Ok(acc) => {
-                    self.batch_accepted(&bkey, brec, brev, &inb, &bitems, acc, &mut out)
-                        .await;
+                    let b = BatchHeld {
+                        key: bkey.clone(),
+                        rec: brec,
+                        rev: brev,
+                    };
+                    self.batch_accepted(b, &inb, &bitems, acc, &mut out).await;
                 }
                 Err(CallError::Superseded) => {}
                 Err(CallError::Refused {
@@ -197,13 +232,12 @@ impl Worker {
                             carrier_code,
                             message,
                         };
-                        out[i] = match self
-                            .complete(&members[i].item, &members[i].key, rec, rev, fin)
-                            .await
-                        {
-                            Ok(d) => d,
-                            Err(_) => Some(Disposition::Nak(backoff(members[i].delivered))),
-                        };
+                        out[i] = self
+                            .settle(
+                                &members[i].delivery(),
+                                Next::Complete(HeldRecord { rec, rev }, fin, None),
+                            )
+                            .await;
                         return out;
                     }
                     warn!(carrier_code = %carrier_code, members = inb.len(), "the carrier refused a whole batch; splitting it");
@@ -259,7 +293,8 @@ impl Worker {
     /// A member that cannot be in the batch (no carrier number): final if
     /// refused, otherwise retried on a later delivery.
     async fn leave_batch(&self, m: &Member, e: CallError) -> MemberResult {
-        let r = match (e, &m.prior) {
+        let d = m.delivery();
+        match (e, &m.prior) {
             (
                 CallError::Refused {
                     code,
@@ -274,27 +309,33 @@ impl Worker {
                     carrier_code,
                     message,
                 };
-                self.complete(&m.item, &m.key, rec.clone(), *rev, fin).await
+                let h = HeldRecord {
+                    rec: rec.clone(),
+                    rev: *rev,
+                };
+                self.settle(&d, Next::Complete(h, fin, None)).await
             }
             (CallError::Refused { code, message, .. }, None) => {
-                self.guards.release(&m.key, &m.held).await;
-                if let Some(q) = &m.quota {
-                    self.guards.release_quota(q, &m.key).await;
+                self.release_fresh(m).await;
+                match self.refuse(&d, Refusal { code, message }).await {
+                    Ok(disposition) => Some(disposition),
+                    Err(_) => Some(Disposition::Nak(backoff(m.delivered))),
                 }
-                self.refuse(&m.item, &m.key, Refusal { code, message }, Vec::new(), None)
-                    .await
-                    .map(Some)
             }
             (_, None) => {
-                self.guards.release(&m.key, &m.held).await;
-                if let Some(q) = &m.quota {
-                    self.guards.release_quota(q, &m.key).await;
-                }
-                Ok(Some(Disposition::Nak(backoff(m.delivered))))
+                self.release_fresh(m).await;
+                Some(Disposition::Nak(backoff(m.delivered)))
             }
-            (_, Some(_)) => Ok(Some(Disposition::Nak(backoff(m.delivered)))),
-        };
-        r.unwrap_or(Some(Disposition::Nak(backoff(m.delivered))))
+            (_, Some(_)) => Some(Disposition::Nak(backoff(m.delivered))),
+        }
+    }
+
+    /// Give back what a fresh member took (guards, quota) before any record.
+    async fn release_fresh(&self, m: &Member) {
+        self.guards.release(&m.key, &m.held).await;
+        if let Some(q) = &m.quota {
+            self.guards.release_quota(q, &m.key).await;
+        }
     }
 
     /// Write (or rewrite) a member's record: intent under the batch.
@@ -328,17 +369,20 @@ impl Worker {
         Ok(rev.map(|r| (rec, r)))
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn batch_accepted(
         &self,
-        bkey: &str,
-        mut brec: BatchRecord,
-        brev: u64,
+        b: BatchHeld,
         inb: &[(usize, ExecRecord, u64)],
         items: &[Item],
         acc: Accepted,
         out: &mut [MemberResult],
     ) {
+        let BatchHeld {
+            key: bkey,
+            rec: mut brec,
+            rev: brev,
+        } = b;
+        let bkey = bkey.as_str();
         let now = self.now();
         let kind = items[0].kind().expect("checked when decoded");
         brec.state = BatchState::Accepted;
@@ -352,10 +396,20 @@ impl Worker {
         if acc.done {
             for ((i, rec, rev), item) in inb.iter().zip(items) {
                 let key = names::item_key(item.carrier, item.work_order_id, &item.card);
+                let d = Delivery {
+                    item,
+                    key: &key,
+                    delivered: 1,
+                    last: false,
+                    card: None,
+                };
+                let h = HeldRecord {
+                    rec: rec.clone(),
+                    rev: *rev,
+                };
                 out[*i] = self
-                    .complete(item, &key, rec.clone(), *rev, final_of(Progress::Succeeded))
-                    .await
-                    .unwrap_or(Some(Disposition::Nak(Duration::from_secs(1))));
+                    .settle(&d, Next::Complete(h, final_of(Progress::Succeeded), None))
+                    .await;
             }
             brec.state = BatchState::Done;
             let _ = self.records.update_batch(bkey, &brec, brev).await;
@@ -429,32 +483,28 @@ impl Worker {
         Ok(())
     }
 
-    /// A redelivered member whose record names a batch.
+    /// A member whose record names a batch, found again (a redelivery, or
+    /// a parked member whose time has come).
     pub(super) async fn resume_member(
         &self,
-        item: &Item,
-        key: &str,
-        rec: ExecRecord,
-        rev: u64,
-        delivered: i64,
-        last: bool,
-    ) -> Result<Option<Disposition>, gsl_bus::BusError> {
-        let bkey = rec.batch.clone().unwrap_or_default();
-        match self.records.get_batch(&bkey).await? {
+        _d: &Delivery<'_>,
+        h: HeldRecord,
+    ) -> Result<Next, StepError> {
+        let bkey = h.rec.batch.clone().unwrap_or_default();
+        Ok(match self.records.get_batch(&bkey).await? {
             Some((b, _)) if b.state == BatchState::Accepted => {
                 // The batch's follow-up owns it.
                 self.follow_batch_publish(&bkey).await?;
-                Ok(Some(Disposition::Ack))
+                Next::Done(Disposition::Ack)
             }
             // Possibly sent: read the card (after the repeat window).
             Some((b, _)) if matches!(b.state, BatchState::Intent | BatchState::Done) => {
-                self.resume_intent(item, key, rec, rev, delivered, last)
-                    .await
+                Next::Lookup(h, IfNotMade::Call)
             }
             // Written before its batch record, or the batch was not sent:
             // nothing was called for it.
-            _ => self.call(item, key, rec, rev, delivered, last).await,
-        }
+            _ => Next::Call(h),
+        })
     }
 
     /// A batch follow-up message (`bkey`: the batch record's key, from
@@ -568,7 +618,14 @@ impl Worker {
         bkey: &str,
         txn: &str,
         p: Option<Progress>,
-    ) -> Result<bool, gsl_bus::BusError> {
+    ) -> Result<bool, StepError> {
+        let d = Delivery {
+            item,
+            key,
+            delivered: 1,
+            last: false,
+            card: None,
+        };
         let p = match p {
             Some(p @ (Progress::Succeeded | Progress::Failed { .. })) => p,
             // Missing from the results: read the card, never assume.
@@ -592,16 +649,13 @@ impl Worker {
                 Some((rec, rev))
                     if rec.state == State::Intent && rec.batch.as_deref() == Some(bkey) =>
                 {
-                    if self
-                        .complete(item, key, rec, rev, final_of(p.clone()))
-                        .await?
-                        .is_some()
-                    {
+                    let next = Next::Complete(HeldRecord { rec, rev }, final_of(p.clone()), None);
+                    if self.run(&d, next).await?.is_some() {
                         return Ok(true);
                     }
                 }
                 Some((rec, rev)) if rec.state == State::Done => {
-                    self.report_final(item, key, rec, rev).await?;
+                    self.report_final(&d, HeldRecord { rec, rev }).await?;
                     return Ok(true);
                 }
                 // Not this batch's any more (or gone): nothing to do here.

@@ -127,8 +127,8 @@ impl Worker {
                 };
             }
         };
-        let item = self.with_numbers(item).await;
-        self.consume(&item, delivered, subject, headers, &payload)
+        let (item, card) = self.with_card(item).await;
+        self.consume(&item, card.as_ref(), delivered, subject, headers, &payload)
             .await
     }
 }

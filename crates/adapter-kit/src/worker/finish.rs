@@ -1,8 +1,9 @@
 //! Final outcomes: record, release what they release, report.
 
+use super::step::{Delivery, Held, Next, StepError};
 use super::*;
-use crate::carrier::{Item, Progress};
-use crate::guards::{Held, Refusal};
+use crate::carrier::Progress;
+use crate::guards::Refusal;
 use crate::record::{ExecRecord, Final, State};
 use crate::report::ReportError;
 use gsl_bus::codec::encode;
@@ -44,48 +45,45 @@ pub(super) fn final_of(p: Progress) -> Final {
 }
 
 impl Worker {
-    /// Record a final outcome, release what it releases, report it.
+    /// Record a final outcome, release what it releases, report it; settle
+    /// with `then`, or as the report says.
     pub(super) async fn complete(
         &self,
-        item: &Item,
-        key: &str,
-        mut rec: ExecRecord,
-        rev: u64,
+        d: &Delivery<'_>,
+        h: Held,
         fin: Final,
-    ) -> Result<Option<Disposition>, gsl_bus::BusError> {
+        then: Option<Disposition>,
+    ) -> Result<Next, StepError> {
+        let Held { mut rec, rev } = h;
         rec.state = State::Done;
         rec.outcome = Some(fin.clone());
-        let Some(rev) = self.records.update(key, &rec, rev).await? else {
-            return Ok(None);
+        let Some(rev) = self.records.update(d.key, &rec, rev).await? else {
+            return Ok(Next::Reread);
         };
         if fin.succeeded {
-            self.guards.release_on_completion(key, &rec.guards).await;
+            self.guards.release_on_completion(d.key, &rec.guards).await;
         } else {
-            self.guards.release_on_failure(key, &rec.guards).await;
+            self.guards.release_on_failure(d.key, &rec.guards).await;
             if let Some(q) = &rec.quota {
-                self.guards.release_quota(q, key).await;
+                self.guards.release_quota(q, d.key).await;
             }
         }
-        Ok(Some(
-            self.report_final(item, key, rec, rev).await?.disposition(),
-        ))
+        let reported = self.report_final(d, Held { rec, rev }).await?;
+        Ok(Next::Done(then.unwrap_or(reported.disposition())))
     }
 
-    /// A refusal before any carrier call.
+    /// A refusal before any carrier call (whatever it held is released).
     pub(super) async fn refuse(
         &self,
-        item: &Item,
-        key: &str,
+        d: &Delivery<'_>,
         r: Refusal,
-        held: Vec<Held>,
-        quota: Option<String>,
-    ) -> Result<Disposition, gsl_bus::BusError> {
+    ) -> Result<Disposition, StepError> {
         let mut rec = ExecRecord::new(
             State::Done,
             String::new(),
             self.now(),
-            held,
-            quota,
+            Vec::new(),
+            None,
             self.cfg.instance.clone(),
         );
         rec.outcome = Some(Final {
@@ -94,8 +92,8 @@ impl Worker {
             carrier_code: String::new(),
             message: r.message,
         });
-        match self.records.create(key, &rec).await? {
-            Some(rev) => Ok(self.report_final(item, key, rec, rev).await?.disposition()),
+        match self.records.create(d.key, &rec).await? {
+            Some(rev) => Ok(self.report_final(d, Held { rec, rev }).await?.disposition()),
             // Someone else recorded this item meanwhile: their record wins.
             None => Ok(Disposition::Nak(Duration::from_millis(200))),
         }
@@ -104,11 +102,11 @@ impl Worker {
     /// Report a final outcome (again, if it was not acknowledged) and note it.
     pub(super) async fn report_final(
         &self,
-        item: &Item,
-        key: &str,
-        mut rec: ExecRecord,
-        rev: u64,
-    ) -> Result<Reported, gsl_bus::BusError> {
+        d: &Delivery<'_>,
+        h: Held,
+    ) -> Result<Reported, StepError> {
+        let item = d.item;
+        let Held { mut rec, rev } = h;
         let Some(fin) = rec.outcome.clone() else {
             return Ok(Reported::Acknowledged);
         };
@@ -153,16 +151,13 @@ impl Worker {
                 )
                 .await?;
                 rec.reported = true;
-                let _ = self.records.update(key, &rec, rev).await?;
+                let _ = self.records.update(d.key, &rec, rev).await?;
                 Ok(Reported::Refused)
             }
             Err(e) => {
                 // The record says done; the next delivery reports again.
                 warn!(error = %e, work_order_id = item.work_order_id, card = %item.card, "final outcome not reported yet");
-                Err(gsl_bus::BusError::Publish {
-                    subject: "Results.Report".into(),
-                    reason: e.to_string(),
-                })
+                Err(StepError::Report(e))
             }
         }
     }

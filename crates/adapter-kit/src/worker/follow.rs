@@ -1,5 +1,6 @@
 //! Follow-ups: polling accepted changes to completion against the SLA timer.
 
+use super::step::{Delivery, Held, Next, StepError};
 use super::*;
 use crate::carrier::{Accepted, CallCtx, CallError, Item, Progress};
 use crate::record::{ExecRecord, Final, State};
@@ -41,7 +42,7 @@ impl Worker {
         {
             return self.process_batch_follow(bkey.as_str()).await;
         }
-        let item = match self.read_item(msg).await {
+        let (item, card) = match self.read_item(msg).await {
             Ok(i) => i,
             Err(d) => return d,
         };
@@ -54,10 +55,10 @@ impl Worker {
         );
         gsl_telemetry::propagate::set_parent_from_nats(&span, msg.headers.as_ref());
         gsl_telemetry::record_trace_id(&span);
-        match self.follow_up(&item).instrument(span).await {
+        match self.follow_up(&item, card.as_ref()).instrument(span).await {
             Ok(d) => d,
             Err(e) => {
-                warn!(error = %e, "bus error during follow-up; will retry");
+                warn!(error = %e, "follow-up did not finish; will retry");
                 Disposition::Nak(self.cfg.poll_interval)
             }
         }
@@ -65,28 +66,43 @@ impl Worker {
 
     /// One follow-up of an item, without a bus message (tests).
     pub async fn handle_follow(&self, wi: v1::WorkItem) -> Result<Disposition, String> {
-        let item = self.with_numbers(item_from(wi, self.cfg.carrier)?).await;
+        let (item, card) = self.with_card(item_from(wi, self.cfg.carrier)?).await;
         Ok(self
-            .follow_up(&item)
+            .follow_up(&item, card.as_ref())
             .await
             .unwrap_or(Disposition::Nak(self.cfg.poll_interval)))
     }
 
-    pub(super) async fn follow_up(&self, item: &Item) -> Result<Disposition, gsl_bus::BusError> {
+    pub(super) async fn follow_up(
+        &self,
+        item: &Item,
+        card: Option<&v1::Card>,
+    ) -> Result<Disposition, StepError> {
         let key = names::item_key(item.carrier, item.work_order_id, &item.card);
+        // A follow-up is never an item's last chance (follow-ups have no
+        // delivery limit).
+        let d = Delivery {
+            item,
+            key: &key,
+            delivered: 1,
+            last: false,
+            card,
+        };
         for _ in 0..10 {
             let Some((mut rec, rev)) = self.records.get(&key).await? else {
                 return Ok(Disposition::Ack);
             };
-            match rec.state {
-                State::Done => {
-                    return Ok(self.report_final(item, &key, rec, rev).await?.disposition());
-                }
-                State::Intent => match self.unpark(item, &key, rec, rev).await? {
-                    Some(d) => return Ok(d),
+            if rec.state != State::Accepted {
+                let h = Held { rec, rev };
+                let next = if h.rec.state == State::Done {
+                    Next::Done(self.report_final(&d, h).await?.disposition())
+                } else {
+                    self.unpark(&d, h).await?
+                };
+                match self.run(&d, next).await? {
+                    Some(disposition) => return Ok(disposition),
                     None => continue,
-                },
-                State::Accepted => {}
+                }
             }
             let acc = Accepted::pending(
                 rec.ticket.clone().unwrap_or_default(),
@@ -135,8 +151,11 @@ impl Worker {
                     } else {
                         final_of(p)
                     };
-                    match self.complete(item, &key, rec, rev, fin).await? {
-                        Some(d) => return Ok(d),
+                    match self
+                        .run(&d, Next::Complete(Held { rec, rev }, fin, None))
+                        .await?
+                    {
+                        Some(disposition) => return Ok(disposition),
                         None => continue,
                     }
                 }
@@ -151,8 +170,11 @@ impl Worker {
                         carrier_code,
                         message: format!("{code}: {message}"),
                     };
-                    match self.complete(item, &key, rec, rev, fin).await? {
-                        Some(d) => return Ok(d),
+                    match self
+                        .run(&d, Next::Complete(Held { rec, rev }, fin, None))
+                        .await?
+                    {
+                        Some(disposition) => return Ok(disposition),
                         None => continue,
                     }
                 }

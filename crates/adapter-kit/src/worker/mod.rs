@@ -17,7 +17,8 @@
 //! |---|---|
 //! | `mod.rs` | the worker, a work message's entry point |
 //! | [`wire`] | bus messages to items and back |
-//! | [`machine`] | the item state machine (rules, guards, intent, call, answers) |
+//! | [`step`] | **the transition table**: the steps, what travels between them, the one loop that applies them (read this first) |
+//! | [`machine`] | the machine's own steps (rules, guards, intent, call, lookup, acceptance) |
 //! | [`finish`] | final outcomes: record, release, report |
 //! | [`follow`] | follow-ups and the SLA timer |
 //! | [`park`] | waiting out a carrier's repeat window on a follow-up, not on deliveries |
@@ -37,6 +38,7 @@ mod follow;
 mod machine;
 mod park;
 mod retry;
+mod step;
 mod timing;
 mod wire;
 
@@ -90,25 +92,25 @@ pub enum Disposition {
 }
 
 pub struct Worker {
-    pub cfg: AdapterConfig,
-    pub api: Arc<dyn CarrierApi>,
-    pub js: Context,
-    pub records: Records,
-    pub guards: Guards,
-    pub cards: async_nats::jetstream::kv::Store,
-    pub pacer: Arc<Pacer>,
-    pub reporter: Reporter,
-    pub metrics: Metrics,
-    pub calendar: Calendar,
+    pub(crate) cfg: AdapterConfig,
+    pub(crate) api: Arc<dyn CarrierApi>,
+    pub(crate) js: Context,
+    pub(crate) records: Records,
+    pub(crate) guards: Guards,
+    pub(crate) cards: async_nats::jetstream::kv::Store,
+    pub(crate) pacer: Arc<Pacer>,
+    pub(crate) reporter: Reporter,
+    pub(crate) metrics: Metrics,
+    pub(crate) calendar: Calendar,
     /// `gsl_backoffice`: requests for operations with no public API.
-    pub backoffice: async_nats::jetstream::kv::Store,
+    pub(crate) backoffice: async_nats::jetstream::kv::Store,
     /// Items gathered into batch calls ([`crate::batch`]).
-    pub batcher: crate::batch::Batcher<Member, MemberResult>,
+    pub(crate) batcher: crate::batch::Batcher<Member, MemberResult>,
     /// Items of bundles in hand at once, and how many permits there are.
-    pub item_permits: tokio::sync::Semaphore,
-    pub item_permit_count: usize,
+    pub(crate) item_permits: tokio::sync::Semaphore,
+    pub(crate) item_permit_count: usize,
     /// How long the carrier takes per operation (the first read waits it).
-    pub completion: crate::completion::CompletionTimes,
+    pub(crate) completion: crate::completion::CompletionTimes,
 }
 
 impl Worker {
@@ -125,15 +127,48 @@ impl Worker {
         self.cfg.clock.now()
     }
 
+    /// The settings this worker runs with.
+    pub fn config(&self) -> &AdapterConfig {
+        &self.cfg
+    }
+
+    /// An item's execution record and its revision (tests, tools).
+    pub async fn record(
+        &self,
+        key: &str,
+    ) -> Result<Option<(crate::record::ExecRecord, u64)>, gsl_bus::BusError> {
+        self.records.get(key).await
+    }
+
+    /// A batch call's record and its revision (tests, tools).
+    pub async fn batch_record(
+        &self,
+        key: &str,
+    ) -> Result<Option<(crate::record::BatchRecord, u64)>, gsl_bus::BusError> {
+        self.records.get_batch(key).await
+    }
+
+    /// How long the first read of an accepted `kind` change waits now.
+    pub fn first_read(&self, kind: gsl_domain::OperationKind) -> Duration {
+        self.completion.first_read(kind)
+    }
+
     /// One work item at its `delivered`-th delivery, without a bus message:
     /// the state machine as the consume loop drives it (deterministic tests
     /// drive it through this). A malformed item is an error, not a dead
     /// letter; a bus error is a nak.
     pub async fn handle(&self, wi: v1::WorkItem, delivered: i64) -> Result<Disposition, String> {
-        let item = self.with_numbers(item_from(wi, self.cfg.carrier)?).await;
-        let last = delivered >= self.cfg.max_deliver;
+        let (item, card) = self.with_card(item_from(wi, self.cfg.carrier)?).await;
+        let key = gsl_bus::names::item_key(item.carrier, item.work_order_id, &item.card);
+        let d = step::Delivery {
+            item: &item,
+            key: &key,
+            delivered,
+            last: delivered >= self.cfg.max_deliver,
+            card: card.as_ref(),
+        };
         Ok(self
-            .work(&item, delivered, last)
+            .work(&d)
             .await
             .unwrap_or(Disposition::Nak(backoff(delivered))))
     }
@@ -152,12 +187,13 @@ impl Worker {
         {
             return self.process_bundle(msg, delivered).await;
         }
-        let item = match self.read_item(msg).await {
+        let (item, card) = match self.read_item(msg).await {
             Ok(i) => i,
             Err(d) => return d,
         };
         self.consume(
             &item,
+            card.as_ref(),
             delivered,
             &msg.subject,
             msg.headers.as_ref(),
@@ -173,6 +209,7 @@ impl Worker {
     pub(super) async fn consume(
         &self,
         item: &Item,
+        card: Option<&v1::Card>,
         delivered: i64,
         subject: &str,
         headers: Option<&async_nats::HeaderMap>,
@@ -193,8 +230,15 @@ impl Worker {
         gsl_telemetry::propagate::set_parent_from_nats(&span, headers);
         gsl_telemetry::propagate::link_order_trace(&span, headers);
         gsl_telemetry::record_trace_id(&span);
-        let last = delivered >= self.cfg.max_deliver;
-        match self.work(item, delivered, last).instrument(span).await {
+        let key = gsl_bus::names::item_key(item.carrier, item.work_order_id, &item.card);
+        let d = step::Delivery {
+            item,
+            key: &key,
+            delivered,
+            last: delivered >= self.cfg.max_deliver,
+            card,
+        };
+        match self.work(&d).instrument(span).await {
             Ok(d) => d,
             // The consumer gives one delivery more than we do: past our last,
             // a message that still fails (a final outcome the gateway never
@@ -219,7 +263,7 @@ impl Worker {
                 }
             }
             Err(e) => {
-                warn!(error = %e, work_order_id = item.work_order_id, card = %item.card, "bus error; will be redelivered");
+                warn!(error = %e, work_order_id = item.work_order_id, card = %item.card, "step failed; will be redelivered");
                 Disposition::Nak(backoff(delivered))
             }
         }

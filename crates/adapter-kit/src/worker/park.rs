@@ -12,9 +12,8 @@
 //! work message would: look the card up, and call only if it shows the
 //! change was not made.
 
+use super::step::{Delivery, Held, IfNotMade, Next, StepError};
 use super::*;
-use crate::carrier::Item;
-use crate::record::ExecRecord;
 use async_nats::HeaderMap;
 use gsl_bus::codec::encode;
 use gsl_bus::names;
@@ -24,16 +23,16 @@ impl Worker {
     /// Park the item until `wait` (virtual) from now has passed.
     pub(super) async fn park(
         &self,
-        item: &Item,
-        key: &str,
-        mut rec: ExecRecord,
-        rev: u64,
+        d: &Delivery<'_>,
+        h: Held,
         wait: chrono::Duration,
-    ) -> Result<Option<Disposition>, gsl_bus::BusError> {
+    ) -> Result<Next, StepError> {
+        let (item, key) = (d.item, d.key);
+        let Held { mut rec, rev } = h;
         let until = self.now() + wait;
         rec.parked_until = Some(until);
         if self.records.update(key, &rec, rev).await?.is_none() {
-            return Ok(None);
+            return Ok(Next::Reread);
         }
         let mut h = HeaderMap::new();
         gsl_telemetry::propagate::inject_nats(&mut h);
@@ -50,32 +49,26 @@ impl Worker {
         )
         .await?;
         tracing::info!(work_order_id = item.work_order_id, card = %item.card, %until, "parked until the carrier's repeat window has passed");
-        Ok(Some(Disposition::Ack))
+        Ok(Next::Done(Disposition::Ack))
     }
 
     /// A follow-up that finds the item still in intent: a parked item whose
-    /// time has come goes on as a redelivered work message would; one whose
+    /// time has come goes on as a redelivered work message would (never as
+    /// its last delivery: a parked item never gives up on a wait); one whose
     /// time has not, waits; an item that is not parked belongs to its work
     /// message.
-    pub(super) async fn unpark(
-        &self,
-        item: &Item,
-        key: &str,
-        rec: ExecRecord,
-        rev: u64,
-    ) -> Result<Option<Disposition>, gsl_bus::BusError> {
-        let Some(until) = rec.parked_until else {
-            return Ok(Some(Disposition::Ack));
+    pub(super) async fn unpark(&self, d: &Delivery<'_>, h: Held) -> Result<Next, StepError> {
+        let Some(until) = h.rec.parked_until else {
+            return Ok(Next::Done(Disposition::Ack));
         };
         if self.now() < until {
-            let d = self.cfg.clock.real_until(until) + Duration::from_millis(20);
-            return Ok(Some(Disposition::Nak(d)));
+            let wait = self.cfg.clock.real_until(until) + Duration::from_millis(20);
+            return Ok(Next::Done(Disposition::Nak(wait)));
         }
-        // Not the last delivery: a parked item never gives up on a wait.
-        if rec.batch.is_some() {
-            self.resume_member(item, key, rec, rev, 1, false).await
+        if h.rec.batch.is_some() {
+            self.resume_member(d, h).await
         } else {
-            self.resume_intent(item, key, rec, rev, 1, false).await
+            Ok(Next::Lookup(h, IfNotMade::Call))
         }
     }
 }

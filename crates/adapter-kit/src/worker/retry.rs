@@ -1,8 +1,8 @@
 //! Retry: backoff between deliveries, and giving up on the last one.
 
+use super::step::{Delivery, Held, Next, StepError};
 use super::*;
-use crate::carrier::Item;
-use crate::record::{ExecRecord, Final};
+use crate::record::Final;
 use gsl_bus::codec::encode;
 use gsl_bus::names;
 use gsl_domain::codes::ErrorCode;
@@ -20,12 +20,11 @@ impl Worker {
     /// The last delivery failed: dead-letter it and fail the item.
     pub(super) async fn give_up(
         &self,
-        item: &Item,
-        key: &str,
-        rec: ExecRecord,
-        rev: u64,
+        d: &Delivery<'_>,
+        h: Held,
         reason: &str,
-    ) -> Result<Disposition, gsl_bus::BusError> {
+    ) -> Result<Next, StepError> {
+        let item = d.item;
         self.metrics.item("dead_lettered");
         let fin = Final {
             succeeded: false,
@@ -44,9 +43,6 @@ impl Worker {
             self.cfg.max_deliver as u64,
         )
         .await?;
-        match self.complete(item, key, rec, rev, fin).await? {
-            Some(_) => Ok(Disposition::Term),
-            None => Ok(Disposition::Nak(Duration::from_millis(200))),
-        }
+        Ok(Next::Complete(h, fin, Some(Disposition::Term)))
     }
 }

@@ -94,26 +94,32 @@ impl Worker {
         }
     }
 
-    /// The card's carrier numbers from the registry (empty when it has none).
-    pub(super) async fn with_numbers(&self, mut item: Item) -> Item {
-        if !self.api.needs_numbers() || item.kind().is_some_and(|k| k.is_directional()) {
-            return item;
+    /// The card as the registry has it, read once per delivery (the rules
+    /// of a fresh item check it; modules that need the carrier's numbers
+    /// get them from it), and the item with those numbers.
+    pub(super) async fn with_card(&self, mut item: Item) -> (Item, Option<v1::Card>) {
+        if item.kind().is_some_and(|k| k.is_directional()) {
+            return (item, None);
         }
-        if let Ok(e) = gsl_bus::kv::read(&self.cards, &item.card).await
-            && let Some(c) = gsl_bus::kv::live(&e).and_then(|b| decode::<v1::Card>("Card", b).ok())
+        let card = match gsl_bus::kv::read(&self.cards, &item.card).await {
+            Ok(e) => gsl_bus::kv::live(&e).and_then(|b| decode::<v1::Card>("Card", b).ok()),
+            Err(_) => None,
+        };
+        if self.api.needs_numbers()
+            && let Some(c) = &card
         {
-            item.msisdn = c.msisdn;
-            item.access_number = c.access_number;
+            item.msisdn = c.msisdn.clone();
+            item.access_number = c.access_number.clone();
         }
-        item
+        (item, card)
     }
 
-    /// The item of a single-item message, with its carrier numbers; a
-    /// malformed one is dead-lettered and its disposition returned instead.
+    /// The item of a single-item message, with its card; a malformed one is
+    /// dead-lettered and its disposition returned instead.
     pub(super) async fn read_item(
         &self,
         msg: &async_nats::jetstream::Message,
-    ) -> Result<Item, Disposition> {
+    ) -> Result<(Item, Option<v1::Card>), Disposition> {
         let wi = match gsl_bus::codec::decode::<v1::WorkItem>("WorkItem", &msg.payload) {
             Ok(w) => w,
             Err(e) => {
@@ -123,7 +129,7 @@ impl Worker {
             }
         };
         match item_from(wi, self.cfg.carrier) {
-            Ok(i) => Ok(self.with_numbers(i).await),
+            Ok(i) => Ok(self.with_card(i).await),
             Err(why) => Err(self
                 .dead_letter(msg, ErrorCode::MalformedMessage, &why)
                 .await),
