@@ -3,6 +3,7 @@
 use gsl_bus::BusConfig;
 use gsl_domain::carrier::Carrier;
 use gsl_domain::clock::Clock;
+use gsl_secret::Secret;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -53,15 +54,18 @@ pub enum Budget {
     Shared,
 }
 
-/// Everything an adapter needs. `Debug` redacts every credential.
-#[derive(Clone)]
+/// Everything an adapter needs. Every credential is a [`Secret`], so
+/// `Debug` prints none of them. Every default is written once, in
+/// [`AdapterConfig::new`]; `from_env` only overrides (`docs/operations.md`
+/// lists them, checked against this by a test).
+#[derive(Debug, Clone)]
 pub struct AdapterConfig {
     pub carrier: Carrier,
     /// Carrier platform base URL, e.g. `http://sim:8080/ct` (`GSL_CARRIER_URL`).
     pub carrier_url: String,
     /// Carrier credentials, carrier-specific meaning (`GSL_CARRIER_USER`, `GSL_CARRIER_SECRET`).
     pub carrier_user: String,
-    pub carrier_secret: String,
+    pub carrier_secret: Secret,
     pub bus: BusConfig,
     /// The gateway's gRPC address for Results (`GSL_GATEWAY_URL`).
     pub gateway_url: String,
@@ -69,10 +73,10 @@ pub struct AdapterConfig {
     /// `GSL_GATEWAY_URL` then starts with `https://`).
     pub gateway_ca_cert: Option<std::path::PathBuf>,
     /// Adapter credential for Results (`GSL_ADAPTER_TOKEN`).
-    pub adapter_token: String,
-    /// Admin HTTP (`GSL_ADMIN_LISTEN`, default `0.0.0.0:9091`).
+    pub adapter_token: Secret,
+    /// Admin HTTP (`GSL_ADMIN_LISTEN`:9091`).
     pub admin_listen: String,
-    /// Items processed at once by this replica (`GSL_CONCURRENCY`, default 64).
+    /// Items processed at once by this replica (`GSL_CONCURRENCY`).
     pub concurrency: usize,
     /// Carrier limits per API class (`GSL_RATE_CHANGE`, `GSL_RATE_QUERY`;
     /// default 5/s, 5/s as the reference service). Every call, query or
@@ -80,7 +84,7 @@ pub struct AdapterConfig {
     /// contracts count every call).
     pub rate_change: Rate,
     pub rate_query: Rate,
-    /// Share of the limit actually used (`GSL_RATE_SAFETY`, default 0.95):
+    /// Share of the limit actually used (`GSL_RATE_SAFETY`):
     /// the slack it leaves in every window covers late slots and network
     /// jitter, so no sliding window at the carrier sees more than the limit
     /// (`pacing`).
@@ -91,33 +95,33 @@ pub struct AdapterConfig {
     /// carrier that counts every call of the account against one limit.
     pub one_budget: bool,
     /// How long the first item of a batch waits for others to join
-    /// (`GSL_BATCH_WINDOW_MS`, default 250; 0 turns batch calls off).
+    /// (`GSL_BATCH_WINDOW_MS`; 0 turns batch calls off).
     pub batch_window: Duration,
-    /// Deliveries of one item before it is dead-lettered (`GSL_MAX_DELIVER`, default 8).
+    /// Deliveries of one item before it is dead-lettered (`GSL_MAX_DELIVER`).
     pub max_deliver: i64,
-    /// How long a delivery may go without an ack or progress (`GSL_ACK_WAIT_SECS`, default 30).
+    /// How long a delivery may go without an ack or progress (`GSL_ACK_WAIT_SECS`).
     pub ack_wait: Duration,
-    /// Attempts of one carrier call within a delivery (`GSL_CALL_ATTEMPTS`, default 4).
+    /// Attempts of one carrier call within a delivery (`GSL_CALL_ATTEMPTS`).
     pub call_attempts: usize,
     /// Largest carrier answer read, in bytes (`GSL_MAX_ANSWER_BYTES`, default
     /// 1 MiB; set per adapter deployment, so per carrier). An answer over it
     /// is a carrier fault: a change's outcome is then unknown and read back.
     pub max_answer: usize,
     /// How long one delivery keeps retrying a report to an unreachable
-    /// gateway (`GSL_REPORT_GIVE_UP_SECS`, default 600); then the message is
+    /// gateway (`GSL_REPORT_GIVE_UP_SECS`); then the message is
     /// redelivered, and dead-lettered after the last delivery.
     pub report_give_up: Duration,
-    /// HTTP timeout of one carrier request (`GSL_CALL_TIMEOUT_MS`, default 10000).
+    /// HTTP timeout of one carrier request (`GSL_CALL_TIMEOUT_MS`).
     pub call_timeout: Duration,
-    /// Real time between completion polls (`GSL_POLL_INTERVAL_MS`, default 5000).
+    /// Real time between completion polls (`GSL_POLL_INTERVAL_MS`).
     pub poll_interval: Duration,
-    /// Poll once right after the carrier accepts (`GSL_INLINE_POLL`, default on):
+    /// Poll once right after the carrier accepts (`GSL_INLINE_POLL`):
     /// changes that complete at once finish without a follow-up round trip.
     /// Never for a carrier whose changes never complete at once
     /// ([`crate::carrier::CarrierApi::completes_at_once`]).
     pub inline_poll: bool,
     /// Bounds of the learned wait before the first read of an accepted
-    /// change (`GSL_FIRST_POLL_MIN_MS`, default 0; `GSL_FIRST_POLL_MAX_MS`,
+    /// change (`GSL_FIRST_POLL_MIN_MS`; `GSL_FIRST_POLL_MAX_MS`,
     /// default 3600000): see [`crate::completion`].
     pub first_poll_min: Duration,
     pub first_poll_max: Duration,
@@ -131,49 +135,39 @@ pub struct AdapterConfig {
     /// seconds): e.g. China Mobile's repeat window, 3 or 30 minutes
     /// (`cmcc.md`, unsure), is the `status` rule.
     pub cooldown_holds: BTreeMap<String, Duration>,
-    /// Carrier-specific settings (`GSL_CMCC_*`, `GSL_CT_*`, `GSL_CU_*`), read
-    /// by that carrier's module, which owns their defaults.
-    pub carrier_settings: BTreeMap<String, String>,
+    /// Carrier-specific settings (`GSL_CMCC_*`, `GSL_CT_*`, `GSL_CU_*`,
+    /// `GSL_TRINET_*`), read by that carrier's module, which owns their
+    /// defaults. Those named in [`CREDENTIAL_SETTINGS`] are kept as
+    /// [`Secret`]s.
+    pub carrier_settings: CarrierSettings,
 }
 
-/// A carrier setting whose value is a credential.
-fn is_secret_setting(key: &str) -> bool {
-    ["PASSWORD", "SECRET", "KEY", "TOKEN"]
-        .iter()
-        .any(|w| key.contains(w))
+/// Carrier settings that are credentials (kept as [`Secret`]s, never
+/// printed). A list, not a guess from the name.
+pub const CREDENTIAL_SETTINGS: &[&str] = &["GSL_CT_DCP_PASSWORD", "GSL_CT_DCP_KEY"];
+
+/// Carrier settings by name: plain values, and credentials apart.
+#[derive(Debug, Clone, Default)]
+pub struct CarrierSettings {
+    plain: BTreeMap<String, String>,
+    credentials: BTreeMap<String, Secret>,
 }
 
-impl std::fmt::Debug for AdapterConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let settings: BTreeMap<&str, &str> = self
-            .carrier_settings
-            .iter()
-            .map(|(k, v)| {
-                let shown = if is_secret_setting(k) {
-                    "<redacted>"
-                } else {
-                    v.as_str()
-                };
-                (k.as_str(), shown)
-            })
-            .collect();
-        f.debug_struct("AdapterConfig")
-            .field("carrier", &self.carrier)
-            .field("carrier_url", &self.carrier_url)
-            .field("carrier_user", &self.carrier_user)
-            .field("carrier_secret", &"<redacted>")
-            .field("gateway_url", &self.gateway_url)
-            .field("adapter_token", &"<redacted>")
-            .field("admin_listen", &self.admin_listen)
-            .field("concurrency", &self.concurrency)
-            .field("rate_change", &self.rate_change)
-            .field("rate_query", &self.rate_query)
-            .field("budget", &self.budget)
-            .field("max_deliver", &self.max_deliver)
-            .field("cooldown_holds", &self.cooldown_holds)
-            .field("carrier_settings", &settings)
-            .field("instance", &self.instance)
-            .finish_non_exhaustive()
+impl CarrierSettings {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.plain
+            .get(key)
+            .map(String::as_str)
+            .or_else(|| self.credentials.get(key).map(Secret::expose))
+    }
+
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        let key = key.into();
+        if CREDENTIAL_SETTINGS.contains(&key.as_str()) {
+            self.credentials.insert(key, Secret::new(value));
+        } else {
+            self.plain.insert(key, value.into());
+        }
     }
 }
 
@@ -190,10 +184,10 @@ impl AdapterConfig {
             carrier,
             carrier_url: carrier_url.trim_end_matches('/').to_owned(),
             carrier_user: String::new(),
-            carrier_secret: String::new(),
+            carrier_secret: Secret::default(),
             bus: BusConfig::new(nats_url, format!("gsl-adapter-{carrier}")),
             gateway_url: gateway_url.to_owned(),
-            adapter_token: adapter_token.to_owned(),
+            adapter_token: Secret::from(adapter_token),
             gateway_ca_cert: None,
             admin_listen: "127.0.0.1:0".into(),
             concurrency: 64,
@@ -217,7 +211,7 @@ impl AdapterConfig {
             clock: Clock::real(),
             instance: format!("adapter-{carrier}"),
             cooldown_holds: BTreeMap::new(),
-            carrier_settings: BTreeMap::new(),
+            carrier_settings: CarrierSettings::default(),
         }
     }
 
@@ -237,7 +231,12 @@ impl AdapterConfig {
 
     /// A carrier setting (`GSL_CMCC_GROUP_ID` ...), if set.
     pub fn carrier_setting(&self, key: &str) -> Option<&str> {
-        self.carrier_settings.get(key).map(String::as_str)
+        self.carrier_settings.get(key)
+    }
+
+    /// Set a carrier setting (tests; the environment sets them in production).
+    pub fn set_carrier_setting(&mut self, key: &str, value: impl Into<String>) {
+        self.carrier_settings.insert(key, value);
     }
 
     pub fn from_env() -> Result<AdapterConfig, String> {
@@ -249,21 +248,21 @@ impl AdapterConfig {
         let mut c = AdapterConfig::new(
             carrier,
             &need("GSL_CARRIER_URL")?,
-            &get("GSL_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+            gsl_bus::connect::DEFAULT_NATS_URL,
             &need("GSL_GATEWAY_URL")?,
             &need("GSL_ADAPTER_TOKEN")?,
         );
         c.bus = BusConfig::from_lookup(&format!("gsl-adapter-{carrier}"), |k| get(k));
         c.carrier_user = get("GSL_CARRIER_USER").unwrap_or_default();
         c.gateway_ca_cert = get("GSL_GATEWAY_CA_CERT").map(std::path::PathBuf::from);
-        c.carrier_secret = get("GSL_CARRIER_SECRET").unwrap_or_default();
+        c.carrier_secret = Secret::new(get("GSL_CARRIER_SECRET").unwrap_or_default());
         c.admin_listen = get("GSL_ADMIN_LISTEN").unwrap_or_else(|| "0.0.0.0:9091".into());
         let num = |k: &str, d: u64| -> Result<u64, String> {
             get(k)
                 .map(|v| v.parse().map_err(|_| format!("{k} must be a whole number")))
                 .unwrap_or(Ok(d))
         };
-        c.concurrency = num("GSL_CONCURRENCY", 64)?.max(1) as usize;
+        c.concurrency = num("GSL_CONCURRENCY", c.concurrency as u64)?.max(1) as usize;
         if let Some(r) = get("GSL_RATE_CHANGE") {
             c.rate_change = Rate::parse(&r)?;
         }
@@ -295,15 +294,20 @@ impl AdapterConfig {
             "GSL_BATCH_WINDOW_MS",
             c.batch_window.as_millis() as u64,
         )?);
-        let d = gsl_bus::topology::Delivery::default();
-        c.max_deliver = num("GSL_MAX_DELIVER", d.max_deliver as u64)?.max(1) as i64;
-        c.ack_wait = Duration::from_secs(num("GSL_ACK_WAIT_SECS", d.ack_wait.as_secs())?.max(2));
-        c.call_attempts = num("GSL_CALL_ATTEMPTS", 4)?.max(1) as usize;
+        c.max_deliver = num("GSL_MAX_DELIVER", c.max_deliver as u64)?.max(1) as i64;
+        c.ack_wait = Duration::from_secs(num("GSL_ACK_WAIT_SECS", c.ack_wait.as_secs())?.max(2));
+        c.call_attempts = num("GSL_CALL_ATTEMPTS", c.call_attempts as u64)?.max(1) as usize;
         c.max_answer = num("GSL_MAX_ANSWER_BYTES", c.max_answer as u64)?.max(1) as usize;
-        c.call_timeout = Duration::from_millis(num("GSL_CALL_TIMEOUT_MS", 10_000)?);
+        c.call_timeout = Duration::from_millis(num(
+            "GSL_CALL_TIMEOUT_MS",
+            c.call_timeout.as_millis() as u64,
+        )?);
         c.report_give_up =
             Duration::from_secs(num("GSL_REPORT_GIVE_UP_SECS", c.report_give_up.as_secs())?);
-        c.poll_interval = Duration::from_millis(num("GSL_POLL_INTERVAL_MS", 5000)?);
+        c.poll_interval = Duration::from_millis(num(
+            "GSL_POLL_INTERVAL_MS",
+            c.poll_interval.as_millis() as u64,
+        )?);
         c.inline_poll = get("GSL_INLINE_POLL").as_deref() != Some("off");
         c.first_poll_min = Duration::from_millis(num(
             "GSL_FIRST_POLL_MIN_MS",
@@ -340,14 +344,15 @@ impl AdapterConfig {
                     .insert(name.trim().to_owned(), Duration::from_secs(secs));
             }
         }
-        c.carrier_settings = std::env::vars()
-            .filter(|(k, v)| {
-                !v.is_empty()
-                    && ["GSL_CMCC_", "GSL_CT_", "GSL_CU_", "GSL_TRINET_"]
-                        .iter()
-                        .any(|p| k.starts_with(p))
-            })
+        let prefixes: Vec<String> = Carrier::ALL
+            .iter()
+            .map(|c| format!("GSL_{}_", c.as_str().to_uppercase()))
             .collect();
+        for (k, v) in std::env::vars()
+            .filter(|(k, v)| !v.is_empty() && prefixes.iter().any(|p| k.starts_with(p)))
+        {
+            c.carrier_settings.insert(k, v);
+        }
         c.instance = get("POD_NAME")
             .or_else(|| get("HOSTNAME"))
             .unwrap_or_else(|| format!("adapter-{carrier}"));
@@ -374,7 +379,7 @@ mod tests {
             ("GSL_CT_DCP_KEY", "k9X2m7Q4p"),
             ("GSL_CT_DCP_USER", "dcp-user"),
         ] {
-            c.carrier_settings.insert(k.into(), v.into());
+            c.set_carrier_setting(k, v);
         }
         let d = format!("{c:?}");
         for secret in ["adapter-tok-1", "5gcmp-secret-1", "dcp-pw-1", "k9X2m7Q4p"] {

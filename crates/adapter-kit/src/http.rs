@@ -163,7 +163,10 @@ const CALL_BACKOFF: Backoff =
 pub const DEFAULT_MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 impl Http {
-    pub fn new(timeout: Duration) -> Http {
+    /// A stack with a per-attempt `timeout` and `attempts` attempts per
+    /// call (at least one); `GSL_CALL_TIMEOUT_MS` and `GSL_CALL_ATTEMPTS`
+    /// give both in the adapter (`AdapterConfig`).
+    pub fn new(timeout: Duration, attempts: usize) -> Http {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(3).min(timeout))
@@ -172,7 +175,7 @@ impl Http {
             .expect("a client with only timeouts set builds");
         Http {
             client,
-            attempts: 4,
+            attempts: attempts.max(1),
             max_answer: DEFAULT_MAX_ANSWER_BYTES,
             policy: AnswerPolicy::default(),
         }
@@ -180,11 +183,6 @@ impl Http {
 
     pub fn with_policy(mut self, policy: AnswerPolicy) -> Http {
         self.policy = policy;
-        self
-    }
-
-    pub fn with_attempts(mut self, attempts: usize) -> Http {
-        self.attempts = attempts.max(1);
         self
     }
 
@@ -371,7 +369,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let http = Http::new(Duration::from_millis(500));
+        let http = Http::new(Duration::from_millis(500), 4);
         let rb = http
             .client
             .get(format!("http://127.0.0.1:{port}/v5/ec/get/token"))
@@ -421,7 +419,7 @@ mod tests {
     /// `Content-Length`.
     #[tokio::test]
     async fn answers_are_read_up_to_the_cap() {
-        let http = Http::new(Duration::from_secs(5)).with_max_answer(64 * 1024);
+        let http = Http::new(Duration::from_secs(5), 4).with_max_answer(64 * 1024);
         for head in [
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n",
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n",
@@ -482,7 +480,7 @@ mod tests {
         use std::sync::atomic::Ordering;
         let pacer = crate::pacing::Pacer::off();
         let ctx = CallCtx::new(&pacer, "t1");
-        let http = Http::new(Duration::from_secs(2)).with_attempts(3);
+        let http = Http::new(Duration::from_secs(2), 3);
         let (url, n) = always(500).await;
         let e = http
             .call(&ctx, CallClass::Change, http.client.post(&url))
@@ -497,12 +495,10 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, CallError::Transient { .. }), "{e:?}");
         assert_eq!(n.load(Ordering::SeqCst), 3, "a read is retried");
-        let blind = Http::new(Duration::from_secs(2))
-            .with_attempts(3)
-            .with_policy(AnswerPolicy {
-                change_5xx: FiveXx::NotApplied,
-                ..Default::default()
-            });
+        let blind = Http::new(Duration::from_secs(2), 3).with_policy(AnswerPolicy {
+            change_5xx: FiveXx::NotApplied,
+            ..Default::default()
+        });
         let (url, n) = always(503).await;
         let e = blind
             .call(&ctx, CallClass::Change, blind.client.post(&url))

@@ -19,14 +19,14 @@ pub enum ReportError {
 #[derive(Clone)]
 pub struct Reporter {
     client: v1::results_client::ResultsClient<Channel>,
-    token: String,
+    token: gsl_secret::Secret,
     give_up_after: Duration,
 }
 
 impl Reporter {
     pub fn new(
         gateway_url: &str,
-        token: &str,
+        token: &gsl_secret::Secret,
         give_up_after: Duration,
         ca_cert: Option<&std::path::Path>,
     ) -> Result<Reporter, String> {
@@ -50,7 +50,7 @@ impl Reporter {
         let ch = ep.connect_lazy();
         Ok(Reporter {
             client: v1::results_client::ResultsClient::new(ch),
-            token: token.to_owned(),
+            token: token.clone(),
             give_up_after,
         })
     }
@@ -66,7 +66,7 @@ impl Reporter {
             });
             req.metadata_mut().insert(
                 "authorization",
-                format!("Bearer {}", self.token)
+                format!("Bearer {}", self.token.expose())
                     .parse()
                     .map_err(|_| ReportError::Refused("token is not ASCII".into()))?,
             );

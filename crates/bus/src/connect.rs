@@ -3,6 +3,9 @@
 use crate::BusError;
 use async_nats::jetstream::{self, Context};
 pub use gsl_secret::Secret;
+
+/// Where a service connects when `GSL_NATS_URL` is not set.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 use std::time::Duration;
 
 /// NATS connection settings.
@@ -75,7 +78,7 @@ impl BusConfig {
     /// Read `GSL_NATS_*` through `get` (the environment, or a config map).
     pub fn from_lookup(name: &str, get: impl Fn(&str) -> Option<String>) -> BusConfig {
         let mut c = BusConfig::new(
-            get("GSL_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+            get("GSL_NATS_URL").unwrap_or_else(|| DEFAULT_NATS_URL.into()),
             name,
         );
         c.user = get("GSL_NATS_USER").filter(|s| !s.is_empty());

@@ -44,7 +44,7 @@ mod tests {
             s.write_all(head.as_bytes()).await.unwrap();
             s.write_all(body.as_bytes()).await.unwrap();
         });
-        let http = gsl_adapter_kit::http::Http::new(Duration::from_secs(5))
+        let http = gsl_adapter_kit::http::Http::new(Duration::from_secs(5), 4)
             .with_max_answer(4 * 1024 * 1024);
         let resp = http
             .send(http.client.get(format!("http://{addr}/")))

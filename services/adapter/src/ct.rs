@@ -36,41 +36,30 @@ use gsl_domain::calendar::cst;
 use gsl_domain::codes::ErrorCode;
 use gsl_domain::{Carrier, speed};
 use gsl_proto::v1::operation::Kind as O;
+use gsl_secret::Secret;
 use md5::{Digest, Md5};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 /// China Telecom's settings (`GSL_CARRIER_USER` / `GSL_CARRIER_SECRET` are
 /// the 5GCMP AppKey and secret; `GSL_CT_*` the rest).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct CtSettings {
     pub app_key: String,
-    pub secret: String,
+    pub secret: Secret,
     /// `Timestamp` in China time (true) or GMT.
     pub timestamp_cst: bool,
     pub dcp_url: String,
     pub dcp_user: String,
-    pub dcp_password: String,
+    pub dcp_password: Secret,
     /// The 9-character DCP key.
-    pub dcp_key: String,
+    pub dcp_key: Secret,
     /// Where `IMEIReRecord` is posted (`/m2m_ec/query.do`, or
     /// `/m2m_ec/app/serviceAccept.do` in another client: unsure).
     pub rebind_path: String,
     /// Resume meeting "awaiting activation" forces an activation (changes the
     /// card's billing state): off by default.
     pub force_activation: bool,
-}
-
-impl std::fmt::Debug for CtSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CtSettings")
-            .field("app_key", &self.app_key)
-            .field("secret", &"<redacted>")
-            .field("dcp_user", &self.dcp_user)
-            .field("dcp_password", &"<redacted>")
-            .field("dcp_key", &"<redacted>")
-            .finish_non_exhaustive()
-    }
 }
 
 impl CtSettings {
@@ -82,8 +71,8 @@ impl CtSettings {
             timestamp_cst: get("GSL_CT_TIMESTAMP_ZONE").as_deref() != Some("gmt"),
             dcp_url: get("GSL_CT_DCP_URL").unwrap_or_else(|| cfg.carrier_url.clone()),
             dcp_user: get("GSL_CT_DCP_USER").unwrap_or_default(),
-            dcp_password: get("GSL_CT_DCP_PASSWORD").unwrap_or_default(),
-            dcp_key: get("GSL_CT_DCP_KEY").unwrap_or_default(),
+            dcp_password: Secret::new(get("GSL_CT_DCP_PASSWORD").unwrap_or_default()),
+            dcp_key: Secret::new(get("GSL_CT_DCP_KEY").unwrap_or_default()),
             rebind_path: get("GSL_CT_REBIND_PATH").unwrap_or_else(|| "/m2m_ec/query.do".into()),
             force_activation: get("GSL_CT_FORCE_ACTIVATION").as_deref() == Some("on"),
         }
@@ -109,11 +98,11 @@ pub fn sorted_query(p: &BTreeMap<&str, String>) -> String {
 
 /// DCP `passWord` and `sign` for a method's signed values.
 pub fn dcp_auth(set: &CtSettings, values: &[&str]) -> (String, String) {
-    let (k1, k2, k3) = gsl_desjs::dcp_keys(&set.dcp_key);
+    let (k1, k2, k3) = gsl_desjs::dcp_keys(set.dcp_key.expose());
     let mut v: Vec<&str> = values.to_vec();
     v.sort();
     (
-        gsl_desjs::str_enc(&set.dcp_password, &k1, &k2, &k3),
+        gsl_desjs::str_enc(set.dcp_password.expose(), &k1, &k2, &k3),
         gsl_desjs::str_enc(&v.join(","), &k1, &k2, &k3),
     )
 }
@@ -230,7 +219,7 @@ pub fn rebind_query(set: &CtSettings, item: &Item, number: &str) -> Vec<(&'stati
         &[
             number,
             &set.dcp_user,
-            &set.dcp_password,
+            set.dcp_password.expose(),
             "IMEIReRecord",
             "ADD",
         ],
@@ -416,7 +405,7 @@ impl Ct {
             .header("Timestamp", &ts)
             .header(
                 "Sign",
-                sign(&sorted_query(&r.query), "", &self.set.secret, &ts),
+                sign(&sorted_query(&r.query), "", self.set.secret.expose(), &ts),
             )
     }
 
@@ -456,7 +445,7 @@ impl Ct {
             &[
                 &item.card,
                 &self.set.dcp_user,
-                &self.set.dcp_password,
+                self.set.dcp_password.expose(),
                 "getTelephone",
             ],
         );

@@ -30,29 +30,19 @@ use gsl_adapter_kit::http::{AnswerPolicy, FiveXx, Http};
 use gsl_domain::Carrier;
 use gsl_domain::codes::ErrorCode;
 use gsl_proto::v1::operation::Kind as O;
+use gsl_secret::Secret;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 /// China Unicom's settings.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct CuSettings {
     pub user: String,
-    pub api_key: String,
+    pub api_key: Secret,
     /// Kbps -> communication plan name (account data).
     pub speed_plans: BTreeMap<u32, String>,
     /// Usage cap MB (-1 = none) -> rate plan name (account data).
     pub cap_plans: BTreeMap<i64, String>,
-}
-
-impl std::fmt::Debug for CuSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CuSettings")
-            .field("user", &self.user)
-            .field("api_key", &"<redacted>")
-            .field("speed_plans", &self.speed_plans)
-            .field("cap_plans", &self.cap_plans)
-            .finish()
-    }
 }
 
 fn plan_table<K: std::str::FromStr + Ord>(s: Option<&str>) -> BTreeMap<K, String> {
@@ -151,7 +141,7 @@ impl Cu {
             .call(
                 ctx,
                 CallClass::Change,
-                rb.basic_auth(&self.set.user, Some(&self.set.api_key)),
+                rb.basic_auth(&self.set.user, Some(self.set.api_key.expose())),
             )
             .await?;
         let status = resp.status().as_u16();
@@ -271,7 +261,7 @@ impl CarrierApi for Cu {
                 self.http
                     .client
                     .get(format!("{}/devices/0", self.base))
-                    .basic_auth(&self.set.user, Some(&self.set.api_key)),
+                    .basic_auth(&self.set.user, Some(self.set.api_key.expose())),
             )
             .await;
         match r {

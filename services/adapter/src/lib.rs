@@ -38,8 +38,7 @@ pub fn module_for(cfg: &AdapterConfig) -> Arc<dyn CarrierApi> {
         Carrier::Cu => cu::answers(cfg),
         Carrier::Trinet => trinet::answers(cfg),
     };
-    let t = gsl_adapter_kit::http::Http::new(cfg.call_timeout)
-        .with_attempts(cfg.call_attempts)
+    let t = gsl_adapter_kit::http::Http::new(cfg.call_timeout, cfg.call_attempts)
         .with_max_answer(cfg.max_answer)
         .with_policy(answers);
     match cfg.carrier {

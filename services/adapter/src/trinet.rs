@@ -13,19 +13,20 @@ use gsl_domain::Carrier;
 use gsl_domain::codes::ErrorCode;
 use gsl_proto::convert;
 use gsl_proto::v1::operation::Kind as O;
+use gsl_secret::Secret;
 use serde_json::json;
 
 pub struct Trinet {
     base: String,
-    key: String,
+    key: Secret,
     http: Http,
 }
 
 impl Trinet {
-    pub fn new(base: &str, key: &str, http: Http) -> Trinet {
+    pub fn new(base: &str, key: &Secret, http: Http) -> Trinet {
         Trinet {
             base: format!("{}/api/v1", base.trim_end_matches('/')),
-            key: key.to_owned(),
+            key: key.clone(),
             http,
         }
     }
@@ -38,7 +39,7 @@ impl Trinet {
     ) -> CallResult<(u16, serde_json::Value)> {
         let resp = self
             .http
-            .call(ctx, class, rb.bearer_auth(&self.key))
+            .call(ctx, class, rb.bearer_auth(self.key.expose()))
             .await?;
         let status = resp.status().as_u16();
         Ok((status, json(&self.http, resp).await?))
@@ -208,7 +209,7 @@ impl CarrierApi for Trinet {
                     .client
                     .get(format!("{}/tickets", self.base))
                     .query(&[("requestId", "readiness-probe")])
-                    .bearer_auth(&self.key),
+                    .bearer_auth(self.key.expose()),
             )
             .await
             .and_then(gsl_adapter_kit::http::retryable);

@@ -59,8 +59,7 @@ fn item(carrier: Carrier, op: &str) -> Item {
 fn config(carrier: Carrier, f: &Value) -> AdapterConfig {
     let mut cfg = AdapterConfig::new(carrier, "http://carrier", "nats://x", "http://gw", "t");
     for (k, v) in f["settings"].as_object().unwrap() {
-        cfg.carrier_settings
-            .insert(k.clone(), v.as_str().unwrap().to_owned());
+        cfg.set_carrier_setting(k, v.as_str().unwrap());
     }
     cfg
 }

@@ -33,7 +33,7 @@ async fn reports_reach_a_tls_gateway_only_over_tls() {
 
     let tls = Reporter::new(
         &format!("https://localhost:{port}"),
-        ADAPTER_TOKEN,
+        &ADAPTER_TOKEN.into(),
         Duration::from_secs(5),
         Some(&ca),
     )
@@ -45,7 +45,7 @@ async fn reports_reach_a_tls_gateway_only_over_tls() {
 
     let plain = Reporter::new(
         &format!("http://localhost:{port}"),
-        ADAPTER_TOKEN,
+        &ADAPTER_TOKEN.into(),
         Duration::from_millis(500),
         None,
     )

@@ -62,37 +62,45 @@ pub struct GatewayConfig {
     pub tenant_self_registration: bool,
 }
 
-/// Default of the per-tenant open-order quota.
-pub const DEFAULT_TENANT_MAX_OPEN_ORDERS: usize = 1000;
-
-/// Items per work message of a multi-card order (the carriers' batch size).
-pub const DEFAULT_BUNDLE_SIZE: usize = 100;
-
-/// Defaults of the request bounds (written once; the environment overrides).
-pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
-pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: usize = 256;
-
-impl GatewayConfig {
-    /// For tests: loopback ports chosen by the OS.
-    pub fn local(nats_url: &str, tokens: StaticTokens) -> GatewayConfig {
+impl Default for GatewayConfig {
+    /// The production defaults, written once: `from_env` and [`local`]
+    /// (tests, development) start from them.
+    ///
+    /// [`local`]: GatewayConfig::local
+    fn default() -> Self {
         GatewayConfig {
-            grpc_listen: "127.0.0.1:0".into(),
-            admin_listen: "127.0.0.1:0".into(),
-            bus: BusConfig::new(nats_url, "gsl-gateway"),
-            tokens,
+            grpc_listen: "0.0.0.0:50051".into(),
+            admin_listen: "0.0.0.0:9090".into(),
+            bus: BusConfig::new(gsl_bus::connect::DEFAULT_NATS_URL, "gsl-gateway"),
+            tokens: StaticTokens::default(),
             tls: None,
             fanout_window: 8192,
-            bundle_size: DEFAULT_BUNDLE_SIZE,
+            bundle_size: 100,
             intake: true,
             bounds: RequestBounds::default(),
             trace_items_per_order: 100,
             background_fanout_over: 1000,
             fanout_sweep: std::time::Duration::from_secs(15),
             fanout_stale: std::time::Duration::from_secs(60),
-            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
-            max_requests_per_connection: DEFAULT_MAX_REQUESTS_PER_CONNECTION,
-            tenant_max_open_orders: DEFAULT_TENANT_MAX_OPEN_ORDERS,
+            max_concurrent_requests: 1024,
+            max_requests_per_connection: 256,
+            tenant_max_open_orders: 1000,
+            tenant_self_registration: false,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// For tests: loopback ports chosen by the OS, tenants may register
+    /// their own cards.
+    pub fn local(nats_url: &str, tokens: StaticTokens) -> GatewayConfig {
+        GatewayConfig {
+            grpc_listen: "127.0.0.1:0".into(),
+            admin_listen: "127.0.0.1:0".into(),
+            bus: BusConfig::new(nats_url, "gsl-gateway"),
+            tokens,
             tenant_self_registration: true,
+            ..GatewayConfig::default()
         }
     }
 
@@ -131,44 +139,39 @@ impl GatewayConfig {
                 .map(|v| v.parse().map_err(|_| format!("{k} must be a number")))
                 .unwrap_or(Ok(d))
         };
+        let d = GatewayConfig::default();
         Ok(GatewayConfig {
-            grpc_listen: get("GSL_GRPC_LISTEN").unwrap_or_else(|| "0.0.0.0:50051".into()),
-            admin_listen: get("GSL_ADMIN_LISTEN").unwrap_or_else(|| "0.0.0.0:9090".into()),
+            grpc_listen: get("GSL_GRPC_LISTEN").unwrap_or(d.grpc_listen),
+            admin_listen: get("GSL_ADMIN_LISTEN").unwrap_or(d.admin_listen),
             bus: BusConfig::from_lookup("gsl-gateway", |k| get(k)),
             tokens: StaticTokens::new(tenants, None)
                 .with_adapters(adapters)
                 .with_operator(get("GSL_OPERATOR_TOKEN")),
             tls,
-            fanout_window: num("GSL_FANOUT_WINDOW", 8192)?,
-            bundle_size: num("GSL_BUNDLE_SIZE", DEFAULT_BUNDLE_SIZE)?.max(1),
+            fanout_window: num("GSL_FANOUT_WINDOW", d.fanout_window)?,
+            bundle_size: num("GSL_BUNDLE_SIZE", d.bundle_size)?.max(1),
             intake: get("GSL_INTAKE").as_deref() != Some("off"),
             bounds: RequestBounds::from_lookup(|k| get(k))?,
-            trace_items_per_order: num("GSL_TRACE_ITEMS_PER_ORDER", 100)?,
+            trace_items_per_order: num("GSL_TRACE_ITEMS_PER_ORDER", d.trace_items_per_order)?,
             background_fanout_over: match get("GSL_BACKGROUND_FANOUT_OVER").as_deref() {
                 Some("off") => usize::MAX,
-                _ => num("GSL_BACKGROUND_FANOUT_OVER", 1000)?,
+                _ => num("GSL_BACKGROUND_FANOUT_OVER", d.background_fanout_over)?,
             },
             fanout_sweep: std::time::Duration::from_secs(
-                num("GSL_FANOUT_SWEEP_SECS", 15)?.max(1) as u64
+                num("GSL_FANOUT_SWEEP_SECS", d.fanout_sweep.as_secs() as usize)?.max(1) as u64,
             ),
             fanout_stale: std::time::Duration::from_secs(
-                num("GSL_FANOUT_STALE_SECS", 60)?.max(1) as u64
+                num("GSL_FANOUT_STALE_SECS", d.fanout_stale.as_secs() as usize)?.max(1) as u64,
             ),
-            max_concurrent_requests: num(
-                "GSL_MAX_CONCURRENT_REQUESTS",
-                DEFAULT_MAX_CONCURRENT_REQUESTS,
-            )?
-            .max(1),
+            max_concurrent_requests: num("GSL_MAX_CONCURRENT_REQUESTS", d.max_concurrent_requests)?
+                .max(1),
             max_requests_per_connection: num(
                 "GSL_MAX_REQUESTS_PER_CONNECTION",
-                DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+                d.max_requests_per_connection,
             )?
             .max(1),
-            tenant_max_open_orders: num(
-                "GSL_TENANT_MAX_OPEN_ORDERS",
-                DEFAULT_TENANT_MAX_OPEN_ORDERS,
-            )?
-            .max(1),
+            tenant_max_open_orders: num("GSL_TENANT_MAX_OPEN_ORDERS", d.tenant_max_open_orders)?
+                .max(1),
             tenant_self_registration: get("GSL_TENANT_SELF_REGISTRATION").as_deref() == Some("on"),
         })
     }

@@ -36,6 +36,7 @@ use gsl_domain::Carrier;
 use gsl_domain::calendar::cst;
 use gsl_domain::codes::ErrorCode;
 use gsl_proto::v1::operation::Kind as O;
+use gsl_secret::Secret;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -43,10 +44,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// China Mobile's settings; `GSL_CMCC_*` overrides each.
-#[derive(Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CmccSettings {
     pub appid: String,
-    pub password: String,
+    pub password: Secret,
     /// The per-card repeat window of status changes (the `status` cooldown),
     /// on the clock the services share.
     pub repeat_window: Duration,
@@ -62,17 +63,6 @@ pub struct CmccSettings {
     pub action_rule: String,
     pub oper_add: String,
     pub oper_delete: String,
-}
-
-impl std::fmt::Debug for CmccSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CmccSettings")
-            .field("appid", &self.appid)
-            .field("password", &"<redacted>")
-            .field("repeat_window", &self.repeat_window)
-            .field("group_id", &self.group_id)
-            .finish_non_exhaustive()
-    }
 }
 
 impl CmccSettings {
@@ -347,7 +337,7 @@ impl Cmcc {
     fn token_fields(&self) -> [(&'static str, String); 3] {
         [
             ("appid", self.set.appid.clone()),
-            ("password", self.set.password.clone()),
+            ("password", self.set.password.expose().to_owned()),
             ("transid", self.transid()),
         ]
     }
@@ -646,7 +636,7 @@ mod tests {
     fn transids_have_the_carrier_format_and_never_repeat_in_one_process() {
         let mut set = settings();
         set.appid = "app1".into();
-        let c = Cmcc::new("http://x", set, Http::new(Duration::from_secs(1)));
+        let c = Cmcc::new("http://x", set, Http::new(Duration::from_secs(1), 4));
         let mut seen = HashSet::new();
         for i in 0..20_000 {
             let t = if i % 2 == 0 {

@@ -164,11 +164,10 @@ impl Stack {
         cfg.carrier_user = u.into();
         cfg.carrier_secret = p.into();
         for (k, v) in self.sim.engine.config.credentials.adapter_env(c) {
-            cfg.carrier_settings.insert(k.to_owned(), v);
+            cfg.set_carrier_setting(k, v);
         }
         for (k, v) in CARRIER_SETTINGS {
-            cfg.carrier_settings
-                .insert((*k).to_owned(), (*v).to_owned());
+            cfg.set_carrier_setting(k, *v);
         }
         cfg.rate_change = o.rate_change;
         cfg.rate_query = Rate::OFF;
