@@ -34,11 +34,16 @@ pub const ISSUER_PREFIXES: &[(&str, Carrier)] = &[
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("unknown carrier {0:?}: expected cmcc, ct, cu or trinet")]
+#[error("unknown carrier {0:?}: expected one of {names}", names = Carrier::names().join(", "))]
 pub struct UnknownCarrier(pub String);
 
 impl Carrier {
     pub const ALL: [Carrier; 4] = [Carrier::Cmcc, Carrier::Ct, Carrier::Cu, Carrier::Trinet];
+
+    /// Every carrier's name, in table order (messages, settings prefixes).
+    pub fn names() -> Vec<&'static str> {
+        Carrier::ALL.iter().map(|c| c.as_str()).collect()
+    }
 
     /// The token used in subjects, config and logs.
     pub const fn as_str(self) -> &'static str {

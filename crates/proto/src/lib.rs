@@ -9,6 +9,8 @@
 //!
 //! * [`v1`]: the generated code (`gsl.v1` package);
 //! * [`convert`]: wire <-> domain conversions and timestamp helpers;
+//! * [`ops`]: the one catalogue of operations at the edges (intake JSON,
+//!   `gslctl` flags, contract fixtures, per-card values);
 //! * [`FILE_DESCRIPTOR_SET`]: for gRPC server reflection.
 #![forbid(unsafe_code)]
 
@@ -19,6 +21,7 @@ pub mod v1 {
 }
 
 pub mod convert;
+pub mod ops;
 
 /// Encoded descriptors of every message and service, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("gsl_descriptor");

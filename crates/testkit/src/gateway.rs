@@ -88,9 +88,9 @@ pub fn adapter_token(base: &str, carrier: &str) -> String {
 
 /// `GSL_ADAPTER_TOKENS` for a gateway whose adapters use [`adapter_token`].
 pub fn adapter_tokens_env(base: &str) -> String {
-    ["cmcc", "ct", "cu", "trinet"]
+    gsl_domain::Carrier::ALL
         .iter()
-        .map(|c| format!("{c}={}", adapter_token(base, c)))
+        .map(|c| format!("{c}={}", adapter_token(base, c.as_str())))
         .collect::<Vec<_>>()
         .join(",")
 }

@@ -23,23 +23,39 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&text.replace("$ICCID", ICCID).replace("$MSISDN", MSISDN)).unwrap()
 }
 
+/// A fixture's operation (`name` or `name:number`), built by the same
+/// catalogue as the intake and gslctl (`gsl_proto::ops`).
 pub fn operation(s: &str) -> v1::Operation {
+    use gsl_domain::OperationKind as K;
+    use gsl_proto::ops::OpParams;
     let (name, arg) = s.split_once(':').unwrap_or((s, ""));
-    let n = || arg.parse::<i64>().unwrap();
-    let kind = match name {
-        "stop" => O::Stop(v1::Stop {}),
-        "resume" => O::Resume(v1::Resume {}),
-        "activate" => O::Activate(v1::Activate {}),
-        "close" => O::CloseCard(v1::CloseCard {}),
-        "cutoff" => O::NetworkCutoff(v1::NetworkCutoff {}),
-        "restore" => O::NetworkRestore(v1::NetworkRestore {}),
-        "threshold" => O::SetUsageThreshold(v1::SetUsageThreshold { threshold_mb: n() }),
-        "cancel_threshold" => O::CancelUsageThreshold(v1::CancelUsageThreshold {}),
-        "speed" => O::SpeedLimit(v1::SpeedLimit { kbps: n() as u32 }),
-        "rebind" => O::Rebind(v1::Rebind::default()),
+    let n = || Some(arg.parse::<i64>().unwrap());
+    let (kind, p) = match name {
+        "stop" => (K::Stop, OpParams::default()),
+        "resume" => (K::Resume, OpParams::default()),
+        "activate" => (K::Activate, OpParams::default()),
+        "close" => (K::CloseCard, OpParams::default()),
+        "cutoff" => (K::NetworkCutoff, OpParams::default()),
+        "restore" => (K::NetworkRestore, OpParams::default()),
+        "threshold" => (
+            K::SetUsageThreshold,
+            OpParams {
+                threshold_mb: n(),
+                ..Default::default()
+            },
+        ),
+        "cancel_threshold" => (K::CancelUsageThreshold, OpParams::default()),
+        "speed" => (
+            K::SpeedLimit,
+            OpParams {
+                kbps: n().map(|v| v as u32),
+                ..Default::default()
+            },
+        ),
+        "rebind" => (K::Rebind, OpParams::default()),
         other => panic!("unknown fixture operation {other}"),
     };
-    v1::Operation { kind: Some(kind) }
+    gsl_proto::ops::build(kind, &p).unwrap()
 }
 
 fn item(carrier: Carrier, op: &str) -> Item {

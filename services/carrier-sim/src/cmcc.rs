@@ -69,6 +69,14 @@ fn err(code: &str, msg: &str) -> Response {
     envelope(code, msg, json!([]))
 }
 
+/// How China Mobile answers at the gate.
+pub const STYLE: crate::gate::Style = crate::gate::Style {
+    classify: |parts, _| classify(parts),
+    busy,
+    over_limit: |e, _| over_limit(e),
+    authenticate,
+};
+
 pub fn busy(e: &Engine) -> Response {
     over_limit(e)
 }

@@ -70,6 +70,14 @@ fn xml_refused(code: &str, desc: &str) -> Response {
     xml("1", code, desc, "")
 }
 
+/// How China Telecom answers at the gate.
+pub const STYLE: crate::gate::Style = crate::gate::Style {
+    classify,
+    busy,
+    over_limit: |e, _| over_limit(e),
+    authenticate,
+};
+
 pub fn busy(e: &Engine) -> Response {
     over_limit(e)
 }

@@ -48,6 +48,14 @@ fn error(status: u16, code: &str, msg: &str) -> Response {
         .into_response()
 }
 
+/// How China Unicom answers at the gate.
+pub const STYLE: crate::gate::Style = crate::gate::Style {
+    classify: |parts, _| classify(parts),
+    busy,
+    over_limit,
+    authenticate: |e, parts, _| authenticate(e, parts),
+};
+
 pub fn busy(e: &Engine) -> Response {
     error(
         503,

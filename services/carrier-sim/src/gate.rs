@@ -4,7 +4,6 @@
 
 use crate::config::ApiClass;
 use crate::engine::Engine;
-use crate::{cmcc, ct, cu, trinet};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -29,45 +28,15 @@ pub fn dropped() -> Response {
     Response::new(body)
 }
 
-fn classify(c: Carrier, parts: &http::request::Parts, body: &[u8]) -> ApiClass {
-    match c {
-        Carrier::Cmcc => cmcc::classify(parts),
-        Carrier::Ct => ct::classify(parts, body),
-        Carrier::Cu => cu::classify(parts),
-        Carrier::Trinet => trinet::classify(parts),
-    }
-}
-
-fn busy(e: &Engine, c: Carrier) -> Response {
-    match c {
-        Carrier::Cmcc => cmcc::busy(e),
-        Carrier::Ct => ct::busy(e),
-        Carrier::Cu => cu::busy(e),
-        Carrier::Trinet => trinet::busy(),
-    }
-}
-
-fn over_limit(e: &Engine, c: Carrier, wait: Duration) -> Response {
-    match c {
-        Carrier::Cmcc => cmcc::over_limit(e),
-        Carrier::Ct => ct::over_limit(e),
-        Carrier::Cu => cu::over_limit(e, wait),
-        Carrier::Trinet => trinet::over_limit(wait),
-    }
-}
-
-fn authenticate(
-    e: &Engine,
-    c: Carrier,
-    parts: &http::request::Parts,
-    body: &[u8],
-) -> Result<(), Response> {
-    match c {
-        Carrier::Cmcc => cmcc::authenticate(e, parts, body),
-        Carrier::Ct => ct::authenticate(e, parts, body),
-        Carrier::Cu => cu::authenticate(e, parts),
-        Carrier::Trinet => trinet::authenticate(e, parts),
-    }
+/// How one platform answers at the gate, in its own style: how it counts a
+/// request against its limits, and what it says when busy, over the limit
+/// or given bad credentials. Each platform module hands its own `STYLE`.
+#[derive(Clone, Copy)]
+pub struct Style {
+    pub classify: fn(&http::request::Parts, &[u8]) -> ApiClass,
+    pub busy: fn(&Engine) -> Response,
+    pub over_limit: fn(&Engine, Duration) -> Response,
+    pub authenticate: fn(&Engine, &http::request::Parts, &[u8]) -> Result<(), Response>,
 }
 
 /// Middleware state: the engine and which platform the router serves.
@@ -75,6 +44,7 @@ fn authenticate(
 pub struct Gate {
     pub engine: Arc<Engine>,
     pub carrier: Carrier,
+    pub style: Style,
 }
 
 pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
@@ -113,7 +83,7 @@ pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
             .expect("static response");
     }
     if is_busy {
-        return busy(&g.engine, g.carrier);
+        return (g.style.busy)(&g.engine);
     }
     let (parts, body) = req.into_parts();
     if let Some(tp) = parts
@@ -133,12 +103,12 @@ pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
             .body(Body::from("request body too large"))
             .expect("static response");
     };
-    if let Err(resp) = authenticate(&g.engine, g.carrier, &parts, &bytes) {
+    if let Err(resp) = (g.style.authenticate)(&g.engine, &parts, &bytes) {
         return resp;
     }
-    let class = classify(g.carrier, &parts, &bytes);
+    let class = (g.style.classify)(&parts, &bytes);
     if let Err(wait) = p.limiter.check(class) {
-        return over_limit(&g.engine, g.carrier, wait);
+        return (g.style.over_limit)(&g.engine, wait);
     }
     let resp = next
         .run(Request::from_parts(parts, Body::from(bytes)))

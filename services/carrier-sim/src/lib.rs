@@ -65,15 +65,19 @@ pub enum SimError {
 
 /// The whole application: every platform and the admin API.
 pub fn app(engine: Arc<Engine>) -> Router {
-    let gate = |c| gate::Gate {
+    let gate = |carrier, style| gate::Gate {
         engine: engine.clone(),
-        carrier: c,
+        carrier,
+        style,
     };
     Router::new()
-        .nest("/cmcc", cmcc::router(gate(Carrier::Cmcc)))
-        .nest("/ct", ct::router(gate(Carrier::Ct)))
-        .nest("/cu", cu::router(gate(Carrier::Cu)))
-        .nest("/trinet", trinet::router(gate(Carrier::Trinet)))
+        .nest("/cmcc", cmcc::router(gate(Carrier::Cmcc, cmcc::STYLE)))
+        .nest("/ct", ct::router(gate(Carrier::Ct, ct::STYLE)))
+        .nest("/cu", cu::router(gate(Carrier::Cu, cu::STYLE)))
+        .nest(
+            "/trinet",
+            trinet::router(gate(Carrier::Trinet, trinet::STYLE)),
+        )
         .merge(admin::router(engine.clone()))
 }
 

@@ -41,6 +41,14 @@ fn error(status: u16, code: &str, msg: &str) -> Response {
         .into_response()
 }
 
+/// How the tri-net platform answers at the gate.
+pub const STYLE: crate::gate::Style = crate::gate::Style {
+    classify: |parts, _| classify(parts),
+    busy: |_| busy(),
+    over_limit: |_, wait| over_limit(wait),
+    authenticate: |e, parts, _| authenticate(e, parts),
+};
+
 pub fn busy() -> Response {
     error(503, "BUSY", "platform busy")
 }

@@ -52,91 +52,22 @@ pub struct JsonCard {
     pub bind_type: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JsonParams {
-    bind_type: Option<String>,
-    imei: Option<String>,
-    kbps: Option<u32>,
-    threshold_mb: Option<i64>,
-    region: Option<String>,
-    entries: Option<Vec<String>>,
-    entry_id: Option<String>,
-    entry: Option<String>,
-    entry_ids: Option<Vec<String>>,
-    target: Option<String>,
-    policy_id: Option<String>,
-}
-
-fn bind_type(s: &str) -> Result<v1::BindType, String> {
-    match s {
-        "normal" => Ok(v1::BindType::Normal),
-        "fixed_imei" => Ok(v1::BindType::FixedImei),
-        other => Err(format!(
-            "bind_type {other:?}: expected normal or fixed_imei"
-        )),
-    }
-}
-
 impl JsonOrder {
     /// Into the protobuf request the gRPC API takes.
     pub fn into_request(self) -> Result<v1::SubmitRequest, String> {
-        use v1::operation::Kind as O;
         if self.operation.len() != 1 {
             return Err("operation must have exactly one key, the operation name".into());
         }
         let (name, params) = self.operation.into_iter().next().expect("one entry");
-        let p: JsonParams =
+        let p: gsl_proto::ops::OpParams =
             serde_json::from_value(params).map_err(|e| format!("operation.{name}: {e}"))?;
-        let kind = match name.as_str() {
-            "activate" => O::Activate(v1::Activate {}),
-            "stop" => O::Stop(v1::Stop {}),
-            "resume" => O::Resume(v1::Resume {}),
-            "rebind" => O::Rebind(v1::Rebind {
-                bind_type: bind_type(p.bind_type.as_deref().unwrap_or("normal"))? as i32,
-                imei: p.imei.unwrap_or_default(),
-            }),
-            "speed_limit" => O::SpeedLimit(v1::SpeedLimit {
-                kbps: p.kbps.ok_or("speed_limit.kbps is required")?,
-            }),
-            "network_cutoff" => O::NetworkCutoff(v1::NetworkCutoff {}),
-            "network_restore" => O::NetworkRestore(v1::NetworkRestore {}),
-            "set_usage_threshold" => O::SetUsageThreshold(v1::SetUsageThreshold {
-                threshold_mb: p
-                    .threshold_mb
-                    .ok_or("set_usage_threshold.threshold_mb is required")?,
-            }),
-            "cancel_usage_threshold" => O::CancelUsageThreshold(v1::CancelUsageThreshold {}),
-            "region_bind" => O::RegionBind(v1::RegionBind {
-                region: p.region.unwrap_or_default(),
-            }),
-            "directional_add" => O::DirectionalAdd(v1::DirectionalAdd {
-                entries: p.entries.unwrap_or_default(),
-            }),
-            "directional_modify" => O::DirectionalModify(v1::DirectionalModify {
-                entry_id: p.entry_id.unwrap_or_default(),
-                entry: p.entry.unwrap_or_default(),
-            }),
-            "directional_delete" => O::DirectionalDelete(v1::DirectionalDelete {
-                entry_ids: p.entry_ids.unwrap_or_default(),
-            }),
-            "switch_network" => {
-                let t: gsl_domain::Carrier = p
-                    .target
-                    .as_deref()
-                    .unwrap_or("")
-                    .parse()
-                    .map_err(|e| format!("switch_network.target: {e}"))?;
-                O::SwitchNetwork(v1::SwitchNetwork {
-                    target: convert::carrier_to_wire(t) as i32,
-                })
-            }
-            "switch_policy" => O::SwitchPolicy(v1::SwitchPolicy {
-                policy_id: p.policy_id.unwrap_or_default(),
-            }),
-            "close_card" => O::CloseCard(v1::CloseCard {}),
-            other => return Err(format!("{UNKNOWN_OPERATION} {other:?}")),
-        };
+        let kind: gsl_domain::OperationKind = name
+            .parse()
+            .map_err(|_| format!("{UNKNOWN_OPERATION} {name:?}"))?;
+        let op = gsl_proto::ops::build(kind, &p).map_err(|e| match e.reason.as_str() {
+            "is required" => format!("{}.{} is required", e.kind, e.param),
+            _ => format!("{}.{}: {}", e.kind, e.param, e.reason),
+        })?;
         let cards = self
             .cards
             .into_iter()
@@ -148,7 +79,11 @@ impl JsonOrder {
                     bind_type: c
                         .bind_type
                         .as_deref()
-                        .map(bind_type)
+                        .map(|b| {
+                            gsl_proto::ops::bind_type(b).ok_or_else(|| {
+                                format!("bind_type {b:?}: expected normal or fixed_imei")
+                            })
+                        })
                         .transpose()?
                         .map(|b| b as i32),
                 })
@@ -156,7 +91,7 @@ impl JsonOrder {
             .collect::<Result<Vec<_>, String>>()?;
         Ok(v1::SubmitRequest {
             idempotency_key: self.idempotency_key,
-            operation: Some(v1::Operation { kind: Some(kind) }),
+            operation: Some(op),
             cards,
             batch_no: self.batch_no,
             hold_for_review: self.hold_for_review,

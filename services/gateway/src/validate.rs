@@ -10,9 +10,8 @@ use crate::error::ApiError;
 use crate::registry::Registry;
 use gsl_domain::carrier::Carrier;
 use gsl_domain::directional::{self, Change, EntryState, ExistingEntry, PurchaseType};
-use gsl_domain::ids::{CardId, Imei};
+use gsl_domain::ids::CardId;
 use gsl_domain::operation::{BindType, Operation, OperationKind};
-use gsl_domain::region::Region;
 use gsl_domain::threshold::Threshold;
 use gsl_domain::{ErrorCode, capability, limits};
 use gsl_proto::convert;
@@ -122,99 +121,52 @@ impl ItemProblem {
 }
 
 /// The per-card domain operation and, when it differs from the order's, the
-/// per-card wire operation.
+/// per-card wire operation: the card's own values applied
+/// (`gsl_proto::ops::with_card`), then every parameter checked
+/// (`convert::operation_to_domain`). The per-card operation carries the
+/// checked values in their canonical form.
 fn resolve(
     op: &v1::Operation,
     card: &v1::CardRef,
 ) -> Result<(Operation, Option<v1::Operation>), ItemProblem> {
     use v1::operation::Kind as O;
     let bad_param = |m: String| ItemProblem::new(ErrorCode::InvalidItemParameter, m);
-    Ok(match op.kind.as_ref().expect("checked") {
-        O::Activate(_) => (Operation::Activate, None),
-        O::Stop(_) => (Operation::Stop, None),
-        O::Resume(_) => (Operation::Resume, None),
-        O::Rebind(r) => {
-            let bind = match card.bind_type {
-                Some(b) => convert::bind_type_from_wire(b).map_err(|e| bad_param(e.to_string()))?,
-                None => convert::bind_type_from_wire(r.bind_type)
-                    .map_err(|e| bad_param(e.to_string()))?,
-            };
-            let imei_s = if card.imei.is_empty() {
-                &r.imei
-            } else {
-                &card.imei
-            };
-            let imei = if imei_s.is_empty() {
-                None
-            } else {
-                Some(Imei::parse(imei_s).map_err(|e| ItemProblem::new(e.code(), e.to_string()))?)
-            };
-            let per_card =
-                (!card.imei.is_empty() || card.bind_type.is_some()).then(|| v1::Operation {
-                    kind: Some(O::Rebind(v1::Rebind {
-                        bind_type: convert::bind_type_to_wire(bind) as i32,
-                        imei: imei
-                            .as_ref()
-                            .map(|i| i.as_str().to_owned())
-                            .unwrap_or_default(),
-                    })),
-                });
-            (
-                Operation::Rebind {
-                    bind_type: bind,
-                    imei,
-                },
-                per_card,
-            )
-        }
-        O::SpeedLimit(s) => (Operation::SpeedLimit { kbps: s.kbps }, None),
-        O::NetworkCutoff(_) => (Operation::NetworkCutoff, None),
-        O::NetworkRestore(_) => (Operation::NetworkRestore, None),
-        O::SetUsageThreshold(t) => (
-            Operation::SetUsageThreshold {
-                threshold: Threshold::from_mb(t.threshold_mb)
-                    .map_err(|e| bad_param(e.to_string()))?,
-            },
-            None,
-        ),
-        O::CancelUsageThreshold(_) => (Operation::CancelUsageThreshold, None),
-        O::RegionBind(r) => {
-            let raw = if card.region.is_empty() {
-                &r.region
-            } else {
-                &card.region
-            };
-            if raw.is_empty() {
-                return Err(bad_param(
-                    "region_bind needs a region (per card or for the order)".into(),
-                ));
-            }
-            let region = Region::parse(raw).map_err(|e| bad_param(e.to_string()))?;
-            let per_card = (!card.region.is_empty()).then(|| v1::Operation {
-                kind: Some(O::RegionBind(v1::RegionBind {
-                    region: region.to_string(),
-                })),
-            });
-            (Operation::RegionBind { region }, per_card)
-        }
-        O::SwitchNetwork(s) => (
-            Operation::SwitchNetwork {
-                target: convert::carrier_from_wire(s.target)
-                    .map_err(|e| bad_param(e.to_string()))?,
-            },
-            None,
-        ),
-        O::SwitchPolicy(p) => (
-            Operation::SwitchPolicy {
-                policy_id: p.policy_id.clone(),
-            },
-            None,
-        ),
-        O::CloseCard(_) => (Operation::CloseCard, None),
+    match op.kind.as_ref().expect("checked") {
         O::DirectionalAdd(_) | O::DirectionalModify(_) | O::DirectionalDelete(_) => {
             return Err(bad_param("directional config acts on a batch".into()));
         }
-    })
+        O::RegionBind(r) if r.region.is_empty() && card.region.is_empty() => {
+            return Err(bad_param(
+                "region_bind needs a region (per card or for the order)".into(),
+            ));
+        }
+        _ => {}
+    }
+    let per_card = gsl_proto::ops::with_card(op, card);
+    let domain = convert::operation_to_domain(per_card.as_ref().unwrap_or(op)).map_err(|e| {
+        let code = match e.field {
+            "imei" => ErrorCode::InvalidImei,
+            _ => ErrorCode::InvalidItemParameter,
+        };
+        ItemProblem::new(code, e.to_string())
+    })?;
+    let canonical = per_card.map(|_| {
+        let kind = match &domain {
+            Operation::Rebind { bind_type, imei } => O::Rebind(v1::Rebind {
+                bind_type: convert::bind_type_to_wire(*bind_type) as i32,
+                imei: imei
+                    .as_ref()
+                    .map(|i| i.as_str().to_owned())
+                    .unwrap_or_default(),
+            }),
+            Operation::RegionBind { region } => O::RegionBind(v1::RegionBind {
+                region: region.to_string(),
+            }),
+            _ => unreachable!("only rebind and region bind take per-card values"),
+        };
+        v1::Operation { kind: Some(kind) }
+    });
+    Ok((domain, canonical))
 }
 
 /// The result of validating the cards of an order.

@@ -612,12 +612,12 @@ pub fn registry_cards(rows: &[batch::Row]) -> (Vec<v1::Card>, Vec<RowProblem>) {
                 reason,
             })
         };
-        let Ok(carrier) = cell(1).parse::<Carrier>() else {
-            bad(format!(
-                "carrier {:?}: expected cmcc, ct, cu or trinet",
-                cell(1)
-            ));
-            continue;
+        let carrier = match cell(1).parse::<Carrier>() {
+            Ok(c) => c,
+            Err(e) => {
+                bad(e.to_string());
+                continue;
+            }
         };
         let Ok(status) = cell(2).parse::<u32>() else {
             bad(format!(

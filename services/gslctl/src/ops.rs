@@ -1,7 +1,8 @@
 //! Operations from command-line flags.
 
-use gsl_domain::{Carrier, OperationKind};
-use gsl_proto::{convert, v1};
+use gsl_domain::OperationKind;
+use gsl_proto::ops::{self, OpParams};
+use gsl_proto::v1;
 
 /// Parameters an operation may take.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -40,66 +41,45 @@ pub struct Params {
     pub policy: Option<String>,
 }
 
-/// Build the wire operation; `Err` says which flag is missing or wrong.
-pub fn operation(kind: OperationKind, p: &Params) -> Result<v1::Operation, String> {
-    use v1::operation::Kind as O;
-    let need =
-        |v: &Option<String>, flag: &str| v.clone().ok_or_else(|| format!("{kind} needs --{flag}"));
-    let k = match kind {
-        OperationKind::Activate => O::Activate(v1::Activate {}),
-        OperationKind::Stop => O::Stop(v1::Stop {}),
-        OperationKind::Resume => O::Resume(v1::Resume {}),
-        OperationKind::Rebind => O::Rebind(v1::Rebind {
-            bind_type: match p.bind_type.as_deref().unwrap_or("normal") {
-                "normal" => v1::BindType::Normal,
-                "fixed_imei" => v1::BindType::FixedImei,
-                o => return Err(format!("--bind-type {o:?}: expected normal or fixed_imei")),
-            } as i32,
-            imei: p.imei.clone().unwrap_or_default(),
-        }),
-        OperationKind::SpeedLimit => O::SpeedLimit(v1::SpeedLimit {
-            kbps: p.kbps.ok_or("speed_limit needs --kbps")?,
-        }),
-        OperationKind::NetworkCutoff => O::NetworkCutoff(v1::NetworkCutoff {}),
-        OperationKind::NetworkRestore => O::NetworkRestore(v1::NetworkRestore {}),
-        OperationKind::SetUsageThreshold => O::SetUsageThreshold(v1::SetUsageThreshold {
-            threshold_mb: p
-                .threshold_mb
-                .ok_or("set_usage_threshold needs --threshold-mb")?,
-        }),
-        OperationKind::CancelUsageThreshold => O::CancelUsageThreshold(v1::CancelUsageThreshold {}),
-        OperationKind::RegionBind => O::RegionBind(v1::RegionBind {
-            region: p.region.clone().unwrap_or_default(),
-        }),
-        OperationKind::DirectionalAdd => O::DirectionalAdd(v1::DirectionalAdd {
-            entries: p.entries.clone(),
-        }),
-        OperationKind::DirectionalModify => O::DirectionalModify(v1::DirectionalModify {
-            entry_id: need(&p.entry_id, "entry-id")?,
-            entry: need(&p.entry, "entry")?,
-        }),
-        OperationKind::DirectionalDelete => O::DirectionalDelete(v1::DirectionalDelete {
-            entry_ids: p.entry_ids.clone(),
-        }),
-        OperationKind::SwitchNetwork => {
-            let t: Carrier = need(&p.target, "target")?
-                .parse()
-                .map_err(|e| format!("--target: {e}"))?;
-            O::SwitchNetwork(v1::SwitchNetwork {
-                target: convert::carrier_to_wire(t) as i32,
-            })
+impl Params {
+    /// The flags as the catalogue's parameters.
+    pub fn to_op_params(&self) -> OpParams {
+        let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        OpParams {
+            bind_type: self.bind_type.clone(),
+            imei: self.imei.clone(),
+            kbps: self.kbps,
+            threshold_mb: self.threshold_mb,
+            region: self.region.clone(),
+            entries: list(&self.entries),
+            entry_id: self.entry_id.clone(),
+            entry: self.entry.clone(),
+            entry_ids: list(&self.entry_ids),
+            target: self.target.clone(),
+            policy_id: self.policy.clone(),
         }
-        OperationKind::SwitchPolicy => O::SwitchPolicy(v1::SwitchPolicy {
-            policy_id: need(&p.policy, "policy")?,
-        }),
-        OperationKind::CloseCard => O::CloseCard(v1::CloseCard {}),
-    };
-    Ok(v1::Operation { kind: Some(k) })
+    }
+}
+
+/// Build the wire operation (`gsl_proto::ops`); `Err` names the flag that
+/// is missing or wrong.
+pub fn operation(kind: OperationKind, p: &Params) -> Result<v1::Operation, String> {
+    ops::build(kind, &p.to_op_params()).map_err(|e| {
+        let flag = match e.param {
+            "policy_id" => "policy".to_owned(),
+            other => other.replace('_', "-"),
+        };
+        match e.reason.as_str() {
+            "is required" => format!("{kind} needs --{flag}"),
+            reason => format!("--{flag}: {reason}"),
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gsl_proto::convert;
 
     #[test]
     fn every_operation_builds_or_names_its_flag() {
