@@ -258,7 +258,13 @@ async fn poison_items_are_dead_lettered_and_the_consumer_keeps_going() {
         )
         .await;
     // A carrier that never answers well.
-    *r.sim.engine.platform(Carrier::Cu).faults.write().unwrap() = Faults {
+    *r.sim
+        .engine
+        .platform(Carrier::Cu)
+        .faults
+        .settings
+        .write()
+        .unwrap() = Faults {
         error_rate: 1.0,
         ..Default::default()
     };
@@ -305,7 +311,13 @@ async fn poison_items_are_dead_lettered_and_the_consumer_keeps_going() {
     .await
     .unwrap();
     // The carrier recovers; the consumer is not stuck behind the poison.
-    *r.sim.engine.platform(Carrier::Cu).faults.write().unwrap() = Faults::default();
+    *r.sim
+        .engine
+        .platform(Carrier::Cu)
+        .faults
+        .settings
+        .write()
+        .unwrap() = Faults::default();
     let good = r.submit("after-poison", stop(), &cards[3..4]).await;
     assert_eq!(
         r.settled(good.id, Duration::from_secs(60)).await.succeeded,
@@ -351,7 +363,13 @@ async fn thirty_percent_5xx_and_latency_spikes_every_item_ends() {
             ],
         )
         .await;
-    *r.sim.engine.platform(Carrier::Cu).faults.write().unwrap() = Faults {
+    *r.sim
+        .engine
+        .platform(Carrier::Cu)
+        .faults
+        .settings
+        .write()
+        .unwrap() = Faults {
         error_rate: 0.3,
         spike_rate: 0.05,
         spike_ms: 1500,

@@ -67,20 +67,11 @@ impl World {
         ids: &[String],
         traceparent: Option<&str>,
     ) -> v1::WorkOrder {
-        let mut req = rig::authed(v1::SubmitRequest {
-            idempotency_key: key.into(),
-            operation: Some(v1::Operation {
-                kind: Some(v1::operation::Kind::Stop(v1::Stop {})),
-            }),
-            cards: ids
-                .iter()
-                .map(|i| v1::CardRef {
-                    id: i.clone(),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        });
+        let mut req = rig::authed(gsl_testkit::gateway::submit_request(
+            key,
+            v1::operation::Kind::Stop(v1::Stop {}),
+            ids,
+        ));
         if let Some(tp) = traceparent {
             req.metadata_mut()
                 .insert("traceparent", tp.parse().unwrap());
@@ -221,6 +212,7 @@ async fn one_trace_from_submit_through_adapter_and_carrier_to_report() {
         .sim
         .engine
         .platform(Carrier::Ct)
+        .probes
         .traceparents
         .lock()
         .unwrap()
@@ -409,6 +401,7 @@ async fn no_secret_appears_in_any_log() {
         .sim
         .engine
         .platform(Carrier::Cmcc)
+        .access
         .tokens
         .lock()
         .unwrap()

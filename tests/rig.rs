@@ -161,18 +161,7 @@ impl Rig {
     ) -> v1::WorkOrder {
         self.orders()
             .await
-            .submit(authed(v1::SubmitRequest {
-                idempotency_key: key.into(),
-                operation: Some(v1::Operation { kind: Some(op) }),
-                cards: cards
-                    .iter()
-                    .map(|id| v1::CardRef {
-                        id: id.clone(),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }))
+            .submit(authed(gateway::submit_request(key, op, cards)))
             .await
             .expect("submit")
             .into_inner()

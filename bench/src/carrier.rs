@@ -86,20 +86,7 @@ async fn durable_ops(js: &async_nats::jetstream::Context) -> Result<f64, String>
 }
 
 fn stop(key: String, cards: &[String]) -> v1::SubmitRequest {
-    v1::SubmitRequest {
-        idempotency_key: key,
-        operation: Some(v1::Operation {
-            kind: Some(v1::operation::Kind::Stop(v1::Stop {})),
-        }),
-        cards: cards
-            .iter()
-            .map(|id| v1::CardRef {
-                id: id.clone(),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
+    gsl_testkit::gateway::submit_request(&key, v1::operation::Kind::Stop(v1::Stop {}), cards)
 }
 
 type Orders = v1::work_orders_client::WorkOrdersClient<Channel>;

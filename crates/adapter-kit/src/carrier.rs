@@ -244,6 +244,113 @@ impl CallError {
 
 pub type CallResult<T> = Result<T, CallError>;
 
+/// What a 5xx answer to a change call means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FiveXx {
+    /// Nothing proves the carrier did nothing: the outcome is unknown and
+    /// is read back (never retried blind). CMCC and CT: no contract says a
+    /// 5xx means "not applied".
+    Unknown,
+    /// The contract says a 5xx means nothing happened: retried blind.
+    NotApplied,
+}
+
+/// What a carrier's answers mean beyond its documented successes and
+/// refusals: which prove nothing was done (and may be retried blind), and
+/// which say "over the limit" (slow down and try again, for queries and
+/// changes alike, never a final outcome). Each carrier module sets its own
+/// from its contract and settings (`docs/carriers.md` lists them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerPolicy {
+    /// HTTP statuses meaning "over the limit, nothing done" (RFC 6585's
+    /// 429 for every carrier).
+    pub over_limit_http: Vec<u16>,
+    /// The carrier's own codes meaning the same (CU: `40000029`).
+    pub over_limit_codes: Vec<String>,
+    /// What a 5xx to a change call means. (A 5xx to a query is always
+    /// retried: a read changes nothing.)
+    pub change_5xx: FiveXx,
+}
+
+impl Default for AnswerPolicy {
+    fn default() -> Self {
+        AnswerPolicy {
+            over_limit_http: vec![429],
+            over_limit_codes: Vec::new(),
+            change_5xx: FiveXx::Unknown,
+        }
+    }
+}
+
+/// How long an over-limit answer without `Retry-After` waits.
+pub const OVER_LIMIT_WAIT: Duration = Duration::from_secs(1);
+
+impl AnswerPolicy {
+    /// Codes from a comma-separated setting, or `default` when unset.
+    pub fn codes(setting: Option<&str>, default: &[&str]) -> Vec<String> {
+        match setting {
+            Some(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => default.iter().map(|c| (*c).to_owned()).collect(),
+        }
+    }
+
+    /// An HTTP status (and the `Retry-After` it came with) before the body
+    /// is read: `Ok` to read the answer, or a transient failure (nothing
+    /// done: retry), or an unknown outcome (a change may have been made).
+    pub fn classify(
+        &self,
+        status: u16,
+        retry_after: Option<Duration>,
+        class: CallClass,
+    ) -> Result<(), CallError> {
+        if self.over_limit_http.contains(&status) {
+            return Err(CallError::Transient {
+                reason: format!("over the carrier's limit (HTTP {status}): slowing down"),
+                retry_after: Some(retry_after.unwrap_or(OVER_LIMIT_WAIT)),
+            });
+        }
+        if (500..600).contains(&status) {
+            if class == CallClass::Change && self.change_5xx == FiveXx::Unknown {
+                return Err(CallError::Unknown {
+                    reason: format!(
+                        "carrier answered HTTP {status} to a change: it may have been made; read back before any new call"
+                    ),
+                });
+            }
+            return Err(CallError::Transient {
+                reason: format!("carrier answered HTTP {status}"),
+                retry_after,
+            });
+        }
+        Ok(())
+    }
+
+    /// A refusal carrying one of the carrier's over-limit codes is not a
+    /// refusal: slow down and try again.
+    pub fn reclass<T>(&self, r: Result<T, CallError>) -> Result<T, CallError> {
+        match r {
+            Err(CallError::Refused {
+                carrier_code,
+                message,
+                ..
+            }) if !carrier_code.is_empty() && self.over_limit_codes.contains(&carrier_code) => {
+                Err(CallError::Transient {
+                    reason: format!(
+                        "over the carrier's limit ({carrier_code} {message}): slowing down"
+                    ),
+                    retry_after: Some(OVER_LIMIT_WAIT),
+                })
+            }
+            other => other,
+        }
+    }
+}
+
 /// A carrier platform.
 #[tonic::async_trait]
 pub trait CarrierApi: Send + Sync + 'static {
@@ -350,9 +457,9 @@ pub trait CarrierApi: Send + Sync + 'static {
 
     /// What this carrier's answers mean (over-limit codes, 5xx): the worker
     /// reclassifies every call's result by it.
-    fn answers(&self) -> &crate::http::AnswerPolicy {
-        static DEFAULT: std::sync::LazyLock<crate::http::AnswerPolicy> =
-            std::sync::LazyLock::new(crate::http::AnswerPolicy::default);
+    fn answers(&self) -> &AnswerPolicy {
+        static DEFAULT: std::sync::LazyLock<AnswerPolicy> =
+            std::sync::LazyLock::new(AnswerPolicy::default);
         &DEFAULT
     }
 

@@ -2,6 +2,7 @@
 //! request, timeouts, and the one distinction that matters for "no double
 //! effect": whether a failed request may have reached the carrier.
 
+pub use crate::carrier::{AnswerPolicy, FiveXx, OVER_LIMIT_WAIT};
 use crate::carrier::{CallClass, CallCtx, CallError};
 use gsl_backoff::Backoff;
 use opentelemetry::propagation::Injector;
@@ -45,113 +46,6 @@ pub struct Http {
     pub max_answer: usize,
     /// What this carrier's answers mean (set by its module).
     pub policy: AnswerPolicy,
-}
-
-/// What a 5xx answer to a change call means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FiveXx {
-    /// Nothing proves the carrier did nothing: the outcome is unknown and
-    /// is read back (never retried blind). CMCC and CT: no contract says a
-    /// 5xx means "not applied".
-    Unknown,
-    /// The contract says a 5xx means nothing happened: retried blind.
-    NotApplied,
-}
-
-/// What a carrier's answers mean beyond its documented successes and
-/// refusals: which prove nothing was done (and may be retried blind), and
-/// which say "over the limit" (slow down and try again, for queries and
-/// changes alike, never a final outcome). Each carrier module sets its own
-/// from its contract and settings (`docs/carriers.md` lists them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AnswerPolicy {
-    /// HTTP statuses meaning "over the limit, nothing done" (RFC 6585's
-    /// 429 for every carrier).
-    pub over_limit_http: Vec<u16>,
-    /// The carrier's own codes meaning the same (CU: `40000029`).
-    pub over_limit_codes: Vec<String>,
-    /// What a 5xx to a change call means. (A 5xx to a query is always
-    /// retried: a read changes nothing.)
-    pub change_5xx: FiveXx,
-}
-
-impl Default for AnswerPolicy {
-    fn default() -> Self {
-        AnswerPolicy {
-            over_limit_http: vec![429],
-            over_limit_codes: Vec::new(),
-            change_5xx: FiveXx::Unknown,
-        }
-    }
-}
-
-/// How long an over-limit answer without `Retry-After` waits.
-pub const OVER_LIMIT_WAIT: Duration = Duration::from_secs(1);
-
-impl AnswerPolicy {
-    /// Codes from a comma-separated setting, or `default` when unset.
-    pub fn codes(setting: Option<&str>, default: &[&str]) -> Vec<String> {
-        match setting {
-            Some(s) => s
-                .split(',')
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            None => default.iter().map(|c| (*c).to_owned()).collect(),
-        }
-    }
-
-    /// An HTTP answer before its body is read: passed on, or a transient
-    /// failure (nothing done: retry), or an unknown outcome (a change may
-    /// have been made).
-    pub fn classify(
-        &self,
-        resp: reqwest::Response,
-        class: CallClass,
-    ) -> Result<reqwest::Response, CallError> {
-        let s = resp.status();
-        if self.over_limit_http.contains(&s.as_u16()) {
-            return Err(CallError::Transient {
-                reason: format!("over the carrier's limit (HTTP {s}): slowing down"),
-                retry_after: Some(retry_after(&resp).unwrap_or(OVER_LIMIT_WAIT)),
-            });
-        }
-        if s.is_server_error() {
-            if class == CallClass::Change && self.change_5xx == FiveXx::Unknown {
-                return Err(CallError::Unknown {
-                    reason: format!(
-                        "carrier answered HTTP {s} to a change: it may have been made; read back before any new call"
-                    ),
-                });
-            }
-            return Err(CallError::Transient {
-                reason: format!("carrier answered HTTP {s}"),
-                retry_after: retry_after(&resp),
-            });
-        }
-        Ok(resp)
-    }
-
-    /// A refusal carrying one of the carrier's over-limit codes is not a
-    /// refusal: slow down and try again.
-    pub fn reclass<T>(&self, r: Result<T, CallError>) -> Result<T, CallError> {
-        match r {
-            Err(CallError::Refused {
-                carrier_code,
-                message,
-                ..
-            }) if !carrier_code.is_empty() && self.over_limit_codes.contains(&carrier_code) => {
-                Err(CallError::Transient {
-                    reason: format!(
-                        "over the carrier's limit ({carrier_code} {message}): slowing down"
-                    ),
-                    retry_after: Some(OVER_LIMIT_WAIT),
-                })
-            }
-            other => other,
-        }
-    }
 }
 
 /// Between attempts of one carrier call: 100 ms doubling to 5 s, plus up to
@@ -218,11 +112,11 @@ impl Http {
                 )
             })?;
             ctx.slot(class).await?;
-            match self
-                .send(attempt)
-                .await
-                .and_then(|r| self.policy.classify(r, class))
-            {
+            match self.send(attempt).await.and_then(|r| {
+                self.policy
+                    .classify(r.status().as_u16(), retry_after(&r), class)
+                    .map(|()| r)
+            }) {
                 Err(CallError::Transient {
                     reason,
                     retry_after,
@@ -330,7 +224,9 @@ pub fn classify(e: reqwest::Error) -> CallError {
 /// carrier asked to wait: the carrier is there (readiness probes count that
 /// as reachable).
 pub fn retryable(resp: reqwest::Response) -> Result<reqwest::Response, CallError> {
-    AnswerPolicy::default().classify(resp, CallClass::Query)
+    AnswerPolicy::default()
+        .classify(resp.status().as_u16(), retry_after(&resp), CallClass::Query)
+        .map(|()| resp)
 }
 
 /// A readiness probe's verdict on a call: reachable unless the transport

@@ -26,6 +26,10 @@
 //!
 //! Rule tables are `static` slices of plain structs: a reader can check them
 //! against `domain.md` row by row, and the tests in each module walk every row.
+//!
+//! Adding a carrier or an operation touches these tables first; the full
+//! checklists (every file) are in the adapter service's crate doc
+//! (`services/adapter/src/lib.rs`, "Adding a carrier", "Adding an operation").
 #![forbid(unsafe_code)]
 
 pub mod calendar;

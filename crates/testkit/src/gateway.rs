@@ -20,6 +20,23 @@ pub fn bearer<T>(token: &str, m: T) -> Request<T> {
     r
 }
 
+/// A submit of `op` for `cards` (by id) under idempotency `key`: the
+/// request every test builds.
+pub fn submit_request(key: &str, op: v1::operation::Kind, cards: &[String]) -> v1::SubmitRequest {
+    v1::SubmitRequest {
+        idempotency_key: key.to_owned(),
+        operation: Some(v1::Operation { kind: Some(op) }),
+        cards: cards
+            .iter()
+            .map(|id| v1::CardRef {
+                id: id.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
 /// A WorkOrders client for the gateway at `grpc` (`http://host:port`).
 pub async fn orders(grpc: &str) -> Result<OrdersClient, tonic::transport::Error> {
     Ok(OrdersClient::connect(grpc.to_owned())

@@ -122,6 +122,25 @@ pub fn find_nats_server() -> Result<PathBuf, HarnessError> {
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; bind soon).
+/// Poll `check` every 20 ms until it gives a value or `within` passes;
+/// `None` then. Replaces each test's own deadline loop.
+pub async fn eventually<T, F, Fut>(within: std::time::Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 pub fn free_port() -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())

@@ -15,6 +15,52 @@
 //!   one call in flight, plans by mapping);
 //! * [`trinet`]: the tri-net platform (switches, policies, active profile);
 //! * [`common`]: answers every carrier gives the same meaning.
+//!
+//! ## Adding a carrier
+//!
+//! Everything below is needed; the compiler finds the `match`es on
+//! [`gsl_domain::Carrier`] once step 1 is done, and the string lists are
+//! derived from `Carrier::ALL`.
+//!
+//! 1. The contract: `../shared/carriers/<c>.md` (facts with sources).
+//! 2. Types: `proto/gsl/v1/common.proto` (`Carrier`),
+//!    `crates/domain/src/carrier.rs` (`ALL`, name, ICCID issuer prefixes),
+//!    `crates/proto/src/convert.rs` (to and from the wire).
+//! 3. Rule tables (data): `crates/domain/src/{capability,sla,cooldown,directional,speed}.rs`.
+//! 4. The module: `services/adapter/src/<c>.rs` (settings, request
+//!    builders and parsers, `answers()` from its contract, the
+//!    `CarrierApi` impl), and its arm in [`module_for`] here.
+//! 5. The simulator, independently from the contract:
+//!    `services/carrier-sim/src/<c>.rs` (with its gate `STYLE`), its router
+//!    in `services/carrier-sim/src/lib.rs`, credentials in `config.rs`, id
+//!    formats in `inventory.rs`.
+//! 6. Fixtures both sides are tested against: `tests/contracts/<c>.json`.
+//! 7. Deploy and scripts: `deploy/k8s/base/{adapter-<c>.yaml,kustomization.yaml,networkpolicy.yaml}`,
+//!    the overlays, `deploy/k8s/nats-values.yaml` (render it with
+//!    `scripts/nats-values-users.sh`), `docker-compose.yml`,
+//!    `scripts/{stack.sh,nats-users-conf.sh,nats-values-users.sh,demo.sh}`.
+//! 8. Docs: `docs/carriers.md` (how each operation is done, what its
+//!    answers mean), `docs/carrier-sim.md`, `docs/operations.md`.
+//!
+//! ## Adding an operation
+//!
+//! 1. `proto/gsl/v1/common.proto`: the `Operation` oneof message and the
+//!    `OperationKind` value.
+//! 2. `crates/domain/src/operation.rs` (`OperationKind`, `Operation`), its
+//!    rows in `capability.rs`, `sla.rs`, `limits.rs` (and `cooldown.rs`).
+//! 3. `crates/proto/src/convert.rs` (kind and operation to the domain) and
+//!    **`crates/proto/src/ops.rs`**, the one catalogue the intake, gslctl,
+//!    the per-card values and the contract tests share (`build`,
+//!    `REQUIRED`, `with_card`).
+//! 4. The gateway: `services/gateway/src/validate.rs` (whole-request
+//!    checks) and `registry.rs` (what a success changes on the card).
+//! 5. Each carrier module that offers it (`services/adapter/src/*.rs`), or
+//!    its `back_office` answer; each simulated platform
+//!    (`services/carrier-sim/src/*.rs` and `engine/`).
+//! 6. gslctl: a flag in `services/gslctl/src/ops.rs` if it takes a new
+//!    parameter; output names in `output.rs`.
+//! 7. Fixtures (`tests/contracts/*.json`, `services/adapter/tests/contracts.rs`'s
+//!    fixture names) and docs (`docs/intake.md`'s schema, `docs/carriers.md`).
 #![forbid(unsafe_code)]
 
 pub mod cmcc;

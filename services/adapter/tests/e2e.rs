@@ -114,15 +114,22 @@ async fn batch(s: &Stack, c: Carrier, no: &str) {
             state: gsl_domain::directional::EntryState::Effective,
         },
     ];
-    s.sim.engine.platform(c).batches.lock().unwrap().insert(
-        no.into(),
-        gsl_carrier_sim::engine::Batch {
-            batch_no: no.into(),
-            purchase_type: gsl_domain::directional::PurchaseType::NewPurchase,
-            directional_data: true,
-            entries,
-        },
-    );
+    s.sim
+        .engine
+        .platform(c)
+        .world
+        .batches
+        .lock()
+        .unwrap()
+        .insert(
+            no.into(),
+            gsl_carrier_sim::engine::Batch {
+                batch_no: no.into(),
+                purchase_type: gsl_domain::directional::PurchaseType::NewPurchase,
+                directional_data: true,
+                entries,
+            },
+        );
     let mut reg = s.registry().await;
     reg.import_batches(authed(v1::ImportBatchesRequest {
         batches: vec![v1::PurchaseBatch {
@@ -169,6 +176,7 @@ async fn every_row_of_the_capability_table_end_to_end() {
     s.sim
         .engine
         .platform(Carrier::Trinet)
+        .world
         .policies
         .lock()
         .unwrap()
@@ -527,7 +535,13 @@ async fn carrier_failures_then_success_and_nothing_applied_twice() {
         cards.push(s.card(Carrier::Cu, 1000 + i, in_use).await);
     }
     // 5xx, busy, lost answers and latency spikes past the adapter's timeout.
-    *s.sim.engine.platform(Carrier::Cu).faults.write().unwrap() = Faults {
+    *s.sim
+        .engine
+        .platform(Carrier::Cu)
+        .faults
+        .settings
+        .write()
+        .unwrap() = Faults {
         error_rate: 0.2,
         busy_rate: 0.1,
         drop_after_rate: 0.1,
@@ -549,6 +563,7 @@ async fn carrier_failures_then_success_and_nothing_applied_twice() {
         .sim
         .engine
         .platform(Carrier::Cu)
+        .probes
         .requests
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(
@@ -580,6 +595,7 @@ async fn cmcc_token_expiry_is_handled() {
     s.sim
         .engine
         .platform(Carrier::Cmcc)
+        .access
         .tokens
         .lock()
         .unwrap()
@@ -702,27 +718,21 @@ fn operator<T>(m: T) -> tonic::Request<T> {
 
 /// The request the adapter filed for an order's only item.
 async fn filed(s: &Stack, id: u64) -> v1::BackOfficeRequest {
-    let mut bo = s.backoffice().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let open = bo
-            .list(operator(v1::ListBackOfficeRequest {
-                carrier: v1::Carrier::Cmcc as i32,
-                ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-            .requests;
-        if let Some(r) = open.into_iter().find(|r| r.work_order_id == id) {
-            return r;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no back-office request for order {id}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    gsl_testkit::eventually(Duration::from_secs(20), || async {
+        let mut bo = s.backoffice().await;
+        bo.list(operator(v1::ListBackOfficeRequest {
+            carrier: v1::Carrier::Cmcc as i32,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .requests
+        .into_iter()
+        .find(|r| r.work_order_id == id)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no back-office request for order {id}"))
 }
 
 #[tokio::test]
@@ -773,16 +783,13 @@ async fn back_office_requests_are_worked_through_grpc_and_late_ones_reported() {
     );
     assert!(r1.sla_deadline.is_some());
     // The item says it waits on the back office (reported just after filing).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    gsl_testkit::eventually(Duration::from_secs(10), || async {
         let items = s.items(rebind.id).await;
         assert_eq!(items[0].status, v1::ItemStatus::Processing as i32);
-        if code(&items[0]) == ErrorCode::BackOfficePending.code() {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{items:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (code(&items[0]) == ErrorCode::BackOfficePending.code()).then_some(())
+    })
+    .await
+    .expect("the item waits on the back office");
 
     // Only the operator credential works the queue.
     let mut bo = s.backoffice().await;
@@ -805,14 +812,11 @@ async fn back_office_requests_are_worked_through_grpc_and_late_ones_reported() {
     );
 
     // Late: the SLA breach is reported while it waits.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !s.items(rebind.id).await[0].sla_breached {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "SLA breach not reported"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    gsl_testkit::eventually(Duration::from_secs(20), || async {
+        s.items(rebind.id).await[0].sla_breached.then_some(())
+    })
+    .await
+    .expect("SLA breach not reported");
 
     // Rebind: claimed, sent, completed -> the item succeeds.
     bo.claim(operator(v1::ClaimBackOfficeRequest {
@@ -936,20 +940,18 @@ async fn directional_entries_follow_their_back_office_request() {
         .work_order
         .unwrap();
     let mut bo = s.backoffice().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let req = loop {
-        let open = bo
-            .list(operator(v1::ListBackOfficeRequest::default()))
+    let req = gsl_testkit::eventually(Duration::from_secs(20), || async {
+        let mut bo = s.backoffice().await;
+        bo.list(operator(v1::ListBackOfficeRequest::default()))
             .await
             .unwrap()
             .into_inner()
-            .requests;
-        if let Some(r) = open.into_iter().find(|r| r.work_order_id == add.id) {
-            break r;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not filed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+            .requests
+            .into_iter()
+            .find(|r| r.work_order_id == add.id)
+    })
+    .await
+    .expect("not filed");
     let mut reg = s.registry().await;
     let entry_state = |b: v1::PurchaseBatch| {
         b.entries
@@ -1062,7 +1064,13 @@ async fn no_carrier_credential_in_any_output_of_a_failing_call() {
     let (_, password) = s.sim.engine.config.credentials.account(Carrier::Cmcc);
     let password = password.to_owned();
     // Every call dropped before an answer: transport errors all the way.
-    *s.sim.engine.platform(Carrier::Cmcc).faults.write().unwrap() = Faults {
+    *s.sim
+        .engine
+        .platform(Carrier::Cmcc)
+        .faults
+        .settings
+        .write()
+        .unwrap() = Faults {
         drop_before_rate: 1.0,
         ..Default::default()
     };
@@ -1103,6 +1111,7 @@ async fn no_carrier_credential_in_any_output_of_a_failing_call() {
         .sim
         .engine
         .platform(Carrier::Cmcc)
+        .access
         .tokens
         .lock()
         .unwrap()

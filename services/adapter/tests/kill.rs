@@ -145,7 +145,8 @@ async fn cmcc_batches_survive_a_kill_and_a_lost_answer() {
         cards.push(s.card(Carrier::Cmcc, 5000 + i, in_use).await);
     }
     let p = s.sim.engine.platform(Carrier::Cmcc);
-    p.drop_change_answers
+    p.faults
+        .drop_change_answers
         .store(1, std::sync::atomic::Ordering::SeqCst);
     let o = s
         .submit("kill-cmcc", v1::operation::Kind::Stop(v1::Stop {}), &cards)
@@ -153,14 +154,14 @@ async fn cmcc_batches_survive_a_kill_and_a_lost_answer() {
     let mut a = spawn_adapter(&env);
     // Kill once the lost batch and at least one more were called.
     for _ in 0..1500 {
-        if p.jobs.lock().unwrap().len() >= 2 {
+        if p.world.jobs.lock().unwrap().len() >= 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     a.start_kill().unwrap();
     a.wait().await.unwrap();
-    let at_kill = p.jobs.lock().unwrap().len();
+    let at_kill = p.world.jobs.lock().unwrap().len();
     assert!(at_kill >= 1, "no batch before the kill");
     assert!(at_kill < 5, "killed mid-way ({at_kill} batches)");
     let _b = spawn_adapter(&env);
@@ -185,11 +186,13 @@ async fn cmcc_batches_survive_a_kill_and_a_lost_answer() {
         );
     }
     assert_eq!(
-        p.batch_refusals.load(std::sync::atomic::Ordering::SeqCst),
+        p.probes
+            .batch_refusals
+            .load(std::sync::atomic::Ordering::SeqCst),
         0,
         "a batch was refused: a card went into a batch inside its repeat window"
     );
-    let jobs = p.jobs.lock().unwrap().len();
+    let jobs = p.world.jobs.lock().unwrap().len();
     assert!(
         (5..=8).contains(&jobs),
         "{N} cards in {jobs} batch calls (5 full ones, a few more after the kill)"

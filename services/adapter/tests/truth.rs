@@ -64,7 +64,7 @@ async fn a_cmcc_batch_applied_then_answered_500_is_read_back_not_resent() {
         cards.push(s.card(Carrier::Cmcc, 6000 + i, in_use).await);
     }
     let p = s.sim.engine.platform(Carrier::Cmcc);
-    p.error_change_answers.store(1, Ordering::SeqCst);
+    p.faults.error_change_answers.store(1, Ordering::SeqCst);
     let o = s
         .submit("cmcc-500", v1::operation::Kind::Stop(v1::Stop {}), &cards)
         .await;
@@ -78,11 +78,11 @@ async fn a_cmcc_batch_applied_then_answered_500_is_read_back_not_resent() {
         );
     }
     assert_eq!(
-        p.batch_refusals.load(Ordering::SeqCst),
+        p.probes.batch_refusals.load(Ordering::SeqCst),
         0,
         "a batch was sent again into its members' repeat window"
     );
-    let jobs = p.jobs.lock().unwrap().len();
+    let jobs = p.world.jobs.lock().unwrap().len();
     assert_eq!(jobs, 3, "{N} cards in 3 batch calls, none re-sent");
 }
 
@@ -101,8 +101,8 @@ async fn ct_changes_applied_then_lost_are_read_back() {
         cards.push(s.card(Carrier::Ct, 6100 + i, in_use).await);
     }
     let p = s.sim.engine.platform(Carrier::Ct);
-    p.error_change_answers.store(3, Ordering::SeqCst);
-    p.drop_change_answers.store(3, Ordering::SeqCst);
+    p.faults.error_change_answers.store(3, Ordering::SeqCst);
+    p.faults.drop_change_answers.store(3, Ordering::SeqCst);
     let o = s
         .submit("ct-500", v1::operation::Kind::Stop(v1::Stop {}), &cards)
         .await;
@@ -141,7 +141,7 @@ async fn a_kill_under_the_scaled_clock_finishes_every_card_once() {
         cards.push(s.card(Carrier::Cmcc, 6500 + i, in_use).await);
     }
     let p = s.sim.engine.platform(Carrier::Cmcc);
-    p.drop_change_answers.store(1, Ordering::SeqCst);
+    p.faults.drop_change_answers.store(1, Ordering::SeqCst);
     let o = s
         .submit(
             "kill-scaled",
@@ -151,7 +151,7 @@ async fn a_kill_under_the_scaled_clock_finishes_every_card_once() {
         .await;
     let mut a = spawn_adapter(&env);
     for _ in 0..1500 {
-        if p.jobs.lock().unwrap().len() >= 2 {
+        if p.world.jobs.lock().unwrap().len() >= 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -168,5 +168,5 @@ async fn a_kill_under_the_scaled_clock_finishes_every_card_once() {
             "{card} stopped once: {t:?}"
         );
     }
-    assert_eq!(p.batch_refusals.load(Ordering::SeqCst), 0);
+    assert_eq!(p.probes.batch_refusals.load(Ordering::SeqCst), 0);
 }

@@ -42,23 +42,23 @@ async fn stats(State(e): S) -> Response {
         out.insert(
             c.as_str().into(),
             json!({
-                "requests": p.requests.load(Ordering::Relaxed),
+                "requests": p.probes.requests.load(Ordering::Relaxed),
                 "over_limit": {
-                    "change": p.limiter.over_limit(ApiClass::Change),
-                    "query": p.limiter.over_limit(ApiClass::Query),
-                    "list": p.limiter.over_limit(ApiClass::List),
+                    "change": p.access.limiter.over_limit(ApiClass::Change),
+                    "query": p.access.limiter.over_limit(ApiClass::Query),
+                    "list": p.access.limiter.over_limit(ApiClass::List),
                 },
                 "allowed": {
-                    "change": p.limiter.allowed(ApiClass::Change),
-                    "query": p.limiter.allowed(ApiClass::Query),
-                    "list": p.limiter.allowed(ApiClass::List),
+                    "change": p.access.limiter.allowed(ApiClass::Change),
+                    "query": p.access.limiter.allowed(ApiClass::Query),
+                    "list": p.access.limiter.allowed(ApiClass::List),
                 },
                 "applied": applied,
                 "replays": replays,
-                "batch_refusals": p.batch_refusals.load(Ordering::Relaxed),
+                "batch_refusals": p.probes.batch_refusals.load(Ordering::Relaxed),
                 "materialised_cards": e.materialised(c),
-                "limits": p.limiter.limits(),
-                "faults": *p.faults.read().expect("faults lock"),
+                "limits": p.access.limiter.limits(),
+                "faults": *p.faults.settings.read().expect("faults lock"),
             }),
         );
     }
@@ -86,7 +86,7 @@ async fn set_faults(
 ) -> Response {
     match carrier(&c) {
         Ok(c) => {
-            *e.platform(c).faults.write().expect("faults lock") = f;
+            *e.platform(c).faults.settings.write().expect("faults lock") = f;
             StatusCode::NO_CONTENT.into_response()
         }
         Err(r) => r,
@@ -100,7 +100,7 @@ async fn set_limits(
 ) -> Response {
     match carrier(&c) {
         Ok(c) => {
-            e.platform(c).limiter.set(&l);
+            e.platform(c).access.limiter.set(&l);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(r) => r,
@@ -159,6 +159,7 @@ async fn put_batch(
         Ok(c) => {
             batch.batch_no = b.clone();
             e.platform(c)
+                .world
                 .batches
                 .lock()
                 .expect("batches lock")
@@ -171,7 +172,14 @@ async fn put_batch(
 
 async fn get_batch(State(e): S, Path((c, b)): Path<(String, String)>) -> Response {
     match carrier(&c) {
-        Ok(c) => match e.platform(c).batches.lock().expect("batches lock").get(&b) {
+        Ok(c) => match e
+            .platform(c)
+            .world
+            .batches
+            .lock()
+            .expect("batches lock")
+            .get(&b)
+        {
             Some(batch) => axum::Json(batch).into_response(),
             None => StatusCode::NOT_FOUND.into_response(),
         },
@@ -183,6 +191,7 @@ async fn traceparents(State(e): S, Path(c): Path<String>) -> Response {
     match carrier(&c) {
         Ok(c) => axum::Json(
             e.platform(c)
+                .probes
                 .traceparents
                 .lock()
                 .expect("traceparents lock")
@@ -197,6 +206,7 @@ async fn traceparents(State(e): S, Path(c): Path<String>) -> Response {
 
 async fn expire_tokens(State(e): S) -> Response {
     e.platform(Carrier::Cmcc)
+        .access
         .tokens
         .lock()
         .expect("tokens lock")

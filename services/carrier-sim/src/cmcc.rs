@@ -39,9 +39,9 @@
 //! ([`crate::config::Undocumented`]).
 
 use crate::config::ApiClass;
+use crate::engine::jobs::JobStatus;
 use crate::engine::{CardIdKind, Change, Engine, OrderState, Refusal};
 use crate::gate::Gate;
-use crate::jobs::JobStatus;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -131,6 +131,7 @@ pub fn authenticate(e: &Engine, parts: &http::request::Parts, body: &[u8]) -> Re
     };
     let tokens = e
         .platform(Carrier::Cmcc)
+        .access
         .tokens
         .lock()
         .expect("tokens lock");
@@ -293,6 +294,7 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
             let token = format!("{:032x}", rand::random::<u128>());
             let ttl = c.cmcc_token_ttl_s;
             e.platform(Carrier::Cmcc)
+                .access
                 .tokens
                 .lock()
                 .expect("tokens lock")

@@ -49,8 +49,8 @@ pub struct Gate {
 
 pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
     let p = g.engine.platform(g.carrier);
-    p.requests.fetch_add(1, Ordering::Relaxed);
-    let faults = p.faults.read().expect("faults lock").clone();
+    p.probes.requests.fetch_add(1, Ordering::Relaxed);
+    let faults = p.faults.settings.read().expect("faults lock").clone();
     let (delay, drop_before, error, is_busy, drop_after, error_after) = {
         let mut rng = rand::rng();
         let mut delay = faults.latency_ms;
@@ -91,7 +91,7 @@ pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
     {
-        let mut q = p.traceparents.lock().expect("traceparents lock");
+        let mut q = p.probes.traceparents.lock().expect("traceparents lock");
         if q.len() >= crate::engine::TRACEPARENTS_KEPT {
             q.pop_front();
         }
@@ -107,21 +107,23 @@ pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
         return resp;
     }
     let class = (g.style.classify)(&parts, &bytes);
-    if let Err(wait) = p.limiter.check(class) {
+    if let Err(wait) = p.access.limiter.check(class) {
         return (g.style.over_limit)(&g.engine, wait);
     }
     let resp = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
     let drop_this = class == crate::config::ApiClass::Change
-        && p.drop_change_answers
+        && p.faults
+            .drop_change_answers
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
     if drop_after || drop_this {
         return dropped();
     }
     let error_this = class == crate::config::ApiClass::Change
-        && p.error_change_answers
+        && p.faults
+            .error_change_answers
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
     if error_this || error_after {

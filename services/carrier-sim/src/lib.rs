@@ -36,7 +36,6 @@ pub mod cu;
 pub mod engine;
 pub mod gate;
 pub mod inventory;
-pub mod jobs;
 pub mod ratelimit;
 pub mod trinet;
 pub mod wire;

@@ -262,6 +262,7 @@ async fn list_policies(State(g): State<Gate>) -> Response {
     let p = g
         .engine
         .platform(Carrier::Trinet)
+        .world
         .policies
         .lock()
         .expect("policies lock");
@@ -276,6 +277,7 @@ async fn create_policy(State(g): State<Gate>, body: Bytes) -> Response {
     let mut p = g
         .engine
         .platform(Carrier::Trinet)
+        .world
         .policies
         .lock()
         .expect("policies lock");
@@ -296,6 +298,7 @@ async fn update_policy(State(g): State<Gate>, Path(id): Path<String>, body: Byte
     let mut p = g
         .engine
         .platform(Carrier::Trinet)
+        .world
         .policies
         .lock()
         .expect("policies lock");

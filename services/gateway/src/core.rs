@@ -197,6 +197,22 @@ pub fn items_sent(status: i32) -> bool {
     .any(|s| *s as i32 == status)
 }
 
+/// Why the items of an order cancelled or rejected in review were never sent.
+pub fn never_sent(o: &v1::WorkOrder) -> Option<&'static str> {
+    let cancelled = o.status == v1::WorkOrderStatus::Cancelled as i32;
+    let rejected = o.status == v1::WorkOrderStatus::Rejected as i32
+        && o.history
+            .iter()
+            .any(|h| h.status == v1::WorkOrderStatus::InReview as i32);
+    if cancelled {
+        Some("work order cancelled before its items were sent")
+    } else if rejected {
+        Some("work order rejected in review: its items were never sent")
+    } else {
+        None
+    }
+}
+
 /// Shared state.
 pub struct Core {
     pub js: Context,
@@ -212,25 +228,38 @@ pub struct Core {
     /// Orders this replica is fanning out in the background right now.
     pub fanning: Mutex<std::collections::HashSet<u64>>,
     /// Every order's summary (for per-tenant quotas).
-    pub index: crate::query::OrderIndex,
+    pub index: crate::index::OrderIndex,
     meta: Mutex<HashMap<u64, Arc<Meta>>>,
 }
 
 const META_CACHE: usize = 10_000;
 
+/// What a gateway's shared state is made of.
+pub struct CoreParts {
+    pub js: Context,
+    pub client: async_nats::Client,
+    pub store: Store,
+    pub registry: Registry,
+    pub auth: Arc<dyn Authenticator>,
+    pub cfg: GatewayConfig,
+    pub metrics: Metrics,
+    pub tenants: Vec<String>,
+    pub index: crate::index::OrderIndex,
+}
+
 impl Core {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        js: Context,
-        client: async_nats::Client,
-        store: Store,
-        registry: Registry,
-        auth: Arc<dyn Authenticator>,
-        cfg: GatewayConfig,
-        metrics: Metrics,
-        tenants: Vec<String>,
-        index: crate::query::OrderIndex,
-    ) -> Core {
+    pub fn new(p: CoreParts) -> Core {
+        let CoreParts {
+            js,
+            client,
+            store,
+            registry,
+            auth,
+            cfg,
+            metrics,
+            tenants,
+            index,
+        } = p;
         Core {
             index,
             js,
@@ -411,7 +440,7 @@ impl Core {
             o.succeeded = c.succeeded;
             o.failed = c.failed;
             o.processing = c.processing();
-            if crate::query::never_sent(&o).is_some() {
+            if never_sent(&o).is_some() {
                 o.failed += o.processing;
                 o.processing = 0;
             }

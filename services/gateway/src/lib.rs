@@ -8,22 +8,21 @@
 //!
 //! ## Layout
 //!
-//! | module | holds |
-//! |---|---|
-//! | [`config`], [`auth`], [`error`] | settings; bearer tokens -> tenant, adapter or operator, and who may call which service; codes -> gRPC statuses |
-//! | [`bounds`] | size caps per method and the byte budget of requests in hand, before any body is decoded |
-//! | [`store`] | order records, item chunks, progress bytes: exact counts (read this first) |
-//! | [`registry`] | the card registry mirror and purchase batches |
-//! | [`validate`] | request and per-item validation |
-//! | [`submit`] | submit, review, fan-out, settlement |
-//! | [`results`] | the Results API |
-//! | [`backoffice`] | the BackOffice API: operators work the back-office queue |
-//! | [`query`], [`watch`] | get / list / items / card history; the event stream |
-//! | [`intake`] | the NATS intake |
-//! | [`recovery`] | what a starting gateway finishes |
-//! | [`service`] | the tonic services |
-//! | [`core`] | shared state, events, metrics |
-//! | [`setup`] | `gsl-gateway migrate` (the topology) and `gsl-gateway nats-user` (permissions) |
+//! An order's way through the gateway, in the order it takes:
+//!
+//! | step | module | holds |
+//! |---|---|---|
+//! | in | [`service`], [`intake`] | the tonic services (thin); the NATS intake |
+//! | who, how big | [`auth`], [`bounds`] | bearer tokens -> tenant, adapter or operator, and who may call which service; size caps per method and the byte budget, before any body is decoded |
+//! | check | [`validate`] (with [`registry`]) | request and per-item validation against the card registry and purchase batches |
+//! | accept | [`submit`] | idempotency, quota, validation, then record and fan out |
+//! | record | [`record`], [`store`] | the order's chunks, progress and record (the commit point); exact counts (read `store` first) |
+//! | send | [`fanout`] | items onto the work stream, in bundles; in the background for large orders |
+//! | outcomes | [`results`], [`backoffice`] | the Results API adapters report to; operators working the back-office queue |
+//! | life | [`lifecycle`] | review, settlement |
+//! | read | [`query`], [`index`], [`watch`] | get / list / items / card history; the order index; the event stream |
+//! | restart | [`recovery`] | what a starting gateway (or any replica's sweep) finishes |
+//! | around | [`core`], [`config`], [`error`], [`setup`] | shared state, events, metrics; settings; codes -> gRPC statuses; `gsl-gateway migrate` and `nats-user` |
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -32,8 +31,12 @@ pub mod bounds;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod fanout;
+pub mod index;
 pub mod intake;
+pub mod lifecycle;
 pub mod query;
+pub mod record;
 pub mod recovery;
 pub mod registry;
 pub mod results;
@@ -46,7 +49,7 @@ pub mod watch;
 
 use crate::config::GatewayConfig;
 use crate::core::{Core, Metrics};
-use crate::query::OrderIndex;
+use crate::index::OrderIndex;
 use crate::registry::Registry;
 use crate::service::Api;
 use crate::store::Store;
@@ -95,17 +98,17 @@ impl Gateway {
         let tenants: Vec<String> = cfg.tokens.tenants().map(str::to_owned).collect();
         let auth: Arc<dyn auth::Authenticator> = Arc::new(cfg.tokens.clone());
         let (bo_requests, bo_batches) = (buckets.backoffice.clone(), buckets.batches.clone());
-        let core = Arc::new(Core::new(
-            js.clone(),
-            client.clone(),
-            Store::new(buckets),
+        let core = Arc::new(Core::new(crate::core::CoreParts {
+            js: js.clone(),
+            client: client.clone(),
+            store: Store::new(buckets),
             registry,
             auth,
-            cfg.clone(),
+            cfg: cfg.clone(),
             metrics,
             tenants,
-            index.clone(),
-        ));
+            index,
+        }));
         let backoffice = backoffice::BackOfficeApi {
             core: core.clone(),
             requests: bo_requests,
@@ -130,7 +133,7 @@ impl Gateway {
             });
         }
         spawn_counts_publisher(core.clone(), shutdown.clone());
-        recovery::spawn_sweeper(core.clone(), index.clone(), shutdown.listener());
+        recovery::spawn_sweeper(core.clone(), shutdown.listener());
         tokio::spawn(crate::core::watch_storage(
             core.js.clone(),
             core.metrics.clone(),
@@ -140,10 +143,8 @@ impl Gateway {
 
         // Admin endpoints.
         let ready_core = core.clone();
-        let ready_index = index.clone();
         let ready: gsl_telemetry::admin::ReadyCheck = Arc::new(move || {
             let c = ready_core.clone();
-            let index = ready_index.clone();
             Box::pin(async move {
                 if c.client.connection_state() != async_nats::connection::State::Connected {
                     return Err("NATS not connected".to_string());
@@ -154,7 +155,7 @@ impl Gateway {
                             .to_string(),
                     );
                 }
-                if !index.is_current() {
+                if !c.index.is_current() {
                     return Err(
                         "order index is not current (loading, or its watch restarting)".to_string(),
                     );
@@ -175,10 +176,7 @@ impl Gateway {
         })?;
 
         // gRPC.
-        let api = Api {
-            core: core.clone(),
-            index,
-        };
+        let api = Api { core: core.clone() };
         let max = cfg.bounds.largest();
         let bounds = cfg.bounds.layer();
         let (health_reporter, health) = tonic_health::server::health_reporter();

@@ -1,8 +1,6 @@
 //! Queries: get, list, list items, a card's history.
 //!
-//! `List` filters an in-memory index of order summaries that every replica
-//! keeps by watching `wo.*` in `gsl_workorders` (so an order accepted by one
-//! replica is listed by all). A card's history reads the events of that card
+//! `List` filters the order index (`index`, owned by `Core`). A card's history reads the events of that card
 //! from `GSL_EVENTS` by subject (`gsl.evt.<tenant>.*.<card>`), kept one year.
 
 use crate::core::Core;
@@ -15,135 +13,8 @@ use gsl_bus::names;
 use gsl_domain::ErrorCode;
 use gsl_domain::ids::CardId;
 use gsl_proto::{convert, v1};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
 use std::time::Duration;
-
-/// What `List` filters on.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    pub tenant: Arc<str>,
-    pub kind: i32,
-    pub carriers: Vec<i32>,
-    pub status: i32,
-    pub created: i64,
-    /// Every item is on the work stream (see `OrderRecord.fanout_done`).
-    pub fanout_done: bool,
-}
-
-/// Every order's summary, newest first by id.
-#[derive(Clone)]
-pub struct OrderIndex {
-    orders: Arc<RwLock<BTreeMap<u64, Summary>>>,
-    /// True while the index is current (see `gsl_bus::kv::spawn_mirror`).
-    ready: tokio::sync::watch::Receiver<bool>,
-}
-
-impl OrderIndex {
-    /// Follow `wo.*` in the bucket, from the beginning.
-    pub async fn start(
-        workorders: &async_nats::jetstream::kv::Store,
-    ) -> Result<OrderIndex, ApiError> {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let idx = OrderIndex {
-            orders: Arc::default(),
-            ready: rx,
-        };
-        let orders = idx.orders.clone();
-        let retained = idx.orders.clone();
-        gsl_bus::kv::spawn_mirror(
-            workorders.clone(),
-            "wo.*",
-            move |e| {
-                let Some(id) = e
-                    .key
-                    .strip_prefix("wo.")
-                    .and_then(|s| s.parse::<u64>().ok())
-                else {
-                    return;
-                };
-                if e.operation != async_nats::jetstream::kv::Operation::Put {
-                    orders.write().expect("index lock").remove(&id);
-                    return;
-                }
-                if let Ok(rec) = decode::<v1::OrderRecord>("OrderRecord", &e.value)
-                    && let Some(o) = rec.order
-                {
-                    orders.write().expect("index lock").insert(
-                        id,
-                        Summary {
-                            tenant: o.tenant.into(),
-                            kind: o.kind,
-                            carriers: o.carriers,
-                            status: o.status,
-                            created: o.created_at.map(|t| t.seconds).unwrap_or_default(),
-                            fanout_done: rec.fanout_done,
-                        },
-                    );
-                }
-            },
-            move |seen| {
-                retained
-                    .write()
-                    .expect("index lock")
-                    .retain(|id, _| seen.contains(&format!("wo.{id}")));
-            },
-            tx,
-        );
-        Ok(idx)
-    }
-
-    /// How many of a tenant's orders are not final yet.
-    pub fn open_orders(&self, tenant: &str) -> usize {
-        self.orders
-            .read()
-            .expect("index lock")
-            .values()
-            .filter(|s| &*s.tenant == tenant && !gsl_proto::convert::status_is_terminal(s.status))
-            .count()
-    }
-
-    /// Whether the index has caught up with the bucket (and not lost its
-    /// watch since).
-    pub fn is_current(&self) -> bool {
-        *self.ready.borrow()
-    }
-
-    /// Record an order at once, unless the watch has already delivered it
-    /// (the watch is the authority; this only makes a new order listable
-    /// without waiting for it).
-    pub fn note(&self, o: &v1::WorkOrder) {
-        self.orders
-            .write()
-            .expect("index lock")
-            .entry(o.id)
-            .or_insert_with(|| Summary {
-                tenant: o.tenant.as_str().into(),
-                kind: o.kind,
-                carriers: o.carriers.clone(),
-                status: o.status,
-                created: o.created_at.map(|t| t.seconds).unwrap_or_default(),
-                // Not known here; the watch says (the sweep only acts on what it says).
-                fanout_done: true,
-            });
-    }
-
-    /// Processing orders whose fan-out is not recorded done and that were
-    /// created before `before` (unix seconds).
-    pub fn unfinished_fanouts(&self, before: i64) -> Vec<u64> {
-        self.orders
-            .read()
-            .expect("index lock")
-            .iter()
-            .filter(|(_, s)| {
-                !s.fanout_done
-                    && s.created < before
-                    && s.status == v1::WorkOrderStatus::Processing as i32
-            })
-            .map(|(id, _)| *id)
-            .collect()
-    }
-}
 
 fn page_size(requested: u32, default: u32) -> usize {
     match requested {
@@ -168,7 +39,6 @@ pub async fn get(core: &Core, tenant: &str, id: u64) -> Result<v1::WorkOrder, Ap
 
 pub async fn list(
     core: &Core,
-    index: &OrderIndex,
     tenant: &str,
     req: v1::ListRequest,
 ) -> Result<v1::ListResponse, ApiError> {
@@ -186,27 +56,15 @@ pub async fn list(
     };
     let after_t = req.created_after.map(|t| t.seconds);
     let before_t = req.created_before.map(|t| t.seconds);
-    let ids: Vec<u64> = {
-        let m = index.orders.read().expect("index lock");
-        let range = match before {
-            Some(b) => m.range(..b),
-            None => m.range(..),
-        };
-        range
-            .rev()
-            .filter(|(id, s)| {
-                &*s.tenant == tenant
-                    && (req.status == 0 || s.status == req.status)
-                    && (req.operation == 0 || s.kind == req.operation)
-                    && (req.carrier == 0 || s.carriers.contains(&req.carrier))
-                    && after_t.is_none_or(|t| s.created >= t)
-                    && before_t.is_none_or(|t| s.created < t)
-                    && card_orders.as_ref().is_none_or(|c| c.contains(id))
-            })
-            .map(|(id, _)| *id)
-            .take(size + 1)
-            .collect()
-    };
+    let ids = core.index.newest(before, size + 1, |id, s| {
+        &*s.tenant == tenant
+            && (req.status == 0 || s.status == req.status)
+            && (req.operation == 0 || s.kind == req.operation)
+            && (req.carrier == 0 || s.carriers.contains(&req.carrier))
+            && after_t.is_none_or(|t| s.created >= t)
+            && before_t.is_none_or(|t| s.created < t)
+            && card_orders.as_ref().is_none_or(|c| c.contains(&id))
+    });
     let more = ids.len() > size;
     let mut out = Vec::with_capacity(size);
     for id in ids.iter().take(size) {
@@ -233,7 +91,7 @@ pub async fn list_items(
     let o = rec.order.clone().unwrap_or_default();
     // An order stopped before its items were sent: none of them is
     // processing any more (they never will be).
-    let never_sent = never_sent(&o);
+    let never_sent = crate::core::never_sent(&o);
     let size = page_size(req.page_size, 100);
     let start = parse_token(&req.page_token)?.unwrap_or(0) as usize;
     let want = req.status;
@@ -303,22 +161,6 @@ pub async fn list_items(
         items,
         next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
     })
-}
-
-/// Why the items of an order cancelled or rejected in review were never sent.
-pub fn never_sent(o: &v1::WorkOrder) -> Option<&'static str> {
-    let cancelled = o.status == v1::WorkOrderStatus::Cancelled as i32;
-    let rejected = o.status == v1::WorkOrderStatus::Rejected as i32
-        && o.history
-            .iter()
-            .any(|h| h.status == v1::WorkOrderStatus::InReview as i32);
-    if cancelled {
-        Some("work order cancelled before its items were sent")
-    } else if rejected {
-        Some("work order rejected in review: its items were never sent")
-    } else {
-        None
-    }
 }
 
 /// The latest event per work order about a card (events are in stream order).

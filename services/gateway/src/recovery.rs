@@ -13,8 +13,8 @@
 
 use crate::core::Core;
 use crate::error::ApiError;
-use crate::query::OrderIndex;
-use crate::submit::{finish_fanout_if_needed, settle};
+use crate::fanout::finish_fanout_if_needed;
+use crate::lifecycle::settle;
 use futures::StreamExt;
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -45,11 +45,11 @@ pub async fn run(core: &Core) -> Result<usize, ApiError> {
 }
 
 /// One sweep: finish the fan-outs nobody is finishing. Returns how many it took over.
-pub async fn sweep(core: &Core, index: &OrderIndex) -> Result<usize, ApiError> {
+pub async fn sweep(core: &Core) -> Result<usize, ApiError> {
     let stale = chrono::Duration::from_std(core.cfg.fanout_stale).unwrap_or_default();
     let before = (chrono::Utc::now() - stale).timestamp();
     let mut taken = 0;
-    for id in index.unfinished_fanouts(before) {
+    for id in core.index.unfinished_fanouts(before) {
         if core.fanning.lock().expect("fanning set").contains(&id) {
             continue;
         }
@@ -67,7 +67,7 @@ pub async fn sweep(core: &Core, index: &OrderIndex) -> Result<usize, ApiError> {
 }
 
 /// Sweep every `GSL_FANOUT_SWEEP_SECS` until the gateway stops.
-pub fn spawn_sweeper(core: Arc<Core>, index: OrderIndex, stop: gsl_telemetry::shutdown::Listener) {
+pub fn spawn_sweeper(core: Arc<Core>, stop: gsl_telemetry::shutdown::Listener) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(core.cfg.fanout_sweep);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -79,7 +79,7 @@ pub fn spawn_sweeper(core: Arc<Core>, index: OrderIndex, stop: gsl_telemetry::sh
                 _ = &mut stopped => return,
                 _ = tick.tick() => {}
             }
-            if let Err(e) = sweep(&core, &index).await {
+            if let Err(e) = sweep(&core).await {
                 warn!(error = %e, "fan-out sweep failed; next time");
             }
         }

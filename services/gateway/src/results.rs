@@ -10,8 +10,8 @@
 
 use crate::core::{Core, ReportLabels};
 use crate::error::ApiError;
+use crate::lifecycle::settle;
 use crate::store::{CHUNK, FAILED, SUCCEEDED};
-use crate::submit::settle;
 use gsl_domain::ErrorCode;
 use gsl_proto::v1;
 use tracing::{Instrument, info_span};

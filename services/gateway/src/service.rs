@@ -4,8 +4,9 @@
 use crate::auth::{self, Principal};
 use crate::core::Core;
 use crate::error::ApiError;
-use crate::query::{self, OrderIndex};
-use crate::submit::{self, Review};
+use crate::lifecycle::{self, Review};
+use crate::query;
+use crate::submit;
 use crate::{results, watch};
 use gsl_domain::ErrorCode;
 use gsl_domain::workorder::OrderSource;
@@ -16,7 +17,6 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct Api {
     pub core: Arc<Core>,
-    pub index: OrderIndex,
 }
 
 impl Api {
@@ -85,7 +85,7 @@ impl v1::work_orders_server::WorkOrders for Api {
         let t = self.tenant(&r)?;
         let resp = submit::submit(&self.core, &t, r.into_inner(), OrderSource::Api).await?;
         if let Some(o) = &resp.work_order {
-            self.index.note(o);
+            self.core.index.note(o);
         }
         Ok(Response::new(resp))
     }
@@ -103,7 +103,7 @@ impl v1::work_orders_server::WorkOrders for Api {
     ) -> Result<Response<v1::ListResponse>, Status> {
         let t = self.tenant(&r)?;
         Ok(Response::new(
-            query::list(&self.core, &self.index, &t, r.into_inner()).await?,
+            query::list(&self.core, &t, r.into_inner()).await?,
         ))
     }
 
@@ -142,14 +142,14 @@ impl v1::work_orders_server::WorkOrders for Api {
     async fn cancel(&self, r: Request<v1::OrderRef>) -> Result<Response<v1::WorkOrder>, Status> {
         let t = self.tenant(&r)?;
         Ok(Response::new(
-            submit::review(&self.core, &t, r.into_inner().id, Review::Cancel, "").await?,
+            lifecycle::review(&self.core, &t, r.into_inner().id, Review::Cancel, "").await?,
         ))
     }
 
     async fn approve(&self, r: Request<v1::OrderRef>) -> Result<Response<v1::WorkOrder>, Status> {
         let t = self.tenant(&r)?;
         Ok(Response::new(
-            submit::review(&self.core, &t, r.into_inner().id, Review::Approve, "").await?,
+            lifecycle::review(&self.core, &t, r.into_inner().id, Review::Approve, "").await?,
         ))
     }
 
@@ -160,7 +160,7 @@ impl v1::work_orders_server::WorkOrders for Api {
         let t = self.tenant(&r)?;
         let req = r.into_inner();
         Ok(Response::new(
-            submit::review(&self.core, &t, req.id, Review::Reject, &req.reason).await?,
+            lifecycle::review(&self.core, &t, req.id, Review::Reject, &req.reason).await?,
         ))
     }
 }

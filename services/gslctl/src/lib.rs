@@ -19,16 +19,18 @@
 //!
 //! ## Layout
 //!
-//! * [`cli`]: the command line;
+//! * [`cli`]: the command line (flags, settings, the credential of each
+//!   role, dispatch);
+//! * [`cmd`]: one file per command group (submit, orders, cards, back office);
 //! * [`batch`]: CSV / xlsx batch files and their row-by-row validation;
 //! * [`ops`]: operations from flags;
 //! * [`output`]: tables and JSON;
 //! * [`watch`]: the progress bar that survives a dropped connection.
 #![forbid(unsafe_code)]
 
-pub mod backoffice;
 pub mod batch;
 pub mod cli;
+pub mod cmd;
 pub mod ops;
 pub mod output;
 pub mod watch;
@@ -51,4 +53,13 @@ pub fn exit_for(s: &tonic::Status) -> i32 {
         | tonic::Code::Unauthenticated => EXIT_REFUSED,
         _ => EXIT_FAILED,
     }
+}
+
+/// A request with the bearer token.
+pub fn authed<T>(token: &str, m: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(m);
+    if let Ok(v) = format!("Bearer {token}").parse() {
+        r.metadata_mut().insert("authorization", v);
+    }
+    r
 }

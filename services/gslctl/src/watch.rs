@@ -17,8 +17,8 @@ pub async fn follow(
     id: u64,
     show_bar: bool,
 ) -> Result<v1::WorkOrder, tonic::Status> {
-    let req = |m| crate::cli::authed(token, m);
-    let watch_req = |m| crate::cli::authed(token, m);
+    let req = |m| crate::authed(token, m);
+    let watch_req = |m| crate::authed(token, m);
     let mut order = client.get(req(v1::GetRequest { id })).await?.into_inner();
     let pb = if show_bar {
         ProgressBar::new(order.total)

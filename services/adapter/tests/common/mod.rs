@@ -267,23 +267,12 @@ impl Stack {
         cards: &[String],
     ) -> v1::WorkOrder {
         let mut c = self.orders().await;
-        c.submit(authed(v1::SubmitRequest {
-            idempotency_key: key.into(),
-            operation: Some(v1::Operation { kind: Some(op) }),
-            cards: cards
-                .iter()
-                .map(|id| v1::CardRef {
-                    id: id.clone(),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .work_order
-        .unwrap()
+        c.submit(authed(gateway::submit_request(key, op, cards)))
+            .await
+            .unwrap()
+            .into_inner()
+            .work_order
+            .unwrap()
     }
 
     /// Wait until the order is terminal.

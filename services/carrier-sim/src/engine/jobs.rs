@@ -8,7 +8,7 @@
 //! * Otherwise each member is one order, accepted or refused on its own, as
 //!   a single-card call would be; the job is pending while any order is.
 
-use crate::engine::{Change, Engine, OrderState, Refusal};
+use super::{Change, Engine, OrderState, Refusal};
 use chrono::{DateTime, Duration, Utc};
 use gsl_domain::card::SimStatus;
 use gsl_domain::carrier::Carrier;
@@ -69,6 +69,7 @@ impl Engine {
         });
         if inside_window {
             self.platform(c)
+                .probes
                 .batch_refusals
                 .fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::TooSoon);
@@ -96,14 +97,19 @@ impl Engine {
                 }
             })
             .collect();
-        self.platform(c).jobs.lock().expect("jobs lock").insert(
-            id.clone(),
-            Job {
-                id: id.clone(),
-                created_at: now,
-                members,
-            },
-        );
+        self.platform(c)
+            .world
+            .jobs
+            .lock()
+            .expect("jobs lock")
+            .insert(
+                id.clone(),
+                Job {
+                    id: id.clone(),
+                    created_at: now,
+                    members,
+                },
+            );
         Ok(id)
     }
 
@@ -111,6 +117,7 @@ impl Engine {
     pub fn job(&self, c: Carrier, id: &str) -> Option<(JobStatus, Vec<MemberResult>)> {
         let job = self
             .platform(c)
+            .world
             .jobs
             .lock()
             .expect("jobs lock")

@@ -3,7 +3,7 @@
 //! credential: `--token`, or `GSL_OPERATOR_TOKEN` when `--token` is not given.
 
 use crate::EXIT_OK;
-use crate::cli::authed;
+use crate::authed;
 use crate::output::{self, Format};
 use clap::Subcommand;
 use gsl_proto::{convert, v1};

@@ -1,0 +1,259 @@
+//! The card registry: get, import, and seeding from the simulator.
+
+use super::{Ctx, Outcome, RegistryClient, problems_out, say};
+use crate::authed;
+use crate::batch::{self, RowProblem};
+use crate::output::Format;
+use crate::{EXIT_FAILED, EXIT_INVALID, EXIT_ITEMS_FAILED, EXIT_OK};
+use clap::Subcommand;
+use gsl_domain::Carrier;
+use gsl_proto::{convert, v1};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum CardsCmd {
+    /// Import cards from CSV / xlsx: id, carrier, sim_status, stop_reason, pooled, real_named, tri-net version, batch,
+    /// then optionally msisdn, imsi and (China Telecom) access number.
+    Import {
+        file: PathBuf,
+        /// Assign the cards to this tenant (with the operator credential).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Show a card.
+    Get { id: String },
+    /// Development: register the simulator's generated cards, with their numbers (MSISDN, IMSI,
+    /// China Telecom access number). Purchase batches are registered with Registry.ImportBatches
+    /// (see docs/operations.md).
+    SeedFromSim {
+        /// The simulator's base URL, e.g. http://127.0.0.1:7400
+        sim: String,
+        #[arg(long, default_value_t = 1000)]
+        per_carrier: u64,
+        /// Assign the cards to this tenant (with the operator credential).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+pub async fn run(ctx: &mut Ctx, cmd: CardsCmd) -> Outcome {
+    let (format, tok) = (ctx.format, ctx.token.clone());
+    let registry = &mut ctx.registry;
+    match cmd {
+        CardsCmd::Get { id } => {
+            let c = registry
+                .get_card(authed(&tok, v1::GetCardRequest { id }))
+                .await?
+                .into_inner();
+            let j = json!({"id": c.id, "carrier": convert::carrier_from_wire(c.carrier).map(|c| c.as_str()).unwrap_or(""), "msisdn": c.msisdn, "imsi": c.imsi, "access_number": c.access_number, "sim_status": c.sim_status, "stop_reason": c.stop_reason, "pooled": c.pooled, "real_named": c.real_named, "imei": c.imei, "speed_kbps": c.speed_kbps, "threshold_mb": c.threshold_mb, "batch_no": c.batch_no});
+            say(
+                format,
+                || format!("{}\n", serde_json::to_string_pretty(&j).unwrap_or_default()),
+                || j.clone(),
+            );
+            Ok(EXIT_OK)
+        }
+        CardsCmd::Import { file, tenant } => {
+            let rows = match batch::read(&file) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("gslctl: {e}");
+                    return Ok(EXIT_INVALID);
+                }
+            };
+            let (mut cards, problems) = registry_cards(&rows);
+            for c in &mut cards {
+                c.tenant = tenant.clone().unwrap_or_default();
+            }
+            if !problems.is_empty() {
+                problems_out(format, &problems);
+                return Ok(EXIT_INVALID);
+            }
+            let mut imported = 0;
+            let mut refused = 0;
+            for chunk in cards.chunks(20_000) {
+                let r = registry
+                    .import_cards(authed(
+                        &tok,
+                        v1::ImportCardsRequest {
+                            cards: chunk.to_vec(),
+                        },
+                    ))
+                    .await?
+                    .into_inner();
+                imported += r.imported;
+                refused += r.refused_total;
+            }
+            say(
+                format,
+                || format!("{imported} cards imported, {refused} refused\n"),
+                || json!({"imported": imported, "refused": refused}),
+            );
+            Ok(if refused == 0 {
+                EXIT_OK
+            } else {
+                EXIT_ITEMS_FAILED
+            })
+        }
+        CardsCmd::SeedFromSim {
+            sim,
+            per_carrier,
+            tenant,
+        } => {
+            seed_from_sim(
+                registry,
+                &tok,
+                &sim,
+                per_carrier,
+                tenant.as_deref().unwrap_or_default(),
+                format,
+            )
+            .await
+        }
+    }
+}
+
+/// Registry import rows: id, carrier, sim_status, stop_reason, pooled, real_named, tri-net version, batch.
+pub fn registry_cards(rows: &[batch::Row]) -> (Vec<v1::Card>, Vec<RowProblem>) {
+    let mut cards = Vec::new();
+    let mut problems = Vec::new();
+    for r in rows {
+        let cell = |i: usize| r.cells.get(i).map(|s| s.trim()).unwrap_or("");
+        let mut bad = |reason: String| {
+            problems.push(RowProblem {
+                line: r.line,
+                card: cell(0).to_owned(),
+                code: gsl_domain::ErrorCode::BadParameter,
+                reason,
+            })
+        };
+        let carrier = match cell(1).parse::<Carrier>() {
+            Ok(c) => c,
+            Err(e) => {
+                bad(e.to_string());
+                continue;
+            }
+        };
+        let Ok(status) = cell(2).parse::<u32>() else {
+            bad(format!(
+                "sim_status {:?}: expected 10, 11, 13, 14, 20 or 30",
+                cell(2)
+            ));
+            continue;
+        };
+        let flag = |s: &str| matches!(s.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "y");
+        cards.push(v1::Card {
+            id: cell(0).to_owned(),
+            carrier: convert::carrier_to_wire(carrier) as i32,
+            sim_status: status,
+            stop_reason: cell(3).parse().unwrap_or(-1),
+            pooled: flag(cell(4)),
+            real_named: flag(cell(5)),
+            trinet_version: match cell(6) {
+                "sdk" => v1::TriNetVersion::Sdk as i32,
+                "no_sdk" => v1::TriNetVersion::NoSdk as i32,
+                _ => 0,
+            },
+            batch_no: cell(7).to_owned(),
+            threshold_mb: -1,
+            msisdn: cell(8).to_owned(),
+            imsi: cell(9).to_owned(),
+            access_number: cell(10).to_owned(),
+            ..Default::default()
+        });
+    }
+    (cards, problems)
+}
+
+async fn seed_from_sim(
+    registry: &mut RegistryClient,
+    token: &str,
+    sim: &str,
+    per_carrier: u64,
+    tenant: &str,
+    format: Format,
+) -> Result<i32, tonic::Status> {
+    let http = reqwest::Client::new();
+    let sim = sim.trim_end_matches('/');
+    let mut total = 0;
+    for c in Carrier::ALL {
+        let url = format!(
+            "{sim}/admin/{}/cards?offset=0&limit={per_carrier}",
+            c.as_str()
+        );
+        let page: Vec<Value> = match http.get(&url).send().await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(e) => {
+                eprintln!("gslctl: {url}: {e}");
+                return Ok(EXIT_FAILED);
+            }
+        };
+        let cards: Vec<v1::Card> = page
+            .iter()
+            .map(|v| {
+                let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+                v1::Card {
+                    id: s("id"),
+                    carrier: convert::carrier_to_wire(c) as i32,
+                    sim_status: match s("status").as_str() {
+                        "testable" => 10,
+                        "not_activated" => 11,
+                        "activatable" => 13,
+                        "stopped" => 14,
+                        "closed" => 30,
+                        _ => 20,
+                    },
+                    stop_reason: match s("stop_reason").as_str() {
+                        "over_plan_quota" => 1,
+                        "over_threshold" => 2,
+                        "pool_exhausted" => 3,
+                        "plan_expired" => 4,
+                        "on_request" => 5,
+                        "violation" => 6,
+                        "device_separation" => 7,
+                        _ => -1,
+                    },
+                    pooled: v["pooled"].as_bool().unwrap_or(false),
+                    real_named: v["real_named"].as_bool().unwrap_or(false),
+                    trinet_version: match s("trinet_version").as_str() {
+                        "sdk" => v1::TriNetVersion::Sdk as i32,
+                        "no_sdk" => v1::TriNetVersion::NoSdk as i32,
+                        _ => 0,
+                    },
+                    imei: s("imei"),
+                    threshold_mb: v["threshold_mb"].as_i64().unwrap_or(-1),
+                    batch_no: s("batch_no"),
+                    msisdn: s("msisdn"),
+                    imsi: s("imsi"),
+                    // A China Telecom card's access number is its number.
+                    access_number: if c == Carrier::Ct {
+                        s("msisdn")
+                    } else {
+                        String::new()
+                    },
+                    tenant: tenant.to_owned(),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        for chunk in cards.chunks(20_000) {
+            total += registry
+                .import_cards(authed(
+                    token,
+                    v1::ImportCardsRequest {
+                        cards: chunk.to_vec(),
+                    },
+                ))
+                .await?
+                .into_inner()
+                .imported;
+        }
+    }
+    say(
+        format,
+        || format!("{total} cards registered from {sim}\n"),
+        || json!({"imported": total}),
+    );
+    Ok(EXIT_OK)
+}
