@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole stack as local processes, no Docker: nats-server (JetStream, authentication, one user
-# per service with its own subject permissions), carrier-sim seeded with demo cards, the gateway
-# and the four adapters. Logs are prefixed with the service name. Ctrl-C stops everything.
+# per service with its own subject permissions), PostgreSQL (the card store: a schema-owner role
+# for `gsl-gateway migrate`, a read-write-only role for the gateway), carrier-sim seeded with
+# demo cards, the gateway and the four adapters. Logs are prefixed with the service name. Ctrl-C stops everything.
 #
 # Settings (environment): PROFILE=debug|release (default debug), GSL_STACK_DIR (default .run),
-# GSL_STACK_PORT_BASE (default 4222; the stack uses base .. base+8), GSL_STACK_SKIP_BUILD=1,
+# GSL_STACK_PORT_BASE (default 4222; the stack uses base .. base+9), GSL_STACK_SKIP_BUILD=1,
 # GSL_TIME_SCALE (default 43200: one working day takes two seconds).
 set -euo pipefail
 
@@ -19,6 +20,7 @@ say() { printf '[stack] %s\n' "$*"; }
 
 NATS_PORT=$BASE; NATS_HTTP=$((BASE + 1)); SIM_PORT=$((BASE + 2)); GW_PORT=$((BASE + 3)); GW_ADMIN=$((BASE + 4))
 declare -A ADMIN=([cmcc]=$((BASE + 5)) [ct]=$((BASE + 6)) [cu]=$((BASE + 7)) [trinet]=$((BASE + 8)))
+PG_PORT=$((BASE + 9))
 
 bash scripts/setup.sh
 if [ "${GSL_STACK_SKIP_BUILD:-0}" != 1 ]; then
@@ -65,6 +67,11 @@ declare -A ATOK=([cmcc]="$ADAPTER_TOKEN_CMCC" [ct]="$ADAPTER_TOKEN_CT" [cu]="$AD
 if [ -z "${NATS_PW_MIGRATE:-}" ]; then
   NATS_PW_MIGRATE="$(rnd)"; echo "NATS_PW_MIGRATE=$NATS_PW_MIGRATE" >> "$RUN/secrets.env"
 fi
+# The card store's roles: the cluster's administrator (creates the others), the schema owner
+# (`gsl-gateway migrate`) and the gateway (read and write on the tables, nothing else).
+for v in PG_PW_ADMIN PG_PW_OWNER PG_PW_GATEWAY; do
+  if [ -z "${!v:-}" ]; then printf -v "$v" '%s' "$(rnd)"; echo "$v=${!v}" >> "$RUN/secrets.env"; fi
+done
 {
   cat <<CONF
 listen: 127.0.0.1:$NATS_PORT
@@ -112,14 +119,46 @@ JSON
 ANCHOR=$(date +%s)
 start nats "$NATS_BIN" -c "$RUN/nats.conf"
 wait_http "http://127.0.0.1:$NATS_HTTP/healthz?js-enabled-only=true" nats
+
+# PostgreSQL: initdb and postgres refuse to run as root, so as root they run as `nobody`.
+PG_BIN="$(bash scripts/pg-bin.sh)"
+AS_PG=()
+if [ "$(id -u)" = 0 ]; then AS_PG=(setpriv --reuid=nobody --regid=nogroup --clear-groups --); fi
+if [ ! -f "$RUN/pg/PG_VERSION" ]; then
+  say "creating the card store's cluster ($("$PG_BIN/postgres" --version | awk '{print $3}'))"
+  mkdir -p "$RUN/pg" "$RUN/pg-sock"
+  printf '%s\n' "$PG_PW_ADMIN" > "$RUN/pg-pw"
+  if [ "$(id -u)" = 0 ]; then chown -R nobody:nogroup "$RUN/pg" "$RUN/pg-sock" "$RUN/pg-pw"; fi
+  "${AS_PG[@]}" "$PG_BIN/initdb" -D "$RUN/pg" -U gsl_admin --pwfile="$RUN/pg-pw" --auth=scram-sha-256 \
+    -E UTF8 --locale=C > "$RUN/logs/initdb.log" 2>&1 || { cat "$RUN/logs/initdb.log"; exit 1; }
+  rm -f "$RUN/pg-pw"
+fi
+mkdir -p "$RUN/pg-sock"
+if [ "$(id -u)" = 0 ]; then chown nobody:nogroup "$RUN/pg-sock"; fi
+start postgres "${AS_PG[@]}" "$PG_BIN/postgres" -D "$RUN/pg" -h 127.0.0.1 -p "$PG_PORT" -k "$RUN/pg-sock"
+pg_admin() { PGPASSWORD="$PG_PW_ADMIN" "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U gsl_admin -d postgres -v ON_ERROR_STOP=1 -tAq "$@"; }
+for _ in $(seq 1 150); do pg_admin -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+pg_admin -c 'SELECT 1' >/dev/null || { say "ERROR: PostgreSQL not ready on $PG_PORT"; exit 1; }
+pg_admin <<SQL
+SELECT 'CREATE ROLE gsl_owner LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gsl_owner') \\gexec
+SELECT 'CREATE ROLE gsl_gateway LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gsl_gateway') \\gexec
+ALTER ROLE gsl_owner PASSWORD '$PG_PW_OWNER';
+ALTER ROLE gsl_gateway PASSWORD '$PG_PW_GATEWAY';
+SELECT 'CREATE DATABASE gsl OWNER gsl_owner' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'gsl') \\gexec
+REVOKE ALL ON DATABASE gsl FROM PUBLIC;
+SQL
+PG_URL_OWNER="postgres://gsl_owner:$PG_PW_OWNER@127.0.0.1:$PG_PORT/gsl"
+PG_URL_GATEWAY="postgres://gsl_gateway:$PG_PW_GATEWAY@127.0.0.1:$PG_PORT/gsl"
 start sim env SIM_LISTEN="127.0.0.1:$SIM_PORT" SIM_CARDS_PER_CARRIER=10000 SIM_TIME_SCALE="$SCALE" SIM_CLOCK_ANCHOR="$ANCHOR" \
   RUST_LOG="${RUST_LOG:-info}" "$BIN/carrier-sim" --config "$RUN/sim.json"
 wait_http "http://127.0.0.1:$SIM_PORT/healthz" carrier-sim
 NATS_URL="nats://127.0.0.1:$NATS_PORT"
-say "creating the topology (gsl-gateway migrate)"
+say "creating the topology and the card store's schema (gsl-gateway migrate)"
 GSL_NATS_URL="$NATS_URL" GSL_NATS_USER=gsl-migrate GSL_NATS_PASSWORD="$NATS_PW_MIGRATE" RUST_LOG=warn \
+  GSL_DATABASE_URL="$PG_URL_OWNER" GSL_DATABASE_APP_ROLE=gsl_gateway \
   "$BIN/gsl-gateway" migrate | sed 's/^/[stack] /'
 start gateway env GSL_TOPOLOGY=bind GSL_NATS_URL="$NATS_URL" GSL_NATS_USER=gateway GSL_NATS_PASSWORD="$NATS_PW_GATEWAY" \
+  GSL_DATABASE_URL="$PG_URL_GATEWAY" \
   GSL_GRPC_LISTEN="127.0.0.1:$GW_PORT" GSL_ADMIN_LISTEN="127.0.0.1:$GW_ADMIN" \
   GSL_TENANT_TOKENS="$TENANT_TOKEN=acme" GSL_ADAPTER_TOKENS="$ADAPTER_TOKENS" GSL_OPERATOR_TOKEN="$OPERATOR_TOKEN" RUST_LOG="${RUST_LOG:-info}" "$BIN/gsl-gateway"
 wait_http "http://127.0.0.1:$GW_ADMIN/readyz" gateway
@@ -156,6 +195,7 @@ cat <<MSG
 [stack]   gateway admin  http://127.0.0.1:$GW_ADMIN/metrics  /healthz  /readyz
 [stack]   adapters admin http://127.0.0.1:${ADMIN[cmcc]} (cmcc) :${ADMIN[ct]} (ct) :${ADMIN[cu]} (cu) :${ADMIN[trinet]} (trinet)
 [stack]   NATS           $NATS_URL  (monitoring http://127.0.0.1:$NATS_HTTP)
+[stack]   PostgreSQL     127.0.0.1:$PG_PORT  database gsl (roles in $RUN/secrets.env)
 [stack]   carrier-sim    http://127.0.0.1:$SIM_PORT  (admin /admin/stats)
 [stack] try:  make demo      or:  set -a; . $RUN/stack.env; set +a; $BIN/gslctl list
 [stack] Ctrl-C stops everything.

@@ -132,9 +132,6 @@ async fn every_user_does_its_job_and_nothing_else() {
         .await
         .expect("the gateway lists");
     assert_eq!(listed.len(), 1, "{listed:?}");
-    gsl_bus::kv::read(&ab.cards, "89860312345678901234")
-        .await
-        .expect("adapters read the registry");
     gjs.publish("gsl.work.ct.stop", "x".into())
         .await
         .unwrap()

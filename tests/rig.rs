@@ -50,6 +50,7 @@ pub async fn start(
             gsl_testkit::gateway::adapter_tokens_env(ADAPTER_TOKEN),
         ),
         ("GSL_GRPC_LISTEN", "127.0.0.1:0".to_string()),
+        ("GSL_DATABASE_URL", nats.database_url()),
     ]);
     env.extend(gateway_env.iter().cloned());
     let gw = Proc::spawn("gsl-gateway", &env).await;

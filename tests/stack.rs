@@ -5,11 +5,11 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// A base port with the next 9 ports free.
+/// A base port with the next 10 ports free.
 fn free_base() -> u16 {
     for _ in 0..200 {
         let base = 20_000 + (std::process::id() as u16 % 200) * 100 + (rand_u16() % 90);
-        if (0..9).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+        if (0..10).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
     }

@@ -161,8 +161,8 @@ async fn run_stop(c: Carrier, cards: u64, single: u64, limit: u32) -> Result<Mea
     .await?;
     let sim_url = format!("http://{}", sim.addr);
     let gw = match knob("BENCH_BUNDLE_SIZE") {
-        Some(size) => spawn_gateway_with(nats.url(), &[("GSL_BUNDLE_SIZE", size)]).await?,
-        None => spawn_gateway(nats.url()).await?,
+        Some(size) => spawn_gateway_with(&nats, &[("GSL_BUNDLE_SIZE", size)]).await?,
+        None => spawn_gateway(&nats).await?,
     };
     let gw_url = format!("http://{}", gw.addr);
     let mut extra = vec![

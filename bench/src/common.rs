@@ -1,6 +1,7 @@
 //! Shared benchmark plumbing: modes, BENCH lines, medians, child processes,
 //! memory readings.
 
+use gsl_testkit::NatsServer;
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -256,17 +257,18 @@ pub async fn import_cards(
 }
 
 /// A gateway on free ports, talking to `nats_url`, knowing the bench tenant.
-pub async fn spawn_gateway(nats_url: String) -> Result<Service, String> {
-    spawn_gateway_with(nats_url, &[]).await
+pub async fn spawn_gateway(nats: &NatsServer) -> Result<Service, String> {
+    spawn_gateway_with(nats, &[]).await
 }
 
 /// The same with extra settings.
 pub async fn spawn_gateway_with(
-    nats_url: String,
+    nats: &NatsServer,
     extra: &[(&str, String)],
 ) -> Result<Service, String> {
     let mut env = vec![
-        ("GSL_NATS_URL", nats_url),
+        ("GSL_NATS_URL", nats.url()),
+        ("GSL_DATABASE_URL", nats.database_url()),
         ("GSL_TENANT_TOKENS", format!("{TOKEN}=bench")),
         ("GSL_TENANT_SELF_REGISTRATION", "on".into()),
         (

@@ -408,7 +408,7 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
     )
     .await?;
     let sim_url = format!("http://{}", sim.addr);
-    let gw = spawn_gateway(nats.url()).await?;
+    let gw = spawn_gateway(&nats).await?;
     let gw_url = format!("http://{}", gw.addr);
     let adapter = spawn_ct_adapter(
         nats.url(),

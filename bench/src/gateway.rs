@@ -81,7 +81,7 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
     // open-order quota (1,000 by default) that would refuse all but the
     // first thousand submits.
     let gw = spawn_gateway_with(
-        nats.url(),
+        &nats,
         &[
             ("GSL_TENANT_MAX_OPEN_ORDERS", "10000000".into()),
             ("GSL_BUNDLE_SIZE", BUNDLE.to_string()),

@@ -72,7 +72,7 @@ async fn run_once(
     )
     .await?;
     let sim_url = format!("http://{}", sim.addr);
-    let gw = spawn_gateway(nats.url()).await?;
+    let gw = spawn_gateway(&nats).await?;
     let gw_url = format!("http://{}", gw.addr);
     let http = reqwest::Client::new();
     // In-use CT cards from the simulator's inventory, registered with the gateway.

@@ -88,10 +88,13 @@ pub struct Item {
     pub carrier: Carrier,
     pub op: v1::Operation,
     pub batch_no: String,
-    /// The carrier's numbers for the card, from the registry when it has
+    /// The carrier's numbers for the card, from the card store when it has
     /// them (empty otherwise; a module that needs one looks it up).
     pub msisdn: String,
     pub access_number: String,
+    /// The card as the gateway read it at validation (`None`: directional
+    /// config, or a gateway older than the card store sent the item).
+    pub facts: Option<v1::CardSnapshot>,
 }
 
 impl Item {
@@ -386,12 +389,6 @@ pub trait CarrierApi: Send + Sync + 'static {
         item: &Item,
         since: chrono::DateTime<chrono::Utc>,
     ) -> CallResult<Lookup>;
-
-    /// Whether calls need the card's carrier numbers (MSISDN / access
-    /// number): the worker then reads them from the registry first.
-    fn needs_numbers(&self) -> bool {
-        false
-    }
 
     /// `Some` when this carrier has no public API for the item's operation
     /// (contracts' README §7): the adapter files a back-office request

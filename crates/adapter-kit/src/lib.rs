@@ -242,7 +242,6 @@ impl Worker {
                 disabled: cfg.cooldowns_disabled.clone(),
                 holds: cfg.cooldown_holds.clone(),
             },
-            cards: b.cards.clone(),
             backoffice: b.backoffice.clone(),
             pacer,
             reporter,

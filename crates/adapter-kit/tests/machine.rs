@@ -25,6 +25,8 @@ struct Env {
     worker: Arc<Worker>,
     fake: Arc<FakeCarrier>,
     js: async_nats::jetstream::Context,
+    /// Cards "in the store": the gateway would put their facts on the item.
+    cards: std::sync::Mutex<std::collections::HashMap<String, v1::CardSnapshot>>,
 }
 
 async fn env(fake: Arc<FakeCarrier>, f: impl FnOnce(&mut AdapterConfig)) -> Env {
@@ -60,6 +62,7 @@ async fn env(fake: Arc<FakeCarrier>, f: impl FnOnce(&mut AdapterConfig)) -> Env 
         worker: o.worker,
         fake,
         js: o.js,
+        cards: Default::default(),
     }
 }
 
@@ -76,17 +79,15 @@ fn stop() -> v1::Operation {
 }
 
 impl Env {
-    /// The card in the registry, in use.
+    /// The card in the card store, in use: its items carry its facts.
     async fn register(&self, card: &str) {
-        let kv = self.js.get_key_value(names::KV_CARDS).await.unwrap();
-        let c = v1::Card {
-            id: card.to_owned(),
+        let c = v1::CardSnapshot {
             carrier: gsl_proto::convert::carrier_to_wire(self.worker.config().carrier) as i32,
             sim_status: 20,
-            threshold_mb: -1,
+            stop_reason: -1,
             ..Default::default()
         };
-        kv.put(card, gsl_bus::codec::encode(&c)).await.unwrap();
+        self.cards.lock().unwrap().insert(card.to_owned(), c);
     }
 
     fn item(&self, wo: u64, card: &str, op: v1::Operation) -> v1::WorkItem {
@@ -99,6 +100,7 @@ impl Env {
             operation: Some(op),
             submitted_at: None,
             batch_no: String::new(),
+            card_facts: self.cards.lock().unwrap().get(card).cloned(),
         }
     }
 

@@ -26,9 +26,10 @@ pub const KV_ITEMS: &str = "gsl_items";
 pub const KV_QUOTA: &str = "gsl_quota";
 /// Per-card cooldown guards (adapters), atomic create.
 pub const KV_GUARDS: &str = "gsl_guards";
-/// Card registry (gateway; read by adapters).
+/// The card registry before the card store (legacy: no service uses it;
+/// `gsl-gateway migrate` copies it into PostgreSQL).
 pub const KV_CARDS: &str = "gsl_cards";
-/// Purchase batches and their directional entries (gateway).
+/// Purchase batches before the card store (legacy, as [`KV_CARDS`]).
 pub const KV_BATCHES: &str = "gsl_batches";
 /// Idempotency keys -> work-order ids (gateway).
 pub const KV_IDEMPOTENCY: &str = "gsl_idempotency";

@@ -97,8 +97,6 @@ pub fn for_role(role: &Role, inbox: &str) -> Permissions {
                 KV_IDEMPOTENCY,
                 KV_RESULTS,
                 KV_ACTIVE,
-                KV_CARDS,
-                KV_BATCHES,
                 KV_BACKOFFICE,
             ] {
                 p.push(kv_write(b, ""));
@@ -121,8 +119,7 @@ pub fn for_role(role: &Role, inbox: &str) -> Permissions {
                 p.push(kv_write(bucket, &prefix));
                 kv_read(bucket, &prefix, &mut p);
             }
-            // The registry: read only.
-            kv_read(KV_CARDS, "", &mut p);
+            // No card registry: work items carry the card facts.
             durable(STREAM_WORK, &format!("adapter-{c}"), &mut p);
             durable(STREAM_FOLLOW, &format!("follow-{c}"), &mut p);
         }
@@ -264,11 +261,27 @@ mod tests {
         assert!(p.publish.contains(&"$KV.gsl_guards.ct.>".into()));
         assert!(p.publish.contains(&"$KV.gsl_backoffice.ct.>".into()));
         assert!(
-            !p.publish.iter().any(|s| s.starts_with("$KV.gsl_cards")),
-            "registry read only"
+            !p.publish
+                .iter()
+                .any(|s| s.contains("gsl_cards") || s.contains("gsl_batches")),
+            "no access to the legacy card registry: work items carry the card facts"
         );
         assert!(!p.publish.iter().any(|s| s.contains("cmcc")));
         assert!(!p.publish.iter().any(|s| s.starts_with("gsl.intake")));
+    }
+
+    #[test]
+    fn no_service_reaches_the_legacy_card_registry() {
+        for role in [Role::Gateway, Role::Adapter(Carrier::Cmcc)] {
+            let p = for_role(&role, "_INBOX_x");
+            assert!(
+                !p.publish
+                    .iter()
+                    .any(|s| s.contains("gsl_cards") || s.contains("gsl_batches")),
+                "{role:?}: {:?}",
+                p.publish
+            );
+        }
     }
 
     #[test]

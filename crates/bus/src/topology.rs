@@ -103,8 +103,6 @@ pub struct Buckets {
     pub items: Store,
     pub quota: Store,
     pub guards: Store,
-    pub cards: Store,
-    pub batches: Store,
     pub idempotency: Store,
     pub results: Store,
     pub rate: Store,
@@ -220,8 +218,6 @@ pub async fn ensure(js: &Context, t: &Topology) -> Result<Buckets, BusError> {
         quota: ensure_bucket(js, KV_QUOTA, 62 * DAY, t).await?,
         // Guards carry their own expiry in the value; max age only collects garbage.
         guards: ensure_bucket(js, KV_GUARDS, 60 * DAY, t).await?,
-        cards: ensure_bucket(js, KV_CARDS, Duration::ZERO, t).await?,
-        batches: ensure_bucket(js, KV_BATCHES, Duration::ZERO, t).await?,
         idempotency: ensure_bucket(js, KV_IDEMPOTENCY, year, t).await?,
         results: ensure_bucket(js, KV_RESULTS, year, t).await?,
         rate: ensure_bucket(js, KV_RATE, Duration::from_secs(300), t).await?,
@@ -243,8 +239,6 @@ pub async fn bind(js: &Context) -> Result<Buckets, BusError> {
         items: get(KV_ITEMS).await?,
         quota: get(KV_QUOTA).await?,
         guards: get(KV_GUARDS).await?,
-        cards: get(KV_CARDS).await?,
-        batches: get(KV_BATCHES).await?,
         idempotency: get(KV_IDEMPOTENCY).await?,
         results: get(KV_RESULTS).await?,
         rate: get(KV_RATE).await?,
@@ -397,8 +391,6 @@ pub async fn check(js: &Context) -> Result<(), BusError> {
         KV_ITEMS,
         KV_QUOTA,
         KV_GUARDS,
-        KV_CARDS,
-        KV_BATCHES,
         KV_IDEMPOTENCY,
         KV_RESULTS,
         KV_RATE,
@@ -416,10 +408,12 @@ pub async fn check(js: &Context) -> Result<(), BusError> {
 /// Keys written before execution records and guards carried their carrier
 /// (`<wo>.<card>`, `<rule>.<card>[.<op>]`) are moved under it
 /// (`<carrier>.` first), so the adapters' per-carrier permissions find them.
-/// The carrier comes from the card's registry record, else from the ICCID's
+/// The carrier comes from the card's record in the legacy KV registry
+/// (`gsl_cards`, when the deployment still has it), else from the ICCID's
 /// issuer prefix; a key whose card names no carrier is left as it is.
 /// Returns how many keys were moved.
-pub async fn migrate_keys(b: &Buckets) -> Result<u64, BusError> {
+pub async fn migrate_keys(js: &Context, b: &Buckets) -> Result<u64, BusError> {
+    let legacy_cards = js.get_key_value(KV_CARDS).await.ok();
     let carriers: Vec<&str> = gsl_domain::Carrier::ALL
         .iter()
         .map(|c| c.as_str())
@@ -435,7 +429,10 @@ pub async fn migrate_keys(b: &Buckets) -> Result<u64, BusError> {
             let Some(card) = parts.get(card_at) else {
                 continue;
             };
-            let record = crate::kv::read(&b.cards, card).await?;
+            let record = match &legacy_cards {
+                Some(cards) => crate::kv::read(cards, card).await?,
+                None => None,
+            };
             let from_registry = crate::kv::live(&record)
                 .and_then(|v| crate::codec::decode::<gsl_proto::v1::Card>("Card", v).ok())
                 .and_then(|c| gsl_proto::convert::carrier_from_wire(c.carrier).ok());

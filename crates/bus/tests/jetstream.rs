@@ -117,11 +117,19 @@ async fn old_item_and_guard_keys_move_under_their_carrier() {
     let nats = NatsServer::start().await.unwrap();
     let (_c, js) = connect(&BusConfig::new(nats.url(), "t")).await.unwrap();
     let b = ensure(&js, &Topology::default()).await.unwrap();
-    // A CT card by its issuer prefix; a tri-net card only the registry knows.
+    // A CT card by its issuer prefix; a tri-net card only the (legacy KV)
+    // registry knows.
     let ct_id = gsl_domain::Iccid::from_payload("898603123456789012").unwrap();
     let ct = ct_id.as_str();
     let tri = "TRI001000000007";
-    b.cards
+    let legacy = js
+        .create_key_value(async_nats::jetstream::kv::Config {
+            bucket: names::KV_CARDS.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    legacy
         .put(
             tri,
             encode(&v1::Card {
@@ -149,7 +157,7 @@ async fn old_item_and_guard_keys_move_under_their_carrier() {
         .await
         .unwrap();
     b.items.put("10.unknowncard", "stays".into()).await.unwrap();
-    assert_eq!(gsl_bus::topology::migrate_keys(&b).await.unwrap(), 3);
+    assert_eq!(gsl_bus::topology::migrate_keys(&js, &b).await.unwrap(), 3);
     let get = |s: &async_nats::jetstream::kv::Store, k: String| {
         let s = s.clone();
         async move {
@@ -187,5 +195,5 @@ async fn old_item_and_guard_keys_move_under_their_carrier() {
         Some("stays")
     );
     // Idempotent.
-    assert_eq!(gsl_bus::topology::migrate_keys(&b).await.unwrap(), 0);
+    assert_eq!(gsl_bus::topology::migrate_keys(&js, &b).await.unwrap(), 0);
 }

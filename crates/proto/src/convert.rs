@@ -162,14 +162,60 @@ pub fn from_timestamp(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
 /// The facts the rules look at, from a registry record (`None` when the
 /// record lacks a valid carrier or status).
 pub fn card_facts(c: &v1::Card) -> Option<gsl_domain::CardFacts> {
-    use gsl_domain::card::{SimStatus, StopReason, TriNetVersion};
-    Some(gsl_domain::CardFacts {
-        carrier: carrier_from_wire(c.carrier).ok()?,
-        status: SimStatus::from_code(i64::from(c.sim_status))?,
-        stop_reason: StopReason::from_code(i64::from(c.stop_reason)).unwrap_or(StopReason::Normal),
+    facts(
+        c.carrier,
+        c.sim_status,
+        c.stop_reason,
+        c.pooled,
+        c.real_named,
+        c.trinet_version,
+    )
+}
+
+/// What an adapter needs of a card (see `v1::CardSnapshot`).
+pub fn snapshot_of(c: &v1::Card) -> v1::CardSnapshot {
+    v1::CardSnapshot {
+        carrier: c.carrier,
+        sim_status: c.sim_status,
+        stop_reason: c.stop_reason,
         pooled: c.pooled,
         real_named: c.real_named,
-        trinet_version: match v1::TriNetVersion::try_from(c.trinet_version) {
+        trinet_version: c.trinet_version,
+        active_profile: c.active_profile,
+        msisdn: c.msisdn.clone(),
+        access_number: c.access_number.clone(),
+    }
+}
+
+/// The capability-table facts of a card snapshot (`None`: carrier or status
+/// unknown).
+pub fn snapshot_facts(c: &v1::CardSnapshot) -> Option<gsl_domain::CardFacts> {
+    facts(
+        c.carrier,
+        c.sim_status,
+        c.stop_reason,
+        c.pooled,
+        c.real_named,
+        c.trinet_version,
+    )
+}
+
+fn facts(
+    carrier: i32,
+    sim_status: u32,
+    stop_reason: i32,
+    pooled: bool,
+    real_named: bool,
+    trinet_version: i32,
+) -> Option<gsl_domain::CardFacts> {
+    use gsl_domain::card::{SimStatus, StopReason, TriNetVersion};
+    Some(gsl_domain::CardFacts {
+        carrier: carrier_from_wire(carrier).ok()?,
+        status: SimStatus::from_code(i64::from(sim_status))?,
+        stop_reason: StopReason::from_code(i64::from(stop_reason)).unwrap_or(StopReason::Normal),
+        pooled,
+        real_named,
+        trinet_version: match v1::TriNetVersion::try_from(trinet_version) {
             Ok(v1::TriNetVersion::Sdk) => Some(TriNetVersion::Sdk),
             Ok(v1::TriNetVersion::NoSdk) => Some(TriNetVersion::NoSdk),
             _ => None,

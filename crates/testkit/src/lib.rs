@@ -1,7 +1,7 @@
 //! # gsl-testkit: real servers for tests
 //!
-//! Integration tests run against a real `nats-server` with JetStream, never an
-//! in-memory stand-in. [`NatsServer`] starts one on a free loopback port with
+//! Integration tests run against a real `nats-server` with JetStream and a
+//! real PostgreSQL, never an in-memory stand-in. [`NatsServer`] starts one on a free loopback port with
 //! a temporary store, can stop and start it again on the same port and store
 //! (for fault tests), and kills it and removes the store on drop.
 //!
@@ -10,6 +10,9 @@
 //! * [`NatsServer`], [`NatsOptions`]: the server harness;
 //! * [`find_nats_server`]: where the binary comes from (`NATS_SERVER_BIN`,
 //!   then the project's `.tools/bin`, then `PATH`), with the version check;
+//! * [`pg`]: one PostgreSQL server per test binary (free loopback port,
+//!   temporary data directory, removed when the process ends) and a fresh
+//!   database per caller;
 //! * [`free_port`], [`signal`]: small helpers for tests that spawn processes;
 //! * [`gateway`]: driving a running gateway over gRPC (bearer requests,
 //!   waiting for an order to settle, reading all of its items);
@@ -19,6 +22,7 @@
 
 pub mod fake_carrier;
 pub mod gateway;
+pub mod pg;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -74,13 +78,13 @@ fn version_of(path: &Path) -> Option<((u32, u32, u32), String)> {
     parse_version(&text).map(|v| (v, text.trim().to_owned()))
 }
 
-/// The workspace root (two levels above this crate).
 /// The test-only TLS files (`crates/testkit/tls/`): `(ca, server cert, server key)`.
 pub fn tls_files() -> (PathBuf, PathBuf, PathBuf) {
     let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tls");
     (d.join("ca.pem"), d.join("server.pem"), d.join("server.key"))
 }
 
+/// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -121,7 +125,6 @@ pub fn find_nats_server() -> Result<PathBuf, HarnessError> {
     Err(too_old.unwrap_or(HarnessError::NotFound))
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked; bind soon).
 /// Poll `check` every 20 ms until it gives a value or `within` passes;
 /// `None` then. Replaces each test's own deadline loop.
 pub async fn eventually<T, F, Fut>(within: std::time::Duration, mut check: F) -> Option<T>
@@ -141,6 +144,7 @@ where
     }
 }
 
+/// A free TCP port on 127.0.0.1 (free when asked; bind soon).
 pub fn free_port() -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
@@ -183,9 +187,20 @@ pub struct NatsServer {
     child: Option<Child>,
     ready_login: Option<(String, String, String)>,
     ready_ca: Option<PathBuf>,
+    /// The card store that goes with this server (made on first use).
+    database: std::sync::OnceLock<String>,
 }
 
 impl NatsServer {
+    /// The URL of a PostgreSQL database that belongs with this server: made
+    /// on first use on the test binary's PostgreSQL ([`pg::shared`]), the
+    /// same for every call (and across restarts of this server), never
+    /// shared with another server. Gateways started against this server
+    /// use it, so they see one card store as they see one bus.
+    pub fn database_url(&self) -> String {
+        self.database.get_or_init(pg::fresh_database).clone()
+    }
+
     /// Start a server on a free port with a fresh temporary store.
     pub async fn start() -> Result<NatsServer, HarnessError> {
         NatsServer::start_with(NatsOptions::default()).await
@@ -203,6 +218,7 @@ impl NatsServer {
             child: None,
             ready_login: opts.ready_login.clone(),
             ready_ca: opts.ready_ca.clone(),
+            database: std::sync::OnceLock::new(),
         };
         let mut last = None;
         // The free port may be taken between asking and binding: retry.

@@ -528,11 +528,6 @@ impl CarrierApi for Ct {
         Carrier::Ct
     }
 
-    /// The pooled cap and batch members are named by MSISDN / access number.
-    fn needs_numbers(&self) -> bool {
-        true
-    }
-
     fn back_office(&self, item: &Item) -> Option<BackOfficeReason> {
         let why = match item.op.kind.as_ref()? {
             O::CloseCard(_) => {

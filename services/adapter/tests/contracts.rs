@@ -69,6 +69,7 @@ fn item(carrier: Carrier, op: &str) -> Item {
         batch_no: String::new(),
         msisdn: MSISDN.into(),
         access_number: MSISDN.into(),
+        facts: None,
     }
 }
 

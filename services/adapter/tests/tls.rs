@@ -19,6 +19,7 @@ async fn reports_reach_a_tls_gateway_only_over_tls() {
     let (ca, cert, key) = tls_files();
     let mut cfg = GatewayConfig::local(
         &nats.url(),
+        &nats.database_url(),
         StaticTokens::new(HashMap::new(), Some(ADAPTER_TOKEN.into())),
     );
     cfg.tls = Some((cert.display().to_string(), key.display().to_string()));

@@ -17,8 +17,6 @@ use crate::error::ApiError;
 use crate::store::CHUNK;
 use async_nats::jetstream::kv::Store;
 use gsl_bus::backoffice::{self as bo, MoveError};
-use gsl_bus::codec::{decode, encode};
-use gsl_bus::kv::{self, Cas};
 use gsl_domain::ErrorCode;
 use gsl_proto::v1::operation::Kind as O;
 use gsl_proto::{convert, v1};
@@ -31,7 +29,6 @@ use v1::BackOfficeState as S;
 pub struct BackOfficeApi {
     pub core: Arc<Core>,
     pub requests: Store,
-    pub batches: Store,
 }
 
 /// What an operator acts on: the request's own state (who claimed it, the
@@ -139,10 +136,7 @@ impl BackOfficeApi {
         else {
             return Ok(());
         };
-        let e = kv::read(&self.batches, &req.batch_no).await?;
-        let Some(mut batch) =
-            kv::live(&e).and_then(|b| decode::<v1::PurchaseBatch>("PurchaseBatch", b).ok())
-        else {
+        let Some(mut batch) = self.core.registry.store.batch(&req.batch_no).await? else {
             return Ok(());
         };
         let own = format!("bo:{}.", req.id);
@@ -295,56 +289,55 @@ impl BackOfficeApi {
             return Ok(());
         }
         let tag = format!("bo:{}", req.id);
-        kv::cas(&self.batches, &req.batch_no, 20, |cur| {
-            let Some(mut b) =
-                cur.and_then(|b| decode::<v1::PurchaseBatch>("PurchaseBatch", b).ok())
-            else {
-                return Cas::Keep(());
-            };
-            match &op {
-                O::DirectionalAdd(a) => {
-                    for (i, e) in a.entries.iter().enumerate() {
-                        let id = format!("{tag}.{i}");
-                        match b.entries.iter_mut().find(|x| x.id == id) {
-                            Some(x) => x.state = state as i32,
-                            None => b.entries.push(v1::DirectionalEntry {
-                                id,
-                                entry: e.clone(),
-                                state: state as i32,
-                            }),
+        self.core
+            .registry
+            .store
+            .update_batch(&req.batch_no, |b| {
+                let before = b.clone();
+                match &op {
+                    O::DirectionalAdd(a) => {
+                        for (i, e) in a.entries.iter().enumerate() {
+                            let id = format!("{tag}.{i}");
+                            match b.entries.iter_mut().find(|x| x.id == id) {
+                                Some(x) => x.state = state as i32,
+                                None => b.entries.push(v1::DirectionalEntry {
+                                    id,
+                                    entry: e.clone(),
+                                    state: state as i32,
+                                }),
+                            }
                         }
                     }
-                }
-                O::DirectionalModify(m) => {
-                    if let Some(x) = b.entries.iter_mut().find(|x| x.id == m.entry_id) {
-                        x.state = if to == S::Rejected {
-                            v1::EntryState::Effective as i32
-                        } else {
-                            state as i32
-                        };
-                        if to == S::Completed {
-                            x.entry = m.entry.clone();
-                        }
-                    }
-                }
-                O::DirectionalDelete(d) => {
-                    if to == S::Completed {
-                        b.entries.retain(|x| !d.entry_ids.contains(&x.id));
-                    } else {
-                        for x in b.entries.iter_mut().filter(|x| d.entry_ids.contains(&x.id)) {
+                    O::DirectionalModify(m) => {
+                        if let Some(x) = b.entries.iter_mut().find(|x| x.id == m.entry_id) {
                             x.state = if to == S::Rejected {
                                 v1::EntryState::Effective as i32
                             } else {
-                                v1::EntryState::Deleting as i32
+                                state as i32
                             };
+                            if to == S::Completed {
+                                x.entry = m.entry.clone();
+                            }
                         }
                     }
+                    O::DirectionalDelete(d) => {
+                        if to == S::Completed {
+                            b.entries.retain(|x| !d.entry_ids.contains(&x.id));
+                        } else {
+                            for x in b.entries.iter_mut().filter(|x| d.entry_ids.contains(&x.id)) {
+                                x.state = if to == S::Rejected {
+                                    v1::EntryState::Effective as i32
+                                } else {
+                                    v1::EntryState::Deleting as i32
+                                };
+                            }
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
-            }
-            Cas::Write(encode(&b), ())
-        })
-        .await?;
+                *b != before
+            })
+            .await?;
         Ok(())
     }
 }

@@ -3,6 +3,8 @@
 use crate::auth::StaticTokens;
 use crate::bounds::RequestBounds;
 use gsl_bus::BusConfig;
+use gsl_cardstore::StoreConfig;
+use gsl_secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -60,6 +62,13 @@ pub struct GatewayConfig {
     /// updates only the cards it already holds. [`GatewayConfig::local`]
     /// (tests, development) turns it on.
     pub tenant_self_registration: bool,
+    /// The card store (`GSL_DATABASE_URL`, or the file named by
+    /// `GSL_DATABASE_URL_FILE`: `postgres://user:password@host:port/db`;
+    /// required). A secret: it never prints.
+    pub database_url: Secret,
+    /// Connections to the card store (`GSL_DATABASE_POOL`, default 8) and
+    /// how long a request waits for one (`GSL_DATABASE_WAIT_MS`, default 5000).
+    pub database: StoreConfig,
 }
 
 impl Default for GatewayConfig {
@@ -86,19 +95,22 @@ impl Default for GatewayConfig {
             max_requests_per_connection: 256,
             tenant_max_open_orders: 1000,
             tenant_self_registration: false,
+            database_url: Secret::new(""),
+            database: StoreConfig::default(),
         }
     }
 }
 
 impl GatewayConfig {
     /// For tests: loopback ports chosen by the OS, tenants may register
-    /// their own cards.
-    pub fn local(nats_url: &str, tokens: StaticTokens) -> GatewayConfig {
+    /// their own cards; the card store at `database_url`.
+    pub fn local(nats_url: &str, database_url: &str, tokens: StaticTokens) -> GatewayConfig {
         GatewayConfig {
             grpc_listen: "127.0.0.1:0".into(),
             admin_listen: "127.0.0.1:0".into(),
             bus: BusConfig::new(nats_url, "gsl-gateway"),
             tokens,
+            database_url: Secret::new(database_url),
             tenant_self_registration: true,
             ..GatewayConfig::default()
         }
@@ -140,6 +152,7 @@ impl GatewayConfig {
                 .unwrap_or(Ok(d))
         };
         let d = GatewayConfig::default();
+        let database_url = database_url_from(get)?;
         Ok(GatewayConfig {
             grpc_listen: get("GSL_GRPC_LISTEN").unwrap_or(d.grpc_listen),
             admin_listen: get("GSL_ADMIN_LISTEN").unwrap_or(d.admin_listen),
@@ -173,7 +186,30 @@ impl GatewayConfig {
             tenant_max_open_orders: num("GSL_TENANT_MAX_OPEN_ORDERS", d.tenant_max_open_orders)?
                 .max(1),
             tenant_self_registration: get("GSL_TENANT_SELF_REGISTRATION").as_deref() == Some("on"),
+            database_url,
+            database: StoreConfig {
+                pool_size: num("GSL_DATABASE_POOL", d.database.pool_size)?.max(1),
+                wait: std::time::Duration::from_millis(num(
+                    "GSL_DATABASE_WAIT_MS",
+                    d.database.wait.as_millis() as usize,
+                )? as u64),
+            },
         })
+    }
+}
+
+/// The card store's URL: `GSL_DATABASE_URL`, or the file named by
+/// `GSL_DATABASE_URL_FILE` (a mounted Secret). Required.
+pub fn database_url_from(get: impl Fn(&str) -> Option<String>) -> Result<Secret, String> {
+    match (get("GSL_DATABASE_URL"), get("GSL_DATABASE_URL_FILE")) {
+        (Some(u), None) => Ok(Secret::new(u)),
+        (None, Some(path)) => Ok(Secret::new(
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("GSL_DATABASE_URL_FILE {path}: {e}"))?
+                .trim(),
+        )),
+        (Some(_), Some(_)) => Err("set GSL_DATABASE_URL or GSL_DATABASE_URL_FILE, not both".into()),
+        (None, None) => Err("GSL_DATABASE_URL is not set: the gateway keeps cards, purchase batches and the order index in PostgreSQL (docs/operations.md)".into()),
     }
 }
 
@@ -190,7 +226,11 @@ mod tests {
         let tokens = StaticTokens::new(tenants, Some("any-adapter-secret-2".into()))
             .with_adapters(StaticTokens::parse_adapters("ct=adapter-secret-ct-000003").unwrap())
             .with_operator(Some("operator-secret-4".into()));
-        let mut cfg = GatewayConfig::local("nats://127.0.0.1:4222", tokens);
+        let mut cfg = GatewayConfig::local(
+            "nats://127.0.0.1:4222",
+            "postgres://gsl:db-password-7@127.0.0.1:5432/gsl",
+            tokens,
+        );
         cfg.bus.password = Some("nats-password-5".into());
         cfg.bus.token = Some("nats-token-6".into());
         let text = format!("{cfg:?} {cfg:#?} {:?} {:?}", cfg.bus, cfg.tokens);
@@ -201,6 +241,7 @@ mod tests {
             "operator-secret-4",
             "nats-password-5",
             "nats-token-6",
+            "db-password-7",
         ] {
             assert!(!text.contains(secret), "{secret} printed: {text}");
         }

@@ -66,6 +66,14 @@ impl From<gsl_bus::BusError> for ApiError {
     }
 }
 
+impl From<gsl_cardstore::StoreError> for ApiError {
+    /// Every card-store failure is the caller's to retry: the store is
+    /// unavailable, busy or being migrated. The text names no URL.
+    fn from(e: gsl_cardstore::StoreError) -> ApiError {
+        ApiError::busy(e)
+    }
+}
+
 /// The code a gRPC status carries (for clients and tests).
 pub fn code_of(s: &Status) -> Option<ErrorCode> {
     s.metadata()

@@ -67,6 +67,7 @@ pub async fn fanout(
                 operation: Some(it.operation.clone().unwrap_or_else(|| op.clone())),
                 submitted_at: o.created_at,
                 batch_no: o.batch_no.clone(),
+                card_facts: it.card_facts.clone(),
             });
         }
         sent_items += flush(&mut p, o.id, range, &mut open, &headers, &subjects).await?;

@@ -1,158 +1,185 @@
-//! The order index: every order's summary, kept in memory by every replica
-//! by watching `wo.*` in `gsl_workorders` (so an order accepted by one
-//! replica is listed by all). `List` filters it; per-tenant quotas count
-//! open orders in it; the recovery sweep finds unfinished fan-outs in it.
+//! The order index: every order's summary, in the card store's `orders`
+//! table (`gsl_cardstore::orders`), so a gateway's memory does not grow
+//! with order history. `List` filters it; per-tenant quotas count open
+//! orders in it; the recovery sweep finds unfinished fan-outs in it.
 //! Owned by `Core` (one handle).
+//!
+//! Every replica follows `wo.*` in `gsl_workorders` with an ordered
+//! consumer and writes what it sees, the KV revision deciding (see
+//! `orders`): an order accepted by one replica is listed by all. The
+//! follower starts where the index says it has got to
+//! (`order_index_position`), so a restart reads only what changed since,
+//! not every order of the year.
 
 use crate::error::ApiError;
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use gsl_bus::codec::decode;
+use gsl_bus::names;
+use gsl_cardstore::CardStore;
+use gsl_cardstore::orders::{OrderFilter, OrderRow};
 use gsl_proto::v1;
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
 
-/// What `List` filters on.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    pub tenant: Arc<str>,
-    pub kind: i32,
-    pub carriers: Vec<i32>,
-    pub status: i32,
-    pub created: i64,
-    /// Every item is on the work stream (see `OrderRecord.fanout_done`).
-    pub fanout_done: bool,
-}
-
-/// Every order's summary, newest first by id.
+/// The index (a handle: cheap to clone).
 #[derive(Clone)]
 pub struct OrderIndex {
-    orders: Arc<RwLock<BTreeMap<u64, Summary>>>,
-    /// True while the index is current (see `gsl_bus::kv::spawn_mirror`).
-    ready: tokio::sync::watch::Receiver<bool>,
+    store: CardStore,
+    /// True while the follower is current (caught up with the bucket, and
+    /// its consumer alive).
+    ready: watch::Receiver<bool>,
+}
+
+/// How often (in entries) a catching-up follower records its position.
+const POSITION_EVERY: u64 = 500;
+
+fn row_of(o: &v1::WorkOrder, fanout_done: bool) -> OrderRow {
+    OrderRow {
+        id: o.id,
+        tenant: o.tenant.clone(),
+        kind: o.kind,
+        carriers: o.carriers.clone(),
+        status: o.status,
+        created_at: o
+            .created_at
+            .as_ref()
+            .and_then(gsl_proto::convert::from_timestamp)
+            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+        fanout_done,
+    }
 }
 
 impl OrderIndex {
-    /// Follow `wo.*` in the bucket, from the beginning.
-    pub async fn start(
-        workorders: &async_nats::jetstream::kv::Store,
-    ) -> Result<OrderIndex, ApiError> {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let idx = OrderIndex {
-            orders: Arc::default(),
-            ready: rx,
-        };
-        let orders = idx.orders.clone();
-        let retained = idx.orders.clone();
-        gsl_bus::kv::spawn_mirror(
-            workorders.clone(),
-            "wo.*",
-            move |e| {
-                let Some(id) = e
-                    .key
-                    .strip_prefix("wo.")
-                    .and_then(|s| s.parse::<u64>().ok())
-                else {
-                    return;
-                };
-                if e.operation != async_nats::jetstream::kv::Operation::Put {
-                    orders.write().expect("index lock").remove(&id);
-                    return;
-                }
-                if let Ok(rec) = decode::<v1::OrderRecord>("OrderRecord", &e.value)
-                    && let Some(o) = rec.order
-                {
-                    orders.write().expect("index lock").insert(
-                        id,
-                        Summary {
-                            tenant: o.tenant.into(),
-                            kind: o.kind,
-                            carriers: o.carriers,
-                            status: o.status,
-                            created: o.created_at.map(|t| t.seconds).unwrap_or_default(),
-                            fanout_done: rec.fanout_done,
-                        },
-                    );
-                }
-            },
-            move |seen| {
-                retained
-                    .write()
-                    .expect("index lock")
-                    .retain(|id, _| seen.contains(&format!("wo.{id}")));
-            },
-            tx,
-        );
-        Ok(idx)
+    /// Start following the bucket.
+    pub fn start(js: async_nats::jetstream::Context, store: CardStore) -> OrderIndex {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(follow(js, store.clone(), tx));
+        OrderIndex { store, ready: rx }
     }
 
     /// How many of a tenant's orders are not final yet.
-    pub fn open_orders(&self, tenant: &str) -> usize {
-        self.orders
-            .read()
-            .expect("index lock")
-            .values()
-            .filter(|s| &*s.tenant == tenant && !gsl_proto::convert::status_is_terminal(s.status))
-            .count()
+    pub async fn open_orders(&self, tenant: &str) -> Result<usize, ApiError> {
+        let open: Vec<i32> = gsl_domain::workorder::WorkOrderStatus::ALL
+            .into_iter()
+            .filter(|s| !s.is_terminal())
+            .map(|s| gsl_proto::convert::status_to_wire(s) as i32)
+            .collect();
+        Ok(self.store.count_orders(tenant, &open).await? as usize)
     }
 
     /// Whether the index has caught up with the bucket (and not lost its
-    /// watch since).
+    /// consumer since).
     pub fn is_current(&self) -> bool {
         *self.ready.borrow()
     }
 
-    /// Record an order at once, unless the watch has already delivered it
-    /// (the watch is the authority; this only makes a new order listable
-    /// without waiting for it).
-    pub fn note(&self, o: &v1::WorkOrder) {
-        self.orders
-            .write()
-            .expect("index lock")
-            .entry(o.id)
-            .or_insert_with(|| Summary {
-                tenant: o.tenant.as_str().into(),
-                kind: o.kind,
-                carriers: o.carriers.clone(),
-                status: o.status,
-                created: o.created_at.map(|t| t.seconds).unwrap_or_default(),
-                // Not known here; the watch says (the sweep only acts on what it says).
-                fanout_done: true,
-            });
+    /// Record an order at once, unless the follower has already recorded
+    /// it (the bucket is the authority; this only makes a new order
+    /// listable without waiting for the follower).
+    pub async fn note(&self, o: &v1::WorkOrder) -> Result<(), ApiError> {
+        // Not known here; the follower says (the sweep only acts on what it says).
+        Ok(self.store.index_order(&row_of(o, true), 0).await?)
     }
 
     /// Processing orders whose fan-out is not recorded done and that were
-    /// created before `before` (unix seconds).
-    pub fn unfinished_fanouts(&self, before: i64) -> Vec<u64> {
-        self.orders
-            .read()
-            .expect("index lock")
-            .iter()
-            .filter(|(_, s)| {
-                !s.fanout_done
-                    && s.created < before
-                    && s.status == v1::WorkOrderStatus::Processing as i32
-            })
-            .map(|(id, _)| *id)
-            .collect()
+    /// created before `before`.
+    pub async fn unfinished_fanouts(&self, before: DateTime<Utc>) -> Result<Vec<u64>, ApiError> {
+        Ok(self
+            .store
+            .unfinished_fanouts(v1::WorkOrderStatus::Processing as i32, before)
+            .await?)
     }
 
-    /// Ids of the newest orders (below `before`, when given) that `keep`
-    /// accepts, newest first, at most `n`.
-    pub fn newest(
-        &self,
-        before: Option<u64>,
-        n: usize,
-        keep: impl Fn(u64, &Summary) -> bool,
-    ) -> Vec<u64> {
-        let m = self.orders.read().expect("index lock");
-        let range = match before {
-            Some(b) => m.range(..b),
-            None => m.range(..),
-        };
-        range
-            .rev()
-            .filter(|(id, s)| keep(**id, s))
-            .map(|(id, _)| *id)
-            .take(n)
-            .collect()
+    /// Ids of the newest orders `f` selects, newest first.
+    pub async fn newest(&self, f: &OrderFilter) -> Result<Vec<u64>, ApiError> {
+        Ok(self.store.newest_orders(f).await?)
     }
+}
+
+/// Follow `wo.*` from the recorded position, for ever: a failed consumer
+/// or store is retried after a pause, and the index reports itself not
+/// current meanwhile.
+async fn follow(js: async_nats::jetstream::Context, store: CardStore, ready: watch::Sender<bool>) {
+    let mut failures = 0u32;
+    loop {
+        match follow_once(&js, &store, &ready).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %e, "order index follower stopped; starting it again");
+            }
+        }
+        let _ = ready.send(false);
+        tokio::time::sleep(Duration::from_millis(
+            200 * u64::from(failures.clamp(1, 25)),
+        ))
+        .await;
+    }
+}
+
+async fn follow_once(
+    js: &async_nats::jetstream::Context,
+    store: &CardStore,
+    ready: &watch::Sender<bool>,
+) -> Result<(), ApiError> {
+    let position = store.index_position().await?;
+    let stream = js
+        .get_stream(format!("KV_{}", names::KV_WORKORDERS))
+        .await
+        .map_err(ApiError::busy)?;
+    let prefix = format!("$KV.{}.wo.", names::KV_WORKORDERS);
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: format!("{prefix}*"),
+            deliver_policy: if position == 0 {
+                DeliverPolicy::All
+            } else {
+                DeliverPolicy::ByStartSequence {
+                    start_sequence: position + 1,
+                }
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(ApiError::busy)?;
+    if consumer.cached_info().num_pending == 0 {
+        let _ = ready.send(true);
+    }
+    let mut msgs = consumer.messages().await.map_err(ApiError::busy)?;
+    let mut since_recorded = 0u64;
+    while let Some(m) = msgs.next().await {
+        let m = m.map_err(ApiError::busy)?;
+        let info = m.info().map_err(ApiError::busy)?;
+        let (seq, pending) = (info.stream_sequence, info.pending);
+        let Some(id) = m
+            .subject
+            .strip_prefix(prefix.as_str())
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let removed = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("KV-Operation"))
+            .is_some_and(|v| v.as_str() == "DEL" || v.as_str() == "PURGE");
+        if removed {
+            store.unindex_order(id, seq).await?;
+        } else if let Ok(rec) = decode::<v1::OrderRecord>("OrderRecord", &m.payload)
+            && let Some(o) = rec.order.as_ref()
+        {
+            store.index_order(&row_of(o, rec.fanout_done), seq).await?;
+        }
+        since_recorded += 1;
+        if pending == 0 || since_recorded >= POSITION_EVERY {
+            store.set_index_position(seq).await?;
+            since_recorded = 0;
+        }
+        if pending == 0 {
+            let _ = ready.send(true);
+        }
+    }
+    Err(ApiError::busy("the order bucket's consumer ended"))
 }

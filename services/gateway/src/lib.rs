@@ -14,15 +14,15 @@
 //! |---|---|---|
 //! | in | [`service`], [`intake`] | the tonic services (thin); the NATS intake |
 //! | who, how big | [`auth`], [`bounds`] | bearer tokens -> tenant, adapter or operator, and who may call which service; size caps per method and the byte budget, before any body is decoded |
-//! | check | [`validate`] (with [`registry`]) | request and per-item validation against the card registry and purchase batches |
+//! | check | [`validate`] (with [`registry`]) | request and per-item validation against the card store (PostgreSQL, `gsl_cardstore`: the cards an order names, read in a few set-based queries) and purchase batches |
 //! | accept | [`submit`] | idempotency, quota, validation, then record and fan out |
 //! | record | [`record`], [`store`] | the order's chunks, progress and record (the commit point); exact counts (read `store` first) |
 //! | send | [`fanout`] | items onto the work stream, in bundles; in the background for large orders |
 //! | outcomes | [`results`], [`backoffice`] | the Results API adapters report to; operators working the back-office queue |
 //! | life | [`lifecycle`] | review, settlement |
-//! | read | [`query`], [`index`], [`watch`] | get / list / items / card history; the order index; the event stream |
+//! | read | [`query`], [`index`], [`watch`] | get / list / items / card history; the order index (a card-store table every replica keeps following the order bucket); the event stream |
 //! | restart | [`recovery`] | what a starting gateway (or any replica's sweep) finishes |
-//! | around | [`core`], [`config`], [`error`], [`setup`] | shared state, events, metrics; settings; codes -> gRPC statuses; `gsl-gateway migrate` and `nats-user` |
+//! | around | [`core`], [`config`], [`error`], [`setup`], [`upgrade`] | shared state, events, metrics; settings; codes -> gRPC statuses; `gsl-gateway migrate` and `nats-user`; the copy of a NATS KV registry into the card store |
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -44,6 +44,7 @@ pub mod service;
 pub mod setup;
 pub mod store;
 pub mod submit;
+pub mod upgrade;
 pub mod validate;
 pub mod watch;
 
@@ -54,6 +55,7 @@ use crate::registry::Registry;
 use crate::service::Api;
 use crate::store::Store;
 use gsl_bus::topology::{self, Topology};
+use gsl_cardstore::CardStore;
 use gsl_proto::v1;
 use gsl_telemetry::shutdown::Shutdown;
 use std::net::SocketAddr;
@@ -72,6 +74,8 @@ pub enum StartError {
     Listen { addr: String, reason: String },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error(transparent)]
+    Store(#[from] gsl_cardstore::StoreError),
 }
 
 /// A running gateway.
@@ -91,13 +95,23 @@ impl Gateway {
             ..Default::default()
         };
         let buckets = topology::open(&js, cfg.bus.topology, &topo).await?;
-        let registry = Registry::start(&buckets).await?;
-        let index = OrderIndex::start(&buckets.workorders).await?;
+        let cards = CardStore::connect(cfg.database_url.expose(), &cfg.database)?;
+        // Like the bus topology: development and tests migrate at start;
+        // production (`GSL_TOPOLOGY=bind`) only checks the schema, which
+        // `gsl-gateway migrate` keeps.
+        match cfg.bus.topology {
+            gsl_bus::TopologyMode::Ensure => {
+                cards.migrate(None).await?;
+            }
+            gsl_bus::TopologyMode::Bind => cards.check_schema().await?,
+        }
+        let registry = Registry::new(cards.clone());
+        let index = OrderIndex::start(js.clone(), cards);
         let mut metric_registry = prometheus_client::registry::Registry::default();
         let metrics = Metrics::new(&mut metric_registry);
         let tenants: Vec<String> = cfg.tokens.tenants().map(str::to_owned).collect();
         let auth: Arc<dyn auth::Authenticator> = Arc::new(cfg.tokens.clone());
-        let (bo_requests, bo_batches) = (buckets.backoffice.clone(), buckets.batches.clone());
+        let bo_requests = buckets.backoffice.clone();
         let core = Arc::new(Core::new(crate::core::CoreParts {
             js: js.clone(),
             client: client.clone(),
@@ -112,7 +126,6 @@ impl Gateway {
         let backoffice = backoffice::BackOfficeApi {
             core: core.clone(),
             requests: bo_requests,
-            batches: bo_batches,
         };
         let shutdown = Shutdown::new();
 
@@ -149,15 +162,10 @@ impl Gateway {
                 if c.client.connection_state() != async_nats::connection::State::Connected {
                     return Err("NATS not connected".to_string());
                 }
-                if !c.registry.is_loaded() {
-                    return Err(
-                        "card registry mirror is not current (loading, or its watch restarting)"
-                            .to_string(),
-                    );
-                }
+                c.registry.store.ping().await.map_err(|e| e.to_string())?;
                 if !c.index.is_current() {
                     return Err(
-                        "order index is not current (loading, or its watch restarting)".to_string(),
+                        "order index is not current (catching up with the order bucket, or its follower restarting)".to_string(),
                     );
                 }
                 topology::check(&c.js).await.map_err(|e| e.to_string())

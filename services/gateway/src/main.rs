@@ -10,14 +10,19 @@ async fn main() {
     match args.first().map(String::as_str) {
         Some("migrate") => {
             let bus = gsl_bus::BusConfig::from_lookup("gsl-migrate", |k| std::env::var(k).ok());
+            let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
             let run = async {
                 let d = gsl_gateway::setup::delivery_from_env()?;
+                let url = gsl_gateway::config::database_url_from(get)?;
                 gsl_gateway::setup::migrate(&bus, d)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                println!("topology ready");
+                let grant = get("GSL_DATABASE_APP_ROLE");
+                gsl_gateway::setup::migrate_store(&bus, &url, grant.as_deref()).await
             };
             match run.await {
-                Ok(()) => println!("topology ready"),
+                Ok(done) => println!("{done}"),
                 Err(e) => {
                     eprintln!("gsl-gateway migrate: {e}");
                     std::process::exit(1);

@@ -1,6 +1,7 @@
 //! Queries: get, list, list items, a card's history.
 //!
-//! `List` filters the order index (`index`, owned by `Core`). A card's history reads the events of that card
+//! `List` filters the order index (`index`, owned by `Core`: a table in the
+//! card store). A card's history reads the events of that card
 //! from `GSL_EVENTS` by subject (`gsl.evt.<tenant>.*.<card>`), kept one year.
 
 use crate::core::Core;
@@ -10,6 +11,7 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures::StreamExt;
 use gsl_bus::codec::decode;
 use gsl_bus::names;
+use gsl_cardstore::orders::OrderFilter;
 use gsl_domain::ErrorCode;
 use gsl_domain::ids::CardId;
 use gsl_proto::{convert, v1};
@@ -54,17 +56,24 @@ pub async fn list(
                 .collect(),
         )
     };
-    let after_t = req.created_after.map(|t| t.seconds);
-    let before_t = req.created_before.map(|t| t.seconds);
-    let ids = core.index.newest(before, size + 1, |id, s| {
-        &*s.tenant == tenant
-            && (req.status == 0 || s.status == req.status)
-            && (req.operation == 0 || s.kind == req.operation)
-            && (req.carrier == 0 || s.carriers.contains(&req.carrier))
-            && after_t.is_none_or(|t| s.created >= t)
-            && before_t.is_none_or(|t| s.created < t)
-            && card_orders.as_ref().is_none_or(|c| c.contains(&id))
-    });
+    let nonzero = |v: i32| (v != 0).then_some(v);
+    let ids = core
+        .index
+        .newest(&OrderFilter {
+            tenant: tenant.to_owned(),
+            status: nonzero(req.status),
+            kind: nonzero(req.operation),
+            carrier: nonzero(req.carrier),
+            created_after: req.created_after.as_ref().and_then(convert::from_timestamp),
+            created_before: req
+                .created_before
+                .as_ref()
+                .and_then(convert::from_timestamp),
+            ids: card_orders,
+            below: before,
+            limit: size + 1,
+        })
+        .await?;
     let more = ids.len() > size;
     let mut out = Vec::with_capacity(size);
     for id in ids.iter().take(size) {

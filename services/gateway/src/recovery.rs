@@ -47,9 +47,9 @@ pub async fn run(core: &Core) -> Result<usize, ApiError> {
 /// One sweep: finish the fan-outs nobody is finishing. Returns how many it took over.
 pub async fn sweep(core: &Core) -> Result<usize, ApiError> {
     let stale = chrono::Duration::from_std(core.cfg.fanout_stale).unwrap_or_default();
-    let before = (chrono::Utc::now() - stale).timestamp();
+    let before = chrono::Utc::now() - stale;
     let mut taken = 0;
-    for id in core.index.unfinished_fanouts(before) {
+    for id in core.index.unfinished_fanouts(before).await? {
         if core.fanning.lock().expect("fanning set").contains(&id) {
             continue;
         }

@@ -84,8 +84,11 @@ impl v1::work_orders_server::WorkOrders for Api {
     ) -> Result<Response<v1::SubmitResponse>, Status> {
         let t = self.tenant(&r)?;
         let resp = submit::submit(&self.core, &t, r.into_inner(), OrderSource::Api).await?;
-        if let Some(o) = &resp.work_order {
-            self.core.index.note(o);
+        if let Some(o) = &resp.work_order
+            && let Err(e) = self.core.index.note(o).await
+        {
+            // The follower records it shortly anyway.
+            tracing::warn!(error = %e, work_order_id = o.id, "order not noted in the index");
         }
         Ok(Response::new(resp))
     }
@@ -193,7 +196,7 @@ impl v1::registry_server::Registry for Api {
                     let (n, r) = self
                         .core
                         .registry
-                        .import(&self.core.js, &tenant, cards, Assigner::Operator)
+                        .import(&tenant, cards, Assigner::Operator)
                         .await?;
                     imported += n;
                     refused.extend(r);
@@ -203,11 +206,7 @@ impl v1::registry_server::Registry for Api {
             _ => self.tenant_of(principal)?,
         };
         let who = self.tenant_assigner();
-        let (imported, refused) = self
-            .core
-            .registry
-            .import(&self.core.js, &t, cards, who)
-            .await?;
+        let (imported, refused) = self.core.registry.import(&t, cards, who).await?;
         Ok(Response::new(import_answer(imported, refused)))
     }
 

@@ -6,6 +6,10 @@
 //!   Kubernetes Job, or from `make up`) with a NATS user that may administer
 //!   JetStream; the services then run with `GSL_TOPOLOGY=bind` and users
 //!   that may not.
+//! * The card store's part of `migrate` ([`migrate_store`]): the schema
+//!   (`gsl_cardstore::schema`), read and write on its tables for the
+//!   service role (`GSL_DATABASE_APP_ROLE`), and the copy of a NATS KV
+//!   registry (`upgrade`). Run with the schema owner's URL.
 //! * `gsl-gateway nats-user <role> <user> <password> [--yaml]`: print that
 //!   role's `nats-server` user entry (`gsl_bus::permissions`), for scripts
 //!   that write the server configuration (`--yaml`: for the Helm values).
@@ -33,11 +37,36 @@ pub async fn migrate(bus: &BusConfig, delivery: Delivery) -> Result<(), BusError
     )
     .await?;
     topology::ensure_consumers(&js, delivery).await?;
-    let moved = topology::migrate_keys(&b).await?;
+    let moved = topology::migrate_keys(&js, &b).await?;
     if moved > 0 {
         println!("moved {moved} execution-record and guard keys under their carrier");
     }
     Ok(())
+}
+
+/// The card store's part of `migrate`; what it did, as one line.
+pub async fn migrate_store(
+    bus: &BusConfig,
+    url: &gsl_secret::Secret,
+    grant_to: Option<&str>,
+) -> Result<String, String> {
+    let store = gsl_cardstore::CardStore::connect(url.expose(), &Default::default())
+        .map_err(|e| e.to_string())?;
+    let applied = store.migrate(grant_to).await.map_err(|e| e.to_string())?;
+    let (_client, js) = gsl_bus::connect(bus).await.map_err(|e| e.to_string())?;
+    let c = crate::upgrade::copy_kv_registry(&js, &store)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "card store at schema {} (applied now: {applied:?}); from the KV registry: {} cards seen, {} written, {} present, {} batches seen, {} written, {} unreadable",
+        gsl_cardstore::schema::latest(),
+        c.cards_seen,
+        c.cards_written,
+        c.cards_present,
+        c.batches_seen,
+        c.batches_written,
+        c.unreadable
+    ))
 }
 
 /// Delivery settings from the environment (the adapters' own defaults).

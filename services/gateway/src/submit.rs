@@ -96,7 +96,7 @@ async fn submit_inner(
     // A replay of an existing order is always answered; a new order counts
     // against the tenant's quota of open orders.
     let known = kv::read(&core.store.b.idempotency, &key).await?.is_some();
-    if !known && core.index.open_orders(tenant) >= core.cfg.tenant_max_open_orders {
+    if !known && core.index.open_orders(tenant).await? >= core.cfg.tenant_max_open_orders {
         return Err(ApiError::new(
             ErrorCode::TenantQuotaExceeded,
             format!(
@@ -141,8 +141,7 @@ async fn submit_inner(
                 .extend(crate::backoffice::pending_entries(core, &batch).await?);
             validate::validate_directional(&batch, &checked)
         } else {
-            core.registry.wait_loaded().await;
-            validate::validate_cards(&core.registry, tenant, &checked, &req.cards)
+            validate::validate_cards(&core.registry, tenant, &checked, &req.cards).await?
         };
         let validate_ms = t_validate.elapsed().as_millis() as u64;
         let t_persist = std::time::Instant::now();

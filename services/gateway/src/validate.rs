@@ -16,7 +16,7 @@ use gsl_domain::threshold::Threshold;
 use gsl_domain::{ErrorCode, capability, limits};
 use gsl_proto::convert;
 use gsl_proto::v1;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
@@ -176,85 +176,102 @@ pub struct Validated {
     pub refused: u64,
 }
 
-/// Validate every card; each refusal is an item with its problem.
-pub fn validate_cards(
+/// Validate every card; each refusal is an item with its problem. The
+/// cards are read from the card store in a few set-based queries (every
+/// key that parses, at once), then checked here without a round trip.
+/// Each valid item carries its card as read ([`v1::CardSnapshot`]): the
+/// adapter checks its rules on it and reads no card store.
+pub async fn validate_cards(
     reg: &Registry,
     tenant: &str,
     checked: &Checked,
     cards: &[v1::CardRef],
-) -> Validated {
-    let mut seen: HashSet<String> = HashSet::with_capacity(cards.len());
+) -> Result<Validated, ApiError> {
+    let ids: Vec<_> = cards.iter().map(|c| CardId::parse(&c.id)).collect();
+    let found = {
+        let keys: Vec<&str> = ids
+            .iter()
+            .filter_map(|id| id.as_ref().ok().map(CardId::key))
+            .collect();
+        reg.lookup(tenant, &keys).await?
+    };
+    let mut seen: HashSet<&str> = HashSet::with_capacity(cards.len());
     let mut items = Vec::with_capacity(cards.len());
     let mut carriers: HashSet<Carrier> = HashSet::new();
     let mut refused = 0;
-    reg.with(|lookup| {
-        for c in cards {
-            match validate_one(lookup, tenant, checked, c, &mut seen) {
-                Ok((key, carrier, per_card)) => {
-                    carriers.insert(carrier);
-                    items.push(v1::ChunkItem {
-                        card: key,
-                        carrier: convert::carrier_to_wire(carrier) as i32,
-                        operation: per_card,
-                        refused: None,
-                    });
-                }
-                Err((key, p)) => {
-                    refused += 1;
-                    items.push(v1::ChunkItem {
-                        card: key,
-                        carrier: 0,
-                        operation: None,
-                        refused: Some(convert::problem(p.code, p.message)),
-                    });
-                }
+    for (c, id) in cards.iter().zip(&ids) {
+        match validate_one(&found, checked, c, id, &mut seen) {
+            Ok((key, card, carrier, per_card)) => {
+                carriers.insert(carrier);
+                items.push(v1::ChunkItem {
+                    card: key,
+                    carrier: convert::carrier_to_wire(carrier) as i32,
+                    operation: per_card,
+                    refused: None,
+                    card_facts: Some(card.clone()),
+                });
+            }
+            Err((key, p)) => {
+                refused += 1;
+                items.push(v1::ChunkItem {
+                    card: key,
+                    carrier: 0,
+                    operation: None,
+                    refused: Some(convert::problem(p.code, p.message)),
+                    card_facts: None,
+                });
             }
         }
-    });
+    }
     let mut carriers: Vec<Carrier> = carriers.into_iter().collect();
     carriers.sort();
-    Validated {
+    Ok(Validated {
         items,
         carriers,
         refused,
-    }
+    })
 }
 
-type Lookup<'a> = &'a dyn Fn(&str, &str) -> Option<gsl_domain::CardFacts>;
+/// A valid item: its key, its card as read, its carrier, and its own
+/// operation when it differs from the order's.
+type Valid<'a> = (String, &'a v1::CardSnapshot, Carrier, Option<v1::Operation>);
 
-fn validate_one(
-    lookup: Lookup<'_>,
-    tenant: &str,
+fn validate_one<'a>(
+    found: &'a HashMap<String, v1::CardSnapshot>,
     checked: &Checked,
     c: &v1::CardRef,
-    seen: &mut HashSet<String>,
-) -> Result<(String, Carrier, Option<v1::Operation>), (String, ItemProblem)> {
+    id: &'a Result<CardId, gsl_domain::ids::IdError>,
+    seen: &mut HashSet<&'a str>,
+) -> Result<Valid<'a>, (String, ItemProblem)> {
     // Unparseable ids are reported as given (truncated), never used as keys.
     let shown = || c.id.chars().take(64).collect::<String>();
-    let id =
-        CardId::parse(&c.id).map_err(|e| (shown(), ItemProblem::new(e.code(), e.to_string())))?;
-    let key = id.key().to_owned();
-    if !seen.insert(key.clone()) {
+    let id = id
+        .as_ref()
+        .map_err(|e| (shown(), ItemProblem::new(e.code(), e.to_string())))?;
+    let key = id.key();
+    if !seen.insert(key) {
         return Err((
-            key,
+            key.to_owned(),
             ItemProblem::new(
                 ErrorCode::DuplicateCard,
                 "card appears earlier in this order",
             ),
         ));
     }
-    let facts = lookup(tenant, &key).ok_or_else(|| {
+    let not_found = || {
         (
-            key.clone(),
+            key.to_owned(),
             ItemProblem::new(ErrorCode::CardNotFound, "card not in the registry"),
         )
-    })?;
+    };
+    let card = found.get(key).ok_or_else(not_found)?;
+    let facts = convert::snapshot_facts(card).ok_or_else(not_found)?;
     if let Some(prefix_carrier) = id.iccid().and_then(|i| i.carrier())
         && facts.carrier != Carrier::Trinet
         && prefix_carrier != facts.carrier
     {
         return Err((
-            key,
+            key.to_owned(),
             ItemProblem::new(
                 ErrorCode::CarrierMismatch,
                 format!(
@@ -264,23 +281,23 @@ fn validate_one(
             ),
         ));
     }
-    let (op, per_card) = resolve(&checked.op, c).map_err(|p| (key.clone(), p))?;
+    let (op, per_card) = resolve(&checked.op, c).map_err(|p| (key.to_owned(), p))?;
     capability::check_capability(&op, &facts)
-        .map_err(|v| (key.clone(), ItemProblem::new(v.code(), v.to_string())))?;
+        .map_err(|v| (key.to_owned(), ItemProblem::new(v.code(), v.to_string())))?;
     if let Operation::Rebind {
         bind_type: BindType::FixedImei,
         imei: None,
     } = op
     {
         return Err((
-            key,
+            key.to_owned(),
             ItemProblem::new(
                 ErrorCode::InvalidItemParameter,
                 "a fixed-IMEI rebind needs the IMEI",
             ),
         ));
     }
-    Ok((key, facts.carrier, per_card))
+    Ok((key.to_owned(), card, facts.carrier, per_card))
 }
 
 fn entry_state(v: i32) -> EntryState {
@@ -350,6 +367,7 @@ pub fn validate_directional(batch: &v1::PurchaseBatch, checked: &Checked) -> Val
             carrier: batch.carrier,
             operation: None,
             refused: problem,
+            card_facts: None,
         }],
         carriers: vec![carrier],
         refused,

@@ -98,6 +98,7 @@ async fn a_principal_is_refused_by_service_before_the_body_is_decoded() {
     let nats = gsl_testkit::NatsServer::start().await.unwrap();
     let gw = gsl_gateway::Gateway::start(gsl_gateway::config::GatewayConfig::local(
         &nats.url(),
+        &nats.database_url(),
         tokens_with_operator(),
     ))
     .await
@@ -133,6 +134,7 @@ async fn each_method_has_its_own_cap() {
     let nats = gsl_testkit::NatsServer::start().await.unwrap();
     let gw = gsl_gateway::Gateway::start(gsl_gateway::config::GatewayConfig::local(
         &nats.url(),
+        &nats.database_url(),
         tokens_with_operator(),
     ))
     .await
@@ -162,7 +164,11 @@ async fn each_method_has_its_own_cap() {
 #[tokio::test]
 async fn purchase_batches_cannot_be_squatted_or_probed() {
     let nats = gsl_testkit::NatsServer::start().await.unwrap();
-    let mut cfg = gsl_gateway::config::GatewayConfig::local(&nats.url(), tokens_with_operator());
+    let mut cfg = gsl_gateway::config::GatewayConfig::local(
+        &nats.url(),
+        &nats.database_url(),
+        tokens_with_operator(),
+    );
     cfg.tenant_self_registration = false;
     let gw = gsl_gateway::Gateway::start(cfg).await.unwrap();
     let u = url(gw.grpc_addr);
@@ -253,6 +259,7 @@ async fn forged_back_office_requests_are_not_acted_on() {
     let nats = gsl_testkit::NatsServer::start().await.unwrap();
     let gw = gsl_gateway::Gateway::start(gsl_gateway::config::GatewayConfig::local(
         &nats.url(),
+        &nats.database_url(),
         tokens_with_operator(),
     ))
     .await
@@ -500,7 +507,7 @@ fn max_size_request(path: &str) -> Vec<u8> {
 async fn memory_stays_bounded_under_maximum_size_requests() {
     const POD_LIMIT_MIB: u64 = 256;
     let nats = gsl_testkit::NatsServer::start().await.unwrap();
-    let gw = spawn_gateway_with(&nats.url(), &[("GSL_OPERATOR_TOKEN", OPERATOR)]).await;
+    let gw = spawn_gateway_with(&nats, &[("GSL_OPERATOR_TOKEN", OPERATOR)]).await;
     let pid = gw.child.id().unwrap();
     // Ready: one small call answered.
     let mut c = orders(&gw.addr).await;
@@ -597,6 +604,7 @@ async fn pending_directional_entries_count_against_the_limits() {
     let nats = gsl_testkit::NatsServer::start().await.unwrap();
     let gw = gsl_gateway::Gateway::start(gsl_gateway::config::GatewayConfig::local(
         &nats.url(),
+        &nats.database_url(),
         tokens_with_operator(),
     ))
     .await

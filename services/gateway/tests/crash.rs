@@ -59,7 +59,7 @@ async fn kill_mid_fanout(
 ) -> (Vec<String>, u64, bool) {
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let mut gw = spawn_gateway_with(&nats.url(), env).await;
+    let mut gw = spawn_gateway_with(nats, env).await;
     let ids: Vec<String> = (0..N).map(|i| ct_iccid(tag, i)).collect();
     // Activation: the operation that allows 100,000 cards per order.
     let r = import(
@@ -124,7 +124,7 @@ async fn client_retry_with_same_key_completes_the_fanout() {
         "killed mid fan-out ({at_kill} of {MESSAGES} messages published)"
     );
     assert!(!heard, "the client never heard 'accepted'");
-    let gw = spawn_gateway(&nats.url()).await;
+    let gw = spawn_gateway(&nats).await;
     let mut c = orders(&gw.addr).await;
     let resp = c
         .submit(with_token(
@@ -159,7 +159,7 @@ async fn restart_alone_completes_the_fanout() {
         "killed mid fan-out ({at_kill} of {MESSAGES} messages published)"
     );
     assert!(heard, "a large order is answered before its fan-out");
-    let _gw = spawn_gateway(&nats.url()).await;
+    let _gw = spawn_gateway(&nats).await;
     let count = wait_for_stream(&nats, MESSAGES).await;
     let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     let (distinct, messages) = distinct_items(&js).await;
@@ -173,7 +173,7 @@ async fn a_live_replica_takes_over_a_dead_replicas_fanout() {
     // Replica B runs throughout and sweeps every second for fan-outs
     // unfinished for 2 s.
     let _b = spawn_gateway_with(
-        &nats.url(),
+        &nats,
         &[
             ("GSL_FANOUT_SWEEP_SECS", "1"),
             ("GSL_FANOUT_STALE_SECS", "2"),

@@ -981,7 +981,8 @@ async fn nats_intake_with_json() {
 #[tokio::test]
 async fn oversized_requests_are_refused() {
     let nats = gsl_testkit::NatsServer::start().await.unwrap();
-    let mut cfg = gsl_gateway::config::GatewayConfig::local(&nats.url(), tokens());
+    let mut cfg =
+        gsl_gateway::config::GatewayConfig::local(&nats.url(), &nats.database_url(), tokens());
     cfg.bounds.submit = 64 * 1024;
     let gw = gsl_gateway::Gateway::start(cfg).await.unwrap();
     let mut c = orders(&url(gw.grpc_addr)).await;
@@ -1015,7 +1016,8 @@ async fn oversized_requests_are_refused() {
 #[tokio::test]
 async fn tokens_are_checked_before_bodies_are_decoded() {
     let nats = gsl_testkit::NatsServer::start().await.unwrap();
-    let mut cfg = gsl_gateway::config::GatewayConfig::local(&nats.url(), tokens());
+    let mut cfg =
+        gsl_gateway::config::GatewayConfig::local(&nats.url(), &nats.database_url(), tokens());
     cfg.bounds.submit = 64 * 1024;
     let gw = gsl_gateway::Gateway::start(cfg).await.unwrap();
     let mut c = orders(&url(gw.grpc_addr)).await;
@@ -1063,6 +1065,7 @@ async fn reflection_answers_both_versions_and_lists_health() {
     let nats = gsl_testkit::NatsServer::start().await.unwrap();
     let gw = gsl_gateway::Gateway::start(gsl_gateway::config::GatewayConfig::local(
         &nats.url(),
+        &nats.database_url(),
         tokens(),
     ))
     .await
@@ -1241,12 +1244,14 @@ async fn card_ownership_is_claimed_atomically_across_replicas() {
     let nats = gsl_testkit::NatsServer::start().await.unwrap();
     let gw1 = gsl_gateway::Gateway::start(gsl_gateway::config::GatewayConfig::local(
         &nats.url(),
+        &nats.database_url(),
         tokens(),
     ))
     .await
     .unwrap();
     let gw2 = gsl_gateway::Gateway::start(gsl_gateway::config::GatewayConfig::local(
         &nats.url(),
+        &nats.database_url(),
         tokens(),
     ))
     .await
@@ -1299,6 +1304,7 @@ async fn the_registry_mirror_follows_again_after_a_nats_restart() {
     let mut nats = gsl_testkit::NatsServer::start().await.unwrap();
     let gw1 = gsl_gateway::Gateway::start(gsl_gateway::config::GatewayConfig::local(
         &nats.url(),
+        &nats.database_url(),
         tokens(),
     ))
     .await
@@ -1306,6 +1312,7 @@ async fn the_registry_mirror_follows_again_after_a_nats_restart() {
     nats.restart().await.unwrap();
     let gw2 = gsl_gateway::Gateway::start(gsl_gateway::config::GatewayConfig::local(
         &nats.url(),
+        &nats.database_url(),
         tokens(),
     ))
     .await
@@ -1432,7 +1439,8 @@ async fn a_retry_never_redoes_an_order_half_recorded() {
 #[tokio::test]
 async fn tenant_quota_and_bounded_refusal_events() {
     let nats = gsl_testkit::NatsServer::start().await.unwrap();
-    let mut cfg = gsl_gateway::config::GatewayConfig::local(&nats.url(), tokens());
+    let mut cfg =
+        gsl_gateway::config::GatewayConfig::local(&nats.url(), &nats.database_url(), tokens());
     cfg.tenant_max_open_orders = 2;
     let gw = gsl_gateway::Gateway::start(cfg).await.unwrap();
     let addr = url(gw.grpc_addr);
@@ -1527,7 +1535,7 @@ async fn storage_use_and_limits_are_metrics() {
         if let Some(limit) = limit {
             assert!(limit > 0, "{body}");
             assert!(
-                body.contains("gsl_store_bytes{stream=\"KV_gsl_cards\"}"),
+                body.contains("gsl_store_bytes{stream=\"KV_gsl_results\"}"),
                 "{body}"
             );
             break;
@@ -1546,6 +1554,7 @@ async fn only_the_operator_assigns_cards_to_tenants() {
     let nats = gsl_testkit::NatsServer::start().await.unwrap();
     let mut cfg = gsl_gateway::config::GatewayConfig::local(
         &nats.url(),
+        &nats.database_url(),
         tokens().with_operator(Some(OPERATOR.into())),
     );
     cfg.tenant_self_registration = false;

@@ -193,6 +193,7 @@ async fn submit_import_and_exit_codes_against_a_gateway() {
     tenants.insert(TOKEN.to_string(), "acme".to_string());
     let gw = Gateway::start(GatewayConfig::local(
         &nats.url(),
+        &nats.database_url(),
         StaticTokens::new(tenants, Some("adapter-secret".into()))
             .with_operator(Some("operator-secret-9".into())),
     ))
@@ -386,7 +387,11 @@ async fn gslctl_talks_tls_with_the_gateways_ca() {
     let (ca, cert, key) = gsl_testkit::tls_files();
     let mut tenants = HashMap::new();
     tenants.insert(TOKEN.to_string(), "acme".to_string());
-    let mut cfg = GatewayConfig::local(&nats.url(), StaticTokens::new(tenants, None));
+    let mut cfg = GatewayConfig::local(
+        &nats.url(),
+        &nats.database_url(),
+        StaticTokens::new(tenants, None),
+    );
     cfg.tls = Some((cert.display().to_string(), key.display().to_string()));
     let gw = Gateway::start(cfg).await.unwrap();
     let url = format!("https://localhost:{}", gw.grpc_addr.port());

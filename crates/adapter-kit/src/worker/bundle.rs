@@ -127,7 +127,7 @@ impl Worker {
                 };
             }
         };
-        let (item, card) = self.with_card(item).await;
+        let (item, card) = self.with_card(item);
         self.consume(&item, card.as_ref(), delivered, subject, headers, &payload)
             .await
     }

@@ -66,7 +66,7 @@ impl Worker {
 
     /// One follow-up of an item, without a bus message (tests).
     pub async fn handle_follow(&self, wi: v1::WorkItem) -> Result<Disposition, String> {
-        let (item, card) = self.with_card(item_from(wi, self.cfg.carrier)?).await;
+        let (item, card) = self.with_card(item_from(wi, self.cfg.carrier)?);
         Ok(self
             .follow_up(&item, card.as_ref())
             .await
@@ -76,7 +76,7 @@ impl Worker {
     pub(super) async fn follow_up(
         &self,
         item: &Item,
-        card: Option<&v1::Card>,
+        card: Option<&v1::CardSnapshot>,
     ) -> Result<Disposition, StepError> {
         let key = names::item_key(item.carrier, item.work_order_id, &item.card);
         // A follow-up is never an item's last chance (follow-ups have no

@@ -29,23 +29,33 @@ impl Worker {
         Ok(Disposition::Nak(backoff(d.delivered)))
     }
 
-    /// Rules at execution time, against the card as the registry has it.
+    /// Rules at execution time, against the card as the gateway read it
+    /// when it validated the order (the work item carries it).
     /// `Ok(no_sdk)`: allowed (and whether the card is a tri-net card
     /// without the SDK, for its switch spacing).
+    ///
+    /// An item without card facts (directional config acts on a batch; an
+    /// item published by a gateway older than the card store, during a
+    /// rolling upgrade) is checked against the carrier's offer only: the
+    /// gateway checked the card when it accepted the order.
     fn check_rules(&self, d: &Delivery<'_>, kind: OperationKind) -> Result<bool, Refusal> {
-        if kind.is_directional() {
+        let facts = match d.card {
+            Some(c) if !kind.is_directional() => convert::snapshot_facts(c),
+            _ => None,
+        };
+        let Some(facts) = facts else {
+            if d.card.is_some() && !kind.is_directional() {
+                return Err(Refusal {
+                    code: ErrorCode::BadParameter,
+                    message: "the work item's card facts name no valid carrier and status".into(),
+                });
+            }
             return capability::check_offered(kind, d.item.carrier)
                 .map(|_| false)
                 .map_err(|v| Refusal {
                     code: v.code(),
                     message: v.to_string(),
                 });
-        }
-        let Some(facts) = d.card.and_then(convert::card_facts) else {
-            return Err(Refusal {
-                code: ErrorCode::CardNotFound,
-                message: "card not in the registry".into(),
-            });
         };
         let op = convert::operation_to_domain(&d.item.op).map_err(|e| Refusal {
             code: ErrorCode::InvalidItemParameter,

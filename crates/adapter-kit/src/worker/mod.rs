@@ -97,7 +97,6 @@ pub struct Worker {
     pub(crate) js: Context,
     pub(crate) records: Records,
     pub(crate) guards: Guards,
-    pub(crate) cards: async_nats::jetstream::kv::Store,
     pub(crate) pacer: Arc<Pacer>,
     pub(crate) reporter: Reporter,
     pub(crate) metrics: Metrics,
@@ -158,7 +157,7 @@ impl Worker {
     /// drive it through this). A malformed item is an error, not a dead
     /// letter; a bus error is a nak.
     pub async fn handle(&self, wi: v1::WorkItem, delivered: i64) -> Result<Disposition, String> {
-        let (item, card) = self.with_card(item_from(wi, self.cfg.carrier)?).await;
+        let (item, card) = self.with_card(item_from(wi, self.cfg.carrier)?);
         let key = gsl_bus::names::item_key(item.carrier, item.work_order_id, &item.card);
         let d = step::Delivery {
             item: &item,
@@ -209,7 +208,7 @@ impl Worker {
     pub(super) async fn consume(
         &self,
         item: &Item,
-        card: Option<&v1::Card>,
+        card: Option<&v1::CardSnapshot>,
         delivered: i64,
         subject: &str,
         headers: Option<&async_nats::HeaderMap>,

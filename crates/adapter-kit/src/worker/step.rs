@@ -37,7 +37,7 @@ pub struct Delivery<'a> {
     /// This is the last delivery the adapter acts on.
     pub last: bool,
     /// The card as the registry has it (read once per item).
-    pub card: Option<&'a v1::Card>,
+    pub card: Option<&'a v1::CardSnapshot>,
 }
 
 /// The execution record a step holds, at the revision it was read.

@@ -3,7 +3,6 @@
 use super::*;
 use crate::carrier::Item;
 use crate::record::ExecRecord;
-use gsl_bus::codec::decode;
 use gsl_domain::codes::ErrorCode;
 use gsl_proto::{convert, v1};
 
@@ -37,8 +36,17 @@ pub(super) fn item_from(wi: v1::WorkItem, carrier: gsl_domain::Carrier) -> Resul
         carrier: c,
         op,
         batch_no: wi.batch_no,
-        msisdn: String::new(),
-        access_number: String::new(),
+        msisdn: wi
+            .card_facts
+            .as_ref()
+            .map(|c| c.msisdn.clone())
+            .unwrap_or_default(),
+        access_number: wi
+            .card_facts
+            .as_ref()
+            .map(|c| c.access_number.clone())
+            .unwrap_or_default(),
+        facts: wi.card_facts,
     })
 }
 
@@ -91,26 +99,14 @@ impl Worker {
             operation: Some(item.op.clone()),
             submitted_at: None,
             batch_no: item.batch_no.clone(),
+            card_facts: item.facts.clone(),
         }
     }
 
-    /// The card as the registry has it, read once per delivery (the rules
-    /// of a fresh item check it; modules that need the carrier's numbers
-    /// get them from it), and the item with those numbers.
-    pub(super) async fn with_card(&self, mut item: Item) -> (Item, Option<v1::Card>) {
-        if item.kind().is_some_and(|k| k.is_directional()) {
-            return (item, None);
-        }
-        let card = match gsl_bus::kv::read(&self.cards, &item.card).await {
-            Ok(e) => gsl_bus::kv::live(&e).and_then(|b| decode::<v1::Card>("Card", b).ok()),
-            Err(_) => None,
-        };
-        if self.api.needs_numbers()
-            && let Some(c) = &card
-        {
-            item.msisdn = c.msisdn.clone();
-            item.access_number = c.access_number.clone();
-        }
+    /// The item and the card as the gateway read it when it validated the
+    /// order (carried by the work item: adapters read no card store).
+    pub(super) fn with_card(&self, item: Item) -> (Item, Option<v1::CardSnapshot>) {
+        let card = item.facts.clone();
         (item, card)
     }
 
@@ -119,7 +115,7 @@ impl Worker {
     pub(super) async fn read_item(
         &self,
         msg: &async_nats::jetstream::Message,
-    ) -> Result<(Item, Option<v1::Card>), Disposition> {
+    ) -> Result<(Item, Option<v1::CardSnapshot>), Disposition> {
         let wi = match gsl_bus::codec::decode::<v1::WorkItem>("WorkItem", &msg.payload) {
             Ok(w) => w,
             Err(e) => {
@@ -129,7 +125,7 @@ impl Worker {
             }
         };
         match item_from(wi, self.cfg.carrier) {
-            Ok(i) => Ok(self.with_card(i).await),
+            Ok(i) => Ok(self.with_card(i)),
             Err(why) => Err(self
                 .dead_letter(msg, ErrorCode::MalformedMessage, &why)
                 .await),

@@ -256,6 +256,7 @@ mod tests {
             batch_no: String::new(),
             msisdn: String::new(),
             access_number: String::new(),
+            facts: None,
         }
     }
 

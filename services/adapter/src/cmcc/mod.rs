@@ -445,11 +445,6 @@ impl CarrierApi for Cmcc {
         self.transid()
     }
 
-    /// The pooled cap and batch members are named by MSISDN / access number.
-    fn needs_numbers(&self) -> bool {
-        true
-    }
-
     fn back_office(&self, item: &Item) -> Option<BackOfficeReason> {
         let why = match item.op.kind.as_ref()? {
             O::Rebind(_) => "China Mobile: re-enable the card stopped for violation or device separation (no public API; GSL SLA 3 working days)".to_owned(),
@@ -619,6 +614,7 @@ mod tests {
             batch_no: String::new(),
             msisdn: String::new(),
             access_number: String::new(),
+            facts: None,
         }
     }
 

@@ -115,6 +115,7 @@ pub async fn stack(o: Opts) -> Stack {
     tenants.insert(TENANT_TOKEN.to_string(), "acme".to_string());
     let gw = Gateway::start(GatewayConfig::local(
         &nats.url(),
+        &nats.database_url(),
         StaticTokens::new(tenants, Some(ADAPTER_TOKEN.into()))
             .with_operator(Some(OPERATOR_TOKEN.into())),
     ))

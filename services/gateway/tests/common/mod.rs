@@ -43,9 +43,13 @@ pub struct Env {
 
 pub async fn start() -> Env {
     let nats = NatsServer::start().await.expect("nats");
-    let gw = Gateway::start(GatewayConfig::local(&nats.url(), tokens()))
-        .await
-        .expect("gateway");
+    let gw = Gateway::start(GatewayConfig::local(
+        &nats.url(),
+        &nats.database_url(),
+        tokens(),
+    ))
+    .await
+    .expect("gateway");
     Env { nats, gw }
 }
 
@@ -154,16 +158,17 @@ pub struct GatewayProcess {
     pub addr: String,
 }
 
-pub async fn spawn_gateway(nats_url: &str) -> GatewayProcess {
-    spawn_gateway_with(nats_url, &[]).await
+pub async fn spawn_gateway(nats: &NatsServer) -> GatewayProcess {
+    spawn_gateway_with(nats, &[]).await
 }
 
 /// A gateway process with extra settings.
-pub async fn spawn_gateway_with(nats_url: &str, env: &[(&str, &str)]) -> GatewayProcess {
+pub async fn spawn_gateway_with(nats: &NatsServer, env: &[(&str, &str)]) -> GatewayProcess {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gsl-gateway"))
         .envs(env.iter().copied())
-        .env("GSL_NATS_URL", nats_url)
+        .env("GSL_NATS_URL", nats.url())
+        .env("GSL_DATABASE_URL", nats.database_url())
         .env("GSL_TENANT_TOKENS", env_tokens())
         .env("GSL_TENANT_SELF_REGISTRATION", "on")
         .env(

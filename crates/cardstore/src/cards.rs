@@ -1,0 +1,424 @@
+//! Cards: one row per card in `cards`, keyed by the canonical card key.
+//!
+//! - **Lookups are set-based**: the cards of an order are read with
+//!   `id = ANY($ids)` in slices of [`LOOKUP_SLICE`], a few slices at once on
+//!   separate connections: a 100,000-card order is 10 queries.
+//! - **Imports are one `COPY`** into a temporary table, then one statement
+//!   that claims every card by the primary key: `INSERT .. ON CONFLICT (id)
+//!   DO UPDATE .. WHERE cards.tenant = EXCLUDED.tenant` (a tenant) or
+//!   without the condition (the operator), or an `UPDATE .. WHERE tenant`
+//!   (a tenant's own cards only). The rows the statement returned were
+//!   taken; every other card of the import is refused. Two imports of one
+//!   card by two tenants meet on its row: the second waits for the first
+//!   and then finds it taken.
+//! - **Outcomes are newest-wins**: a change is applied only when its time is
+//!   not older than the card's `updated_at`, so a late or repeated report
+//!   never undoes a newer one.
+
+use crate::{CardStore, Claim, StoreError, retrying};
+use chrono::{DateTime, Utc};
+use gsl_proto::v1;
+use std::collections::HashMap;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+/// Card keys per lookup query.
+pub const LOOKUP_SLICE: usize = 10_000;
+/// Lookup queries in flight at once (each on its own connection).
+pub const LOOKUP_PARALLEL: usize = 4;
+
+/// A tenant's cards among some keys, as snapshot columns (see [`snapshot`]).
+const LOOKUP_SQL: &str = "SELECT id, carrier, sim_status, stop_reason, pooled, real_named, trinet_version, active_profile, msisdn, access_number FROM cards WHERE tenant = $1 AND id = ANY($2)";
+
+/// The columns an import writes, in this order (`tenant` and `updated_at`
+/// come from the import itself).
+const IMPORT_COLUMNS: &str = "id, carrier, sim_status, stop_reason, pooled, real_named, trinet_version, imei, speed_kbps, threshold_mb, batch_no, active_profile, msisdn, imsi, access_number";
+
+const IMPORT_TYPES: &[Type] = &[
+    Type::TEXT,
+    Type::INT2,
+    Type::INT2,
+    Type::INT2,
+    Type::BOOL,
+    Type::BOOL,
+    Type::INT2,
+    Type::TEXT,
+    Type::INT4,
+    Type::INT8,
+    Type::TEXT,
+    Type::INT2,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT4,
+];
+
+fn snapshot(r: &tokio_postgres::Row) -> (String, v1::CardSnapshot) {
+    (
+        r.get(0),
+        v1::CardSnapshot {
+            carrier: i32::from(r.get::<_, i16>(1)),
+            sim_status: r.get::<_, i16>(2).max(0) as u32,
+            stop_reason: i32::from(r.get::<_, i16>(3)),
+            pooled: r.get(4),
+            real_named: r.get(5),
+            trinet_version: i32::from(r.get::<_, i16>(6)),
+            active_profile: i32::from(r.get::<_, i16>(7)),
+            msisdn: r.get(8),
+            access_number: r.get(9),
+        },
+    )
+}
+
+/// What a success changes on a card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A new status (and stop reason: `None` keeps it).
+    Status {
+        sim_status: u32,
+        stop_reason: Option<i32>,
+    },
+    /// A new IMEI binding; on a card of carrier `resumes_on` (wire code)
+    /// the rebind also resumes the card (China Mobile's).
+    Imei {
+        imei: String,
+        resumes_on: Option<i32>,
+    },
+    SpeedKbps(u32),
+    /// -1: no threshold.
+    ThresholdMb(i64),
+    /// Tri-net: the active profile's carrier.
+    ActiveProfile(i32),
+}
+
+/// A stored card as the API shows it.
+fn card(r: &tokio_postgres::Row) -> v1::Card {
+    let at: DateTime<Utc> = r.get("updated_at");
+    v1::Card {
+        id: r.get("id"),
+        carrier: i32::from(r.get::<_, i16>("carrier")),
+        sim_status: r.get::<_, i16>("sim_status").max(0) as u32,
+        stop_reason: i32::from(r.get::<_, i16>("stop_reason")),
+        pooled: r.get("pooled"),
+        real_named: r.get("real_named"),
+        trinet_version: i32::from(r.get::<_, i16>("trinet_version")),
+        imei: r.get("imei"),
+        speed_kbps: r.get::<_, i32>("speed_kbps").max(0) as u32,
+        threshold_mb: r.get("threshold_mb"),
+        batch_no: r.get("batch_no"),
+        tenant: r.get("tenant"),
+        updated_at: Some(gsl_proto::convert::timestamp(at)),
+        active_profile: i32::from(r.get::<_, i16>("active_profile")),
+        msisdn: r.get("msisdn"),
+        imsi: r.get("imsi"),
+        access_number: r.get("access_number"),
+    }
+}
+
+/// Small integers on the wire are stored as `smallint`; a value that does
+/// not fit is clamped (the import checked carrier and status already).
+fn small(v: i64) -> i16 {
+    v.clamp(i64::from(i16::MIN), i64::from(i16::MAX)) as i16
+}
+
+impl CardStore {
+    /// The cards of `tenant` among `keys` (canonical card keys), as
+    /// snapshots by key. A key another tenant holds, or nobody, is absent.
+    pub async fn lookup(
+        &self,
+        tenant: &str,
+        keys: &[&str],
+    ) -> Result<HashMap<String, v1::CardSnapshot>, StoreError> {
+        let mut out = HashMap::with_capacity(keys.len());
+        let slices: Vec<&[&str]> = keys.chunks(LOOKUP_SLICE).collect();
+        for group in slices.chunks(LOOKUP_PARALLEL) {
+            let answers =
+                futures::future::try_join_all(group.iter().map(|s| self.lookup_slice(tenant, s)))
+                    .await?;
+            for rows in answers {
+                for r in &rows {
+                    let (k, s) = snapshot(r);
+                    out.insert(k, s);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn lookup_slice(
+        &self,
+        tenant: &str,
+        slice: &[&str],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(LOOKUP_SQL)
+            .await
+            .map_err(StoreError::query("prepare lookup"))?;
+        c.query(&st, &[&tenant, &slice])
+            .await
+            .map_err(StoreError::query("lookup"))
+    }
+
+    /// One card of `tenant` (`None`: unknown, or another tenant's).
+    pub async fn card(&self, tenant: &str, key: &str) -> Result<Option<v1::Card>, StoreError> {
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached("SELECT * FROM cards WHERE id = $1 AND tenant = $2")
+            .await
+            .map_err(StoreError::query("prepare card"))?;
+        let row = c
+            .query_opt(&st, &[&key, &tenant])
+            .await
+            .map_err(StoreError::query("card"))?;
+        Ok(row.as_ref().map(card))
+    }
+
+    /// Cards stored, in all.
+    pub async fn count_cards(&self) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM cards", &[])
+            .await
+            .map_err(StoreError::query("count cards"))?
+            .get(0);
+        Ok(n as u64)
+    }
+
+    /// Import `cards` (ids already canonical, carrier and status checked)
+    /// for `tenant` with the authority of `claim`. Returns the keys taken;
+    /// every other card was not this tenant's to take. A card named twice
+    /// is stored as its last mention.
+    pub async fn import(
+        &self,
+        tenant: &str,
+        cards: &[v1::Card],
+        claim: Claim,
+    ) -> Result<Vec<String>, StoreError> {
+        if cards.is_empty() {
+            return Ok(Vec::new());
+        }
+        retrying(|| self.import_once(tenant, cards, claim)).await
+    }
+
+    async fn import_once(
+        &self,
+        tenant: &str,
+        cards: &[v1::Card],
+        claim: Claim,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(StoreError::query("begin"))?;
+        tx.batch_execute(
+            "CREATE TEMP TABLE incoming (
+                id text, carrier smallint, sim_status smallint, stop_reason smallint,
+                pooled boolean, real_named boolean, trinet_version smallint, imei text,
+                speed_kbps integer, threshold_mb bigint, batch_no text, active_profile smallint,
+                msisdn text, imsi text, access_number text, pos integer) ON COMMIT DROP",
+        )
+        .await
+        .map_err(StoreError::query("incoming table"))?;
+        let sink = tx
+            .copy_in(&format!(
+                "COPY incoming ({IMPORT_COLUMNS}, pos) FROM STDIN (FORMAT binary)"
+            ))
+            .await
+            .map_err(StoreError::query("copy"))?;
+        let w = BinaryCopyInWriter::new(sink, IMPORT_TYPES);
+        futures::pin_mut!(w);
+        for (pos, card) in cards.iter().enumerate() {
+            let row: [&(dyn ToSql + Sync); 16] = [
+                &card.id,
+                &small(i64::from(card.carrier)),
+                &small(i64::from(card.sim_status)),
+                &small(i64::from(card.stop_reason)),
+                &card.pooled,
+                &card.real_named,
+                &small(i64::from(card.trinet_version)),
+                &card.imei,
+                &(card.speed_kbps.min(i32::MAX as u32) as i32),
+                &card.threshold_mb,
+                &card.batch_no,
+                &small(i64::from(card.active_profile)),
+                &card.msisdn,
+                &card.imsi,
+                &card.access_number,
+                &(pos as i32),
+            ];
+            w.as_mut()
+                .write(&row)
+                .await
+                .map_err(StoreError::query("copy row"))?;
+        }
+        w.finish().await.map_err(StoreError::query("copy end"))?;
+        // The last mention of each card, in key order (every import locks
+        // rows in the same order).
+        let latest =
+            format!("SELECT DISTINCT ON (id) {IMPORT_COLUMNS} FROM incoming ORDER BY id, pos DESC");
+        let set = "carrier = EXCLUDED.carrier, sim_status = EXCLUDED.sim_status, stop_reason = EXCLUDED.stop_reason, pooled = EXCLUDED.pooled, real_named = EXCLUDED.real_named, trinet_version = EXCLUDED.trinet_version, imei = EXCLUDED.imei, speed_kbps = EXCLUDED.speed_kbps, threshold_mb = EXCLUDED.threshold_mb, batch_no = EXCLUDED.batch_no, active_profile = EXCLUDED.active_profile, msisdn = EXCLUDED.msisdn, imsi = EXCLUDED.imsi, access_number = EXCLUDED.access_number, updated_at = EXCLUDED.updated_at";
+        let sql = match claim {
+            Claim::Any => format!(
+                "INSERT INTO cards ({IMPORT_COLUMNS}, tenant, updated_at) SELECT *, $1, now() FROM ({latest}) i
+                 ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, {set} RETURNING id"
+            ),
+            Claim::NewOrOwn => format!(
+                "INSERT INTO cards ({IMPORT_COLUMNS}, tenant, updated_at) SELECT *, $1, now() FROM ({latest}) i
+                 ON CONFLICT (id) DO UPDATE SET {set} WHERE cards.tenant = EXCLUDED.tenant RETURNING id"
+            ),
+            Claim::OwnOnly => format!(
+                "UPDATE cards c SET carrier = i.carrier, sim_status = i.sim_status, stop_reason = i.stop_reason, pooled = i.pooled, real_named = i.real_named, trinet_version = i.trinet_version, imei = i.imei, speed_kbps = i.speed_kbps, threshold_mb = i.threshold_mb, batch_no = i.batch_no, active_profile = i.active_profile, msisdn = i.msisdn, imsi = i.imsi, access_number = i.access_number, updated_at = now()
+                 FROM ({latest}) i WHERE c.id = i.id AND c.tenant = $1 RETURNING c.id"
+            ),
+        };
+        let rows = tx
+            .query(&sql, &[&tenant])
+            .await
+            .map_err(StoreError::query("claim cards"))?;
+        tx.commit().await.map_err(StoreError::query("commit"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Copy cards as they are (tenant and time included) unless the store
+    /// has a newer record of the card: the upgrade from the NATS KV
+    /// registry, idempotent and resumable. Returns the rows written.
+    pub async fn copy_legacy(&self, cards: &[v1::Card]) -> Result<u64, StoreError> {
+        if cards.is_empty() {
+            return Ok(0);
+        }
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(StoreError::query("begin"))?;
+        tx.batch_execute("CREATE TEMP TABLE legacy (LIKE cards INCLUDING DEFAULTS) ON COMMIT DROP")
+            .await
+            .map_err(StoreError::query("legacy table"))?;
+        let sink = tx
+            .copy_in(&format!(
+                "COPY legacy ({IMPORT_COLUMNS}, tenant, updated_at) FROM STDIN (FORMAT binary)"
+            ))
+            .await
+            .map_err(StoreError::query("copy"))?;
+        let mut types = IMPORT_TYPES[..15].to_vec();
+        types.extend([Type::TEXT, Type::TIMESTAMPTZ]);
+        let w = BinaryCopyInWriter::new(sink, &types);
+        futures::pin_mut!(w);
+        for card in cards {
+            let at = card
+                .updated_at
+                .as_ref()
+                .and_then(gsl_proto::convert::from_timestamp)
+                .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+            let row: [&(dyn ToSql + Sync); 17] = [
+                &card.id,
+                &small(i64::from(card.carrier)),
+                &small(i64::from(card.sim_status)),
+                &small(i64::from(card.stop_reason)),
+                &card.pooled,
+                &card.real_named,
+                &small(i64::from(card.trinet_version)),
+                &card.imei,
+                &(card.speed_kbps.min(i32::MAX as u32) as i32),
+                &card.threshold_mb,
+                &card.batch_no,
+                &small(i64::from(card.active_profile)),
+                &card.msisdn,
+                &card.imsi,
+                &card.access_number,
+                &card.tenant,
+                &at,
+            ];
+            w.as_mut()
+                .write(&row)
+                .await
+                .map_err(StoreError::query("copy row"))?;
+        }
+        w.finish().await.map_err(StoreError::query("copy end"))?;
+        let n = tx
+            .execute(
+                "INSERT INTO cards SELECT DISTINCT ON (id) * FROM legacy ORDER BY id, updated_at DESC
+                 ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, carrier = EXCLUDED.carrier, sim_status = EXCLUDED.sim_status, stop_reason = EXCLUDED.stop_reason, pooled = EXCLUDED.pooled, real_named = EXCLUDED.real_named, trinet_version = EXCLUDED.trinet_version, imei = EXCLUDED.imei, speed_kbps = EXCLUDED.speed_kbps, threshold_mb = EXCLUDED.threshold_mb, batch_no = EXCLUDED.batch_no, active_profile = EXCLUDED.active_profile, msisdn = EXCLUDED.msisdn, imsi = EXCLUDED.imsi, access_number = EXCLUDED.access_number, updated_at = EXCLUDED.updated_at
+                 WHERE cards.updated_at < EXCLUDED.updated_at",
+                &[],
+            )
+            .await
+            .map_err(StoreError::query("copy legacy cards"))?;
+        tx.commit().await.map_err(StoreError::query("commit"))?;
+        Ok(n)
+    }
+
+    /// How many of `keys` are stored (the upgrade's count check).
+    pub async fn count_present(&self, keys: &[&str]) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        let mut n = 0;
+        for slice in keys.chunks(LOOKUP_SLICE) {
+            let k: i64 = c
+                .query_one("SELECT count(*) FROM cards WHERE id = ANY($1)", &[&slice])
+                .await
+                .map_err(StoreError::query("count present"))?
+                .get(0);
+            n += k as u64;
+        }
+        Ok(n)
+    }
+
+    /// Apply a change that succeeded at `at`, unless the card has a newer
+    /// record. Whether it changed the card.
+    pub async fn apply(
+        &self,
+        key: &str,
+        change: &Change,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // $1 the card, $2 the time, $3.. the new values.
+        let (set, values): (&str, Vec<Box<dyn ToSql + Sync + Send>>) = match change {
+            Change::Status {
+                sim_status,
+                stop_reason: Some(r),
+            } => (
+                "sim_status = $3, stop_reason = $4",
+                vec![
+                    Box::new(small(i64::from(*sim_status))),
+                    Box::new(small(i64::from(*r))),
+                ],
+            ),
+            Change::Status {
+                sim_status,
+                stop_reason: None,
+            } => (
+                "sim_status = $3",
+                vec![Box::new(small(i64::from(*sim_status)))],
+            ),
+            Change::Imei {
+                imei,
+                resumes_on: Some(carrier),
+            } => (
+                "imei = $3, sim_status = CASE WHEN carrier = $4 THEN 20 ELSE sim_status END, stop_reason = CASE WHEN carrier = $4 THEN -1 ELSE stop_reason END",
+                vec![Box::new(imei.clone()), Box::new(small(i64::from(*carrier)))],
+            ),
+            Change::Imei {
+                imei,
+                resumes_on: None,
+            } => ("imei = $3", vec![Box::new(imei.clone())]),
+            Change::SpeedKbps(k) => (
+                "speed_kbps = $3",
+                vec![Box::new(i32::try_from(*k).unwrap_or(i32::MAX))],
+            ),
+            Change::ThresholdMb(t) => ("threshold_mb = $3", vec![Box::new(*t)]),
+            Change::ActiveProfile(p) => {
+                ("active_profile = $3", vec![Box::new(small(i64::from(*p)))])
+            }
+        };
+        let sql =
+            format!("UPDATE cards SET {set}, updated_at = $2 WHERE id = $1 AND updated_at <= $2");
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(&sql)
+            .await
+            .map_err(StoreError::query("prepare apply"))?;
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&key, &at];
+        params.extend(values.iter().map(|v| &**v as &(dyn ToSql + Sync)));
+        let n = c
+            .execute(&st, &params)
+            .await
+            .map_err(StoreError::query("apply outcome"))?;
+        Ok(n > 0)
+    }
+}
