@@ -28,8 +28,9 @@ struct KillGroup(u32);
 
 impl Drop for KillGroup {
     fn drop(&mut self) {
+        // `--`: without it `kill` reads the negative group id as an option.
         let _ = std::process::Command::new("kill")
-            .arg("-KILL")
+            .args(["-KILL", "--"])
             .arg(format!("-{}", self.0))
             .status();
     }
@@ -174,14 +175,17 @@ async fn stack_script_starts_serves_an_order_and_stops_cleanly() {
         assert!(text.contains("the demo plays the operator"), "{text}");
         assert!(!text.contains("skipped"), "demo round {round}: {text}");
     }
-    // Ctrl-C equivalent: everything stops, ports are released.
-    gsl_testkit::signal(stack.id().unwrap(), "INT").unwrap();
+    // Stop it as a supervisor would (TERM; Ctrl-C's INT takes the same
+    // trap, but a shell started in the background ignores INT, and so would
+    // this test's stack when the suite itself runs in the background):
+    // everything stops, ports are released.
+    gsl_testkit::signal(stack.id().unwrap(), "TERM").unwrap();
     let status = tokio::time::timeout(Duration::from_secs(60), stack.wait())
         .await
         .expect("stack stops within 60 s")
         .unwrap();
     assert!(status.success(), "{status:?}");
-    for i in 0..9 {
+    for i in 0..10 {
         assert!(
             std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok(),
             "port {} still held",

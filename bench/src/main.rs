@@ -8,6 +8,7 @@
 //! same run on the same machine, and is a median of several rounds.
 #![forbid(unsafe_code)]
 
+mod cards;
 mod carrier;
 mod common;
 mod e2e;
@@ -23,6 +24,7 @@ fn registry() -> BTreeMap<&'static str, BenchFn> {
     let mut m: BTreeMap<&'static str, BenchFn> = BTreeMap::new();
     m.insert("sim", |mode| Box::pin(sim::run(mode)));
     m.insert("carrier", |mode| Box::pin(carrier::run(mode)));
+    m.insert("cards", |mode| Box::pin(cards::run(mode)));
     m.insert("e2e", |mode| Box::pin(e2e::run(mode)));
     m.insert("gateway", |mode| Box::pin(gateway::run(mode)));
     m.insert("rate", |mode| Box::pin(rate::run(mode)));

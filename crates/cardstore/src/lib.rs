@@ -45,6 +45,9 @@ pub enum StoreError {
     /// A statement failed.
     #[error("card store query ({what}): {reason}")]
     Query { what: &'static str, reason: String },
+    /// The TLS settings could not be used (the CA file).
+    #[error("card store TLS: {0}")]
+    Tls(String),
     /// A stored record could not be decoded.
     #[error("stored {what} {key:?} is unreadable: {reason}")]
     Corrupt {
@@ -91,6 +94,11 @@ pub struct StoreConfig {
     /// How long a caller waits for a free connection, and for a new one to
     /// be made, before the store is called unavailable.
     pub wait: Duration,
+    /// PEM file of the CA that signed the server's certificate
+    /// (`GSL_DATABASE_CA_CERT`); `None`: the system's roots. Used when the
+    /// URL asks for TLS (`sslmode=require`, or `prefer` with a server that
+    /// offers it); the certificate is always checked.
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -98,8 +106,48 @@ impl Default for StoreConfig {
         StoreConfig {
             pool_size: 8,
             wait: Duration::from_secs(5),
+            ca_cert: None,
         }
     }
+}
+
+/// The TLS connector: rustls with the CA file's certificates, or the
+/// system's roots.
+fn tls(cfg: &StoreConfig) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match &cfg.ca_cert {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<_, _>>())
+                .map_err(|e| StoreError::Tls(format!("{}: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(StoreError::Tls(format!(
+                    "{}: no certificate in it",
+                    path.display()
+                )));
+            }
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| StoreError::Tls(format!("{}: {e}", path.display())))?;
+            }
+        }
+        None => {
+            // A system without roots is fine until TLS is asked for.
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// A pool of connections to the card store. Cheap to clone.
@@ -131,7 +179,7 @@ impl CardStore {
         }
         let mgr = deadpool_postgres::Manager::from_config(
             pg,
-            tokio_postgres::NoTls,
+            tls(cfg)?,
             deadpool_postgres::ManagerConfig {
                 recycling_method: deadpool_postgres::RecyclingMethod::Fast,
             },

@@ -116,6 +116,7 @@ async fn a_bad_url_or_a_dead_server_is_a_typed_error_that_shows_no_password() {
         &StoreConfig {
             pool_size: 1,
             wait: std::time::Duration::from_millis(500),
+            ..StoreConfig::default()
         },
     )
     .unwrap();
@@ -479,4 +480,68 @@ async fn the_legacy_copy_keeps_tenants_and_times_and_never_overwrites_newer() {
     };
     assert!(s.copy_legacy_batch(&b).await.unwrap());
     assert!(!s.copy_legacy_batch(&b).await.unwrap());
+}
+
+/// TLS: with `sslmode=require` and the CA, the store talks TLS to the
+/// server (the server says so); a server certificate the CA did not sign
+/// is refused; with `sslmode=disable` nothing is encrypted.
+#[tokio::test]
+async fn tls_is_used_and_the_certificate_checked() {
+    let pg = gsl_testkit::pg::PgServer::start_tls().expect("PostgreSQL with TLS");
+    let db = pg.create_database_named().unwrap();
+    let (ca, _, _) = gsl_testkit::tls_files();
+    let cfg = StoreConfig {
+        ca_cert: Some(ca.clone()),
+        ..StoreConfig::default()
+    };
+    let url = format!("{}?sslmode=require", pg.url(&db));
+    let s = CardStore::connect(&url, &cfg).unwrap();
+    s.migrate(None).await.unwrap();
+    s.import("acme", &[card("T1", 20)], Claim::NewOrOwn)
+        .await
+        .unwrap();
+    // The server's own view of our connections: every one encrypted.
+    let (client, conn) = tokio_postgres::connect(&pg.url(&db), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE ssl), count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'gsl'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (tls, all): (i64, i64) = (row.get(0), row.get(1));
+    assert!(all >= 1 && tls == all, "{tls} of {all} connections use TLS");
+    // A CA that did not sign the server's certificate: refused.
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.pem");
+    std::fs::write(&other, include_str!("other-ca.pem")).unwrap();
+    let wrong = CardStore::connect(
+        &url,
+        &StoreConfig {
+            ca_cert: Some(other),
+            wait: std::time::Duration::from_secs(2),
+            ..StoreConfig::default()
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        wrong.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    // A CA file that is not one: a typed error at once.
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    assert!(matches!(
+        CardStore::connect(
+            &url,
+            &StoreConfig {
+                ca_cert: Some(junk),
+                ..StoreConfig::default()
+            }
+        ),
+        Err(StoreError::Tls(_))
+    ));
 }

@@ -94,6 +94,17 @@ const AS_NOBODY: [&str; 3] = ["--reuid=nobody", "--regid=nogroup", "--clear-grou
 impl PgServer {
     /// Start a server owned by this process.
     pub fn start() -> Result<PgServer, PgError> {
+        PgServer::start_with(false)
+    }
+
+    /// Start one that also speaks TLS, with the test certificate
+    /// ([`crate::tls_files`]: `localhost` and 127.0.0.1, signed by the test
+    /// CA).
+    pub fn start_tls() -> Result<PgServer, PgError> {
+        PgServer::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<PgServer, PgError> {
         let bin = find_bin_dir()?;
         let root = is_root();
         let base = std::env::temp_dir().join(format!(
@@ -104,6 +115,23 @@ impl PgServer {
         let data = base.join("data");
         let sock = base.join("sock");
         std::fs::create_dir_all(&sock).map_err(|e| failed("temporary directory", e))?;
+        let mut ssl = String::new();
+        if tls {
+            // The server reads its key only when no one else may.
+            let (_, cert, key) = crate::tls_files();
+            std::fs::copy(&cert, base.join("server.pem")).map_err(|e| failed("cert", e))?;
+            std::fs::copy(&key, base.join("server.key")).map_err(|e| failed("key", e))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                base.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .map_err(|e| failed("key", e))?;
+            ssl = format!(
+                " -c ssl=on -c ssl_cert_file={0}/server.pem -c ssl_key_file={0}/server.key",
+                base.display()
+            );
+        }
         let as_user = |c: &str| -> Command {
             if root {
                 let mut cmd = Command::new("setpriv");
@@ -150,7 +178,7 @@ impl PgServer {
             String::new()
         };
         let script = format!(
-            r#"{run}"{pg}" -D "{data}" -p {port} -h 127.0.0.1 -k "{sock}" -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=64MB > "{base}/log" 2>&1 &
+            r#"{run}"{pg}" -D "{data}" -p {port} -h 127.0.0.1 -k "{sock}" -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=64MB{ssl} > "{base}/log" 2>&1 &
 pg=$!
 while kill -0 {parent} 2>/dev/null && kill -0 $pg 2>/dev/null; do sleep 0.5; done
 kill -INT $pg 2>/dev/null; wait $pg 2>/dev/null

@@ -127,6 +127,11 @@ fn documented_defaults_are_the_codes() {
             "GSL_TRACE_ITEMS_PER_ORDER",
             g.trace_items_per_order.to_string(),
         ),
+        ("GSL_DATABASE_POOL", g.database.pool_size.to_string()),
+        (
+            "GSL_DATABASE_WAIT_MS",
+            g.database.wait.as_millis().to_string(),
+        ),
         ("GSL_MAX_SUBMIT_BYTES", bytes(b.submit)),
         ("GSL_MAX_IMPORT_BYTES", bytes(b.import_cards)),
         ("GSL_MAX_IMPORT_BATCHES_BYTES", bytes(b.import_batches)),

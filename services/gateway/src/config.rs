@@ -66,8 +66,9 @@ pub struct GatewayConfig {
     /// `GSL_DATABASE_URL_FILE`: `postgres://user:password@host:port/db`;
     /// required). A secret: it never prints.
     pub database_url: Secret,
-    /// Connections to the card store (`GSL_DATABASE_POOL`, default 8) and
-    /// how long a request waits for one (`GSL_DATABASE_WAIT_MS`, default 5000).
+    /// Connections to the card store (`GSL_DATABASE_POOL`, default 8), how
+    /// long a request waits for one (`GSL_DATABASE_WAIT_MS`, default 5000),
+    /// and the CA of a server behind TLS (`GSL_DATABASE_CA_CERT`).
     pub database: StoreConfig,
 }
 
@@ -193,6 +194,7 @@ impl GatewayConfig {
                     "GSL_DATABASE_WAIT_MS",
                     d.database.wait.as_millis() as usize,
                 )? as u64),
+                ca_cert: get("GSL_DATABASE_CA_CERT").map(std::path::PathBuf::from),
             },
         })
     }

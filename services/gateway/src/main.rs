@@ -19,7 +19,11 @@ async fn main() {
                     .map_err(|e| e.to_string())?;
                 println!("topology ready");
                 let grant = get("GSL_DATABASE_APP_ROLE");
-                gsl_gateway::setup::migrate_store(&bus, &url, grant.as_deref()).await
+                let store = gsl_cardstore::StoreConfig {
+                    ca_cert: get("GSL_DATABASE_CA_CERT").map(std::path::PathBuf::from),
+                    ..Default::default()
+                };
+                gsl_gateway::setup::migrate_store(&bus, &url, &store, grant.as_deref()).await
             };
             match run.await {
                 Ok(done) => println!("{done}"),

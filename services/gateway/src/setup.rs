@@ -48,10 +48,11 @@ pub async fn migrate(bus: &BusConfig, delivery: Delivery) -> Result<(), BusError
 pub async fn migrate_store(
     bus: &BusConfig,
     url: &gsl_secret::Secret,
+    store: &gsl_cardstore::StoreConfig,
     grant_to: Option<&str>,
 ) -> Result<String, String> {
-    let store = gsl_cardstore::CardStore::connect(url.expose(), &Default::default())
-        .map_err(|e| e.to_string())?;
+    let store =
+        gsl_cardstore::CardStore::connect(url.expose(), store).map_err(|e| e.to_string())?;
     let applied = store.migrate(grant_to).await.map_err(|e| e.to_string())?;
     let (_client, js) = gsl_bus::connect(bus).await.map_err(|e| e.to_string())?;
     let c = crate::upgrade::copy_kv_registry(&js, &store)
