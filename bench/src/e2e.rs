@@ -17,7 +17,7 @@
 
 use crate::common::{
     Mode, Service, authed, cpu_s, emit, import_ct_cards, median, rss_mb, service_log,
-    spawn_ct_adapter, spawn_gateway,
+    spawn_ct_adapter, spawn_gateway_with,
 };
 use async_nats::jetstream;
 use bytes::Bytes;
@@ -408,8 +408,15 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
     )
     .await?;
     let sim_url = format!("http://{}", sim.addr);
-    let gw = spawn_gateway(&nats).await?;
+    // 5,000 single-card orders are submitted as fast as 64 clients can:
+    // lift the per-tenant open-order quota (1,000 by default).
+    let gw =
+        spawn_gateway_with(&nats, &[("GSL_TENANT_MAX_OPEN_ORDERS", "10000000".into())]).await?;
     let gw_url = format!("http://{}", gw.addr);
+    // China Telecom never completes a change at once, so the adapter reads
+    // it back after a wait (one poll interval, then 0.9 x the learned
+    // completion time); the simulator here completes at once, so a short
+    // interval keeps the figure about the pipeline, not the wait.
     let adapter = spawn_ct_adapter(
         nats.url(),
         gw_url.clone(),
@@ -418,6 +425,7 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
             ("GSL_RATE_CHANGE", "0".into()),
             ("GSL_RATE_QUERY", "0".into()),
             ("GSL_CONCURRENCY", "256".into()),
+            ("GSL_POLL_INTERVAL_MS", "100".into()),
             ("POD_NAME", "adapter-ct-0".into()),
         ],
     )

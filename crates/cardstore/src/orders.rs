@@ -21,6 +21,25 @@ pub struct OrderRow {
     pub fanout_done: bool,
 }
 
+/// One entry of the order bucket, at its revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexEntry {
+    /// The order as this revision writes it.
+    Put(OrderRow, u64),
+    /// The order's record removed (deleted or purged) at this revision.
+    Remove(u64, u64),
+}
+
+impl IndexEntry {
+    /// The order's id.
+    pub fn id(&self) -> u64 {
+        match self {
+            IndexEntry::Put(r, _) => r.id,
+            IndexEntry::Remove(id, _) => *id,
+        }
+    }
+}
+
 /// What `List` asks for; `None` fields do not filter.
 #[derive(Debug, Clone, Default)]
 pub struct OrderFilter {
@@ -76,16 +95,90 @@ impl CardStore {
         Ok(())
     }
 
-    /// An order's record was removed at `revision`.
-    pub async fn unindex_order(&self, id: u64, revision: u64) -> Result<(), StoreError> {
-        let c = self.client().await?;
-        c.execute(
-            "DELETE FROM orders WHERE id = $1 AND revision < $2",
-            &[&as_i64(id), &as_i64(revision)],
-        )
+    /// Apply a run of the bucket's entries in one transaction (upserts,
+    /// removals, then the position `through`), each id at most once (the
+    /// caller keeps an id's newest entry). One round trip per run instead
+    /// of one per entry: a busy bucket changes thousands of orders a second,
+    /// and a follower that wrote them one by one fell behind (and the open
+    /// order quota, which counts in this table, with it).
+    pub async fn index_orders(
+        &self,
+        entries: &[IndexEntry],
+        through: u64,
+    ) -> Result<(), StoreError> {
+        let mut put: Vec<&IndexEntry> = entries
+            .iter()
+            .filter(|e| matches!(e, IndexEntry::Put(..)))
+            .collect();
+        // One lock order for every replica (no deadlock between two
+        // followers applying the same run).
+        put.sort_by_key(|e| e.id());
+        let (mut ids, mut tenants, mut kinds, mut carriers, mut statuses) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let (mut created, mut fanout, mut revs) = (vec![], vec![], vec![]);
+        for e in &put {
+            if let IndexEntry::Put(r, rev) = e {
+                ids.push(as_i64(r.id));
+                tenants.push(r.tenant.as_str());
+                kinds.push(r.kind);
+                let list: Vec<String> = r.carriers.iter().map(|c| c.to_string()).collect();
+                carriers.push(format!("{{{}}}", list.join(",")));
+                statuses.push(r.status);
+                created.push(r.created_at);
+                fanout.push(r.fanout_done);
+                revs.push(as_i64(*rev));
+            }
+        }
+        let (mut del_ids, mut del_revs) = (vec![], vec![]);
+        for e in entries {
+            if let IndexEntry::Remove(id, rev) = e {
+                del_ids.push(as_i64(*id));
+                del_revs.push(as_i64(*rev));
+            }
+        }
+        crate::retrying(|| async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(StoreError::query("begin"))?;
+            if !ids.is_empty() {
+                let st = tx
+                    .prepare_cached(
+                        "INSERT INTO orders (id, tenant, kind, carriers, status, created_at, fanout_done, revision)
+                         SELECT id, tenant, kind, carriers::integer[], status, created_at, fanout_done, revision
+                         FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::text[], $5::integer[],
+                                     $6::timestamptz[], $7::boolean[], $8::bigint[])
+                              AS e(id, tenant, kind, carriers, status, created_at, fanout_done, revision)
+                         ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, kind = EXCLUDED.kind,
+                           carriers = EXCLUDED.carriers, status = EXCLUDED.status, created_at = EXCLUDED.created_at,
+                           fanout_done = EXCLUDED.fanout_done, revision = EXCLUDED.revision
+                         WHERE orders.revision < EXCLUDED.revision",
+                    )
+                    .await
+                    .map_err(StoreError::query("prepare index orders"))?;
+                tx.execute(
+                    &st,
+                    &[&ids, &tenants, &kinds, &carriers, &statuses, &created, &fanout, &revs],
+                )
+                .await
+                .map_err(StoreError::query("index orders"))?;
+            }
+            if !del_ids.is_empty() {
+                tx.execute(
+                    "DELETE FROM orders o USING unnest($1::bigint[], $2::bigint[]) AS d(id, revision)
+                     WHERE o.id = d.id AND o.revision < d.revision",
+                    &[&del_ids, &del_revs],
+                )
+                .await
+                .map_err(StoreError::query("unindex orders"))?;
+            }
+            tx.execute(
+                "UPDATE order_index_position SET revision = GREATEST(revision, $1)",
+                &[&as_i64(through)],
+            )
+            .await
+            .map_err(StoreError::query("set index position"))?;
+            tx.commit().await.map_err(StoreError::query("commit"))
+        })
         .await
-        .map_err(StoreError::query("unindex order"))?;
-        Ok(())
     }
 
     /// Every bucket revision up to the returned one is in the index.
@@ -97,19 +190,6 @@ impl CardStore {
             .map_err(StoreError::query("index position"))?
             .get(0);
         Ok(r.max(0) as u64)
-    }
-
-    /// Every revision up to `revision` is in the index (a position never
-    /// moves back: another replica may be further on).
-    pub async fn set_index_position(&self, revision: u64) -> Result<(), StoreError> {
-        let c = self.client().await?;
-        c.execute(
-            "UPDATE order_index_position SET revision = GREATEST(revision, $1)",
-            &[&as_i64(revision)],
-        )
-        .await
-        .map_err(StoreError::query("set index position"))?;
-        Ok(())
     }
 
     /// Ids of the newest orders `f` selects, newest first.

@@ -3,7 +3,7 @@
 
 use chrono::{Duration, Utc};
 use gsl_cardstore::cards::Change;
-use gsl_cardstore::orders::{OrderFilter, OrderRow};
+use gsl_cardstore::orders::{IndexEntry, OrderFilter, OrderRow};
 use gsl_cardstore::{CardStore, Claim, StoreConfig, StoreError};
 use gsl_proto::v1;
 
@@ -160,6 +160,47 @@ async fn lookups_are_per_tenant_and_set_based() {
     assert_eq!(one.threshold_mb, -1);
     assert!(one.updated_at.is_some());
     assert!(s.card("globex", "C00000007").await.unwrap().is_none());
+}
+
+/// Both ways of reading a slice give exactly the asked cards: neighbours
+/// read by a range are not returned, scattered keys (a range too full)
+/// are looked up one by one, another tenant's cards in between never show.
+#[tokio::test]
+async fn lookups_return_exactly_the_asked_cards_dense_or_scattered() {
+    let s = store().await;
+    let all = ids(30_000, 0);
+    // Every third card is another tenant's.
+    let (mine, theirs): (Vec<_>, Vec<_>) = all.iter().enumerate().partition(|(i, _)| i % 3 != 0);
+    let mine: Vec<v1::Card> = mine.iter().map(|(_, k)| card(k, 20)).collect();
+    let theirs: Vec<v1::Card> = theirs.iter().map(|(_, k)| card(k, 20)).collect();
+    s.import("acme", &mine, Claim::NewOrOwn).await.unwrap();
+    s.import("globex", &theirs, Claim::NewOrOwn).await.unwrap();
+    let check = |asked: Vec<&str>, found: std::collections::HashMap<String, v1::CardSnapshot>| {
+        let want: std::collections::BTreeSet<&str> = asked
+            .iter()
+            .copied()
+            .filter(|k| mine.iter().any(|c| c.id == *k))
+            .collect();
+        let got: std::collections::BTreeSet<&str> = found.keys().map(String::as_str).collect();
+        assert_eq!(got, want);
+    };
+    // Dense: a run of neighbours (the range path), asked in reverse order,
+    // one key twice.
+    let mut dense: Vec<&str> = all[1000..13_000].iter().map(String::as_str).rev().collect();
+    dense.push(all[1001].as_str());
+    check(dense.clone(), s.lookup("acme", &dense).await.unwrap());
+    // Scattered: every 13th card of the whole fleet (each slice's range
+    // holds far more than twice its keys: the key-by-key path).
+    let scattered: Vec<&str> = all.iter().step_by(13).map(String::as_str).collect();
+    check(
+        scattered.clone(),
+        s.lookup("acme", &scattered).await.unwrap(),
+    );
+    // Mixed, with unknown keys at both ends.
+    let mut mixed: Vec<&str> = all[20_000..20_500].iter().map(String::as_str).collect();
+    mixed.extend(all.iter().step_by(997).map(String::as_str));
+    mixed.extend(["A-unknown", "Z-unknown"]);
+    check(mixed.clone(), s.lookup("acme", &mixed).await.unwrap());
 }
 
 #[tokio::test]
@@ -414,9 +455,29 @@ async fn the_order_index_filters_pages_and_lets_the_newest_revision_win() {
         .await
         .unwrap();
     assert_eq!(open, vec![1, 3, 7]);
-    s.unindex_order(7, 69).await.unwrap();
+    // A removal older than the recorded revision changes nothing.
+    s.index_orders(&[IndexEntry::Remove(7, 69)], 69)
+        .await
+        .unwrap();
     assert!(s.newest_orders(&some).await.unwrap().contains(&4));
-    s.unindex_order(7, 71).await.unwrap();
+    // A run: a newer removal, an older put (ignored), a newer put.
+    s.index_orders(
+        &[
+            IndexEntry::Remove(7, 71),
+            IndexEntry::Put(row(5, "acme", 3, 1, vec![1]), 50),
+            IndexEntry::Put(row(2, "acme", 6, 1, vec![1, 2]), 72),
+        ],
+        72,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.count_orders("acme", &[6]).await.unwrap(), 2);
+    let by_carrier = OrderFilter {
+        carrier: Some(2),
+        ids: Some(vec![2, 5]),
+        ..f(100)
+    };
+    assert_eq!(s.newest_orders(&by_carrier).await.unwrap(), vec![2]);
     assert_eq!(
         s.unfinished_fanouts(3, t0 + Duration::seconds(8))
             .await
@@ -424,10 +485,9 @@ async fn the_order_index_filters_pages_and_lets_the_newest_revision_win() {
         vec![1, 3]
     );
     // The position only moves forward.
-    assert_eq!(s.index_position().await.unwrap(), 0);
-    s.set_index_position(40).await.unwrap();
-    s.set_index_position(30).await.unwrap();
-    assert_eq!(s.index_position().await.unwrap(), 40);
+    assert_eq!(s.index_position().await.unwrap(), 72);
+    s.index_orders(&[], 30).await.unwrap();
+    assert_eq!(s.index_position().await.unwrap(), 72);
 }
 
 #[tokio::test]

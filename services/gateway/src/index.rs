@@ -18,8 +18,9 @@ use futures::StreamExt;
 use gsl_bus::codec::decode;
 use gsl_bus::names;
 use gsl_cardstore::CardStore;
-use gsl_cardstore::orders::{OrderFilter, OrderRow};
+use gsl_cardstore::orders::{IndexEntry, OrderFilter, OrderRow};
 use gsl_proto::v1;
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -32,8 +33,8 @@ pub struct OrderIndex {
     ready: watch::Receiver<bool>,
 }
 
-/// How often (in entries) a catching-up follower records its position.
-const POSITION_EVERY: u64 = 500;
+/// Most bucket entries applied in one transaction.
+const RUN_MAX: usize = 1_000;
 
 fn row_of(o: &v1::WorkOrder, fanout_done: bool) -> OrderRow {
     OrderRow {
@@ -147,36 +148,39 @@ async fn follow_once(
     if consumer.cached_info().num_pending == 0 {
         let _ = ready.send(true);
     }
-    let mut msgs = consumer.messages().await.map_err(ApiError::busy)?;
-    let mut since_recorded = 0u64;
-    while let Some(m) = msgs.next().await {
-        let m = m.map_err(ApiError::busy)?;
-        let info = m.info().map_err(ApiError::busy)?;
-        let (seq, pending) = (info.stream_sequence, info.pending);
-        let Some(id) = m
-            .subject
-            .strip_prefix(prefix.as_str())
-            .and_then(|s| s.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        let removed = m
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("KV-Operation"))
-            .is_some_and(|v| v.as_str() == "DEL" || v.as_str() == "PURGE");
-        if removed {
-            store.unindex_order(id, seq).await?;
-        } else if let Ok(rec) = decode::<v1::OrderRecord>("OrderRecord", &m.payload)
-            && let Some(o) = rec.order.as_ref()
-        {
-            store.index_order(&row_of(o, rec.fanout_done), seq).await?;
+    let msgs = consumer.messages().await.map_err(ApiError::busy)?;
+    // What has arrived is applied together (one transaction per run, see
+    // `CardStore::index_orders`), an order's newest entry winning.
+    let mut runs = msgs.ready_chunks(RUN_MAX);
+    while let Some(run) = runs.next().await {
+        let mut newest: HashMap<u64, IndexEntry> = HashMap::with_capacity(run.len());
+        let (mut through, mut pending) = (0u64, 0u64);
+        for m in run {
+            let m = m.map_err(ApiError::busy)?;
+            let info = m.info().map_err(ApiError::busy)?;
+            (through, pending) = (info.stream_sequence, info.pending);
+            let Some(id) = m
+                .subject
+                .strip_prefix(prefix.as_str())
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let removed = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("KV-Operation"))
+                .is_some_and(|v| v.as_str() == "DEL" || v.as_str() == "PURGE");
+            if removed {
+                newest.insert(id, IndexEntry::Remove(id, through));
+            } else if let Ok(rec) = decode::<v1::OrderRecord>("OrderRecord", &m.payload)
+                && let Some(o) = rec.order.as_ref()
+            {
+                newest.insert(id, IndexEntry::Put(row_of(o, rec.fanout_done), through));
+            }
         }
-        since_recorded += 1;
-        if pending == 0 || since_recorded >= POSITION_EVERY {
-            store.set_index_position(seq).await?;
-            since_recorded = 0;
-        }
+        let entries: Vec<IndexEntry> = newest.into_values().collect();
+        store.index_orders(&entries, through).await?;
         if pending == 0 {
             let _ = ready.send(true);
         }
