@@ -50,7 +50,20 @@ const RANGE_SQL: &str = concat!(
 
 /// The columns an import writes, in this order (`tenant` and `updated_at`
 /// come from the import itself).
-const IMPORT_COLUMNS: &str = "id, carrier, sim_status, stop_reason, pooled, real_named, trinet_version, imei, speed_kbps, threshold_mb, batch_no, active_profile, msisdn, imsi, access_number";
+const IMPORT_COLUMNS: &str = "id, carrier, sim_status, stop_reason, pooled, real_named, trinet_version, imei, speed_kbps, threshold_mb, batch_no, active_profile, msisdn, imsi, access_number, sim_type, keep_number, act_date, expire_time, plan_id, plan_name, allowance_mb, attr1, attr2, attr3, attr4, attr5, attr6";
+
+/// `col = <from>.col` for every imported column but the key.
+fn set_from(from: &str) -> String {
+    IMPORT_COLUMNS
+        .split(", ")
+        .skip(1)
+        .map(|c| format!("{c} = {from}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The field groups an import sets, each marked as from the import now.
+const IMPORT_SOURCES: &str = "(SELECT jsonb_object_agg(g, jsonb_build_object('from', 'import', 'at', now())) FROM unnest(ARRAY['status', 'imei', 'speed', 'threshold', 'profile', 'numbers', 'plan', 'attributes', 'real_name']) AS g)";
 
 const IMPORT_TYPES: &[Type] = &[
     Type::TEXT,
@@ -68,8 +81,30 @@ const IMPORT_TYPES: &[Type] = &[
     Type::TEXT,
     Type::TEXT,
     Type::TEXT,
+    Type::INT2,
+    Type::BOOL,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::TEXT,
+    Type::FLOAT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
     Type::INT4,
 ];
+
+/// Customer attributes are six; a card's list may be shorter.
+fn attr(c: &v1::Card, i: usize) -> &str {
+    c.customer_attributes.get(i).map(String::as_str).unwrap_or("")
+}
+
+fn opt_time(t: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    t.as_ref().and_then(gsl_proto::convert::from_timestamp)
+}
 
 fn snapshot(r: &tokio_postgres::Row) -> (String, v1::CardSnapshot) {
     (
@@ -109,9 +144,18 @@ pub enum Change {
     ActiveProfile(i32),
 }
 
-/// A stored card as the API shows it.
-fn card(r: &tokio_postgres::Row) -> v1::Card {
+/// A stored card as the API shows it (every column of `cards`, plus
+/// `sources` as text).
+pub(crate) fn card(r: &tokio_postgres::Row) -> v1::Card {
     let at: DateTime<Utc> = r.get("updated_at");
+    let ts = |c: &str| {
+        r.get::<_, Option<DateTime<Utc>>>(c)
+            .map(gsl_proto::convert::timestamp)
+    };
+    let mut attrs: Vec<String> = (1..=6).map(|i| r.get(format!("attr{i}").as_str())).collect();
+    while attrs.last().is_some_and(String::is_empty) {
+        attrs.pop();
+    }
     v1::Card {
         id: r.get("id"),
         carrier: i32::from(r.get::<_, i16>("carrier")),
@@ -130,7 +174,52 @@ fn card(r: &tokio_postgres::Row) -> v1::Card {
         msisdn: r.get("msisdn"),
         imsi: r.get("imsi"),
         access_number: r.get("access_number"),
+        sim_type: r.get::<_, i16>("sim_type").max(0) as u32,
+        keep_number: r.get("keep_number"),
+        act_date: ts("act_date"),
+        expire_time: ts("expire_time"),
+        plan_id: r.get("plan_id"),
+        plan_name: r.get("plan_name"),
+        allowance_mb: r.get("allowance_mb"),
+        flow_used_mb: r.get("flow_used_mb"),
+        flow_used_at: ts("flow_used_at"),
+        flow_left_mb: r.get("flow_left_mb"),
+        customer_attributes: attrs,
+        sources: sources(r.get("sources_text")),
+        imei_bind_remain_times: None,
     }
+}
+
+/// The `sources` column (`{"status": {"from": "order", "at": "..."}}`) as
+/// the API shows it, in field order.
+fn sources(text: &str) -> Vec<v1::FieldSource> {
+    let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let mut out: Vec<v1::FieldSource> = m
+        .iter()
+        .map(|(field, v)| {
+            let source = match v.get("from").and_then(|f| f.as_str()) {
+                Some("import") => v1::CardSource::Import,
+                Some("order") => v1::CardSource::Order,
+                Some("carrier") => v1::CardSource::Carrier,
+                Some("customer") => v1::CardSource::Customer,
+                _ => v1::CardSource::Unspecified,
+            };
+            let at = v
+                .get("at")
+                .and_then(|a| a.as_str())
+                .and_then(|a| DateTime::parse_from_rfc3339(a).ok())
+                .map(|a| gsl_proto::convert::timestamp(a.with_timezone(&Utc)));
+            v1::FieldSource {
+                field: field.clone(),
+                source: source as i32,
+                at,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.field.cmp(&b.field));
+    out
 }
 
 /// Small integers on the wire are stored as `smallint`; a value that does
@@ -214,7 +303,7 @@ impl CardStore {
     pub async fn card(&self, tenant: &str, key: &str) -> Result<Option<v1::Card>, StoreError> {
         let c = self.client().await?;
         let st = c
-            .prepare_cached("SELECT * FROM cards WHERE id = $1 AND tenant = $2")
+            .prepare_cached("SELECT *, sources::text AS sources_text FROM cards WHERE id = $1 AND tenant = $2")
             .await
             .map_err(StoreError::query("prepare card"))?;
         let row = c
@@ -264,7 +353,10 @@ impl CardStore {
                 id text, carrier smallint, sim_status smallint, stop_reason smallint,
                 pooled boolean, real_named boolean, trinet_version smallint, imei text,
                 speed_kbps integer, threshold_mb bigint, batch_no text, active_profile smallint,
-                msisdn text, imsi text, access_number text, pos integer) ON COMMIT DROP",
+                msisdn text, imsi text, access_number text, sim_type smallint, keep_number boolean,
+                act_date timestamptz, expire_time timestamptz, plan_id text, plan_name text,
+                allowance_mb double precision, attr1 text, attr2 text, attr3 text, attr4 text,
+                attr5 text, attr6 text, pos integer) ON COMMIT DROP",
         )
         .await
         .map_err(StoreError::query("incoming table"))?;
@@ -277,7 +369,9 @@ impl CardStore {
         let w = BinaryCopyInWriter::new(sink, IMPORT_TYPES);
         futures::pin_mut!(w);
         for (pos, card) in cards.iter().enumerate() {
-            let row: [&(dyn ToSql + Sync); 16] = [
+            let (act, expire) = (opt_time(&card.act_date), opt_time(&card.expire_time));
+            let sim_type = small(i64::from(if card.sim_type == 0 { 3 } else { card.sim_type }));
+            let row: [&(dyn ToSql + Sync); 29] = [
                 &card.id,
                 &small(i64::from(card.carrier)),
                 &small(i64::from(card.sim_status)),
@@ -293,6 +387,19 @@ impl CardStore {
                 &card.msisdn,
                 &card.imsi,
                 &card.access_number,
+                &sim_type,
+                &card.keep_number,
+                &act,
+                &expire,
+                &card.plan_id,
+                &card.plan_name,
+                &card.allowance_mb,
+                &attr(card, 0),
+                &attr(card, 1),
+                &attr(card, 2),
+                &attr(card, 3),
+                &attr(card, 4),
+                &attr(card, 5),
                 &(pos as i32),
             ];
             w.as_mut()
@@ -305,25 +412,49 @@ impl CardStore {
         // rows in the same order).
         let latest =
             format!("SELECT DISTINCT ON (id) {IMPORT_COLUMNS} FROM incoming ORDER BY id, pos DESC");
-        let set = "carrier = EXCLUDED.carrier, sim_status = EXCLUDED.sim_status, stop_reason = EXCLUDED.stop_reason, pooled = EXCLUDED.pooled, real_named = EXCLUDED.real_named, trinet_version = EXCLUDED.trinet_version, imei = EXCLUDED.imei, speed_kbps = EXCLUDED.speed_kbps, threshold_mb = EXCLUDED.threshold_mb, batch_no = EXCLUDED.batch_no, active_profile = EXCLUDED.active_profile, msisdn = EXCLUDED.msisdn, imsi = EXCLUDED.imsi, access_number = EXCLUDED.access_number, updated_at = EXCLUDED.updated_at";
+        let set = format!(
+            "{}, updated_at = EXCLUDED.updated_at, sources = cards.sources || EXCLUDED.sources",
+            set_from("EXCLUDED")
+        );
         let sql = match claim {
             Claim::Any => format!(
-                "INSERT INTO cards ({IMPORT_COLUMNS}, tenant, updated_at) SELECT *, $1, now() FROM ({latest}) i
-                 ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, {set} RETURNING id"
+                "INSERT INTO cards ({IMPORT_COLUMNS}, tenant, updated_at, sources) SELECT *, $1, now(), {IMPORT_SOURCES} FROM ({latest}) i
+                 ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, {set} RETURNING id, xmax = 0"
             ),
             Claim::NewOrOwn => format!(
-                "INSERT INTO cards ({IMPORT_COLUMNS}, tenant, updated_at) SELECT *, $1, now() FROM ({latest}) i
-                 ON CONFLICT (id) DO UPDATE SET {set} WHERE cards.tenant = EXCLUDED.tenant RETURNING id"
+                "INSERT INTO cards ({IMPORT_COLUMNS}, tenant, updated_at, sources) SELECT *, $1, now(), {IMPORT_SOURCES} FROM ({latest}) i
+                 ON CONFLICT (id) DO UPDATE SET {set} WHERE cards.tenant = EXCLUDED.tenant RETURNING id, xmax = 0"
             ),
             Claim::OwnOnly => format!(
-                "UPDATE cards c SET carrier = i.carrier, sim_status = i.sim_status, stop_reason = i.stop_reason, pooled = i.pooled, real_named = i.real_named, trinet_version = i.trinet_version, imei = i.imei, speed_kbps = i.speed_kbps, threshold_mb = i.threshold_mb, batch_no = i.batch_no, active_profile = i.active_profile, msisdn = i.msisdn, imsi = i.imsi, access_number = i.access_number, updated_at = now()
-                 FROM ({latest}) i WHERE c.id = i.id AND c.tenant = $1 RETURNING c.id"
+                "UPDATE cards c SET {}, updated_at = now(), sources = c.sources || {IMPORT_SOURCES}
+                 FROM ({latest}) i WHERE c.id = i.id AND c.tenant = $1 RETURNING c.id, false",
+                set_from("i")
             ),
         };
+        if claim == Claim::Any {
+            // The tenants losing cards to this import.
+            let losing: Vec<String> = tx
+                .query(
+                    "SELECT DISTINCT c.tenant FROM cards c JOIN incoming i USING (id) WHERE c.tenant <> $1",
+                    &[&tenant],
+                )
+                .await
+                .map_err(StoreError::query("losing tenants"))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let losing: Vec<&str> = losing.iter().map(String::as_str).collect();
+            crate::list::membership_changed(&tx, &losing).await?;
+        }
         let rows = tx
             .query(&sql, &[&tenant])
             .await
             .map_err(StoreError::query("claim cards"))?;
+        // New cards, or the operator moving cards between tenants, change
+        // who holds what: the list's anchors are stale from now on.
+        if claim == Claim::Any || rows.iter().any(|r| r.get::<_, bool>(1)) {
+            crate::list::membership_changed(&tx, &[tenant]).await?;
+        }
         tx.commit().await.map_err(StoreError::query("commit"))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
@@ -336,13 +467,18 @@ impl CardStore {
             return Ok(0);
         }
         let mut c = self.client().await?;
+        let legacy_columns = IMPORT_COLUMNS
+            .split(", ")
+            .take(15)
+            .collect::<Vec<_>>()
+            .join(", ");
         let tx = c.transaction().await.map_err(StoreError::query("begin"))?;
         tx.batch_execute("CREATE TEMP TABLE legacy (LIKE cards INCLUDING DEFAULTS) ON COMMIT DROP")
             .await
             .map_err(StoreError::query("legacy table"))?;
         let sink = tx
             .copy_in(&format!(
-                "COPY legacy ({IMPORT_COLUMNS}, tenant, updated_at) FROM STDIN (FORMAT binary)"
+                "COPY legacy ({legacy_columns}, tenant, updated_at) FROM STDIN (FORMAT binary)"
             ))
             .await
             .map_err(StoreError::query("copy"))?;
@@ -383,13 +519,26 @@ impl CardStore {
         w.finish().await.map_err(StoreError::query("copy end"))?;
         let n = tx
             .execute(
-                "INSERT INTO cards SELECT DISTINCT ON (id) * FROM legacy ORDER BY id, updated_at DESC
+                "INSERT INTO cards (id, tenant, carrier, sim_status, stop_reason, pooled, real_named, trinet_version, imei, speed_kbps, threshold_mb, batch_no, active_profile, msisdn, imsi, access_number, updated_at)
+                 SELECT DISTINCT ON (id) id, tenant, carrier, sim_status, stop_reason, pooled, real_named, trinet_version, imei, speed_kbps, threshold_mb, batch_no, active_profile, msisdn, imsi, access_number, updated_at
+                 FROM legacy ORDER BY id, updated_at DESC
                  ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, carrier = EXCLUDED.carrier, sim_status = EXCLUDED.sim_status, stop_reason = EXCLUDED.stop_reason, pooled = EXCLUDED.pooled, real_named = EXCLUDED.real_named, trinet_version = EXCLUDED.trinet_version, imei = EXCLUDED.imei, speed_kbps = EXCLUDED.speed_kbps, threshold_mb = EXCLUDED.threshold_mb, batch_no = EXCLUDED.batch_no, active_profile = EXCLUDED.active_profile, msisdn = EXCLUDED.msisdn, imsi = EXCLUDED.imsi, access_number = EXCLUDED.access_number, updated_at = EXCLUDED.updated_at
                  WHERE cards.updated_at < EXCLUDED.updated_at",
                 &[],
             )
             .await
             .map_err(StoreError::query("copy legacy cards"))?;
+        if n > 0 {
+            let tenants: Vec<String> = tx
+                .query("SELECT DISTINCT tenant FROM legacy", &[])
+                .await
+                .map_err(StoreError::query("legacy tenants"))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let tenants: Vec<&str> = tenants.iter().map(String::as_str).collect();
+            crate::list::membership_changed(&tx, &tenants).await?;
+        }
         tx.commit().await.map_err(StoreError::query("commit"))?;
         Ok(n)
     }
@@ -456,8 +605,21 @@ impl CardStore {
                 ("active_profile = $3", vec![Box::new(small(i64::from(*p)))])
             }
         };
-        let sql =
-            format!("UPDATE cards SET {set}, updated_at = $2 WHERE id = $1 AND updated_at <= $2");
+        let groups = match change {
+            Change::Status { .. } => "'status'",
+            Change::Imei {
+                resumes_on: Some(_),
+                ..
+            } => "'imei', 'status'",
+            Change::Imei { .. } => "'imei'",
+            Change::SpeedKbps(_) => "'speed'",
+            Change::ThresholdMb(_) => "'threshold'",
+            Change::ActiveProfile(_) => "'profile'",
+        };
+        let sql = format!(
+            "UPDATE cards SET {set}, updated_at = $2, sources = sources || (SELECT jsonb_object_agg(g, jsonb_build_object('from', 'order', 'at', $2::timestamptz)) FROM unnest(ARRAY[{groups}]) AS g)
+             WHERE id = $1 AND updated_at <= $2"
+        );
         let c = self.client().await?;
         let st = c
             .prepare_cached(&sql)

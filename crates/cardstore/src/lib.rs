@@ -12,6 +12,8 @@
 //! |---|---|
 //! | [`schema`] | the migrations (in `migrations/`, applied by `gsl-gateway migrate`) and the version check a service makes at start |
 //! | [`cards`] | set-based lookups, `COPY` imports with ownership by the primary key, outcomes applied newest-wins, one card read |
+//! | [`list`] | the reference card list: filters, sorts, page numbers through anchors, the cursor, counts |
+//! | [`update`] | a tenant's own data on its cards (attributes, plan) |
 //! | [`batches`] | purchase batches: claimed like cards, changed under a row lock |
 //! | [`orders`] | the order index `List` filters, and how far it has followed the order bucket |
 //!
@@ -21,8 +23,10 @@
 
 pub mod batches;
 pub mod cards;
+pub mod list;
 pub mod orders;
 pub mod schema;
+pub mod update;
 
 use std::time::Duration;
 use thiserror::Error;

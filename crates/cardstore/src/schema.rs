@@ -10,16 +10,27 @@
 use crate::{CardStore, StoreError};
 
 /// Every migration, oldest first: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "cards, batches, orders",
-    include_str!("../migrations/0001_cards_batches_orders.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "cards, batches, orders",
+        include_str!("../migrations/0001_cards_batches_orders.sql"),
+    ),
+    (
+        2,
+        "the card list",
+        include_str!("../migrations/0002_card_list.sql"),
+    ),
+];
 
 /// The version this build needs.
 pub fn latest() -> i32 {
     MIGRATIONS.last().map(|m| m.0).unwrap_or(0)
 }
+
+/// The tables the service role reads and writes (every table but
+/// `gsl_schema`, which it only reads).
+pub const SERVICE_TABLES: &str = "cards, batches, orders, order_index_position, card_membership, card_anchors, card_anchor_sets";
 
 /// Any fixed number: the lock that keeps two migrate runs apart.
 const MIGRATE_LOCK: i64 = 0x0067_736c_5f6d_6967;
@@ -80,7 +91,7 @@ impl CardStore {
                 .get(0);
             let db = format!("\"{}\"", db.replace('"', "\"\""));
             c.batch_execute(&format!(
-                "GRANT SELECT, INSERT, UPDATE, DELETE ON cards, batches, orders, order_index_position TO {quoted};
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON {SERVICE_TABLES} TO {quoted};
                  GRANT SELECT ON gsl_schema TO {quoted};
                  GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {quoted}"
             ))

@@ -55,9 +55,18 @@ pub struct RequestBounds {
     /// with an IMEI each 0.4 MB.
     pub submit: usize,
     /// `Registry.ImportCards` (`GSL_MAX_IMPORT_BYTES`): 100,000 cards with
-    /// every field at its typical length (about 128 bytes a card) are
-    /// 12.8 MB.
+    /// their usual fields (about 128 bytes a card) are 12.8 MB; with plan
+    /// data and six customer attributes a card is about 300 bytes, so
+    /// such an import carries about 50,000 cards (decoded, a card takes
+    /// about 1.2 KB: a bigger cap would not fit the pod).
     pub import_cards: usize,
+    /// `Registry.UpdateCards` (`GSL_MAX_UPDATE_CARDS_BYTES`): 100,000
+    /// updates of about 150 bytes (a key, six short attributes, a plan)
+    /// are 15 MB.
+    pub update_cards: usize,
+    /// `Registry.ListCards` (`GSL_MAX_LIST_CARDS_BYTES`): filters of at most
+    /// 30 plans and a few hundred purchase batches, well under 16 KiB.
+    pub list_cards: usize,
     /// `Registry.ImportBatches` (`GSL_MAX_IMPORT_BATCHES_BYTES`): 500
     /// batches with 10 entries each, about 0.2 MB.
     pub import_batches: usize,
@@ -78,6 +87,8 @@ impl Default for RequestBounds {
         RequestBounds {
             submit: 4 * MIB,
             import_cards: 16 * MIB,
+            update_cards: 16 * MIB,
+            list_cards: 64 * KIB,
             import_batches: 256 * KIB,
             small: 64 * KIB,
             budget: 64 * MIB,
@@ -92,6 +103,8 @@ const MIB: usize = 1024 * KIB;
 /// Cards in one import (`Registry.ImportCards`): a bigger fleet is imported
 /// in several calls.
 pub const IMPORT_MAX_CARDS: usize = 100_000;
+/// Cards in one `Registry.UpdateCards`.
+pub const UPDATE_MAX_CARDS: usize = 100_000;
 /// Purchase batches in one `Registry.ImportBatches`.
 pub const IMPORT_MAX_BATCHES: usize = 1_000;
 /// What one heap allocation (a string's) costs beyond its bytes, at least.
@@ -142,6 +155,8 @@ pub struct Items {
 pub const SUBMIT: &str = "/gsl.v1.WorkOrders/Submit";
 pub const IMPORT_CARDS: &str = "/gsl.v1.Registry/ImportCards";
 pub const IMPORT_BATCHES: &str = "/gsl.v1.Registry/ImportBatches";
+pub const UPDATE_CARDS: &str = "/gsl.v1.Registry/UpdateCards";
+pub const LIST_CARDS: &str = "/gsl.v1.Registry/ListCards";
 
 impl RequestBounds {
     /// The cap of the method at `path`.
@@ -150,6 +165,8 @@ impl RequestBounds {
             SUBMIT => self.submit,
             IMPORT_CARDS => self.import_cards,
             IMPORT_BATCHES => self.import_batches,
+            UPDATE_CARDS => self.update_cards,
+            LIST_CARDS => self.list_cards,
             _ => self.small,
         }
     }
@@ -176,13 +193,25 @@ impl RequestBounds {
                 }),
                 per_byte: NESTED_PER_BYTE,
             },
-            // `ImportCardsRequest.cards` (1): a Card's struct and its seven
-            // strings' allocations.
+            // `ImportCardsRequest.cards` (1): a Card's struct and its
+            // strings' allocations (seven, two of the plan, the attribute
+            // list and its six).
             IMPORT_CARDS => Shape {
                 items: Some(Items {
                     field: 1,
                     max: IMPORT_MAX_CARDS,
-                    cost: size_of::<v1::Card>() + 7 * ALLOC,
+                    cost: size_of::<v1::Card>() + 16 * ALLOC,
+                    per_byte: 2,
+                }),
+                per_byte: NESTED_PER_BYTE,
+            },
+            // `UpdateCardsRequest.cards` (1): a CardUpdate's struct, its key,
+            // the attribute list and its six, two plan strings.
+            UPDATE_CARDS => Shape {
+                items: Some(Items {
+                    field: 1,
+                    max: UPDATE_MAX_CARDS,
+                    cost: size_of::<v1::CardUpdate>() + 10 * ALLOC,
                     per_byte: 2,
                 }),
                 per_byte: NESTED_PER_BYTE,
@@ -209,6 +238,8 @@ impl RequestBounds {
     pub fn largest(&self) -> usize {
         self.submit
             .max(self.import_cards)
+            .max(self.update_cards)
+            .max(self.list_cards)
             .max(self.import_batches)
             .max(self.small)
     }
@@ -230,6 +261,8 @@ impl RequestBounds {
         let b = RequestBounds {
             submit: num("GSL_MAX_SUBMIT_BYTES", d.submit)?,
             import_cards: num("GSL_MAX_IMPORT_BYTES", d.import_cards)?,
+            update_cards: num("GSL_MAX_UPDATE_CARDS_BYTES", d.update_cards)?,
+            list_cards: num("GSL_MAX_LIST_CARDS_BYTES", d.list_cards)?,
             import_batches: num("GSL_MAX_IMPORT_BATCHES_BYTES", d.import_batches)?,
             small: num("GSL_MAX_SMALL_REQUEST_BYTES", d.small)?,
             budget: num("GSL_DECODE_BUDGET_BYTES", d.budget)?,
@@ -658,6 +691,9 @@ mod tests {
         let b = RequestBounds::default();
         assert_eq!(b.cap(SUBMIT), 4 * MIB);
         assert_eq!(b.cap(IMPORT_CARDS), 16 * MIB);
+        assert_eq!(b.cap(UPDATE_CARDS), 16 * MIB);
+        assert_eq!(b.cap(LIST_CARDS), 64 * KIB);
+        assert_eq!(b.shape(UPDATE_CARDS).items.map(|i| i.max), Some(100_000));
         assert_eq!(b.cap("/gsl.v1.Results/Report"), 64 * KIB);
         assert_eq!(b.cap("/grpc.health.v1.Health/Check"), 64 * KIB);
         assert!(b.check().is_ok());

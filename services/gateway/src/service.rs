@@ -212,8 +212,68 @@ impl v1::registry_server::Registry for Api {
 
     async fn get_card(&self, r: Request<v1::GetCardRequest>) -> Result<Response<v1::Card>, Status> {
         let t = self.tenant(&r)?;
+        let mut card = self.core.registry.card(&t, &r.into_inner().id).await?;
+        if let Some((left, at)) =
+            crate::cardlist::rebinds_left(&self.core.store.b.quota, &card).await
+        {
+            card.imei_bind_remain_times = Some(left);
+            card.sources.push(v1::FieldSource {
+                field: "rebinds".into(),
+                source: v1::CardSource::Ledger as i32,
+                at: Some(gsl_proto::convert::timestamp(at)),
+            });
+        }
+        Ok(Response::new(card))
+    }
+
+    async fn list_cards(
+        &self,
+        r: Request<v1::ListCardsRequest>,
+    ) -> Result<Response<v1::ListCardsResponse>, Status> {
+        let principal = auth::principal(&*self.core.auth, r.metadata())?;
+        let req = r.into_inner();
+        let tenant = match principal {
+            // The operator lists any of this gateway's tenants, named.
+            Principal::Operator => {
+                if !self.core.tenants.iter().any(|t| *t == req.tenant) {
+                    return Err(ApiError::bad(
+                        "tenant: the operator lists one of this gateway's tenants, named",
+                    )
+                    .into());
+                }
+                req.tenant.clone()
+            }
+            p => {
+                let t = self.tenant_of(p)?;
+                if !req.tenant.is_empty() && req.tenant != t {
+                    return Err(ApiError::new(
+                        ErrorCode::PermissionDenied,
+                        "tenant: a tenant lists only its own cards",
+                    )
+                    .into());
+                }
+                t
+            }
+        };
+        let (q, page) = crate::cardlist::query(tenant, &req)?;
+        let listed = self
+            .core
+            .registry
+            .store
+            .list_cards(&q, &page)
+            .await
+            .map_err(ApiError::from)?
+            .map_err(ApiError::from)?;
+        Ok(Response::new(crate::cardlist::answer(&page, listed)))
+    }
+
+    async fn update_cards(
+        &self,
+        r: Request<v1::UpdateCardsRequest>,
+    ) -> Result<Response<v1::UpdateCardsResponse>, Status> {
+        let t = self.tenant(&r)?;
         Ok(Response::new(
-            self.core.registry.card(&t, &r.into_inner().id).await?,
+            crate::cardupdate::update(&self.core, &t, r.into_inner()).await?,
         ))
     }
 

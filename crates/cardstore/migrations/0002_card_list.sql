@@ -1,0 +1,62 @@
+-- The reference card list (docs/architecture.md, "The card list"): the
+-- fields the list shows, filters and sorts on, where each value came from,
+-- and the anchors that let a deep page skip the rows before it.
+
+-- Card keys compare byte by byte, as the gateway sorts them (lookups read
+-- sorted key ranges, cursors carry a key): never by the database's locale.
+ALTER TABLE cards ALTER COLUMN id SET DATA TYPE text COLLATE "C";
+
+ALTER TABLE cards
+    ADD COLUMN sim_type      smallint NOT NULL DEFAULT 3,   -- 1 vSIM, 2 eSIM, 3 physical
+    ADD COLUMN keep_number   boolean  NOT NULL DEFAULT false, -- stopped to keep its number
+    ADD COLUMN act_date      timestamptz,                   -- NULL: not reported
+    ADD COLUMN expire_time   timestamptz,
+    ADD COLUMN plan_id       text NOT NULL DEFAULT '',
+    ADD COLUMN plan_name     text NOT NULL DEFAULT '',
+    ADD COLUMN allowance_mb  double precision,              -- the plan's data, from the import
+    ADD COLUMN flow_used_mb  double precision,              -- from the carrier (card sync)
+    ADD COLUMN flow_used_at  timestamptz,                   -- its "as of" time
+    ADD COLUMN flow_left_mb  double precision GENERATED ALWAYS AS (allowance_mb - flow_used_mb) STORED,
+    ADD COLUMN attr1 text NOT NULL DEFAULT '',
+    ADD COLUMN attr2 text NOT NULL DEFAULT '',
+    ADD COLUMN attr3 text NOT NULL DEFAULT '',
+    ADD COLUMN attr4 text NOT NULL DEFAULT '',
+    ADD COLUMN attr5 text NOT NULL DEFAULT '',
+    ADD COLUMN attr6 text NOT NULL DEFAULT '',
+    -- Where each group of fields came from and when:
+    -- {"status": {"from": "order", "at": "..."}, ...}.
+    ADD COLUMN sources jsonb NOT NULL DEFAULT '{}';
+
+-- Searches.
+CREATE INDEX cards_tenant_batch ON cards (tenant, batch_no, id);
+CREATE INDEX cards_tenant_imei ON cards (tenant, imei) WHERE imei <> '';
+CREATE INDEX cards_tenant_msisdn ON cards (tenant, msisdn) WHERE msisdn <> '';
+-- Sorts (a missing figure sorts below every figure), each ending in the
+-- key so a page boundary is exact.
+CREATE INDEX cards_sort_used ON cards (tenant, (coalesce(flow_used_mb, '-Infinity'::float8)), id);
+CREATE INDEX cards_sort_left ON cards (tenant, (coalesce(flow_left_mb, '-Infinity'::float8)), id);
+CREATE INDEX cards_sort_act ON cards (tenant, (coalesce(act_date, '-infinity'::timestamptz)), id);
+CREATE INDEX cards_sort_expire ON cards (tenant, (coalesce(expire_time, '-infinity'::timestamptz)), id);
+
+-- Which cards a tenant holds changes only with an import (a new card, or
+-- the operator moving a card to or from it): every such import moves that
+-- tenant's generation.
+CREATE TABLE card_membership (
+    tenant      text PRIMARY KEY,
+    generation  bigint NOT NULL
+);
+
+-- Every ANCHOR_EVERY-th card of a tenant in key order, as of a generation:
+-- page N of the unfiltered list starts from the anchor before it instead
+-- of counting every row before it. Valid while the generation stands.
+CREATE TABLE card_anchors (
+    tenant      text NOT NULL,
+    ordinal     bigint NOT NULL,           -- 0, ANCHOR_EVERY, 2 x ANCHOR_EVERY, ...
+    id          text COLLATE "C" NOT NULL,
+    PRIMARY KEY (tenant, ordinal)
+);
+CREATE TABLE card_anchor_sets (
+    tenant      text PRIMARY KEY,
+    generation  bigint NOT NULL,
+    total       bigint NOT NULL            -- the tenant's cards at that generation
+);
