@@ -288,4 +288,32 @@ async fn every_user_does_its_job_and_nothing_else() {
             .unwrap_or(true),
         "another tenant's events"
     );
+    // The gateway reads China Telecom's rebind ledger (rebinds left, for
+    // GetCard) and nothing else of the quota bucket, and writes none of it.
+    let ledger = "ct.rebind.89860312345678901234.202612";
+    ab.quota
+        .put(ledger, "[\"item-1\"]".into())
+        .await
+        .expect("the CT adapter keeps its ledger");
+    assert_eq!(
+        gb.quota
+            .get(ledger)
+            .await
+            .expect("the gateway reads the ledger"),
+        Some("[\"item-1\"]".into())
+    );
+    assert!(
+        gb.quota.put(ledger, "[]".into()).await.is_err(),
+        "the gateway writes the ledger"
+    );
+    let (_c, cjs) = service(&nats, "gsl-adapter-cmcc", "adapter-cmcc").await;
+    let cb = topology::bind(&cjs).await.expect("the CMCC adapter binds");
+    cb.quota
+        .put("cmcc.other.1.202612", "[]".into())
+        .await
+        .expect("the CMCC adapter keeps its ledger");
+    assert!(
+        gb.quota.get("cmcc.other.1.202612").await.is_err(),
+        "the gateway reads another quota's ledger"
+    );
 }

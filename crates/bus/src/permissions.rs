@@ -29,6 +29,9 @@ pub enum Role {
     Migrate,
 }
 
+/// The quota ledger keys the gateway may read: China Telecom's rebinds.
+pub const QUOTA_READ_BY_GATEWAY: &str = "ct.rebind.";
+
 /// Where intake clients receive the gateway's answers.
 pub const INTAKE_INBOX_ROOT: &str = "_INBOX_INTAKE";
 
@@ -103,6 +106,9 @@ pub fn for_role(role: &Role, inbox: &str) -> Permissions {
                 kv_read(b, "", &mut p);
                 ephemeral(&format!("KV_{b}"), &mut p);
             }
+            // Rebinds left this month (GetCard): China Telecom's rebind
+            // ledger, read only; no other quota key.
+            kv_read(KV_QUOTA, QUOTA_READ_BY_GATEWAY, &mut p);
             ephemeral(STREAM_EVENTS, &mut p);
             durable(STREAM_INTAKE, INTAKE_CONSUMER, &mut p);
         }

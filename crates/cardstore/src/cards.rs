@@ -99,7 +99,10 @@ const IMPORT_TYPES: &[Type] = &[
 
 /// Customer attributes are six; a card's list may be shorter.
 fn attr(c: &v1::Card, i: usize) -> &str {
-    c.customer_attributes.get(i).map(String::as_str).unwrap_or("")
+    c.customer_attributes
+        .get(i)
+        .map(String::as_str)
+        .unwrap_or("")
 }
 
 fn opt_time(t: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
@@ -152,7 +155,9 @@ pub(crate) fn card(r: &tokio_postgres::Row) -> v1::Card {
         r.get::<_, Option<DateTime<Utc>>>(c)
             .map(gsl_proto::convert::timestamp)
     };
-    let mut attrs: Vec<String> = (1..=6).map(|i| r.get(format!("attr{i}").as_str())).collect();
+    let mut attrs: Vec<String> = (1..=6)
+        .map(|i| r.get(format!("attr{i}").as_str()))
+        .collect();
     while attrs.last().is_some_and(String::is_empty) {
         attrs.pop();
     }
@@ -303,7 +308,9 @@ impl CardStore {
     pub async fn card(&self, tenant: &str, key: &str) -> Result<Option<v1::Card>, StoreError> {
         let c = self.client().await?;
         let st = c
-            .prepare_cached("SELECT *, sources::text AS sources_text FROM cards WHERE id = $1 AND tenant = $2")
+            .prepare_cached(
+                "SELECT *, sources::text AS sources_text FROM cards WHERE id = $1 AND tenant = $2",
+            )
             .await
             .map_err(StoreError::query("prepare card"))?;
         let row = c
@@ -370,7 +377,11 @@ impl CardStore {
         futures::pin_mut!(w);
         for (pos, card) in cards.iter().enumerate() {
             let (act, expire) = (opt_time(&card.act_date), opt_time(&card.expire_time));
-            let sim_type = small(i64::from(if card.sim_type == 0 { 3 } else { card.sim_type }));
+            let sim_type = small(i64::from(if card.sim_type == 0 {
+                3
+            } else {
+                card.sim_type
+            }));
             let row: [&(dyn ToSql + Sync); 29] = [
                 &card.id,
                 &small(i64::from(card.carrier)),

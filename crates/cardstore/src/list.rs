@@ -272,6 +272,8 @@ enum Key {
     None,
     Float(f64),
     Time(DateTime<Utc>),
+    /// A missing time (sorted as `-infinity`, which chrono cannot hold).
+    NoTime,
 }
 
 /// The cursor: `<fingerprint>.<sort code><a|d>.<value>.<card key>`,
@@ -281,6 +283,7 @@ fn encode_token(q: &CardQuery, key: &Key, id: &str) -> String {
         Key::None => String::new(),
         Key::Float(f) => format!("{:016x}", f.to_bits()),
         Key::Time(t) => t.timestamp_micros().to_string(),
+        Key::NoTime => "-".into(),
     };
     let dir = if q.desc { "d" } else { "a" };
     let raw = format!(
@@ -315,6 +318,7 @@ fn decode_token(q: &CardQuery, token: &str) -> Result<(Key, String), ListRefused
         Sort::FlowUsed | Sort::FlowLeft => Key::Float(f64::from_bits(
             u64::from_str_radix(value, 16).map_err(|_| ListRefused::BadToken)?,
         )),
+        Sort::ActDate | Sort::ExpireTime if value == "-" => Key::NoTime,
         Sort::ActDate | Sort::ExpireTime => Key::Time(
             value
                 .parse::<i64>()
@@ -329,11 +333,10 @@ fn decode_token(q: &CardQuery, token: &str) -> Result<(Key, String), ListRefused
 /// The sort value of a listed card (as the index orders it).
 fn key_of(sort: Sort, c: &v1::Card) -> Key {
     let time = |t: &Option<prost_types::Timestamp>| {
-        Key::Time(
-            t.as_ref()
-                .and_then(gsl_proto::convert::from_timestamp)
-                .unwrap_or(DateTime::<Utc>::MIN_UTC),
-        )
+        t.as_ref()
+            .and_then(gsl_proto::convert::from_timestamp)
+            .map(Key::Time)
+            .unwrap_or(Key::NoTime)
     };
     match sort {
         Sort::Cid => Key::None,
@@ -454,6 +457,10 @@ impl CardStore {
                 let k = s.bind(*t);
                 format!("({}, id) {op} ({k}::timestamptz, {i})", q.sort.expr())
             }
+            Key::NoTime => format!(
+                "({}, id) {op} ('-infinity'::timestamptz, {i})",
+                q.sort.expr()
+            ),
         };
         s.cond(cond);
         let l = s.bind(limit);

@@ -81,7 +81,12 @@ async fn deep_pages_through_anchors_match_a_scan_in_both_directions() {
     let last_page = (n as i64 + limit - 1) / limit;
     for number in [1, 2, 100, 101, 199, 200, 201, 212, last_page, last_page + 1] {
         let from = ((number - 1) * limit) as usize;
-        let want: Vec<String> = expected.iter().skip(from).take(limit as usize).cloned().collect();
+        let want: Vec<String> = expected
+            .iter()
+            .skip(from)
+            .take(limit as usize)
+            .cloned()
+            .collect();
         assert_eq!(page(&s, &q, limit, number).await, want, "asc page {number}");
         let desc = CardQuery {
             desc: true,
@@ -94,7 +99,11 @@ async fn deep_pages_through_anchors_match_a_scan_in_both_directions() {
             .take(limit as usize)
             .cloned()
             .collect();
-        assert_eq!(page(&s, &desc, limit, number).await, want, "desc page {number}");
+        assert_eq!(
+            page(&s, &desc, limit, number).await,
+            want,
+            "desc page {number}"
+        );
     }
     // New cards (and the operator moving one away) make the anchors
     // stale: the same pages follow the new membership.
@@ -103,24 +112,49 @@ async fn deep_pages_through_anchors_match_a_scan_in_both_directions() {
     s.import("beta", &[card(expected[5].clone())], Claim::Any)
         .await
         .unwrap();
-    let mut now: Vec<String> = expected.iter().chain(more.iter().map(|c| &c.id)).cloned().collect();
+    let mut now: Vec<String> = expected
+        .iter()
+        .chain(more.iter().map(|c| &c.id))
+        .cloned()
+        .collect();
     now.retain(|k| *k != expected[5]);
     now.sort();
     now.dedup();
     for number in [1, 150, 205] {
         let from = ((number - 1) * limit) as usize;
-        let want: Vec<String> = now.iter().skip(from).take(limit as usize).cloned().collect();
-        assert_eq!(page(&s, &q, limit, number).await, want, "after import, page {number}");
+        let want: Vec<String> = now
+            .iter()
+            .skip(from)
+            .take(limit as usize)
+            .cloned()
+            .collect();
+        assert_eq!(
+            page(&s, &q, limit, number).await,
+            want,
+            "after import, page {number}"
+        );
     }
     let counted = s
-        .list_cards(&q, &Page::Number { limit: 10, number: 1 })
+        .list_cards(
+            &q,
+            &Page::Number {
+                limit: 10,
+                number: 1,
+            },
+        )
         .await
         .unwrap()
         .unwrap()
         .count;
     assert_eq!(counted, now.len() as u64);
     let beta = s
-        .list_cards(&all("beta"), &Page::Number { limit: 10, number: 1 })
+        .list_cards(
+            &all("beta"),
+            &Page::Number {
+                limit: 10,
+                number: 1,
+            },
+        )
         .await
         .unwrap()
         .unwrap();
@@ -136,11 +170,15 @@ async fn the_cursor_walks_a_fleet_once_and_belongs_to_its_query() {
     let usage: Vec<(String, f64)> = cards
         .iter()
         .enumerate()
-        .filter(|(i, _)| i % 3 != 0)
+        .filter(|(i, _)| !i.is_multiple_of(3))
         .map(|(i, c)| (c.id.clone(), (i % 17) as f64))
         .collect();
     s.record_usage(&usage, chrono::Utc::now()).await.unwrap();
-    for (sort, desc) in [(Sort::Cid, false), (Sort::FlowUsed, true), (Sort::FlowUsed, false)] {
+    for (sort, desc) in [
+        (Sort::Cid, false),
+        (Sort::FlowUsed, true),
+        (Sort::FlowUsed, false),
+    ] {
         let q = CardQuery {
             sort,
             desc,
@@ -153,12 +191,11 @@ async fn the_cursor_walks_a_fleet_once_and_belongs_to_its_query() {
         };
         loop {
             let got = s.list_cards(&q, &p).await.unwrap().unwrap();
-            seen.extend(got.cards.iter().map(|c| {
-                (
-                    c.flow_used_mb.unwrap_or(f64::NEG_INFINITY),
-                    c.id.clone(),
-                )
-            }));
+            seen.extend(
+                got.cards
+                    .iter()
+                    .map(|c| (c.flow_used_mb.unwrap_or(f64::NEG_INFINITY), c.id.clone())),
+            );
             if got.next_token.is_empty() {
                 break;
             }
@@ -182,7 +219,13 @@ async fn the_cursor_walks_a_fleet_once_and_belongs_to_its_query() {
     // A cursor of one query is refused by another (and by another tenant).
     let q = all("acme");
     let token = s
-        .list_cards(&q, &Page::Number { limit: 10, number: 1 })
+        .list_cards(
+            &q,
+            &Page::Number {
+                limit: 10,
+                number: 1,
+            },
+        )
         .await
         .unwrap()
         .unwrap()
@@ -222,7 +265,13 @@ async fn the_cursor_walks_a_fleet_once_and_belongs_to_its_query() {
     };
     let deep = MAX_SKIP / 10 + 2;
     let r = s
-        .list_cards(&filtered, &Page::Number { limit: 10, number: deep })
+        .list_cards(
+            &filtered,
+            &Page::Number {
+                limit: 10,
+                number: deep,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(r.unwrap_err(), ListRefused::TooDeep);

@@ -136,7 +136,10 @@ pub fn query(tenant: String, r: &v1::ListCardsRequest) -> Result<(CardQuery, Pag
         .iter()
         .find(|b| !crate::registry::valid_batch_no(b))
     {
-        return Err(bad("order_ids", format!("{b:?} is not a purchase batch number")));
+        return Err(bad(
+            "order_ids",
+            format!("{b:?} is not a purchase batch number"),
+        ));
     }
     if r.price_plan_ids.len() > PLANS_MAX {
         return Err(bad("price_plan_ids", format!("at most {PLANS_MAX}")));
@@ -226,8 +229,7 @@ pub async fn rebinds_left(
     card: &v1::Card,
 ) -> Option<(u32, chrono::DateTime<chrono::Utc>)> {
     let carrier = gsl_proto::convert::carrier_from_wire(card.carrier).ok()?;
-    let q =
-        gsl_domain::cooldown::quota_for(carrier, gsl_domain::operation::OperationKind::Rebind)?;
+    let q = gsl_domain::cooldown::quota_for(carrier, gsl_domain::operation::OperationKind::Rebind)?;
     let now = chrono::Utc::now();
     let key = q.ledger_key(&card.id, now);
     let used = match quota.get(&key).await {

@@ -42,7 +42,10 @@ fn values(u: &v1::CardUpdate, fields: &mut BTreeSet<String>) -> Result<CardValue
         attrs[i] = Some(a.clone());
         fields.insert(format!("customer_attribute{}", i + 1));
     }
-    for (given, name, max) in [(&u.plan_id, "plan_id", 64), (&u.plan_name, "plan_name", 128)] {
+    for (given, name, max) in [
+        (&u.plan_id, "plan_id", 64),
+        (&u.plan_name, "plan_name", 128),
+    ] {
         if let Some(v) = given {
             if v.chars().count() > max {
                 return Err(format!("{name} is over {max} characters"));

@@ -235,7 +235,7 @@ impl v1::registry_server::Registry for Api {
         let tenant = match principal {
             // The operator lists any of this gateway's tenants, named.
             Principal::Operator => {
-                if !self.core.tenants.iter().any(|t| *t == req.tenant) {
+                if !self.core.tenants.contains(&req.tenant) {
                     return Err(ApiError::bad(
                         "tenant: the operator lists one of this gateway's tenants, named",
                     )
