@@ -194,6 +194,84 @@ pub fn item_rows(items: &[v1::Item]) -> String {
     table(&["#", "CARD", "CARRIER", "STATUS", "PROBLEM", ""], &rows)
 }
 
+/// What a card field no source gave shows.
+pub const NOT_REPORTED: &str = "not reported";
+
+/// A time as RFC 3339 (empty when unset).
+pub fn time(t: &Option<prost_types::Timestamp>) -> String {
+    t.as_ref()
+        .and_then(convert::from_timestamp)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// MB with two decimals, or "-" when not reported (tables).
+pub fn mb(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into())
+}
+
+/// A value source's name.
+pub fn source(s: i32) -> String {
+    v1::CardSource::try_from(s)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("CARD_SOURCE_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| s.to_string())
+}
+
+/// A card with the reference's field names; a field no source gave is
+/// "not reported", never a made-up default.
+pub fn card(c: &v1::Card) -> Value {
+    let known = |s: String| {
+        if s.is_empty() {
+            Value::String(NOT_REPORTED.into())
+        } else {
+            Value::String(s)
+        }
+    };
+    let num = |v: Option<f64>| v.map(|v| json!(v)).unwrap_or(json!(NOT_REPORTED));
+    let mut attrs = serde_json::Map::new();
+    for i in 0..6 {
+        attrs.insert(
+            format!("customer_attribute{}", i + 1),
+            json!(c.customer_attributes.get(i).cloned().unwrap_or_default()),
+        );
+    }
+    let mut v = json!({
+        "cid": c.id,
+        "carrier": carrier(c.carrier),
+        "sim_status": c.sim_status,
+        "operator_status": c.stop_reason,
+        "imei": known(c.imei.clone()),
+        "msisdn": known(c.msisdn.clone()),
+        "imsi": known(c.imsi.clone()),
+        "access_number": c.access_number,
+        "order_id": c.batch_no,
+        "price_plan_id": c.plan_id,
+        "price_plan_name": known(c.plan_name.clone()),
+        "sim_type": c.sim_type,
+        "act_date": known(time(&c.act_date)),
+        "expire_time": known(time(&c.expire_time)),
+        "allowance_mb": num(c.allowance_mb),
+        "flow_used": num(c.flow_used_mb),
+        "flow_used_as_of": known(time(&c.flow_used_at)),
+        "flow_left": num(c.flow_left_mb),
+        "real_named": c.real_named,
+        "pooled": c.pooled,
+        "speed_value": c.speed_kbps,
+        "exceed_cut_net_quota": c.threshold_mb,
+        "imei_bind_remain_times": c.imei_bind_remain_times.map(|v| json!(v)).unwrap_or(json!(NOT_REPORTED)),
+        "keep_number": c.keep_number,
+        "sources": c.sources.iter().map(|s| json!({"fields": s.field, "from": source(s.source), "as_of": time(&s.at)})).collect::<Vec<_>>(),
+    });
+    if let Value::Object(m) = &mut v {
+        m.extend(attrs);
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -403,3 +403,104 @@ async fn gslctl_talks_tls_with_the_gateways_ca() {
     assert!(!o.status.success(), "clear text must not be answered");
     gw.shutdown().await;
 }
+
+/// The card list as an operator uses it: plan data and attributes come in
+/// with the import, `cards list` filters and pages, `--csv` exports every
+/// matching card across pages, `cards get` says "not reported" for what no
+/// source gave.
+#[tokio::test]
+async fn cards_list_get_and_csv_export() {
+    let nats = NatsServer::start().await.unwrap();
+    let mut tenants = HashMap::new();
+    tenants.insert(TOKEN.to_string(), "acme".to_string());
+    let gw = Gateway::start(GatewayConfig::local(
+        &nats.url(),
+        &nats.database_url(),
+        StaticTokens::new(tenants, Some("adapter-secret".into())),
+    ))
+    .await
+    .unwrap();
+    let url = format!("http://{}", gw.grpc_addr);
+    let dir = tempfile::tempdir().unwrap();
+    // 1,203 cards: more than two export pages of 500.
+    let mut csv = String::from(
+        "id,carrier,sim_status,stop_reason,pooled,real_named,version,batch,msisdn,imsi,access_number,plan_id,plan_name,allowance_mb,expire_time,act_date,a1,a2,a3,a4,a5,a6,sim_type\n",
+    );
+    for n in 0..1203u32 {
+        let status = if n % 3 == 0 { 14 } else { 20 };
+        let attr = if n % 2 == 0 { "north" } else { "south" };
+        csv.push_str(&format!(
+            "{},ct,{status},,,,,PB-{},,,,P1,IoT 100,100,2027-06-30,,{attr},,,,,,3\n",
+            iccid(1000 + n),
+            n % 4
+        ));
+    }
+    let file = write(dir.path(), "fleet.csv", &csv);
+    let o = gslctl(&["cards", "import", &file, "-o", "json"], &url).await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = gslctl(
+        &[
+            "cards", "list", "--status", "14", "--attr", "1=north", "--limit", "50", "-o", "json",
+        ],
+        &url,
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let page: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    // status 14: n % 3 == 0; north: n even -> n % 6 == 0.
+    let want = (0..1203u32).filter(|n| n % 6 == 0).count() as u64;
+    assert_eq!(page["count"], want, "{page}");
+    assert_eq!(page["sim_cards"].as_array().unwrap().len(), 50);
+    assert_eq!(page["sim_cards"][0]["price_plan_name"], "IoT 100");
+    assert_eq!(page["sim_cards"][0]["flow_used"], "not reported");
+    let o = gslctl(&["cards", "list", "--limit", "9"], &url).await;
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("GSL.00010004"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The whole fleet (one batch of it), in key order, as CSV.
+    let o = gslctl(
+        &["cards", "list", "--csv", "--order-ids", "PB-1,PB-2"],
+        &url,
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = out(&o);
+    let mut lines = text.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("cid,sim_status,operator_status")
+    );
+    let ids: Vec<&str> = lines.map(|l| l.split(',').next().unwrap()).collect();
+    let mut want: Vec<String> = (0..1203u32)
+        .filter(|n| n % 4 == 1 || n % 4 == 2)
+        .map(|n| iccid(1000 + n))
+        .collect();
+    want.sort();
+    assert_eq!(ids, want);
+    let o = gslctl(&["cards", "get", &iccid(1000), "-o", "json"], &url).await;
+    let card: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(card["expire_time"], "2027-06-30T00:00:00Z", "{card}");
+    assert_eq!(card["act_date"], "not reported");
+    assert_eq!(card["imei_bind_remain_times"], 2);
+    assert_eq!(card["customer_attribute1"], "north");
+}

@@ -14,15 +14,18 @@ use std::path::PathBuf;
 #[derive(Debug, Subcommand)]
 pub enum CardsCmd {
     /// Import cards from CSV / xlsx: id, carrier, sim_status, stop_reason, pooled, real_named, tri-net version, batch,
-    /// then optionally msisdn, imsi and (China Telecom) access number.
+    /// then optionally msisdn, imsi, (China Telecom) access number, plan id, plan name, allowance MB, expiry and
+    /// activation (RFC 3339 or YYYY-MM-DD), customer attributes 1-6 and sim type (1 vSIM, 2 eSIM, 3 physical).
     Import {
         file: PathBuf,
         /// Assign the cards to this tenant (with the operator credential).
         #[arg(long)]
         tenant: Option<String>,
     },
-    /// Show a card.
+    /// Show a card: every field, and where each came from and when.
     Get { id: String },
+    /// The card list: search, filters, sorts, a page (or `--csv`: every matching card).
+    List(Box<super::cardlist::ListArgs>),
     /// Development: register the simulator's generated cards, with their numbers (MSISDN, IMSI,
     /// China Telecom access number). Purchase batches are registered with Registry.ImportBatches
     /// (see docs/operations.md).
@@ -41,19 +44,8 @@ pub async fn run(ctx: &mut Ctx, cmd: CardsCmd) -> Outcome {
     let (format, tok) = (ctx.format, ctx.token.clone());
     let registry = &mut ctx.registry;
     match cmd {
-        CardsCmd::Get { id } => {
-            let c = registry
-                .get_card(authed(&tok, v1::GetCardRequest { id }))
-                .await?
-                .into_inner();
-            let j = json!({"id": c.id, "carrier": convert::carrier_from_wire(c.carrier).map(|c| c.as_str()).unwrap_or(""), "msisdn": c.msisdn, "imsi": c.imsi, "access_number": c.access_number, "sim_status": c.sim_status, "stop_reason": c.stop_reason, "pooled": c.pooled, "real_named": c.real_named, "imei": c.imei, "speed_kbps": c.speed_kbps, "threshold_mb": c.threshold_mb, "batch_no": c.batch_no});
-            say(
-                format,
-                || format!("{}\n", serde_json::to_string_pretty(&j).unwrap_or_default()),
-                || j.clone(),
-            );
-            Ok(EXIT_OK)
-        }
+        CardsCmd::Get { id } => super::cardlist::get(registry, &tok, format, id).await,
+        CardsCmd::List(args) => super::cardlist::list(registry, &tok, format, *args).await,
         CardsCmd::Import { file, tenant } => {
             let rows = match batch::read(&file) {
                 Ok(r) => r,
@@ -143,6 +135,37 @@ pub fn registry_cards(rows: &[batch::Row]) -> (Vec<v1::Card>, Vec<RowProblem>) {
             continue;
         };
         let flag = |s: &str| matches!(s.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "y");
+        let allowance_mb = match cell(13) {
+            "" => None,
+            a => match a.parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= 0.0 => Some(v),
+                _ => {
+                    bad(format!("allowance_mb {a:?}: a number of MB"));
+                    continue;
+                }
+            },
+        };
+        let (expire_time, act_date) = match (time_cell(cell(14)), time_cell(cell(15))) {
+            (Ok(e), Ok(a)) => (e, a),
+            (Err(e), _) | (_, Err(e)) => {
+                bad(e);
+                continue;
+            }
+        };
+        let sim_type = match cell(22) {
+            "" => 0,
+            t => match t.parse::<u32>() {
+                Ok(v @ 1..=3) => v,
+                _ => {
+                    bad(format!("sim_type {t:?}: 1 vSIM, 2 eSIM, 3 physical"));
+                    continue;
+                }
+            },
+        };
+        let mut attrs: Vec<String> = (16..22).map(|i| cell(i).to_owned()).collect();
+        while attrs.last().is_some_and(String::is_empty) {
+            attrs.pop();
+        }
         cards.push(v1::Card {
             id: cell(0).to_owned(),
             carrier: convert::carrier_to_wire(carrier) as i32,
@@ -160,10 +183,32 @@ pub fn registry_cards(rows: &[batch::Row]) -> (Vec<v1::Card>, Vec<RowProblem>) {
             msisdn: cell(8).to_owned(),
             imsi: cell(9).to_owned(),
             access_number: cell(10).to_owned(),
+            plan_id: cell(11).to_owned(),
+            plan_name: cell(12).to_owned(),
+            allowance_mb,
+            expire_time,
+            act_date,
+            customer_attributes: attrs,
+            sim_type,
             ..Default::default()
         });
     }
     (cards, problems)
+}
+
+/// An import's time cell: RFC 3339, or a date (midnight UTC); empty: none.
+fn time_cell(s: &str) -> Result<Option<prost_types::Timestamp>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+        })
+        .map_err(|_| format!("{s:?}: a time (RFC 3339) or a date (YYYY-MM-DD)"))?;
+    Ok(Some(convert::timestamp(t)))
 }
 
 async fn seed_from_sim(

@@ -1,9 +1,11 @@
 //! One file per command group: [`submit`], [`orders`] (get, list, items,
-//! history, review, watch), [`cards`] and [`backoffice`]. Each command gets
+//! history, review, watch), [`cards`] (import, seeding), [`cardlist`] (the
+//! card list and detail) and [`backoffice`]. Each command gets
 //! a [`Ctx`] (output format, the credential of its role, clients) and
 //! returns its exit code.
 
 pub mod backoffice;
+pub mod cardlist;
 pub mod cards;
 pub mod orders;
 pub mod submit;
