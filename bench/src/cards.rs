@@ -15,6 +15,8 @@
 //! - `cards_accept_100k_at_10m_s`: median of three 100,000-card orders
 //!   accepted, next to the same with 100,000 cards registered.
 //!
+//! - then the card list at the largest size (see `cardlist`).
+//!
 //! `BENCH_CARDS_MAX` (default 10,000,000) caps the largest size (disk, time);
 //! the size actually used is printed with each figure. `BENCH_GATEWAY_BIN`
 //! runs another gateway binary (an older build, for a before/after: one that
@@ -29,7 +31,7 @@ use tokio::process::{Child, Command};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
-const TOKEN: &str = "tok-cards-0001";
+pub const TOKEN: &str = "tok-cards-0001";
 const PER_IMPORT: u32 = 100_000;
 
 fn iccid(n: u32) -> String {
@@ -48,6 +50,23 @@ fn card(n: u32) -> v1::Card {
         stop_reason: -1,
         threshold_mb: -1,
         access_number: format!("1410{n:09}"),
+        // What the card list filters and sorts on.
+        batch_no: format!("PB-{}", n % 100),
+        plan_id: format!("P{}", n % 7),
+        plan_name: format!("IoT {}", 100 * (1 + n % 5)),
+        allowance_mb: Some(f64::from(100 * (1 + n % 5))),
+        expire_time: Some(prost_types::Timestamp {
+            seconds: 1_800_000_000 + i64::from(n % 365) * 86_400,
+            nanos: 0,
+        }),
+        act_date: (n % 3 != 0).then_some(prost_types::Timestamp {
+            seconds: 1_700_000_000 + i64::from(n % 400) * 86_400,
+            nanos: 0,
+        }),
+        customer_attributes: vec![
+            if n % 2 == 0 { "north" } else { "south" }.into(),
+            format!("site-{}", n % 1000),
+        ],
         ..Default::default()
     }
 }
@@ -59,7 +78,7 @@ fn authed<T>(m: T) -> tonic::Request<T> {
 /// The gateway process, with its admin address (for `/readyz`).
 struct Gw {
     child: Child,
-    grpc: String,
+    pub grpc: String,
 }
 
 impl Gw {
@@ -364,6 +383,7 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
     );
     let rss_after = gw.rss();
     eprintln!("cards: gateway RSS after the large accepts {rss_after:.1} MB");
+    crate::cardlist::run(mode, &gw.grpc, &nats.database_url(), largest).await?;
     gw.stop().await;
     Ok(())
 }

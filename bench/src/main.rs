@@ -8,6 +8,7 @@
 //! same run on the same machine, and is a median of several rounds.
 #![forbid(unsafe_code)]
 
+mod cardlist;
 mod cards;
 mod carrier;
 mod common;

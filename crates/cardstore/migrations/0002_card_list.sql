@@ -23,8 +23,11 @@ ALTER TABLE cards
     ADD COLUMN attr4 text NOT NULL DEFAULT '',
     ADD COLUMN attr5 text NOT NULL DEFAULT '',
     ADD COLUMN attr6 text NOT NULL DEFAULT '',
-    -- Where each group of fields came from and when:
-    -- {"status": {"from": "order", "at": "..."}, ...}.
+    -- When the card was last imported: every field group an import sets
+    -- came from it, unless `sources` says otherwise.
+    ADD COLUMN imported_at timestamptz,
+    -- Field groups whose values came from elsewhere since (kept small: an
+    -- import clears its groups): {"status": {"from": "order", "at": "..."}}.
     ADD COLUMN sources jsonb NOT NULL DEFAULT '{}';
 
 -- Searches.

@@ -62,8 +62,25 @@ fn set_from(from: &str) -> String {
         .join(", ")
 }
 
-/// The field groups an import sets, each marked as from the import now.
-const IMPORT_SOURCES: &str = "(SELECT jsonb_object_agg(g, jsonb_build_object('from', 'import', 'at', now())) FROM unnest(ARRAY['status', 'imei', 'speed', 'threshold', 'profile', 'numbers', 'plan', 'attributes', 'real_name']) AS g)";
+/// The field groups an import sets (their source is the import, at
+/// `imported_at`, unless `sources` names a later one).
+pub(crate) const IMPORT_GROUPS: [&str; 9] = [
+    "status",
+    "imei",
+    "speed",
+    "threshold",
+    "profile",
+    "numbers",
+    "plan",
+    "attributes",
+    "real_name",
+];
+
+/// [`IMPORT_GROUPS`] as an SQL array.
+fn import_groups_sql() -> String {
+    let quoted: Vec<String> = IMPORT_GROUPS.iter().map(|g| format!("'{g}'")).collect();
+    format!("ARRAY[{}]", quoted.join(", "))
+}
 
 const IMPORT_TYPES: &[Type] = &[
     Type::TEXT,
@@ -190,17 +207,30 @@ pub(crate) fn card(r: &tokio_postgres::Row) -> v1::Card {
         flow_used_at: ts("flow_used_at"),
         flow_left_mb: r.get("flow_left_mb"),
         customer_attributes: attrs,
-        sources: sources(r.get("sources_text")),
+        sources: sources(r.get("sources_text"), r.get("imported_at")),
         imei_bind_remain_times: None,
     }
 }
 
-/// The `sources` column (`{"status": {"from": "order", "at": "..."}}`) as
-/// the API shows it, in field order.
-fn sources(text: &str) -> Vec<v1::FieldSource> {
-    let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(text) else {
-        return Vec::new();
+/// The `sources` column (`{"status": {"from": "order", "at": "..."}}`)
+/// and the import time as the API shows them, in field order: a group an
+/// import sets and nothing changed since came from the import.
+fn sources(text: &str, imported_at: Option<DateTime<Utc>>) -> Vec<v1::FieldSource> {
+    let m = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
     };
+    let imported = imported_at.into_iter().flat_map(|at| {
+        IMPORT_GROUPS
+            .iter()
+            .filter(|g| !m.contains_key(**g))
+            .map(move |g| v1::FieldSource {
+                field: (*g).to_owned(),
+                source: v1::CardSource::Import as i32,
+                at: Some(gsl_proto::convert::timestamp(at)),
+            })
+    });
+    let imported: Vec<v1::FieldSource> = imported.collect();
     let mut out: Vec<v1::FieldSource> = m
         .iter()
         .map(|(field, v)| {
@@ -223,6 +253,7 @@ fn sources(text: &str) -> Vec<v1::FieldSource> {
             }
         })
         .collect();
+    out.extend(imported);
     out.sort_by(|a, b| a.field.cmp(&b.field));
     out
 }
@@ -423,21 +454,22 @@ impl CardStore {
         // rows in the same order).
         let latest =
             format!("SELECT DISTINCT ON (id) {IMPORT_COLUMNS} FROM incoming ORDER BY id, pos DESC");
+        let groups = import_groups_sql();
         let set = format!(
-            "{}, updated_at = EXCLUDED.updated_at, sources = cards.sources || EXCLUDED.sources",
+            "{}, updated_at = EXCLUDED.updated_at, imported_at = EXCLUDED.imported_at, sources = cards.sources - {groups}",
             set_from("EXCLUDED")
         );
         let sql = match claim {
             Claim::Any => format!(
-                "INSERT INTO cards ({IMPORT_COLUMNS}, tenant, updated_at, sources) SELECT *, $1, now(), {IMPORT_SOURCES} FROM ({latest}) i
+                "INSERT INTO cards ({IMPORT_COLUMNS}, tenant, updated_at, imported_at) SELECT *, $1, now(), now() FROM ({latest}) i
                  ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, {set} RETURNING id, xmax = 0"
             ),
             Claim::NewOrOwn => format!(
-                "INSERT INTO cards ({IMPORT_COLUMNS}, tenant, updated_at, sources) SELECT *, $1, now(), {IMPORT_SOURCES} FROM ({latest}) i
+                "INSERT INTO cards ({IMPORT_COLUMNS}, tenant, updated_at, imported_at) SELECT *, $1, now(), now() FROM ({latest}) i
                  ON CONFLICT (id) DO UPDATE SET {set} WHERE cards.tenant = EXCLUDED.tenant RETURNING id, xmax = 0"
             ),
             Claim::OwnOnly => format!(
-                "UPDATE cards c SET {}, updated_at = now(), sources = c.sources || {IMPORT_SOURCES}
+                "UPDATE cards c SET {}, updated_at = now(), imported_at = now(), sources = c.sources - {groups}
                  FROM ({latest}) i WHERE c.id = i.id AND c.tenant = $1 RETURNING c.id, false",
                 set_from("i")
             ),
@@ -530,8 +562,8 @@ impl CardStore {
         w.finish().await.map_err(StoreError::query("copy end"))?;
         let n = tx
             .execute(
-                "INSERT INTO cards (id, tenant, carrier, sim_status, stop_reason, pooled, real_named, trinet_version, imei, speed_kbps, threshold_mb, batch_no, active_profile, msisdn, imsi, access_number, updated_at)
-                 SELECT DISTINCT ON (id) id, tenant, carrier, sim_status, stop_reason, pooled, real_named, trinet_version, imei, speed_kbps, threshold_mb, batch_no, active_profile, msisdn, imsi, access_number, updated_at
+                "INSERT INTO cards (id, tenant, carrier, sim_status, stop_reason, pooled, real_named, trinet_version, imei, speed_kbps, threshold_mb, batch_no, active_profile, msisdn, imsi, access_number, updated_at, imported_at)
+                 SELECT DISTINCT ON (id) id, tenant, carrier, sim_status, stop_reason, pooled, real_named, trinet_version, imei, speed_kbps, threshold_mb, batch_no, active_profile, msisdn, imsi, access_number, updated_at, updated_at
                  FROM legacy ORDER BY id, updated_at DESC
                  ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, carrier = EXCLUDED.carrier, sim_status = EXCLUDED.sim_status, stop_reason = EXCLUDED.stop_reason, pooled = EXCLUDED.pooled, real_named = EXCLUDED.real_named, trinet_version = EXCLUDED.trinet_version, imei = EXCLUDED.imei, speed_kbps = EXCLUDED.speed_kbps, threshold_mb = EXCLUDED.threshold_mb, batch_no = EXCLUDED.batch_no, active_profile = EXCLUDED.active_profile, msisdn = EXCLUDED.msisdn, imsi = EXCLUDED.imsi, access_number = EXCLUDED.access_number, updated_at = EXCLUDED.updated_at
                  WHERE cards.updated_at < EXCLUDED.updated_at",

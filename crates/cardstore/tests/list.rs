@@ -276,3 +276,63 @@ async fn the_cursor_walks_a_fleet_once_and_belongs_to_its_query() {
         .unwrap();
     assert_eq!(r.unwrap_err(), ListRefused::TooDeep);
 }
+
+#[tokio::test]
+async fn a_filtered_count_past_the_exact_limit_is_an_estimate_and_says_so() {
+    use gsl_cardstore::list::EXACT_COUNT_MAX;
+    let s = store().await;
+    let n = EXACT_COUNT_MAX as usize + 500;
+    let cards: Vec<v1::Card> = keys(n, 1).into_iter().map(card).collect();
+    s.import("acme", &cards, Claim::NewOrOwn).await.unwrap();
+    let matching_all = CardQuery {
+        sim_status: vec![20],
+        ..all("acme")
+    };
+    let p = s
+        .list_cards(
+            &matching_all,
+            &Page::Number {
+                limit: 10,
+                number: 1,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(p.count_estimated);
+    assert!(
+        p.count > EXACT_COUNT_MAX as u64 && p.count < 2 * n as u64,
+        "an estimate near {n}: {}",
+        p.count
+    );
+    // Unfiltered: exact, from the anchors.
+    let p = s
+        .list_cards(
+            &all("acme"),
+            &Page::Number {
+                limit: 10,
+                number: 1,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((p.count, p.count_estimated), (n as u64, false));
+    // A small match is exact.
+    let none = CardQuery {
+        sim_status: vec![14],
+        ..all("acme")
+    };
+    let p = s
+        .list_cards(
+            &none,
+            &Page::Number {
+                limit: 10,
+                number: 1,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((p.count, p.count_estimated), (0, false));
+}

@@ -268,7 +268,18 @@ impl Gateway {
                 gate(auth::BACK_OFFICE_CALLERS),
             ));
         let stop = shutdown.listener();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // The builder's `tcp_nodelay` applies only to listeners tonic binds
+        // itself: set it on each accepted stream. Without it every answer
+        // waited for the client's delayed ACK (44 ms per call, measured).
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |s| {
+                if let Ok(s) = &s {
+                    let _ = s.set_nodelay(true);
+                }
+                s
+            },
+        );
         let server = tokio::spawn(async move {
             if let Err(e) = router
                 .serve_with_incoming_shutdown(incoming, stop.wait())
