@@ -59,12 +59,17 @@ fn card(n: u32) -> v1::Card {
             seconds: 1_800_000_000 + i64::from(n % 365) * 86_400,
             nanos: 0,
         }),
-        act_date: (n % 3 != 0).then_some(prost_types::Timestamp {
+        act_date: (!n.is_multiple_of(3)).then_some(prost_types::Timestamp {
             seconds: 1_700_000_000 + i64::from(n % 400) * 86_400,
             nanos: 0,
         }),
         customer_attributes: vec![
-            if n % 2 == 0 { "north" } else { "south" }.into(),
+            if n.is_multiple_of(2) {
+                "north"
+            } else {
+                "south"
+            }
+            .into(),
             format!("site-{}", n % 1000),
         ],
         ..Default::default()
