@@ -34,12 +34,18 @@ ALTER TABLE cards
 CREATE INDEX cards_tenant_batch ON cards (tenant, batch_no, id);
 CREATE INDEX cards_tenant_imei ON cards (tenant, imei) WHERE imei <> '';
 CREATE INDEX cards_tenant_msisdn ON cards (tenant, msisdn) WHERE msisdn <> '';
--- Sorts (a missing figure sorts below every figure), each ending in the
--- key so a page boundary is exact.
-CREATE INDEX cards_sort_used ON cards (tenant, (coalesce(flow_used_mb, '-Infinity'::float8)), id);
-CREATE INDEX cards_sort_left ON cards (tenant, (coalesce(flow_left_mb, '-Infinity'::float8)), id);
-CREATE INDEX cards_sort_act ON cards (tenant, (coalesce(act_date, '-infinity'::timestamptz)), id);
-CREATE INDEX cards_sort_expire ON cards (tenant, (coalesce(expire_time, '-infinity'::timestamptz)), id);
+-- Sorts: for each sorted value, the cards that have it in value order and
+-- those that do not in key order (a missing figure sorts below every
+-- figure; the list reads the two as segments). Each ends in the key, so a
+-- page boundary is exact. A card is in exactly one of each pair.
+CREATE INDEX cards_sort_used ON cards (tenant, flow_used_mb, id) WHERE flow_used_mb IS NOT NULL;
+CREATE INDEX cards_none_used ON cards (tenant, id) WHERE flow_used_mb IS NULL;
+CREATE INDEX cards_sort_left ON cards (tenant, flow_left_mb, id) WHERE flow_left_mb IS NOT NULL;
+CREATE INDEX cards_none_left ON cards (tenant, id) WHERE flow_left_mb IS NULL;
+CREATE INDEX cards_sort_act ON cards (tenant, act_date, id) WHERE act_date IS NOT NULL;
+CREATE INDEX cards_none_act ON cards (tenant, id) WHERE act_date IS NULL;
+CREATE INDEX cards_sort_expire ON cards (tenant, expire_time, id) WHERE expire_time IS NOT NULL;
+CREATE INDEX cards_none_expire ON cards (tenant, id) WHERE expire_time IS NULL;
 
 -- Which cards a tenant holds changes only with an import (a new card, or
 -- the operator moving a card to or from it): every such import moves that

@@ -61,14 +61,16 @@ impl Sort {
         })
     }
 
-    /// The indexed expression (see migrations/0002).
-    fn expr(self) -> &'static str {
+    /// The sorted column (see migrations/0002: for each value a partial
+    /// index of the cards that have it, in value order, and one of those
+    /// that do not, in key order).
+    fn column(self) -> &'static str {
         match self {
             Sort::Cid => "id",
-            Sort::FlowUsed => "coalesce(flow_used_mb, '-Infinity'::float8)",
-            Sort::FlowLeft => "coalesce(flow_left_mb, '-Infinity'::float8)",
-            Sort::ActDate => "coalesce(act_date, '-infinity'::timestamptz)",
-            Sort::ExpireTime => "coalesce(expire_time, '-infinity'::timestamptz)",
+            Sort::FlowUsed => "flow_used_mb",
+            Sort::FlowLeft => "flow_left_mb",
+            Sort::ActDate => "act_date",
+            Sort::ExpireTime => "expire_time",
         }
     }
 
@@ -233,8 +235,8 @@ impl Sql {
             let p = s.bind(r);
             s.cond(format!("real_named = {p}"));
         }
-        // On the sort indexes' expressions, so a range is an index range;
-        // a card with no figure (-Infinity there) never matches a range.
+        // A card with no figure never matches a range; a range is a range
+        // of the partial index of the cards with a figure.
         for (v, sort, op) in [
             (q.min_used, Sort::FlowUsed, ">="),
             (q.max_used, Sort::FlowUsed, "<="),
@@ -243,10 +245,7 @@ impl Sql {
         ] {
             if let Some(v) = v {
                 let p = s.bind(v);
-                let e = sort.expr();
-                s.cond(format!(
-                    "{e} {op} {p}::float8 AND {e} > '-Infinity'::float8"
-                ));
+                s.cond(format!("{} {op} {p}::float8", sort.column()));
             }
         }
         for (i, a) in q.attrs.iter().enumerate() {
@@ -277,11 +276,12 @@ impl Sql {
 /// A row's sort value as a cursor holds it.
 #[derive(Debug, Clone, PartialEq)]
 enum Key {
+    /// Sorted by key: the key is all there is.
     None,
+    /// A card with no figure for the sorted value.
+    Missing,
     Float(f64),
     Time(DateTime<Utc>),
-    /// A missing time (sorted as `-infinity`, which chrono cannot hold).
-    NoTime,
 }
 
 /// The cursor: `<fingerprint>.<sort code><a|d>.<value>.<card key>`,
@@ -291,7 +291,7 @@ fn encode_token(q: &CardQuery, key: &Key, id: &str) -> String {
         Key::None => String::new(),
         Key::Float(f) => format!("{:016x}", f.to_bits()),
         Key::Time(t) => t.timestamp_micros().to_string(),
-        Key::NoTime => "-".into(),
+        Key::Missing => "-".into(),
     };
     let dir = if q.desc { "d" } else { "a" };
     let raw = format!(
@@ -323,10 +323,10 @@ fn decode_token(q: &CardQuery, token: &str) -> Result<(Key, String), ListRefused
     }
     let key = match q.sort {
         Sort::Cid => Key::None,
+        _ if value == "-" => Key::Missing,
         Sort::FlowUsed | Sort::FlowLeft => Key::Float(f64::from_bits(
             u64::from_str_radix(value, 16).map_err(|_| ListRefused::BadToken)?,
         )),
-        Sort::ActDate | Sort::ExpireTime if value == "-" => Key::NoTime,
         Sort::ActDate | Sort::ExpireTime => Key::Time(
             value
                 .parse::<i64>()
@@ -338,18 +338,18 @@ fn decode_token(q: &CardQuery, token: &str) -> Result<(Key, String), ListRefused
     Ok((key, id.to_owned()))
 }
 
-/// The sort value of a listed card (as the index orders it).
+/// The sort value of a listed card.
 fn key_of(sort: Sort, c: &v1::Card) -> Key {
     let time = |t: &Option<prost_types::Timestamp>| {
         t.as_ref()
             .and_then(gsl_proto::convert::from_timestamp)
             .map(Key::Time)
-            .unwrap_or(Key::NoTime)
+            .unwrap_or(Key::Missing)
     };
     match sort {
         Sort::Cid => Key::None,
-        Sort::FlowUsed => Key::Float(c.flow_used_mb.unwrap_or(f64::NEG_INFINITY)),
-        Sort::FlowLeft => Key::Float(c.flow_left_mb.unwrap_or(f64::NEG_INFINITY)),
+        Sort::FlowUsed => c.flow_used_mb.map(Key::Float).unwrap_or(Key::Missing),
+        Sort::FlowLeft => c.flow_left_mb.map(Key::Float).unwrap_or(Key::Missing),
         Sort::ActDate => time(&c.act_date),
         Sort::ExpireTime => time(&c.expire_time),
     }
@@ -443,12 +443,38 @@ impl CardStore {
         }))
     }
 
-    fn order_by(q: &CardQuery) -> String {
+    /// A page of a list sorted by a value: the cards without the value
+    /// and those with it as two segments, each read on its own partial
+    /// index and in its own order (ascending: those without first;
+    /// descending: last), merged. One index with the missing values folded
+    /// in (as `-Infinity`) let the planner walk millions of cards without
+    /// a figure in front of the few a filter wanted (3.1 s at 10M cards).
+    /// `missing` / `present` narrow a segment (`None`: all of it).
+    fn by_value_sql(
+        q: &CardQuery,
+        s: &mut Sql,
+        missing: Option<String>,
+        present: Option<String>,
+        skip: i64,
+        limit: i64,
+    ) -> String {
+        let col = q.sort.column();
         let dir = if q.desc { "DESC" } else { "ASC" };
-        match q.sort {
-            Sort::Cid => format!("id {dir}"),
-            s => format!("{} {dir}, id {dir}", s.expr()),
-        }
+        let w = s.where_();
+        let (k, o, l) = (s.bind(skip + limit), s.bind(skip), s.bind(limit));
+        let and = |c: &Option<String>| c.as_ref().map(|c| format!(" AND {c}")).unwrap_or_default();
+        let (seg_missing, seg_present) = if q.desc { (1, 0) } else { (0, 1) };
+        format!(
+            "SELECT * FROM (
+               (SELECT {seg_missing} AS seg, {LIST_COLUMNS} FROM cards WHERE {w} AND {col} IS NULL{}
+                ORDER BY id {dir} LIMIT {k})
+               UNION ALL
+               (SELECT {seg_present} AS seg, {LIST_COLUMNS} FROM cards WHERE {w} AND {col} IS NOT NULL{}
+                ORDER BY {col} {dir}, id {dir} LIMIT {k})
+             ) u ORDER BY seg, {col} {dir}, id {dir} OFFSET {o} LIMIT {l}",
+            and(&missing),
+            and(&present)
+        )
     }
 
     async fn by_offset(
@@ -458,12 +484,16 @@ impl CardStore {
         limit: i64,
     ) -> Result<Vec<v1::Card>, StoreError> {
         let mut s = Sql::of(q);
-        let (o, l) = (s.bind(skip), s.bind(limit));
-        let sql = format!(
-            "SELECT {LIST_COLUMNS} FROM cards WHERE {} ORDER BY {} OFFSET {o} LIMIT {l}",
-            s.where_(),
-            Self::order_by(q)
-        );
+        let sql = if q.sort == Sort::Cid {
+            let dir = if q.desc { "DESC" } else { "ASC" };
+            let (o, l) = (s.bind(skip), s.bind(limit));
+            format!(
+                "SELECT {LIST_COLUMNS} FROM cards WHERE {} ORDER BY id {dir} OFFSET {o} LIMIT {l}",
+                s.where_()
+            )
+        } else {
+            Self::by_value_sql(q, &mut s, None, None, skip, limit)
+        };
         self.read_cards(&sql, &s).await
     }
 
@@ -477,28 +507,39 @@ impl CardStore {
         let mut s = Sql::of(q);
         let op = if q.desc { "<" } else { ">" };
         let i = s.bind(id.to_owned());
-        let cond = match key {
-            Key::None => format!("id {op} {i}"),
+        let col = q.sort.column();
+        // The segment after the cursor's is whole; the one before it empty.
+        let (missing, present) = match key {
+            Key::None => {
+                let dir = if q.desc { "DESC" } else { "ASC" };
+                s.cond(format!("id {op} {i}"));
+                let l = s.bind(limit);
+                let sql = format!(
+                    "SELECT {LIST_COLUMNS} FROM cards WHERE {} ORDER BY id {dir} LIMIT {l}",
+                    s.where_()
+                );
+                return self.read_cards(&sql, &s).await;
+            }
+            Key::Missing => (
+                Some(format!("id {op} {i}")),
+                q.desc.then(|| "false".to_string()),
+            ),
             Key::Float(f) => {
                 let k = s.bind(*f);
-                format!("({}, id) {op} ({k}::float8, {i})", q.sort.expr())
+                (
+                    (!q.desc).then(|| "false".to_string()),
+                    Some(format!("({col}, id) {op} ({k}::float8, {i})")),
+                )
             }
             Key::Time(t) => {
                 let k = s.bind(*t);
-                format!("({}, id) {op} ({k}::timestamptz, {i})", q.sort.expr())
+                (
+                    (!q.desc).then(|| "false".to_string()),
+                    Some(format!("({col}, id) {op} ({k}::timestamptz, {i})")),
+                )
             }
-            Key::NoTime => format!(
-                "({}, id) {op} ('-infinity'::timestamptz, {i})",
-                q.sort.expr()
-            ),
         };
-        s.cond(cond);
-        let l = s.bind(limit);
-        let sql = format!(
-            "SELECT {LIST_COLUMNS} FROM cards WHERE {} ORDER BY {} LIMIT {l}",
-            s.where_(),
-            Self::order_by(q)
-        );
+        let sql = Self::by_value_sql(q, &mut s, missing, present, 0, limit);
         self.read_cards(&sql, &s).await
     }
 
