@@ -9,6 +9,7 @@ ALTER TABLE cards ALTER COLUMN id SET DATA TYPE text COLLATE "C";
 ALTER TABLE cards
     ADD COLUMN sim_type      smallint NOT NULL DEFAULT 3,   -- 1 vSIM, 2 eSIM, 3 physical
     ADD COLUMN keep_number   boolean  NOT NULL DEFAULT false, -- stopped to keep its number
+    ADD COLUMN cut_net       boolean,                       -- cut off on request (NULL: not reported)
     ADD COLUMN act_date      timestamptz,                   -- NULL: not reported
     ADD COLUMN expire_time   timestamptz,
     ADD COLUMN plan_id       text NOT NULL DEFAULT '',
@@ -46,6 +47,12 @@ CREATE INDEX cards_sort_act ON cards (tenant, act_date, id) WHERE act_date IS NO
 CREATE INDEX cards_none_act ON cards (tenant, id) WHERE act_date IS NULL;
 CREATE INDEX cards_sort_expire ON cards (tenant, expire_time, id) WHERE expire_time IS NOT NULL;
 CREATE INDEX cards_none_expire ON cards (tenant, id) WHERE expire_time IS NULL;
+
+-- A card without usage has no left data either: without these statistics
+-- the planner took the two as independent and, asked for cards without
+-- left data among those with used data over some figure (none), walked
+-- every card without left data to find them (2.2 s at 10M cards).
+CREATE STATISTICS cards_usage_nulls (mcv) ON flow_used_mb, flow_left_mb FROM cards;
 
 -- Which cards a tenant holds changes only with an import (a new card, or
 -- the operator moving a card to or from it): every such import moves that

@@ -162,6 +162,8 @@ pub enum Change {
     ThresholdMb(i64),
     /// Tri-net: the active profile's carrier.
     ActiveProfile(i32),
+    /// Cut off from the network on request (true) or restored (false).
+    CutNet(bool),
 }
 
 /// A stored card as the API shows it (every column of `cards`, plus
@@ -209,6 +211,8 @@ pub(crate) fn card(r: &tokio_postgres::Row) -> v1::Card {
         customer_attributes: attrs,
         sources: sources(r.get("sources_text"), r.get("imported_at")),
         imei_bind_remain_times: None,
+        cut_net_flag: r.get("cut_net"),
+        exceed_cut_net_flag: r.get::<_, i16>("stop_reason") == 2,
     }
 }
 
@@ -647,6 +651,7 @@ impl CardStore {
             Change::ActiveProfile(p) => {
                 ("active_profile = $3", vec![Box::new(small(i64::from(*p)))])
             }
+            Change::CutNet(cut) => ("cut_net = $3", vec![Box::new(*cut)]),
         };
         let groups = match change {
             Change::Status { .. } => "'status'",
@@ -658,6 +663,7 @@ impl CardStore {
             Change::SpeedKbps(_) => "'speed'",
             Change::ThresholdMb(_) => "'threshold'",
             Change::ActiveProfile(_) => "'profile'",
+            Change::CutNet(_) => "'network'",
         };
         let sql = format!(
             "UPDATE cards SET {set}, updated_at = $2, sources = sources || (SELECT jsonb_object_agg(g, jsonb_build_object('from', 'order', 'at', $2::timestamptz)) FROM unnest(ARRAY[{groups}]) AS g)

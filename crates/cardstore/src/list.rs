@@ -460,6 +460,19 @@ impl CardStore {
     ) -> String {
         let col = q.sort.column();
         let dir = if q.desc { "DESC" } else { "ASC" };
+        // A range on the sorted value leaves no card without it: say so
+        // (the planner does not see `x >= $1 AND x IS NULL` is empty, and
+        // walks every card without the value to find none).
+        let ranged = match q.sort {
+            Sort::FlowUsed => q.min_used.is_some() || q.max_used.is_some(),
+            Sort::FlowLeft => q.min_left.is_some() || q.max_left.is_some(),
+            _ => false,
+        };
+        let missing = if ranged {
+            Some("false".to_string())
+        } else {
+            missing
+        };
         let w = s.where_();
         let (k, o, l) = (s.bind(skip + limit), s.bind(skip), s.bind(limit));
         let and = |c: &Option<String>| c.as_ref().map(|c| format!(" AND {c}")).unwrap_or_default();

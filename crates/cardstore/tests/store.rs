@@ -306,10 +306,33 @@ async fn outcomes_are_newest_wins() {
     s.apply("X1", &Change::ActiveProfile(v1::Carrier::Cu as i32), t)
         .await
         .unwrap();
+    assert_eq!(
+        s.card("acme", "X1").await.unwrap().unwrap().cut_net_flag,
+        None,
+        "not reported before any cutoff"
+    );
+    s.apply("X1", &Change::CutNet(true), t).await.unwrap();
     let c = s.card("acme", "X1").await.unwrap().unwrap();
     assert_eq!(c.speed_kbps, 512);
     assert_eq!(c.threshold_mb, 2048);
     assert_eq!(c.active_profile, v1::Carrier::Cu as i32);
+    assert_eq!(c.cut_net_flag, Some(true));
+    // Where each value came from: the changes above from an order, at
+    // their time; the rest from the import.
+    let from = |f: &str| {
+        c.sources
+            .iter()
+            .find(|x| x.field == f)
+            .map(|x| (x.source, x.at.as_ref().map(|a| a.seconds)))
+    };
+    let at = Some(t.timestamp());
+    for f in ["speed", "threshold", "profile", "network"] {
+        assert_eq!(from(f), Some((v1::CardSource::Order as i32, at)), "{f}");
+    }
+    assert_eq!(
+        from("numbers").map(|x| x.0),
+        Some(v1::CardSource::Import as i32)
+    );
     // A rebind resumes only a card of the named carrier.
     let rebind = Change::Imei {
         imei: "861234567890123".into(),

@@ -277,6 +277,8 @@ fn change_of(kind: OperationKind, op: &v1::Operation) -> Option<Change> {
         (OperationKind::SwitchNetwork, Some(O::SwitchNetwork(s))) => {
             Change::ActiveProfile(s.target)
         }
+        (OperationKind::NetworkCutoff, _) => Change::CutNet(true),
+        (OperationKind::NetworkRestore, _) => Change::CutNet(false),
         _ => return None,
     })
 }

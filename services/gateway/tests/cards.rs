@@ -418,6 +418,23 @@ async fn the_card_list_searches_filters_sorts_and_pages_as_the_reference() {
             },
         ),
         (
+            "used range, by used data descending",
+            v1::ListCardsRequest {
+                min_used_flow: Some(50.0),
+                sort: "flow_used".into(),
+                order: "desc".into(),
+                ..base.clone()
+            },
+        ),
+        (
+            "left range, by left data",
+            v1::ListCardsRequest {
+                max_left_flow: Some(120.0),
+                sort: "flow_left".into(),
+                ..base.clone()
+            },
+        ),
+        (
             "everything at once, by left data descending",
             v1::ListCardsRequest {
                 sim_status: vec![10, 13, 20],

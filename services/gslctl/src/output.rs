@@ -264,6 +264,8 @@ pub fn card(c: &v1::Card) -> Value {
         "exceed_cut_net_quota": c.threshold_mb,
         "imei_bind_remain_times": c.imei_bind_remain_times.map(|v| json!(v)).unwrap_or(json!(NOT_REPORTED)),
         "keep_number": c.keep_number,
+        "cut_net_flag": c.cut_net_flag.map(|v| json!(v)).unwrap_or(json!(NOT_REPORTED)),
+        "exceed_cut_net_flag": c.exceed_cut_net_flag,
         "sources": c.sources.iter().map(|s| json!({"fields": s.field, "from": source(s.source), "as_of": time(&s.at)})).collect::<Vec<_>>(),
     });
     if let Value::Object(m) = &mut v {
