@@ -463,15 +463,20 @@ impl CardStore {
         // A range on the sorted value leaves no card without it: say so
         // (the planner does not see `x >= $1 AND x IS NULL` is empty, and
         // walks every card without the value to find none).
-        let ranged = match q.sort {
-            Sort::FlowUsed => q.min_used.is_some() || q.max_used.is_some(),
-            Sort::FlowLeft => q.min_left.is_some() || q.max_left.is_some(),
-            _ => false,
-        };
-        let missing = if ranged {
-            Some("false".to_string())
-        } else {
-            missing
+        // Left data is allowance - used: a range on left data also leaves
+        // no card without used data, and among cards with used data those
+        // without left data are those without an allowance (a small
+        // partial index of its own).
+        let used_range = q.min_used.is_some() || q.max_used.is_some();
+        let left_range = q.min_left.is_some() || q.max_left.is_some();
+        let missing = match q.sort {
+            Sort::FlowUsed if used_range || left_range => Some("false".to_string()),
+            Sort::FlowLeft if left_range => Some("false".to_string()),
+            Sort::FlowLeft if used_range => Some(match missing {
+                Some(m) => format!("allowance_mb IS NULL AND flow_used_mb IS NOT NULL AND {m}"),
+                None => "allowance_mb IS NULL AND flow_used_mb IS NOT NULL".to_string(),
+            }),
+            _ => missing,
         };
         let w = s.where_();
         let (k, o, l) = (s.bind(skip + limit), s.bind(skip), s.bind(limit));
