@@ -294,9 +294,23 @@ async fn metrics_count_what_happened() {
     );
     let o = w.submit_and_wait("metered", &with_unknown, None).await;
     assert_eq!((o.succeeded, o.failed), (3, 1));
-    let gw = w
-        .metrics(&w.rig.gw.printed("admin").expect("gateway admin address"))
-        .await;
+    // The gateway counts a report once it has handled all of it (the card
+    // store written, the events published), which can be just after the
+    // order settled.
+    let admin = w.rig.gw.printed("admin").expect("gateway admin address");
+    let mut gw = String::new();
+    for _ in 0..50 {
+        gw = w.metrics(&admin).await;
+        if metric(
+            &gw,
+            "gsl_gateway_reports_total",
+            &["kind=\"succeeded\"", "duplicate=\"false\""],
+        ) == Some(3.0)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         metric(
             &gw,
