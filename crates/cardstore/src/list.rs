@@ -706,17 +706,37 @@ impl CardStore {
         }
     }
 
-    /// Rebuild a tenant's anchors from one consistent snapshot (one read of
-    /// its key index); the card count.
+    /// Rebuild a tenant's anchors (one read of its key index); the card
+    /// count. Rebuilds of one tenant take turns (an advisory lock), and a
+    /// rebuild that waited finds the anchors current and stops: two lists
+    /// after an import do not both rebuild, nor trip over each other's rows.
+    /// Read committed is enough: the generation is read first, so anything
+    /// a later statement sees beyond it moved the generation past the one
+    /// recorded here, and the anchors are simply stale again.
     pub async fn rebuild_anchors(&self, tenant: &str) -> Result<i64, StoreError> {
         retrying(|| async {
             let mut c = self.client().await?;
-            let tx = c
-                .build_transaction()
-                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                .start()
+            let tx = c.transaction().await.map_err(StoreError::query("begin"))?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('gsl-card-anchors'), hashtext($1))",
+                &[&tenant],
+            )
+            .await
+            .map_err(StoreError::query("anchor lock"))?;
+            let current: Option<i64> = tx
+                .query_opt(
+                    "SELECT s.total FROM card_anchor_sets s
+                     LEFT JOIN card_membership m ON m.tenant = s.tenant
+                     WHERE s.tenant = $1 AND s.generation = coalesce(m.generation, 0)",
+                    &[&tenant],
+                )
                 .await
-                .map_err(StoreError::query("begin"))?;
+                .map_err(StoreError::query("anchor set"))?
+                .map(|r| r.get(0));
+            if let Some(total) = current {
+                tx.commit().await.map_err(StoreError::query("commit"))?;
+                return Ok(total);
+            }
             let generation: i64 = tx
                 .query_opt(
                     "SELECT generation FROM card_membership WHERE tenant = $1",

@@ -336,3 +336,35 @@ async fn a_filtered_count_past_the_exact_limit_is_an_estimate_and_says_so() {
         .unwrap();
     assert_eq!((p.count, p.count_estimated), (0, false));
 }
+
+#[tokio::test]
+async fn lists_at_once_after_an_import_all_answer_and_agree() {
+    let s = store().await;
+    let cards: Vec<v1::Card> = keys(30_000, 9).into_iter().map(card).collect();
+    s.import("acme", &cards, Claim::NewOrOwn).await.unwrap();
+    for round in 0..3 {
+        // Each round makes the anchors stale, then asks eight times at once.
+        let more: Vec<v1::Card> = keys(100, 100 + round).into_iter().map(card).collect();
+        s.import("acme", &more, Claim::NewOrOwn).await.unwrap();
+        let q = all("acme");
+        let asks = (0..8).map(|i| {
+            let (s, q) = (s.clone(), q.clone());
+            async move {
+                s.list_cards(
+                    &q,
+                    &Page::Number {
+                        limit: 100,
+                        number: 1 + i * 37,
+                    },
+                )
+                .await
+            }
+        });
+        let answers = futures::future::join_all(asks).await;
+        let counts: Vec<u64> = answers
+            .into_iter()
+            .map(|a| a.expect("no list fails").expect("served").count)
+            .collect();
+        assert!(counts.windows(2).all(|w| w[0] == w[1]), "{counts:?}");
+    }
+}
