@@ -114,6 +114,53 @@ const IMPORT_TYPES: &[Type] = &[
     Type::INT4,
 ];
 
+/// The first 15 of [`IMPORT_COLUMNS`] for one card, converted to their
+/// column types (what an import and the legacy copy both write).
+struct BaseColumns<'a> {
+    card: &'a v1::Card,
+    carrier: i16,
+    sim_status: i16,
+    stop_reason: i16,
+    trinet_version: i16,
+    speed_kbps: i32,
+    active_profile: i16,
+}
+
+impl<'a> BaseColumns<'a> {
+    fn of(card: &'a v1::Card) -> BaseColumns<'a> {
+        BaseColumns {
+            card,
+            carrier: small(i64::from(card.carrier)),
+            sim_status: small(i64::from(card.sim_status)),
+            stop_reason: small(i64::from(card.stop_reason)),
+            trinet_version: small(i64::from(card.trinet_version)),
+            speed_kbps: card.speed_kbps.min(i32::MAX as u32) as i32,
+            active_profile: small(i64::from(card.active_profile)),
+        }
+    }
+
+    fn values(&self) -> [&(dyn ToSql + Sync); 15] {
+        let c = self.card;
+        [
+            &c.id,
+            &self.carrier,
+            &self.sim_status,
+            &self.stop_reason,
+            &c.pooled,
+            &c.real_named,
+            &self.trinet_version,
+            &c.imei,
+            &self.speed_kbps,
+            &c.threshold_mb,
+            &c.batch_no,
+            &self.active_profile,
+            &c.msisdn,
+            &c.imsi,
+            &c.access_number,
+        ]
+    }
+}
+
 /// Customer attributes are six; a card's list may be shorter.
 fn attr(c: &v1::Card, i: usize) -> &str {
     c.customer_attributes
@@ -417,22 +464,12 @@ impl CardStore {
             } else {
                 card.sim_type
             }));
-            let row: [&(dyn ToSql + Sync); 29] = [
-                &card.id,
-                &small(i64::from(card.carrier)),
-                &small(i64::from(card.sim_status)),
-                &small(i64::from(card.stop_reason)),
-                &card.pooled,
-                &card.real_named,
-                &small(i64::from(card.trinet_version)),
-                &card.imei,
-                &(card.speed_kbps.min(i32::MAX as u32) as i32),
-                &card.threshold_mb,
-                &card.batch_no,
-                &small(i64::from(card.active_profile)),
-                &card.msisdn,
-                &card.imsi,
-                &card.access_number,
+            let attrs: [&str; 6] = std::array::from_fn(|i| attr(card, i));
+            let pos = pos as i32;
+            let base = BaseColumns::of(card);
+            let mut row: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(29);
+            row.extend(base.values());
+            row.extend::<[&(dyn ToSql + Sync); 14]>([
                 &sim_type,
                 &card.keep_number,
                 &act,
@@ -440,14 +477,14 @@ impl CardStore {
                 &card.plan_id,
                 &card.plan_name,
                 &card.allowance_mb,
-                &attr(card, 0),
-                &attr(card, 1),
-                &attr(card, 2),
-                &attr(card, 3),
-                &attr(card, 4),
-                &attr(card, 5),
-                &(pos as i32),
-            ];
+                &attrs[0],
+                &attrs[1],
+                &attrs[2],
+                &attrs[3],
+                &attrs[4],
+                &attrs[5],
+                &pos,
+            ]);
             w.as_mut()
                 .write(&row)
                 .await
@@ -539,25 +576,10 @@ impl CardStore {
                 .as_ref()
                 .and_then(gsl_proto::convert::from_timestamp)
                 .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
-            let row: [&(dyn ToSql + Sync); 17] = [
-                &card.id,
-                &small(i64::from(card.carrier)),
-                &small(i64::from(card.sim_status)),
-                &small(i64::from(card.stop_reason)),
-                &card.pooled,
-                &card.real_named,
-                &small(i64::from(card.trinet_version)),
-                &card.imei,
-                &(card.speed_kbps.min(i32::MAX as u32) as i32),
-                &card.threshold_mb,
-                &card.batch_no,
-                &small(i64::from(card.active_profile)),
-                &card.msisdn,
-                &card.imsi,
-                &card.access_number,
-                &card.tenant,
-                &at,
-            ];
+            let base = BaseColumns::of(card);
+            let mut row: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(17);
+            row.extend(base.values());
+            row.extend::<[&(dyn ToSql + Sync); 2]>([&card.tenant, &at]);
             w.as_mut()
                 .write(&row)
                 .await

@@ -393,6 +393,28 @@ impl<'a> tokio_postgres::types::FromSql<'a> for JsonText {
     }
 }
 
+/// A tenant's card count, when its anchors are of its current membership
+/// generation (no row: stale or never built).
+const CURRENT_ANCHORS_SQL: &str = "SELECT s.total FROM card_anchor_sets s
+     LEFT JOIN card_membership m ON m.tenant = s.tenant
+     WHERE s.tenant = $1 AND s.generation = coalesce(m.generation, 0)";
+
+/// How a page is read.
+enum Plan {
+    /// From row `skip` of the unfiltered key-ordered list, by its anchors
+    /// (which give the count too).
+    Anchored(i64),
+    /// By one statement, next to the count.
+    Read(Read),
+}
+
+enum Read {
+    /// After a cursor's row.
+    After(Key, String),
+    /// From row `skip`, by `OFFSET`.
+    Offset(i64),
+}
+
 /// The columns a listed card is read with.
 const LIST_COLUMNS: &str = "*, sources::text AS sources_text";
 
@@ -403,32 +425,50 @@ impl CardStore {
         q: &CardQuery,
         page: &Page,
     ) -> Result<Result<CardPage, ListRefused>, StoreError> {
-        // The page and the count on two connections at once: a page costs
-        // the slower of the two, not their sum.
-        let rows = async {
-            Ok::<_, StoreError>(match page {
-                Page::After { limit, token } => match decode_token(q, token) {
-                    Ok((key, id)) => Ok((*limit, self.after(q, &key, &id, *limit).await?)),
-                    Err(e) => Err(e),
-                },
-                Page::Number { limit, number } => {
-                    let skip = (number - 1).max(0).saturating_mul(*limit);
-                    if !q.is_filtered() && q.sort == Sort::Cid && skip > 0 {
-                        Ok((*limit, self.by_anchor(q, skip, *limit).await?))
-                    } else if skip > MAX_SKIP {
-                        Err(ListRefused::TooDeep)
-                    } else {
-                        Ok((*limit, self.by_offset(q, skip, *limit).await?))
-                    }
+        // What to read, or why not, before any query.
+        let (limit, plan) = match page {
+            Page::After { limit, token } => match decode_token(q, token) {
+                Ok((key, id)) => (*limit, Plan::Read(Read::After(key, id))),
+                Err(e) => return Ok(Err(e)),
+            },
+            Page::Number { limit, number } => {
+                let skip = (number - 1).max(0).saturating_mul(*limit);
+                if !q.is_filtered() && q.sort == Sort::Cid && skip > 0 {
+                    (*limit, Plan::Anchored(skip))
+                } else if skip > MAX_SKIP {
+                    return Ok(Err(ListRefused::TooDeep));
+                } else {
+                    (*limit, Plan::Read(Read::Offset(skip)))
                 }
-            })
+            }
         };
-        let (rows, count) = tokio::join!(rows, self.count_matches(q));
-        let (limit, rows) = match rows? {
-            Ok(r) => r,
-            Err(refused) => return Ok(Err(refused)),
+        // The unfiltered count is the anchors' total, which an anchored
+        // page needs first; otherwise the page and the count go on two
+        // connections at once (a page costs the slower, not their sum).
+        let (rows, (count, count_estimated)) = match plan {
+            Plan::Anchored(skip) => {
+                let total = self.anchors(&q.tenant).await?;
+                let rows = self.by_anchor(q, total, skip, limit).await?;
+                (rows, (total.max(0) as u64, false))
+            }
+            Plan::Read(read) => {
+                let rows = async {
+                    match read {
+                        Read::After(key, id) => self.after(q, &key, &id, limit).await,
+                        Read::Offset(skip) => self.by_offset(q, skip, limit).await,
+                    }
+                };
+                let count = async {
+                    if q.is_filtered() {
+                        self.count_filtered(q).await
+                    } else {
+                        Ok((self.anchors(&q.tenant).await?.max(0) as u64, false))
+                    }
+                };
+                let (rows, count) = tokio::join!(rows, count);
+                (rows?, count?)
+            }
         };
-        let (count, count_estimated) = count?;
         let next_token = match rows.last() {
             Some(last) if rows.len() as i64 == limit => {
                 encode_token(q, &key_of(q.sort, last), &last.id)
@@ -562,14 +602,14 @@ impl CardStore {
     }
 
     /// The unfiltered key-ordered list from row `skip` (in the asked
-    /// direction), through the anchors.
+    /// direction), through the anchors (`total`: their count).
     async fn by_anchor(
         &self,
         q: &CardQuery,
+        total: i64,
         skip: i64,
         limit: i64,
     ) -> Result<Vec<v1::Card>, StoreError> {
-        let total = self.anchors(&q.tenant).await?;
         // Rows [lo, hi] in ascending key order.
         let (lo, hi) = if q.desc {
             (total - skip - limit, total - 1 - skip)
@@ -621,11 +661,9 @@ impl CardStore {
         Ok(rows.iter().map(crate::cards::card).collect())
     }
 
-    /// How many cards `q` matches, and whether that is an estimate.
-    async fn count_matches(&self, q: &CardQuery) -> Result<(u64, bool), StoreError> {
-        if !q.is_filtered() {
-            return Ok((self.anchors(&q.tenant).await?.max(0) as u64, false));
-        }
+    /// How many cards a filtered `q` matches, and whether that is an
+    /// estimate (an unfiltered list's count is its anchors' total).
+    async fn count_filtered(&self, q: &CardQuery) -> Result<(u64, bool), StoreError> {
         let mut s = Sql::of(q);
         let cap = s.bind(EXACT_COUNT_MAX + 1);
         let mut c = self.client().await?;
@@ -690,12 +728,7 @@ impl CardStore {
     pub async fn anchors(&self, tenant: &str) -> Result<i64, StoreError> {
         let c = self.client().await?;
         let valid: Option<i64> = c
-            .query_opt(
-                "SELECT s.total FROM card_anchor_sets s
-                 LEFT JOIN card_membership m ON m.tenant = s.tenant
-                 WHERE s.tenant = $1 AND s.generation = coalesce(m.generation, 0)",
-                &[&tenant],
-            )
+            .query_opt(CURRENT_ANCHORS_SQL, &[&tenant])
             .await
             .map_err(StoreError::query("anchor set"))?
             .map(|r| r.get(0));
@@ -725,9 +758,7 @@ impl CardStore {
             .map_err(StoreError::query("anchor lock"))?;
             let current: Option<i64> = tx
                 .query_opt(
-                    "SELECT s.total FROM card_anchor_sets s
-                     LEFT JOIN card_membership m ON m.tenant = s.tenant
-                     WHERE s.tenant = $1 AND s.generation = coalesce(m.generation, 0)",
+                    CURRENT_ANCHORS_SQL,
                     &[&tenant],
                 )
                 .await

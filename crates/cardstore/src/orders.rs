@@ -60,39 +60,91 @@ fn as_i64(id: u64) -> i64 {
     i64::try_from(id).unwrap_or(i64::MAX)
 }
 
+/// Orders as the upsert takes them: one array per column.
+struct PutColumns {
+    ids: Vec<i64>,
+    tenants: Vec<String>,
+    kinds: Vec<i32>,
+    /// Each as an array literal (`{1,2}`): arrays of ragged arrays do not
+    /// bind.
+    carriers: Vec<String>,
+    statuses: Vec<i32>,
+    created: Vec<DateTime<Utc>>,
+    fanout: Vec<bool>,
+    revisions: Vec<i64>,
+}
+
+impl PutColumns {
+    fn of<'a>(rows: impl IntoIterator<Item = (&'a OrderRow, u64)>) -> PutColumns {
+        let mut p = PutColumns {
+            ids: vec![],
+            tenants: vec![],
+            kinds: vec![],
+            carriers: vec![],
+            statuses: vec![],
+            created: vec![],
+            fanout: vec![],
+            revisions: vec![],
+        };
+        for (r, revision) in rows {
+            p.ids.push(as_i64(r.id));
+            p.tenants.push(r.tenant.clone());
+            p.kinds.push(r.kind);
+            let list: Vec<String> = r.carriers.iter().map(|c| c.to_string()).collect();
+            p.carriers.push(format!("{{{}}}", list.join(",")));
+            p.statuses.push(r.status);
+            p.created.push(r.created_at);
+            p.fanout.push(r.fanout_done);
+            p.revisions.push(as_i64(revision));
+        }
+        p
+    }
+}
+
+/// Upsert `p`, an older revision never overwriting a newer one.
+async fn put_orders<C: deadpool_postgres::GenericClient>(
+    c: &C,
+    p: &PutColumns,
+) -> Result<(), StoreError> {
+    let st = c
+        .prepare_cached(
+            "INSERT INTO orders (id, tenant, kind, carriers, status, created_at, fanout_done, revision)
+             SELECT id, tenant, kind, carriers::integer[], status, created_at, fanout_done, revision
+             FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::text[], $5::integer[],
+                         $6::timestamptz[], $7::boolean[], $8::bigint[])
+                  AS e(id, tenant, kind, carriers, status, created_at, fanout_done, revision)
+             ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, kind = EXCLUDED.kind,
+               carriers = EXCLUDED.carriers, status = EXCLUDED.status, created_at = EXCLUDED.created_at,
+               fanout_done = EXCLUDED.fanout_done, revision = EXCLUDED.revision
+             WHERE orders.revision < EXCLUDED.revision",
+        )
+        .await
+        .map_err(StoreError::query("prepare index orders"))?;
+    c.execute(
+        &st,
+        &[
+            &p.ids,
+            &p.tenants,
+            &p.kinds,
+            &p.carriers,
+            &p.statuses,
+            &p.created,
+            &p.fanout,
+            &p.revisions,
+        ],
+    )
+    .await
+    .map_err(StoreError::query("index orders"))?;
+    Ok(())
+}
+
 impl CardStore {
     /// Record what revision `revision` of order `row.id` says, unless a
     /// newer revision is recorded. Revision 0: a note made before the
     /// bucket's own entry arrives (never overwrites anything).
     pub async fn index_order(&self, row: &OrderRow, revision: u64) -> Result<(), StoreError> {
         let c = self.client().await?;
-        let st = c
-            .prepare_cached(
-                "INSERT INTO orders (id, tenant, kind, carriers, status, created_at, fanout_done, revision)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, kind = EXCLUDED.kind,
-                   carriers = EXCLUDED.carriers, status = EXCLUDED.status, created_at = EXCLUDED.created_at,
-                   fanout_done = EXCLUDED.fanout_done, revision = EXCLUDED.revision
-                 WHERE orders.revision < EXCLUDED.revision",
-            )
-            .await
-            .map_err(StoreError::query("prepare index order"))?;
-        c.execute(
-            &st,
-            &[
-                &as_i64(row.id),
-                &row.tenant,
-                &row.kind,
-                &row.carriers,
-                &row.status,
-                &row.created_at,
-                &row.fanout_done,
-                &as_i64(revision),
-            ],
-        )
-        .await
-        .map_err(StoreError::query("index order"))?;
-        Ok(())
+        put_orders(&c, &PutColumns::of([(row, revision)])).await
     }
 
     /// Apply a run of the bucket's entries in one transaction (upserts,
@@ -106,29 +158,17 @@ impl CardStore {
         entries: &[IndexEntry],
         through: u64,
     ) -> Result<(), StoreError> {
-        let mut put: Vec<&IndexEntry> = entries
+        let mut put: Vec<(&OrderRow, u64)> = entries
             .iter()
-            .filter(|e| matches!(e, IndexEntry::Put(..)))
+            .filter_map(|e| match e {
+                IndexEntry::Put(r, rev) => Some((r, *rev)),
+                IndexEntry::Remove(..) => None,
+            })
             .collect();
         // One lock order for every replica (no deadlock between two
         // followers applying the same run).
-        put.sort_by_key(|e| e.id());
-        let (mut ids, mut tenants, mut kinds, mut carriers, mut statuses) =
-            (vec![], vec![], vec![], vec![], vec![]);
-        let (mut created, mut fanout, mut revs) = (vec![], vec![], vec![]);
-        for e in &put {
-            if let IndexEntry::Put(r, rev) = e {
-                ids.push(as_i64(r.id));
-                tenants.push(r.tenant.as_str());
-                kinds.push(r.kind);
-                let list: Vec<String> = r.carriers.iter().map(|c| c.to_string()).collect();
-                carriers.push(format!("{{{}}}", list.join(",")));
-                statuses.push(r.status);
-                created.push(r.created_at);
-                fanout.push(r.fanout_done);
-                revs.push(as_i64(*rev));
-            }
-        }
+        put.sort_by_key(|(r, _)| r.id);
+        let put = PutColumns::of(put);
         let (mut del_ids, mut del_revs) = (vec![], vec![]);
         for e in entries {
             if let IndexEntry::Remove(id, rev) = e {
@@ -139,27 +179,8 @@ impl CardStore {
         crate::retrying(|| async {
             let mut c = self.client().await?;
             let tx = c.transaction().await.map_err(StoreError::query("begin"))?;
-            if !ids.is_empty() {
-                let st = tx
-                    .prepare_cached(
-                        "INSERT INTO orders (id, tenant, kind, carriers, status, created_at, fanout_done, revision)
-                         SELECT id, tenant, kind, carriers::integer[], status, created_at, fanout_done, revision
-                         FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::text[], $5::integer[],
-                                     $6::timestamptz[], $7::boolean[], $8::bigint[])
-                              AS e(id, tenant, kind, carriers, status, created_at, fanout_done, revision)
-                         ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, kind = EXCLUDED.kind,
-                           carriers = EXCLUDED.carriers, status = EXCLUDED.status, created_at = EXCLUDED.created_at,
-                           fanout_done = EXCLUDED.fanout_done, revision = EXCLUDED.revision
-                         WHERE orders.revision < EXCLUDED.revision",
-                    )
-                    .await
-                    .map_err(StoreError::query("prepare index orders"))?;
-                tx.execute(
-                    &st,
-                    &[&ids, &tenants, &kinds, &carriers, &statuses, &created, &fanout, &revs],
-                )
-                .await
-                .map_err(StoreError::query("index orders"))?;
+            if !put.ids.is_empty() {
+                put_orders(&tx, &put).await?;
             }
             if !del_ids.is_empty() {
                 tx.execute(
