@@ -258,16 +258,13 @@ async fn poison_items_are_dead_lettered_and_the_consumer_keeps_going() {
         )
         .await;
     // A carrier that never answers well.
-    *r.sim
-        .engine
-        .platform(Carrier::Cu)
-        .faults
-        .settings
-        .write()
-        .unwrap() = Faults {
-        error_rate: 1.0,
-        ..Default::default()
-    };
+    r.sim.engine.set_faults(
+        Carrier::Cu,
+        Faults {
+            error_rate: 1.0,
+            ..Default::default()
+        },
+    );
     let bad = r.submit("poison-carrier", stop(), &cards[..3]).await;
     let o = r.settled(bad.id, Duration::from_secs(90)).await;
     assert_eq!(o.failed, 3);
@@ -311,13 +308,7 @@ async fn poison_items_are_dead_lettered_and_the_consumer_keeps_going() {
     .await
     .unwrap();
     // The carrier recovers; the consumer is not stuck behind the poison.
-    *r.sim
-        .engine
-        .platform(Carrier::Cu)
-        .faults
-        .settings
-        .write()
-        .unwrap() = Faults::default();
+    r.sim.engine.set_faults(Carrier::Cu, Faults::default());
     let good = r.submit("after-poison", stop(), &cards[3..4]).await;
     assert_eq!(
         r.settled(good.id, Duration::from_secs(60)).await.succeeded,
@@ -363,19 +354,16 @@ async fn thirty_percent_5xx_and_latency_spikes_every_item_ends() {
             ],
         )
         .await;
-    *r.sim
-        .engine
-        .platform(Carrier::Cu)
-        .faults
-        .settings
-        .write()
-        .unwrap() = Faults {
-        error_rate: 0.3,
-        spike_rate: 0.05,
-        spike_ms: 1500,
-        jitter_ms: 20,
-        ..Default::default()
-    };
+    r.sim.engine.set_faults(
+        Carrier::Cu,
+        Faults {
+            error_rate: 0.3,
+            spike_rate: 0.05,
+            spike_ms: 1500,
+            jitter_ms: 20,
+            ..Default::default()
+        },
+    );
     let o = r.submit("flaky", stop(), &cards).await;
     let done = r.settled(o.id, Duration::from_secs(240)).await;
     assert_eq!(done.succeeded + done.failed, 300, "none stuck");

@@ -535,20 +535,17 @@ async fn carrier_failures_then_success_and_nothing_applied_twice() {
         cards.push(s.card(Carrier::Cu, 1000 + i, in_use).await);
     }
     // 5xx, busy, lost answers and latency spikes past the adapter's timeout.
-    *s.sim
-        .engine
-        .platform(Carrier::Cu)
-        .faults
-        .settings
-        .write()
-        .unwrap() = Faults {
-        error_rate: 0.2,
-        busy_rate: 0.1,
-        drop_after_rate: 0.1,
-        spike_rate: 0.1,
-        spike_ms: 800,
-        ..Default::default()
-    };
+    s.sim.engine.set_faults(
+        Carrier::Cu,
+        Faults {
+            error_rate: 0.2,
+            busy_rate: 0.1,
+            drop_after_rate: 0.1,
+            spike_rate: 0.1,
+            spike_ms: 800,
+            ..Default::default()
+        },
+    );
     let o = s.submit("faulty", O::Stop(v1::Stop {}), &cards).await;
     let done = s.settled(o.id, Duration::from_secs(120)).await;
     assert_eq!(
@@ -1064,16 +1061,13 @@ async fn no_carrier_credential_in_any_output_of_a_failing_call() {
     let (_, password) = s.sim.engine.config.credentials.account(Carrier::Cmcc);
     let password = password.to_owned();
     // Every call dropped before an answer: transport errors all the way.
-    *s.sim
-        .engine
-        .platform(Carrier::Cmcc)
-        .faults
-        .settings
-        .write()
-        .unwrap() = Faults {
-        drop_before_rate: 1.0,
-        ..Default::default()
-    };
+    s.sim.engine.set_faults(
+        Carrier::Cmcc,
+        Faults {
+            drop_before_rate: 1.0,
+            ..Default::default()
+        },
+    );
     let a = s.card(Carrier::Cmcc, 52, in_use).await;
     let o = s
         .submit("leak", O::Stop(v1::Stop {}), std::slice::from_ref(&a))

@@ -86,7 +86,7 @@ async fn set_faults(
 ) -> Response {
     match carrier(&c) {
         Ok(c) => {
-            *e.platform(c).faults.settings.write().expect("faults lock") = f;
+            e.set_faults(c, f);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(r) => r,

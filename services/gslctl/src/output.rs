@@ -10,24 +10,23 @@ pub enum Format {
     Json,
 }
 
+/// A protobuf enum value's name without its prefix, in lower case (the
+/// number when it is not a known value).
+fn short_name(name: Option<&str>, prefix: &str, raw: i32) -> String {
+    name.map(|n| n.trim_start_matches(prefix).to_ascii_lowercase())
+        .unwrap_or_else(|| raw.to_string())
+}
+
 fn status(s: i32) -> String {
-    v1::WorkOrderStatus::try_from(s)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("WORK_ORDER_STATUS_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_else(|_| s.to_string())
+    let name = v1::WorkOrderStatus::try_from(s)
+        .ok()
+        .map(|v| v.as_str_name());
+    short_name(name, "WORK_ORDER_STATUS_", s)
 }
 
 fn item_status(s: i32) -> String {
-    v1::ItemStatus::try_from(s)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("ITEM_STATUS_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_else(|_| s.to_string())
+    let name = v1::ItemStatus::try_from(s).ok().map(|v| v.as_str_name());
+    short_name(name, "ITEM_STATUS_", s)
 }
 
 fn op(k: i32) -> String {
@@ -212,13 +211,8 @@ pub fn mb(v: Option<f64>) -> String {
 
 /// A value source's name.
 pub fn source(s: i32) -> String {
-    v1::CardSource::try_from(s)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("CARD_SOURCE_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_else(|_| s.to_string())
+    let name = v1::CardSource::try_from(s).ok().map(|v| v.as_str_name());
+    short_name(name, "CARD_SOURCE_", s)
 }
 
 /// A card with the reference's field names; a field no source gave is

@@ -391,6 +391,16 @@ impl Engine {
         *self.completion.write().expect("completion lock") = c;
     }
 
+    /// Replace the faults a carrier's platform injects.
+    pub fn set_faults(&self, c: Carrier, f: Faults) {
+        *self
+            .platform(c)
+            .faults
+            .settings
+            .write()
+            .expect("faults lock") = f;
+    }
+
     /// Virtual now.
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()

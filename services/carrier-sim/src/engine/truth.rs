@@ -25,26 +25,23 @@ impl Engine {
 
     /// Ground truth for one card.
     pub fn truth(&self, c: Carrier, card: &str) -> CardTruth {
-        self.platform(c)
-            .world
-            .truth
-            .lock()
-            .expect("truth lock")
-            .cards
-            .get(card)
-            .cloned()
-            .unwrap_or_default()
+        self.with_truth(c, |cards| cards.get(card).cloned().unwrap_or_default())
     }
 
     /// Ground truth for every card of a carrier that saw a change.
     pub fn all_truth(&self, c: Carrier) -> HashMap<String, CardTruth> {
-        self.platform(c)
+        self.with_truth(c, HashMap::clone)
+    }
+
+    /// `f` on a carrier's ground truth, under its lock.
+    fn with_truth<T>(&self, c: Carrier, f: impl FnOnce(&HashMap<String, CardTruth>) -> T) -> T {
+        f(&self
+            .platform(c)
             .world
             .truth
             .lock()
             .expect("truth lock")
-            .cards
-            .clone()
+            .cards)
     }
 
     pub fn totals(&self, c: Carrier) -> (u64, u64) {

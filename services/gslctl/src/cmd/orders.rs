@@ -24,12 +24,7 @@ pub async fn get(ctx: &mut Ctx, id: u64) -> Outcome {
         .get(authed(&tok, v1::GetRequest { id }))
         .await?
         .into_inner();
-    say(
-        format,
-        || output::order_rows(std::slice::from_ref(&o)),
-        || output::order(&o),
-    );
-    Ok(EXIT_OK)
+    Ok(show_order(format, &o))
 }
 
 pub async fn list(
@@ -188,12 +183,7 @@ pub async fn review(ctx: &mut Ctx, id: u64, action: Review) -> Outcome {
         }
     }
     .into_inner();
-    say(
-        format,
-        || output::order_rows(std::slice::from_ref(&o)),
-        || output::order(&o),
-    );
-    Ok(EXIT_OK)
+    Ok(show_order(format, &o))
 }
 
 pub async fn watch(ctx: &mut Ctx, id: u64) -> Outcome {
@@ -210,4 +200,14 @@ pub async fn watch(ctx: &mut Ctx, id: u64) -> Outcome {
     } else {
         EXIT_OK
     })
+}
+
+/// One order, as a table row or JSON.
+fn show_order(format: Format, o: &v1::WorkOrder) -> i32 {
+    say(
+        format,
+        || output::order_rows(std::slice::from_ref(o)),
+        || output::order(o),
+    );
+    EXIT_OK
 }
