@@ -90,6 +90,8 @@ impl Rig {
             ("GSL_RATE_CHANGE", "0".to_string()),
             ("GSL_RATE_QUERY", "0".to_string()),
             ("GSL_POLL_INTERVAL_MS", "200".to_string()),
+            // Card sync off unless a test turns it on (`extra`).
+            ("GSL_SYNC", "off".to_string()),
         ]);
         env.extend(self.sim.engine.config.credentials.adapter_env(c));
         env.extend(extra.iter().cloned());

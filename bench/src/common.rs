@@ -324,6 +324,8 @@ pub async fn spawn_adapter(
         ),
         ("GSL_ADMIN_LISTEN", "127.0.0.1:0".into()),
         ("RUST_LOG", service_log()),
+        // Card sync only where a benchmark measures it (`extra`).
+        ("GSL_SYNC", "off".into()),
     ];
     env.extend(creds.adapter_env(carrier));
     env.extend(extra.iter().cloned());

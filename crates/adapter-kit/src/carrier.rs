@@ -8,6 +8,7 @@
 //! module, not here.
 
 use crate::pacing::Pacer;
+use crate::reads::{ListPage, SyncCard, SyncPlan};
 use gsl_domain::carrier::Carrier;
 use gsl_domain::codes::ErrorCode;
 use gsl_proto::v1;
@@ -33,6 +34,9 @@ pub struct CallCtx<'a> {
     /// execution record.
     pub txn: &'a str,
     still_ours: Option<StillOurs<'a>>,
+    /// Card-sync reads: every call waits on [`Pacer::sync`] (work orders
+    /// first) instead of the work-order classes.
+    sync: bool,
 }
 
 impl<'a> CallCtx<'a> {
@@ -41,6 +45,17 @@ impl<'a> CallCtx<'a> {
             pace,
             txn,
             still_ours: None,
+            sync: false,
+        }
+    }
+
+    /// A context for card-sync reads.
+    pub fn sync(pace: &'a Pacer) -> CallCtx<'a> {
+        CallCtx {
+            pace,
+            txn: "",
+            still_ours: None,
+            sync: true,
         }
     }
 
@@ -50,6 +65,7 @@ impl<'a> CallCtx<'a> {
             pace,
             txn,
             still_ours: Some(still_ours),
+            sync: false,
         }
     }
 
@@ -60,6 +76,9 @@ impl<'a> CallCtx<'a> {
     pub async fn slot(&self, class: CallClass) -> CallResult<()> {
         loop {
             let ticket = match class {
+                // A sync read spends the class the module names (CU's
+                // reads spend its one budget), behind work orders.
+                _ if self.sync => self.pace.sync(class == CallClass::Change).await,
                 CallClass::Query => self.pace.query().await,
                 CallClass::Change => {
                     let t = self.pace.change().await;
@@ -462,4 +481,49 @@ pub trait CarrierApi: Send + Sync + 'static {
 
     /// Can the carrier be reached (for `/readyz`)?
     async fn ping(&self) -> Result<(), String>;
+
+    /// How card sync reads this carrier (`docs/carriers.md`, "Card sync").
+    fn sync_plan(&self) -> SyncPlan {
+        SyncPlan::NONE
+    }
+
+    /// Read cards one by one: one result per card, in order. A card the
+    /// carrier does not know is refused (`CardNotFound`); an answer with
+    /// codes we do not know keeps them raw and still counts as a read.
+    /// `now` is the services' shared clock (the read's time).
+    async fn read_cards(
+        &self,
+        _ctx: &CallCtx<'_>,
+        cards: &[SyncCard],
+        _now: &(dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync),
+    ) -> Vec<CallResult<v1::CardRead>> {
+        cards
+            .iter()
+            .map(|_| {
+                Err(CallError::refused(
+                    ErrorCode::NotSupported,
+                    "",
+                    "this carrier module has no card read",
+                ))
+            })
+            .collect()
+    }
+
+    /// One page of the carrier's card list: every card (`since` unset: a
+    /// full sweep) or those changed since `since`; `cursor` is the page
+    /// ("": the first). A `since` the carrier will not take is refused with
+    /// carrier code [`crate::reads::SINCE_TOO_OLD`].
+    async fn list_cards(
+        &self,
+        _ctx: &CallCtx<'_>,
+        _since: Option<chrono::DateTime<chrono::Utc>>,
+        _cursor: &str,
+        _now: &(dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync),
+    ) -> CallResult<ListPage> {
+        Err(CallError::refused(
+            ErrorCode::NotSupported,
+            "",
+            "this carrier has no card list",
+        ))
+    }
 }

@@ -140,6 +140,93 @@ pub struct AdapterConfig {
     /// defaults. Those named in [`CREDENTIAL_SETTINGS`] are kept as
     /// [`Secret`]s.
     pub carrier_settings: CarrierSettings,
+    /// Card sync (`GSL_SYNC*`; see [`SyncSettings`]).
+    pub sync: SyncSettings,
+}
+
+/// Card sync: how this adapter follows its carrier's cards
+/// (`docs/carriers.md`, "Card sync"). One adapter deployment serves one
+/// carrier, so each is a setting per carrier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncSettings {
+    /// `GSL_SYNC=on|off`.
+    pub enabled: bool,
+    /// A full sweep of the carrier's cards is spread over this
+    /// (`GSL_SYNC_INTERVAL_SECS`, default 24 h).
+    pub interval: Duration,
+    /// Changed-since passes, where the carrier has one
+    /// (`GSL_SYNC_CHANGED_SECS`, default 60: `cu.md` allows such polls at
+    /// most once a minute).
+    pub changed_every: Duration,
+    /// Most of the carrier's budget sync takes while work orders wait for it
+    /// (`GSL_SYNC_SHARE`, default 0.05); with none waiting it takes what is
+    /// free.
+    pub share: f64,
+    /// Cards one replica claims from a sweep at a time (`GSL_SYNC_CHUNK`).
+    pub chunk: usize,
+    /// How long an on-demand refresh of 500 cards may take before the
+    /// cards not yet read are given up (`GSL_SYNC_REFRESH_SECS`; at 5
+    /// calls/s 500 single-card reads take 100 s).
+    pub refresh_timeout: Duration,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            enabled: true,
+            interval: Duration::from_secs(24 * 3600),
+            changed_every: Duration::from_secs(60),
+            share: 0.05,
+            chunk: 10,
+            refresh_timeout: Duration::from_secs(150),
+        }
+    }
+}
+
+impl SyncSettings {
+    /// The defaults with `GSL_SYNC*` overrides read through `get`.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<SyncSettings, String> {
+        let mut s = SyncSettings {
+            enabled: match get("GSL_SYNC").as_deref() {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(o) => return Err(format!("GSL_SYNC {o:?}: expected on or off")),
+            },
+            ..SyncSettings::default()
+        };
+        let secs = |k: &str, d: Duration| -> Result<Duration, String> {
+            match get(k) {
+                None => Ok(d),
+                Some(v) => v
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x > 0.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| format!("{k} must be a positive number of seconds")),
+            }
+        };
+        s.interval = secs("GSL_SYNC_INTERVAL_SECS", s.interval)?;
+        s.changed_every = secs("GSL_SYNC_CHANGED_SECS", s.changed_every)?;
+        s.refresh_timeout = secs("GSL_SYNC_REFRESH_SECS", s.refresh_timeout)?;
+        if let Some(v) = get("GSL_SYNC_SHARE") {
+            s.share = v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|x| *x > 0.0 && *x <= 1.0)
+                .ok_or("GSL_SYNC_SHARE must be a number above 0 and at most 1")?;
+        }
+        if let Some(v) = get("GSL_SYNC_CHUNK") {
+            s.chunk = v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or("GSL_SYNC_CHUNK must be a whole number from 1 to 1000")?;
+        }
+        Ok(s)
+    }
 }
 
 /// Carrier settings that are credentials (kept as [`Secret`]s, never
@@ -212,6 +299,7 @@ impl AdapterConfig {
             instance: format!("adapter-{carrier}"),
             cooldown_holds: BTreeMap::new(),
             carrier_settings: CarrierSettings::default(),
+            sync: SyncSettings::default(),
         }
     }
 
@@ -262,6 +350,7 @@ impl AdapterConfig {
                 .map(|v| v.parse().map_err(|_| format!("{k} must be a whole number")))
                 .unwrap_or(Ok(d))
         };
+        c.sync = SyncSettings::from_lookup(|k| get(k))?;
         c.concurrency = num("GSL_CONCURRENCY", c.concurrency as u64)?.max(1) as usize;
         if let Some(r) = get("GSL_RATE_CHANGE") {
             c.rate_change = Rate::parse(&r)?;

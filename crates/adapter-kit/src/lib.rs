@@ -16,7 +16,8 @@
 //! | [`record`] | the execution record: what makes redelivery safe |
 //! | [`guards`] | cooldowns (atomic create) and quotas (compare-and-set) from the domain tables |
 //! | [`pacing`] | governor locally; a shared slot lease in KV across replicas |
-//! | [`report`] | Results reporting with retries |
+//! | [`report`] | Results reporting with retries (outcomes, and card-sync reads) |
+//! | [`reads`], [`sync`] | card sync: what a module reads, and the sweeps, changed-since passes and refreshes that drive it |
 //! | [`http`] | the carrier HTTP client: trace headers, timeouts, "may it have been sent?" |
 //! | [`config`], [`metrics`] | settings; Prometheus metrics |
 #![forbid(unsafe_code)]
@@ -30,8 +31,10 @@ pub mod http;
 pub mod metrics;
 pub mod pacing;
 pub mod readiness;
+pub mod reads;
 pub mod record;
 pub mod report;
+pub mod sync;
 pub mod worker;
 
 use crate::config::AdapterConfig;
@@ -82,10 +85,11 @@ impl Adapter {
         }
         let Opened {
             worker,
-            registry,
+            mut registry,
             client,
             js,
             metrics,
+            sync_kv,
         } = Worker::open(&cfg, api.clone()).await?;
         let shutdown = Shutdown::new();
 
@@ -110,7 +114,17 @@ impl Adapter {
         .await
         .map_err(|e| StartError::Consumer(e.to_string()))?;
 
-        let loops = vec![
+        let sync_metrics = sync::SyncMetrics::default();
+        sync_metrics.register(&mut registry);
+        let syncer = Arc::new(sync::Syncer {
+            api: api.clone(),
+            pacer: worker.pacer.clone(),
+            reporter: worker.reporter.clone(),
+            kv: sync_kv,
+            cfg: cfg.clone(),
+            metrics: sync_metrics,
+        });
+        let mut loops = vec![
             tokio::spawn(run_loop(worker.clone(), work, shutdown.clone(), Kind::Work)),
             tokio::spawn(run_loop(
                 worker.clone(),
@@ -125,6 +139,7 @@ impl Adapter {
                 shutdown.clone(),
             )),
         ];
+        loops.extend(syncer.spawn(client.clone(), &shutdown));
 
         let ready_js = js.clone();
         let ready_client = client.clone();
@@ -188,6 +203,8 @@ pub struct Opened {
     pub client: async_nats::Client,
     pub js: async_nats::jetstream::Context,
     pub metrics: metrics::Metrics,
+    /// Card-sync progress (`gsl_sync`).
+    pub sync_kv: async_nats::jetstream::kv::Store,
 }
 
 impl Worker {
@@ -263,6 +280,7 @@ impl Worker {
             client,
             js,
             metrics,
+            sync_kv: b.sync.clone(),
         })
     }
 }

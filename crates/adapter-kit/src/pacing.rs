@@ -207,12 +207,48 @@ impl Class {
 }
 
 /// Paces one carrier's calls by API class.
+///
+/// Card sync reads ([`Pacer::sync`]) spend the query budget (the change
+/// budget where queries do), the one work orders use, so together they
+/// never go over the carrier's limit. While work-order calls are waiting
+/// for that budget, sync takes at most its share (`GSL_SYNC_SHARE`) of it;
+/// when none wait it may take all that is free.
 pub struct Pacer {
     change: Class,
     query: Class,
     /// Queries spend the change budget.
     one_budget: bool,
     wait_seconds: Histogram,
+    /// Work-order calls waiting for a slot now.
+    work_waiting: AtomicUsize,
+    /// Sync's share of the budget while work waits.
+    sync_share: Option<DefaultDirectRateLimiter>,
+}
+
+/// Counts a work-order call as waiting while it is alive.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicUsize) -> Waiting<'a> {
+        n.fetch_add(1, Ordering::SeqCst);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A limiter at `share` of `rate`: one call per `window / (limit x share)`.
+fn share_limiter(rate: Rate, share: f64) -> Option<DefaultDirectRateLimiter> {
+    if rate.limit == 0 || share >= 1.0 {
+        return None;
+    }
+    let interval = rate.window.div_f64(f64::from(rate.limit) * share.max(1e-6));
+    let quota = Quota::with_period(interval)?.allow_burst(NonZeroU32::new(1)?);
+    Some(RateLimiter::direct(quota))
 }
 
 impl Pacer {
@@ -235,6 +271,15 @@ impl Pacer {
             ),
             one_budget: cfg.one_budget,
             wait_seconds,
+            work_waiting: AtomicUsize::new(0),
+            sync_share: share_limiter(
+                if cfg.one_budget {
+                    cfg.rate_change
+                } else {
+                    cfg.rate_query
+                },
+                cfg.sync.share,
+            ),
         })
     }
 
@@ -245,6 +290,8 @@ impl Pacer {
             query: Class::Off,
             one_budget: false,
             wait_seconds: Histogram::new([0.1]),
+            work_waiting: AtomicUsize::new(0),
+            sync_share: None,
         })
     }
 
@@ -259,15 +306,45 @@ impl Pacer {
     /// Before a call that changes something. The ticket must not be
     /// [`late`](Ticket::late) when the call is sent.
     pub async fn change(&self) -> Option<Ticket> {
+        let _w = Waiting::new(&self.work_waiting);
         self.timed(&self.change, "change").await
     }
 
     /// Before a query.
     pub async fn query(&self) -> Option<Ticket> {
+        let _w = Waiting::new(&self.work_waiting);
+        self.timed(self.query_class(), "query").await
+    }
+
+    fn query_class(&self) -> &Class {
         if self.one_budget {
-            return self.timed(&self.change, "query").await;
+            &self.change
+        } else {
+            &self.query
         }
-        self.timed(&self.query, "query").await
+    }
+
+    /// Whether work-order calls are waiting for the budget now.
+    pub fn work_waiting(&self) -> bool {
+        self.work_waiting.load(Ordering::SeqCst) > 0
+    }
+
+    /// Before a card-sync read (a query of the budget work orders use):
+    /// while work-order calls wait, first wait for sync's share.
+    /// `change_budget`: the carrier module spends the change budget for this
+    /// read (China Unicom: one budget for every call).
+    pub async fn sync(&self, change_budget: bool) -> Option<Ticket> {
+        if self.work_waiting()
+            && let Some(share) = &self.sync_share
+        {
+            share.until_ready().await;
+        }
+        let class = if change_budget {
+            &self.change
+        } else {
+            self.query_class()
+        };
+        self.timed(class, "sync").await
     }
 }
 

@@ -58,12 +58,56 @@ impl Reporter {
     /// Report until acknowledged. Returns whether the gateway saw it before.
     pub async fn report(&self, outcome: v1::ItemOutcome) -> Result<bool, ReportError> {
         let span = tracing::info_span!("report", work_order_id = outcome.work_order_id, card = %outcome.card, outcome = outcome.kind);
+        let req = v1::ReportRequest {
+            outcome: Some(outcome),
+        };
+        self.retrying(span, req, |mut c, r| async move { c.report(r).await })
+            .await
+            .map(|r| r.duplicate)
+    }
+
+    /// Hand card-sync reads to the gateway, until acknowledged.
+    pub async fn report_cards(
+        &self,
+        carrier: gsl_domain::Carrier,
+        reads: Vec<v1::CardRead>,
+    ) -> Result<v1::ReportCardsResponse, ReportError> {
+        let span = tracing::info_span!("report_cards", cards = reads.len());
+        let req = v1::ReportCardsRequest {
+            reads,
+            carrier: gsl_proto::convert::carrier_to_wire(carrier) as i32,
+        };
+        self.retrying(span, req, |mut c, r| async move { c.report_cards(r).await })
+            .await
+    }
+
+    /// The next cards of a sweep (see `Results.SweepCards`).
+    pub async fn sweep_cards(
+        &self,
+        req: v1::SweepCardsRequest,
+    ) -> Result<v1::SweepCardsResponse, ReportError> {
+        let span = tracing::info_span!("sweep_cards", after = %req.after);
+        self.retrying(span, req, |mut c, r| async move { c.sweep_cards(r).await })
+            .await
+    }
+
+    /// Call until the gateway answers: a refusal is final, anything else is
+    /// retried until `give_up_after`.
+    async fn retrying<Q, A, F, Fut>(
+        &self,
+        span: tracing::Span,
+        msg: Q,
+        call: F,
+    ) -> Result<A, ReportError>
+    where
+        Q: Clone,
+        F: Fn(v1::results_client::ResultsClient<Channel>, Request<Q>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<A>, tonic::Status>>,
+    {
         let started = std::time::Instant::now();
         let mut attempt = 0u32;
         loop {
-            let mut req = Request::new(v1::ReportRequest {
-                outcome: Some(outcome.clone()),
-            });
+            let mut req = Request::new(msg.clone());
             req.metadata_mut().insert(
                 "authorization",
                 format!("Bearer {}", self.token.expose())
@@ -74,10 +118,10 @@ impl Reporter {
             opentelemetry::global::get_text_map_propagator(|p| {
                 p.inject_context(&cx, &mut MetadataInjector(req.metadata_mut()))
             });
-            let r = tracing::Instrument::instrument(self.client.clone().report(req), span.clone())
-                .await;
+            let r =
+                tracing::Instrument::instrument(call(self.client.clone(), req), span.clone()).await;
             match r {
-                Ok(resp) => return Ok(resp.into_inner().duplicate),
+                Ok(resp) => return Ok(resp.into_inner()),
                 Err(s)
                     if matches!(
                         s.code(),
@@ -93,7 +137,7 @@ impl Reporter {
                     if started.elapsed() > self.give_up_after {
                         return Err(ReportError::GaveUp(s.message().to_owned()));
                     }
-                    tracing::warn!(code = ?s.code(), message = s.message(), "report failed; retrying");
+                    tracing::warn!(code = ?s.code(), message = s.message(), "call to the gateway failed; retrying");
                     attempt += 1;
                     tokio::time::sleep(REPORT_BACKOFF.delay(attempt)).await;
                 }

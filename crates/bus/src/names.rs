@@ -41,6 +41,15 @@ pub const KV_ACTIVE: &str = "gsl_active";
 pub const KV_RATE: &str = "gsl_rate";
 /// Back-office requests `<carrier>.<work order>.<card>` (`v1.BackOfficeRequest`).
 pub const KV_BACKOFFICE: &str = "gsl_backoffice";
+/// Card-sync progress per carrier (adapters): `<carrier>.sweep`,
+/// `<carrier>.changed`, shared by the carrier's adapter replicas.
+pub const KV_SYNC: &str = "gsl_sync";
+
+/// `gsl.sync.<carrier>.refresh`: the gateway asks the carrier's adapters
+/// (one replica, by queue group) to read cards now (`v1.SyncRefresh`).
+pub fn sync_refresh_subject(carrier: &str) -> String {
+    format!("gsl.sync.{carrier}.refresh")
+}
 
 /// Headers.
 pub mod headers {

@@ -90,6 +90,7 @@ pub fn for_role(role: &Role, inbox: &str) -> Permissions {
             p.extend([
                 "gsl.work.>".to_string(),
                 "gsl.evt.>".into(),
+                "gsl.sync.*.refresh".into(),
                 dlq_subject("intake"),
                 // Intake answers: only to intake clients' inboxes (the
                 // gateway checks the tenant part itself).
@@ -121,6 +122,7 @@ pub fn for_role(role: &Role, inbox: &str) -> Permissions {
                 (KV_QUOTA, format!("{c}.")),
                 (KV_RATE, format!("rate.{c}.")),
                 (KV_BACKOFFICE, format!("{c}.")),
+                (KV_SYNC, format!("{c}.")),
             ] {
                 p.push(kv_write(bucket, &prefix));
                 kv_read(bucket, &prefix, &mut p);
@@ -128,6 +130,10 @@ pub fn for_role(role: &Role, inbox: &str) -> Permissions {
             // No card registry: work items carry the card facts.
             durable(STREAM_WORK, &format!("adapter-{c}"), &mut p);
             durable(STREAM_FOLLOW, &format!("follow-{c}"), &mut p);
+            return Permissions {
+                publish: p,
+                subscribe: vec![format!("{inbox}.>"), sync_refresh_subject(c)],
+            };
         }
         Role::Intake(tenant) => {
             p = vec![

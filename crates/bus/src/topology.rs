@@ -108,6 +108,7 @@ pub struct Buckets {
     pub rate: Store,
     pub active: Store,
     pub backoffice: Store,
+    pub sync: Store,
 }
 
 fn stream_config(
@@ -223,6 +224,7 @@ pub async fn ensure(js: &Context, t: &Topology) -> Result<Buckets, BusError> {
         rate: ensure_bucket(js, KV_RATE, Duration::from_secs(300), t).await?,
         active: ensure_bucket(js, KV_ACTIVE, Duration::ZERO, t).await?,
         backoffice: ensure_bucket(js, KV_BACKOFFICE, year, t).await?,
+        sync: ensure_bucket(js, KV_SYNC, year, t).await?,
     })
 }
 
@@ -244,6 +246,7 @@ pub async fn bind(js: &Context) -> Result<Buckets, BusError> {
         rate: get(KV_RATE).await?,
         active: get(KV_ACTIVE).await?,
         backoffice: get(KV_BACKOFFICE).await?,
+        sync: get(KV_SYNC).await?,
     })
 }
 
@@ -396,6 +399,7 @@ pub async fn check(js: &Context) -> Result<(), BusError> {
         KV_RATE,
         KV_ACTIVE,
         KV_BACKOFFICE,
+        KV_SYNC,
     ] {
         js.get_key_value(b).await.map_err(|e| BusError::Topology {
             what: format!("bucket {b}"),

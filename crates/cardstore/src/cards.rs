@@ -260,6 +260,8 @@ pub(crate) fn card(r: &tokio_postgres::Row) -> v1::Card {
         imei_bind_remain_times: None,
         cut_net_flag: r.get("cut_net"),
         exceed_cut_net_flag: r.get::<_, i16>("stop_reason") == 2,
+        stop_reason_raw: r.get("stop_reason_raw"),
+        synced_at: ts("synced_at"),
     }
 }
 
@@ -628,7 +630,8 @@ impl CardStore {
     }
 
     /// Apply a change that succeeded at `at`, unless the card has a newer
-    /// record. Whether it changed the card.
+    /// record. Whether it changed the card. The read that confirmed the
+    /// outcome counts as the card's sync read (`synced_at`).
     pub async fn apply(
         &self,
         key: &str,
@@ -688,7 +691,7 @@ impl CardStore {
             Change::CutNet(_) => "'network'",
         };
         let sql = format!(
-            "UPDATE cards SET {set}, updated_at = $2, sources = sources || (SELECT jsonb_object_agg(g, jsonb_build_object('from', 'order', 'at', $2::timestamptz)) FROM unnest(ARRAY[{groups}]) AS g)
+            "UPDATE cards SET {set}, updated_at = $2, synced_at = greatest(synced_at, $2), sources = sources || (SELECT jsonb_object_agg(g, jsonb_build_object('from', 'order', 'at', $2::timestamptz)) FROM unnest(ARRAY[{groups}]) AS g)
              WHERE id = $1 AND updated_at <= $2"
         );
         let c = self.client().await?;

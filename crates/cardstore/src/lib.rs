@@ -14,6 +14,7 @@
 //! | [`cards`] | set-based lookups, `COPY` imports with ownership by the primary key, outcomes applied newest-wins, one card read |
 //! | [`list`] | the reference card list: filters, sorts, page numbers through anchors, the cursor, counts |
 //! | [`update`] | a tenant's own data on its cards (attributes, plan) |
+//! | [`sync`] | card sync: the cards a sweep reads next, and carrier reads compared and applied newest-wins |
 //! | [`batches`] | purchase batches: claimed like cards, changed under a row lock |
 //! | [`orders`] | the order index `List` filters, and how far it has followed the order bucket |
 //!
@@ -26,6 +27,7 @@ pub mod cards;
 pub mod list;
 pub mod orders;
 pub mod schema;
+pub mod sync;
 pub mod update;
 
 use std::time::Duration;

@@ -21,6 +21,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "the card list",
         include_str!("../migrations/0002_card_list.sql"),
     ),
+    (
+        3,
+        "card sync",
+        include_str!("../migrations/0003_card_sync.sql"),
+    ),
 ];
 
 /// The version this build needs.

@@ -247,6 +247,28 @@ impl v1::results_server::Results for ResultsSink {
             duplicate: false,
         }))
     }
+
+    /// Card sync has no store here: reads are taken and dropped.
+    async fn report_cards(
+        &self,
+        r: tonic::Request<v1::ReportCardsRequest>,
+    ) -> Result<tonic::Response<v1::ReportCardsResponse>, tonic::Status> {
+        Ok(tonic::Response::new(v1::ReportCardsResponse {
+            unknown: r.into_inner().reads.len() as u32,
+            ..Default::default()
+        }))
+    }
+
+    /// No cards to sweep.
+    async fn sweep_cards(
+        &self,
+        _r: tonic::Request<v1::SweepCardsRequest>,
+    ) -> Result<tonic::Response<v1::SweepCardsResponse>, tonic::Status> {
+        Ok(tonic::Response::new(v1::SweepCardsResponse {
+            end: true,
+            ..Default::default()
+        }))
+    }
 }
 
 impl ResultsSink {

@@ -434,16 +434,26 @@ impl Ct {
 
     /// The card's access number: registry, cache, or DCP `getTelephone`.
     async fn number(&self, ctx: &CallCtx<'_>, item: &Item) -> CallResult<String> {
-        if !item.access_number.is_empty() {
-            return Ok(item.access_number.clone());
+        self.number_of(ctx, &item.card, &item.access_number).await
+    }
+
+    /// The access number of `card` (`known`: the card store's, if any).
+    pub(crate) async fn number_of(
+        &self,
+        ctx: &CallCtx<'_>,
+        card: &str,
+        known: &str,
+    ) -> CallResult<String> {
+        if !known.is_empty() {
+            return Ok(known.to_owned());
         }
-        if let Some(n) = self.numbers.lock().expect("number cache").get(&item.card) {
+        if let Some(n) = self.numbers.lock().expect("number cache").get(card) {
             return Ok(n.clone());
         }
         let (pw, sign) = dcp_auth(
             &self.set,
             &[
-                &item.card,
+                card,
                 &self.set.dcp_user,
                 self.set.dcp_password.expose(),
                 "getTelephone",
@@ -457,7 +467,7 @@ impl Ct {
                 &[
                     ("method", "getTelephone".into()),
                     ("user_id", self.set.dcp_user.clone()),
-                    ("iccid", item.card.clone()),
+                    ("iccid", card.to_owned()),
                     ("passWord", pw),
                     ("sign", sign),
                 ],
@@ -475,11 +485,15 @@ impl Ct {
         self.numbers
             .lock()
             .expect("number cache")
-            .insert(item.card.clone(), n.clone());
+            .insert(card.to_owned(), n.clone());
         Ok(n)
     }
 
-    async fn read_card(&self, ctx: &CallCtx<'_>, number: &str) -> CallResult<serde_json::Value> {
+    pub(crate) async fn read_card(
+        &self,
+        ctx: &CallCtx<'_>,
+        number: &str,
+    ) -> CallResult<serde_json::Value> {
         let body = self
             .get(
                 ctx,
@@ -626,6 +640,26 @@ impl CarrierApi for Ct {
         } else {
             Lookup::NotMade
         })
+    }
+
+    fn sync_plan(&self) -> gsl_adapter_kit::reads::SyncPlan {
+        gsl_adapter_kit::reads::SyncPlan {
+            sweep: gsl_adapter_kit::reads::SweepBy::EachCard,
+            changed_since: false,
+        }
+    }
+
+    async fn read_cards(
+        &self,
+        ctx: &CallCtx<'_>,
+        cards: &[gsl_adapter_kit::reads::SyncCard],
+        now: &(dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync),
+    ) -> Vec<CallResult<gsl_proto::v1::CardRead>> {
+        let mut out = Vec::with_capacity(cards.len());
+        for c in cards {
+            out.push(self.sync_read(ctx, c, now()).await);
+        }
+        out
     }
 
     async fn ping(&self) -> Result<(), String> {

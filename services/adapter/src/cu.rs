@@ -148,19 +148,30 @@ impl Cu {
         Ok((status, json(&self.http, resp).await?))
     }
 
-    async fn device(&self, ctx: &CallCtx<'_>, iccid: &str) -> CallResult<Value> {
+    /// `GET {base}/{path}?{query}` answered 200, as JSON.
+    pub(crate) async fn get_json(
+        &self,
+        ctx: &CallCtx<'_>,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> CallResult<Value> {
         let (status, v) = self
             .send(
                 ctx,
                 self.http
                     .client
-                    .get(format!("{}/devices/{iccid}", self.base)),
+                    .get(format!("{}/{path}", self.base))
+                    .query(query),
             )
             .await?;
         if status != 200 {
             return Err(refusal(status, &v));
         }
         Ok(v)
+    }
+
+    async fn device(&self, ctx: &CallCtx<'_>, iccid: &str) -> CallResult<Value> {
+        self.get_json(ctx, &format!("devices/{iccid}"), &[]).await
     }
 }
 
@@ -251,6 +262,43 @@ impl CarrierApi for Cu {
         } else {
             Lookup::NotMade
         })
+    }
+
+    fn sync_plan(&self) -> gsl_adapter_kit::reads::SyncPlan {
+        gsl_adapter_kit::reads::SyncPlan {
+            sweep: gsl_adapter_kit::reads::SweepBy::EachCard,
+            changed_since: true,
+        }
+    }
+
+    async fn read_cards(
+        &self,
+        ctx: &CallCtx<'_>,
+        cards: &[gsl_adapter_kit::reads::SyncCard],
+        now: &(dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync),
+    ) -> Vec<CallResult<gsl_proto::v1::CardRead>> {
+        let mut out = Vec::with_capacity(cards.len());
+        for c in cards {
+            out.push(self.sync_read(ctx, c, now()).await);
+        }
+        out
+    }
+
+    async fn list_cards(
+        &self,
+        ctx: &CallCtx<'_>,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        cursor: &str,
+        _now: &(dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync),
+    ) -> CallResult<gsl_adapter_kit::reads::ListPage> {
+        match since {
+            Some(t) => self.sync_changed(ctx, t, cursor).await,
+            None => Err(CallError::refused(
+                ErrorCode::NotSupported,
+                "",
+                "China Unicom lists devices changed since a time only",
+            )),
+        }
     }
 
     async fn ping(&self) -> Result<(), String> {

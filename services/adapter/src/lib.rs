@@ -14,7 +14,8 @@
 //! * [`cu`]: China Unicom Jasper (synchronous `PUT` devices, one budget,
 //!   one call in flight, plans by mapping);
 //! * [`trinet`]: the tri-net platform (switches, policies, active profile);
-//! * [`common`]: answers every carrier gives the same meaning.
+//! * [`common`]: answers every carrier gives the same meaning;
+//! * [`sync`]: card sync reads per carrier (plans, read calls, parsers).
 //!
 //! ## Adding a carrier
 //!
@@ -67,6 +68,7 @@ pub mod cmcc;
 pub mod common;
 pub mod ct;
 pub mod cu;
+pub mod sync;
 pub mod trinet;
 
 use gsl_adapter_kit::carrier::CarrierApi;

@@ -17,9 +17,9 @@ use gsl_secret::Secret;
 use serde_json::json;
 
 pub struct Trinet {
-    base: String,
+    pub(crate) base: String,
     key: Secret,
-    http: Http,
+    pub(crate) http: Http,
 }
 
 impl Trinet {
@@ -31,7 +31,7 @@ impl Trinet {
         }
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         ctx: &CallCtx<'_>,
         class: CallClass,
@@ -198,6 +198,36 @@ impl CarrierApi for Trinet {
             404 => Ok(Lookup::NotMade),
             _ => Err(Trinet::refusal(status, &v)),
         }
+    }
+
+    fn sync_plan(&self) -> gsl_adapter_kit::reads::SyncPlan {
+        gsl_adapter_kit::reads::SyncPlan {
+            sweep: gsl_adapter_kit::reads::SweepBy::List,
+            changed_since: true,
+        }
+    }
+
+    async fn read_cards(
+        &self,
+        ctx: &CallCtx<'_>,
+        cards: &[gsl_adapter_kit::reads::SyncCard],
+        now: &(dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync),
+    ) -> Vec<CallResult<gsl_proto::v1::CardRead>> {
+        let mut out = Vec::with_capacity(cards.len());
+        for c in cards {
+            out.push(self.sync_read(ctx, c, now()).await);
+        }
+        out
+    }
+
+    async fn list_cards(
+        &self,
+        ctx: &CallCtx<'_>,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        cursor: &str,
+        now: &(dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync),
+    ) -> CallResult<gsl_adapter_kit::reads::ListPage> {
+        self.sync_list(ctx, since, cursor, now()).await
     }
 
     /// One call, not through the stack (the readiness check paces it).

@@ -150,6 +150,20 @@ async fn put_card(
     }
 }
 
+async fn drift(
+    State(e): S,
+    Path((c, id)): Path<(String, String)>,
+    axum::Json(d): axum::Json<crate::engine::drift::Drift>,
+) -> Response {
+    match carrier(&c) {
+        Ok(c) => match e.drift(c, &id, &d) {
+            Some(card) => axum::Json(card).into_response(),
+            None => StatusCode::NOT_FOUND.into_response(),
+        },
+        Err(r) => r,
+    }
+}
+
 async fn put_batch(
     State(e): S,
     Path((c, b)): Path<(String, String)>,
@@ -243,6 +257,7 @@ pub fn router(e: Arc<Engine>) -> Router {
         .route("/admin/{carrier}/limits", put(set_limits))
         .route("/admin/{carrier}/cards", get(cards))
         .route("/admin/{carrier}/cards/{id}", get(get_card).put(put_card))
+        .route("/admin/{carrier}/cards/{id}/drift", post(drift))
         .route(
             "/admin/{carrier}/batches/{batch}",
             get(get_batch).put(put_batch),

@@ -217,6 +217,26 @@ fn card_status(s: SimStatus) -> &'static str {
     }
 }
 
+/// 25S02's 12-digit stop reason (`cmcc.md`, SMOC's table): one `2` per
+/// reason. Reasons with no position of their own are the nearest the
+/// table has: over plan, threshold and pool are credit-control stops
+/// (the `2` at index 4), a violation a forced stop (index 10).
+pub fn stop_reason_code(status: SimStatus, r: StopReason) -> &'static str {
+    if status != SimStatus::Stopped {
+        return "000000000000";
+    }
+    match r {
+        StopReason::Normal => "000000000000",
+        StopReason::OnRequest => "000000002000",
+        StopReason::DeviceSeparation => "020000000000",
+        StopReason::PlanExpired => "200000000000",
+        StopReason::OverPlanQuota | StopReason::OverThreshold | StopReason::PoolExhausted => {
+            "000020000000"
+        }
+        StopReason::Violation => "000000000020",
+    }
+}
+
 fn stamp(t: DateTime<Utc>) -> String {
     t.with_timezone(&cst()).format("%Y%m%d%H%M%S").to_string()
 }
@@ -446,14 +466,10 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
                 Err(r) => return r,
             };
             let c = e.card(Carrier::Cmcc, &card).expect("found above");
-            // The reason table is not public: the simulator answers with the
-            // domain's operator_status code.
-            let reason = if c.stop_reason == StopReason::Normal {
-                String::new()
-            } else {
-                c.stop_reason.code().to_string()
-            };
-            ok(json!([{"platformType": "OneLink-CT", "stopReason": reason}]))
+            ok(json!([{
+                "platformType": "OneLink-CT",
+                "stopReason": stop_reason_code(c.status, c.stop_reason),
+            }]))
         }
         "query/sim-card-info/batch" => {
             let (kind, list) = match (get("msisdns"), get("iccids"), get("imsis")) {

@@ -342,6 +342,9 @@ pub struct SimConfig {
     /// Per-carrier limits (missing carriers get the defaults).
     pub limits: BTreeMap<Carrier, Limits>,
     pub faults: BTreeMap<Carrier, Faults>,
+    /// Cards per carrier the carrier changes on its own each (virtual) hour
+    /// (stops, expiry, IMEI and real-name changes; `engine::drift`); 0: none.
+    pub drift_per_hour: f64,
 }
 
 impl Default for SimConfig {
@@ -360,6 +363,7 @@ impl Default for SimConfig {
             completion: Completion::default(),
             limits: BTreeMap::new(),
             faults: BTreeMap::new(),
+            drift_per_hour: 0.0,
         }
     }
 }

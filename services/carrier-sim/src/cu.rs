@@ -17,6 +17,11 @@
 //!   default) sets the card's speed or usage cap; any other plan name is
 //!   recorded and changes nothing else. A future `effectiveDate` is not
 //!   simulated (400).
+//! * Card sync (`cu.md`, "Queries for card sync"): `GET
+//!   /cu/rws/api/v1/devices/{iccid}/ctdUsages` (status, IMEI, plans and the
+//!   cycle's usage, 0 here) and `GET /cu/rws/api/v1/devices?modifiedSince=`
+//!   (`pageSize` up to 50, `pageNumber` from 1; oldest change first;
+//!   `iccid, status, ratePlan, communicationPlan` only; `lastPage`).
 //! * Over the 5 calls/s policy: the status in
 //!   [`crate::config::Undocumented::cu_over_limit_status`] (Jasper documents
 //!   the policy, not the answer) with `Retry-After`.
@@ -169,6 +174,70 @@ async fn get_device(State(g): State<Gate>, Path(iccid): Path<String>) -> Respons
     }
 }
 
+async fn ctd_usages(State(g): State<Gate>, Path(iccid): Path<String>) -> Response {
+    match g.engine.card(Carrier::Cu, &iccid) {
+        None => unknown(&g.engine),
+        Some(c) => axum::Json(json!({
+            "iccid": c.id,
+            "imsi": c.imsi,
+            "msisdn": c.msisdn,
+            "imei": c.imei,
+            "status": jasper_status(c.status),
+            "ratePlan": c.rate_plan,
+            "communicationPlan": c.communication_plan,
+            "ctdDataUsage": 0,
+            "ctdSMSUsage": 0,
+            "ctdVoiceUsage": 0,
+            "ctdSessionCount": 0,
+            "overageLimitReached": false,
+            "overageLimitOverride": "DEFAULT",
+        }))
+        .into_response(),
+    }
+}
+
+/// Cisco's "search devices": devices modified since a time, oldest first.
+async fn search_devices(
+    State(g): State<Gate>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let e = &g.engine;
+    let Some(since) = q
+        .get("modifiedSince")
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+    else {
+        return bad(e, "modifiedSince is required (ISO 8601)");
+    };
+    let size: usize = match q.get("pageSize").map(|s| s.parse::<usize>()) {
+        None => 50,
+        Some(Ok(n)) if (1..=50).contains(&n) => n,
+        _ => return bad(e, "pageSize must be 1 to 50"),
+    };
+    let page: usize = match q.get("pageNumber").map(|s| s.parse::<usize>()) {
+        None => 1,
+        Some(Ok(n)) if n >= 1 => n,
+        _ => return bad(e, "pageNumber must be 1 or more"),
+    };
+    let skip = (page - 1) * size;
+    let cards = e.changed_since(Carrier::Cu, since, None, skip + size + 1);
+    let last = cards.len() <= skip + size;
+    let devices: Vec<Value> = cards
+        .iter()
+        .skip(skip)
+        .take(size)
+        .map(|c| {
+            json!({
+                "iccid": c.id,
+                "status": jasper_status(c.status),
+                "ratePlan": c.rate_plan,
+                "communicationPlan": c.communication_plan,
+            })
+        })
+        .collect();
+    axum::Json(json!({"devices": devices, "pageNumber": page, "lastPage": last})).into_response()
+}
+
 async fn put_device(State(g): State<Gate>, Path(iccid): Path<String>, body: Bytes) -> Response {
     let e = &g.engine;
     let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&body) else {
@@ -236,6 +305,8 @@ pub fn router(g: Gate) -> Router {
             "/rws/api/v1/devices/{iccid}",
             get(get_device).put(put_device),
         )
+        .route("/rws/api/v1/devices/{iccid}/ctdUsages", get(ctd_usages))
+        .route("/rws/api/v1/devices", get(search_devices))
         .layer(axum::middleware::from_fn_with_state(
             g.clone(),
             crate::gate::gate,

@@ -54,6 +54,28 @@ pub struct CardRecord {
     pub rate_plan: String,
     #[serde(default)]
     pub communication_plan: String,
+    /// When a field the carriers' card reads show last changed (status,
+    /// stop reason, real-name, IMEI, profile, network); `None`: never since
+    /// the inventory was generated ([`GENERATED_AT`]).
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// The change time of a card nothing has changed since it was generated.
+pub const GENERATED_AT: &str = "2026-01-01T00:00:00Z";
+
+/// [`GENERATED_AT`] as a time.
+pub fn generated_at() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(GENERATED_AT)
+        .expect("a valid time")
+        .with_timezone(&Utc)
+}
+
+impl CardRecord {
+    /// When the card last changed.
+    pub fn changed_at(&self) -> DateTime<Utc> {
+        self.updated_at.unwrap_or_else(generated_at)
+    }
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -241,6 +263,7 @@ impl Generator {
             last_switch: None,
             rebinds: BTreeMap::new(),
             pending_stop: false,
+            updated_at: None,
         }
     }
 }
@@ -337,6 +360,49 @@ impl Inventory {
     /// Cards stored beyond the generated ones.
     pub fn materialised(&self) -> usize {
         self.changed.len()
+    }
+
+    /// The id of generated card `serial`.
+    pub fn generator_id(&self, serial: u64) -> String {
+        self.generator.id_at(serial)
+    }
+
+    /// Stamped cards (changed since generation) with `updated_at >= since`,
+    /// in (`updated_at`, id) order, after the keyset position `after`.
+    pub fn changed_since(
+        &self,
+        since: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, &str)>,
+        limit: usize,
+    ) -> Vec<CardRecord> {
+        let mut v: Vec<&CardRecord> = self
+            .changed
+            .values()
+            .filter(|c| c.updated_at.is_some_and(|t| t >= since))
+            .filter(|c| match after {
+                None => true,
+                Some((t, id)) => (c.changed_at(), c.id.as_str()) > (t, id),
+            })
+            .collect();
+        v.sort_by(|a, b| (a.changed_at(), &a.id).cmp(&(b.changed_at(), &b.id)));
+        v.into_iter().take(limit).cloned().collect()
+    }
+
+    /// Generated cards never stamped, from serial `from`: at most `limit`,
+    /// and the serial to continue from (`None`: the end).
+    pub fn unstamped_from(&self, from: u64, limit: usize) -> (Vec<CardRecord>, Option<u64>) {
+        let mut out = Vec::new();
+        let mut s = from;
+        while s < self.generator.count && out.len() < limit {
+            let id = self.generator.id_at(s);
+            match self.changed.get(&id) {
+                Some(c) if c.updated_at.is_some() => {}
+                Some(c) => out.push(c.clone()),
+                None => out.push(self.generator.card(s)),
+            }
+            s += 1;
+        }
+        (out, (s < self.generator.count).then_some(s))
     }
 
     /// A page of generated cards in their current state.

@@ -102,6 +102,9 @@ impl SimServer {
             source,
         })?;
         let engine = Arc::new(Engine::new(config)?);
+        if engine.config.drift_per_hour > 0.0 {
+            engine.spawn_drift(engine.config.drift_per_hour, engine.config.seed);
+        }
         let (tx, mut rx) = watch::channel(false);
         let ticker_engine = engine.clone();
         let mut ticker_rx = tx.subscribe();

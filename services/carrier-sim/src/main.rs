@@ -49,6 +49,9 @@ async fn main() {
     if let Some(v) = num("SIM_CARDS_PER_CARRIER") {
         cfg.cards_per_carrier = v as u64;
     }
+    if let Some(v) = num("SIM_DRIFT_PER_HOUR") {
+        cfg.drift_per_hour = v;
+    }
     if let Some(v) = num("SIM_TIME_SCALE") {
         cfg.time_scale = Some(v);
     }

@@ -10,6 +10,11 @@
 //!   without the SDK switch at most once every 5 minutes.
 //! * `POST .../batches/{batchNo}/directional`: directional config.
 //! * `GET .../cards/{cid}`, `GET .../tickets/{ticket}`, `GET .../tickets?requestId=`.
+//! * Card sync (`trinet.md`, "Queries for card sync"): the card object
+//!   (`cid, status, stopReason, activeCarrier, realNamed, imei, updatedAt`),
+//!   `GET .../cards?modifiedSince=&limit=&cursor=` ascending by
+//!   (`updatedAt`, `cid`) with a keyset cursor, every card without
+//!   `modifiedSince`, `SINCE_TOO_OLD` past 30 days.
 //! * `GET/POST .../policies`, `PUT .../policies/{id}`: at most 50; a policy
 //!   that is or was in use cannot have its content changed.
 //! * Answers 202 `{"ticket"}`; errors `{"code","message"}` with 400
@@ -215,20 +220,113 @@ async fn directional(State(g): State<Gate>, Path(batch): Path<String>, body: Byt
     )
 }
 
+/// The card object of `trinet.md` (plus the simulator's own `version`,
+/// `profiles`, `policy`).
+fn card_object(c: &crate::inventory::CardRecord) -> serde_json::Value {
+    json!({
+        "cid": c.id,
+        "status": c.status.code(),
+        "stopReason": if c.status == gsl_domain::card::SimStatus::Stopped { c.stop_reason.code() } else { -1 },
+        "activeCarrier": c.active_profile.map(|p| p.as_str()),
+        "realNamed": c.real_named,
+        "imei": c.imei,
+        "updatedAt": c.changed_at().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "version": c.trinet_version,
+        "activeProfile": c.active_profile,
+        "profiles": c.profiles,
+        "policy": c.policy,
+    })
+}
+
 async fn card(State(g): State<Gate>, Path(cid): Path<String>) -> Response {
     match g.engine.card(Carrier::Trinet, &cid) {
-        None => error(404, "NOT_FOUND", "unknown card"),
-        Some(c) => axum::Json(json!({
-            "cid": c.id,
-            "status": c.status.code(),
-            "stopReason": c.stop_reason.code(),
-            "version": c.trinet_version,
-            "activeProfile": c.active_profile,
-            "profiles": c.profiles,
-            "policy": c.policy,
-        }))
-        .into_response(),
+        None => error(404, "CARD_NOT_FOUND", "unknown card"),
+        Some(c) => axum::Json(card_object(&c)).into_response(),
     }
+}
+
+/// The list's keyset cursor: `g<serial>` through the cards nothing changed
+/// (all at `GENERATED_AT`, ids in serial order), then `k<micros>.<cid>`
+/// through the changed ones.
+async fn list_cards(State(g): State<Gate>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let e = &g.engine;
+    let limit: usize = match q.get("limit").map(|s| s.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=100).contains(&n) => n,
+        _ => return error(400, "BAD_PARAMETER", "limit must be 1 to 100"),
+    };
+    let since = match q.get("modifiedSince") {
+        None => None,
+        Some(s) => match chrono::DateTime::parse_from_rfc3339(s) {
+            Ok(t) => Some(t.with_timezone(&chrono::Utc)),
+            Err(_) => return error(400, "BAD_PARAMETER", "modifiedSince must be ISO 8601 UTC"),
+        },
+    };
+    if since.is_some_and(|t| t < e.now() - chrono::Duration::days(30)) {
+        return error(
+            400,
+            "SINCE_TOO_OLD",
+            "modifiedSince is older than 30 days: do a full sweep",
+        );
+    }
+    let cursor = q.get("cursor").map(String::as_str).unwrap_or("");
+    let generated = crate::inventory::generated_at();
+    let mut cards = Vec::new();
+    let mut after: Option<(chrono::DateTime<chrono::Utc>, String)> = None;
+    let mut next_serial = None;
+    if let Some(k) = cursor.strip_prefix('k') {
+        let Some((micros, cid)) = k.split_once('.') else {
+            return error(400, "BAD_PARAMETER", "bad cursor");
+        };
+        let Some(t) = micros
+            .parse::<i64>()
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_micros)
+        else {
+            return error(400, "BAD_PARAMETER", "bad cursor");
+        };
+        after = Some((t, cid.to_owned()));
+    } else if since.is_none_or(|t| t <= generated) {
+        let from = match cursor.strip_prefix('g') {
+            Some(n) => match n.parse::<u64>() {
+                Ok(n) => n,
+                Err(_) => return error(400, "BAD_PARAMETER", "bad cursor"),
+            },
+            None if cursor.is_empty() => 0,
+            None => return error(400, "BAD_PARAMETER", "bad cursor"),
+        };
+        let (page, next) = e.unstamped_from(Carrier::Trinet, from, limit);
+        cards = page;
+        next_serial = next;
+    }
+    if next_serial.is_none() && cards.len() < limit {
+        let since = since
+            .unwrap_or(generated)
+            .max(generated + chrono::Duration::microseconds(1));
+        let room = limit - cards.len();
+        let more = e.changed_since(
+            Carrier::Trinet,
+            since,
+            after.as_ref().map(|(t, id)| (*t, id.as_str())),
+            room + 1,
+        );
+        let has_more = more.len() > room;
+        cards.extend(more.into_iter().take(room));
+        let next = has_more.then(|| {
+            let last = cards.last().expect("a page before more");
+            format!("k{}.{}", last.changed_at().timestamp_micros(), last.id)
+        });
+        return axum::Json(json!({
+            "cards": cards.iter().map(card_object).collect::<Vec<_>>(),
+            "nextCursor": next,
+        }))
+        .into_response();
+    }
+    axum::Json(json!({
+        "cards": cards.iter().map(card_object).collect::<Vec<_>>(),
+        "nextCursor": next_serial.map(|n| format!("g{n}")).or_else(|| Some("k0.".into())),
+    }))
+    .into_response()
 }
 
 fn show(o: crate::engine::Order) -> Response {
@@ -321,6 +419,7 @@ async fn update_policy(State(g): State<Gate>, Path(id): Path<String>, body: Byte
 /// Routes under `/trinet`.
 pub fn router(g: Gate) -> Router {
     Router::new()
+        .route("/api/v1/cards", get(list_cards))
         .route("/api/v1/cards/{cid}", get(card))
         .route("/api/v1/cards/{cid}/lifecycle", post(lifecycle))
         .route("/api/v1/cards/{cid}/switch-network", post(switch_network))

@@ -70,6 +70,12 @@ pub struct RequestBounds {
     /// `Registry.ImportBatches` (`GSL_MAX_IMPORT_BATCHES_BYTES`): 500
     /// batches with 10 entries each, about 0.2 MB.
     pub import_batches: usize,
+    /// `Results.ReportCards` (`GSL_MAX_REPORT_CARDS_BYTES`): 1,000 reads
+    /// of about 120 bytes (a key, a time, codes, an IMEI) are 120 KB.
+    pub report_cards: usize,
+    /// `Registry.RefreshCards` (`GSL_MAX_REFRESH_CARDS_BYTES`): 500 keys of
+    /// 22 bytes are 11 KB.
+    pub refresh_cards: usize,
     /// Every other method: one id, a filter, one outcome, one back-office
     /// move (`GSL_MAX_SMALL_REQUEST_BYTES`).
     pub small: usize,
@@ -90,6 +96,8 @@ impl Default for RequestBounds {
             update_cards: 16 * MIB,
             list_cards: 64 * KIB,
             import_batches: 256 * KIB,
+            report_cards: 256 * KIB,
+            refresh_cards: 32 * KIB,
             small: 64 * KIB,
             budget: 64 * MIB,
             budget_wait: Duration::from_secs(10),
@@ -157,6 +165,8 @@ pub const IMPORT_CARDS: &str = "/gsl.v1.Registry/ImportCards";
 pub const IMPORT_BATCHES: &str = "/gsl.v1.Registry/ImportBatches";
 pub const UPDATE_CARDS: &str = "/gsl.v1.Registry/UpdateCards";
 pub const LIST_CARDS: &str = "/gsl.v1.Registry/ListCards";
+pub const REPORT_CARDS: &str = "/gsl.v1.Results/ReportCards";
+pub const REFRESH_CARDS: &str = "/gsl.v1.Registry/RefreshCards";
 
 impl RequestBounds {
     /// The cap of the method at `path`.
@@ -167,6 +177,8 @@ impl RequestBounds {
             IMPORT_BATCHES => self.import_batches,
             UPDATE_CARDS => self.update_cards,
             LIST_CARDS => self.list_cards,
+            REPORT_CARDS => self.report_cards,
+            REFRESH_CARDS => self.refresh_cards,
             _ => self.small,
         }
     }
@@ -227,6 +239,27 @@ impl RequestBounds {
                 }),
                 per_byte: NESTED_PER_BYTE,
             },
+            // `ReportCardsRequest.reads` (1): a CardRead's struct and its
+            // strings (key, two raw codes, an IMEI).
+            REPORT_CARDS => Shape {
+                items: Some(Items {
+                    field: 1,
+                    max: crate::cardsync::REPORT_MAX_READS,
+                    cost: size_of::<v1::CardRead>() + 5 * ALLOC,
+                    per_byte: 2,
+                }),
+                per_byte: NESTED_PER_BYTE,
+            },
+            // `RefreshCardsRequest.ids` (1): one string each.
+            REFRESH_CARDS => Shape {
+                items: Some(Items {
+                    field: 1,
+                    max: crate::cardsync::REFRESH_MAX_CARDS,
+                    cost: size_of::<String>() + ALLOC,
+                    per_byte: 2,
+                }),
+                per_byte: NESTED_PER_BYTE,
+            },
             _ => Shape {
                 items: None,
                 per_byte: NESTED_PER_BYTE,
@@ -241,6 +274,8 @@ impl RequestBounds {
             .max(self.update_cards)
             .max(self.list_cards)
             .max(self.import_batches)
+            .max(self.report_cards)
+            .max(self.refresh_cards)
             .max(self.small)
     }
 
@@ -264,6 +299,8 @@ impl RequestBounds {
             update_cards: num("GSL_MAX_UPDATE_CARDS_BYTES", d.update_cards)?,
             list_cards: num("GSL_MAX_LIST_CARDS_BYTES", d.list_cards)?,
             import_batches: num("GSL_MAX_IMPORT_BATCHES_BYTES", d.import_batches)?,
+            report_cards: num("GSL_MAX_REPORT_CARDS_BYTES", d.report_cards)?,
+            refresh_cards: num("GSL_MAX_REFRESH_CARDS_BYTES", d.refresh_cards)?,
             small: num("GSL_MAX_SMALL_REQUEST_BYTES", d.small)?,
             budget: num("GSL_DECODE_BUDGET_BYTES", d.budget)?,
             budget_wait: Duration::from_millis(num(

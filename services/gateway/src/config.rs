@@ -70,6 +70,11 @@ pub struct GatewayConfig {
     /// long a request waits for one (`GSL_DATABASE_WAIT_MS`, default 5000),
     /// and the CA of a server behind TLS (`GSL_DATABASE_CA_CERT`).
     pub database: StoreConfig,
+    /// How long `Registry.RefreshCards` waits for its cards to be read
+    /// (`GSL_REFRESH_TIMEOUT_SECS`, default 150: 500 single-card reads at
+    /// 5 calls/s take 100 s); the cards not read by then are refused as
+    /// not read in time (the reads stay queued).
+    pub refresh_timeout: std::time::Duration,
 }
 
 impl Default for GatewayConfig {
@@ -98,6 +103,7 @@ impl Default for GatewayConfig {
             tenant_self_registration: false,
             database_url: Secret::new(""),
             database: StoreConfig::default(),
+            refresh_timeout: std::time::Duration::from_secs(150),
         }
     }
 }
@@ -196,6 +202,13 @@ impl GatewayConfig {
                 )? as u64),
                 ca_cert: get("GSL_DATABASE_CA_CERT").map(std::path::PathBuf::from),
             },
+            refresh_timeout: std::time::Duration::from_secs(
+                num(
+                    "GSL_REFRESH_TIMEOUT_SECS",
+                    d.refresh_timeout.as_secs() as usize,
+                )?
+                .max(1) as u64,
+            ),
         })
     }
 }

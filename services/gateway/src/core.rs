@@ -41,6 +41,13 @@ pub struct StreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriftLabels {
+    pub carrier: String,
+    /// status, stop_reason, real_name, imei, network, profile.
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReportLabels {
     pub kind: String,
     pub duplicate: String,
@@ -60,6 +67,8 @@ pub struct Metrics {
     /// on `gsl_store_bytes / gsl_store_max_bytes` (see docs/security.md).
     pub store_bytes: Family<StreamLabels, prometheus_client::metrics::gauge::Gauge>,
     pub store_max_bytes: Family<StreamLabels, prometheus_client::metrics::gauge::Gauge>,
+    /// Cards the carrier changed behind our back, found by card sync.
+    pub card_drift: Family<DriftLabels, Counter>,
 }
 
 impl Metrics {
@@ -76,7 +85,13 @@ impl Metrics {
             intake_dead_letters: Counter::default(),
             store_bytes: Family::default(),
             store_max_bytes: Family::default(),
+            card_drift: Family::default(),
         };
+        reg.register(
+            "gsl_card_drift",
+            "Cards the carrier changed behind our back (card sync), by carrier and what changed",
+            m.card_drift.clone(),
+        );
         reg.register(
             "gsl_gateway_orders_accepted",
             "Work orders accepted, by operation and source",

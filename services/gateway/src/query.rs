@@ -52,6 +52,7 @@ pub async fn list(
         Some(
             card_events(core, tenant, &req.card)
                 .await?
+                .orders
                 .into_keys()
                 .collect(),
         )
@@ -172,12 +173,16 @@ pub async fn list_items(
     })
 }
 
-/// The latest event per work order about a card (events are in stream order).
-async fn card_events(
-    core: &Core,
-    tenant: &str,
-    card: &str,
-) -> Result<HashMap<u64, v1::CardHistoryEntry>, ApiError> {
+/// A card's events: the latest per work order, and the changes card sync
+/// found at the carrier (work order 0), oldest first.
+#[derive(Default)]
+pub struct CardEvents {
+    pub orders: HashMap<u64, v1::CardHistoryEntry>,
+    pub changes: Vec<v1::CardHistoryEntry>,
+}
+
+/// A card's events (in stream order).
+pub async fn card_events(core: &Core, tenant: &str, card: &str) -> Result<CardEvents, ApiError> {
     let key = CardId::parse(card).map_err(|e| ApiError::new(e.code(), e.to_string()))?;
     let stream = core
         .js
@@ -193,9 +198,10 @@ async fn card_events(
         .await
         .map_err(ApiError::busy)?;
     let mut out: HashMap<u64, v1::CardHistoryEntry> = HashMap::new();
+    let mut changes = Vec::new();
     let pending = consumer.cached_info().num_pending;
     if pending == 0 {
-        return Ok(out);
+        return Ok(CardEvents::default());
     }
     let mut msgs = consumer.messages().await.map_err(ApiError::busy)?;
     loop {
@@ -205,7 +211,20 @@ async fn card_events(
             Ok(None) | Err(_) => break,
         };
         let last = m.info().map(|i| i.pending == 0).unwrap_or(true);
-        if let Ok(ev) = decode::<v1::WorkOrderEvent>("WorkOrderEvent", &m.payload)
+        let ev = decode::<v1::WorkOrderEvent>("WorkOrderEvent", &m.payload).ok();
+        if let Some(v1::WorkOrderEvent {
+            at,
+            event: Some(v1::work_order_event::Event::CardChanged(c)),
+            ..
+        }) = &ev
+        {
+            changes.push(v1::CardHistoryEntry {
+                at: *at,
+                changed: Some(c.clone()),
+                ..Default::default()
+            });
+        }
+        if let Some(ev) = ev
             && let Some(v1::work_order_event::Event::Item(o)) = ev.event
         {
             let status = match v1::OutcomeKind::try_from(o.kind) {
@@ -224,6 +243,7 @@ async fn card_events(
                     status: status as i32,
                     problem: o.problem,
                     at: ev.at,
+                    changed: None,
                 };
             }
         }
@@ -231,7 +251,10 @@ async fn card_events(
             break;
         }
     }
-    Ok(out)
+    Ok(CardEvents {
+        orders: out,
+        changes,
+    })
 }
 
 pub async fn card_history(
@@ -241,12 +264,17 @@ pub async fn card_history(
 ) -> Result<v1::CardHistoryResponse, ApiError> {
     let size = page_size(req.page_size, 50);
     let before = parse_token(&req.page_token)?;
-    let mut entries: Vec<v1::CardHistoryEntry> = card_events(core, tenant, &req.card)
-        .await?
+    let CardEvents { orders, changes } = card_events(core, tenant, &req.card).await?;
+    let mut entries: Vec<v1::CardHistoryEntry> = orders
         .into_values()
         .filter(|e| before.is_none_or(|b| e.work_order_id < b))
         .collect();
     entries.sort_by_key(|e| std::cmp::Reverse(e.work_order_id));
+    // The carrier's changes after the orders, newest first (on the page
+    // that ends the orders).
+    if entries.len() <= size {
+        entries.extend(changes.into_iter().rev());
+    }
     let more = entries.len() > size;
     entries.truncate(size);
     Ok(v1::CardHistoryResponse {

@@ -226,6 +226,16 @@ impl v1::registry_server::Registry for Api {
         Ok(Response::new(card))
     }
 
+    async fn refresh_cards(
+        &self,
+        r: Request<v1::RefreshCardsRequest>,
+    ) -> Result<Response<v1::RefreshCardsResponse>, Status> {
+        let t = self.tenant(&r)?;
+        Ok(Response::new(
+            crate::cardsync::refresh_cards(&self.core, &t, r.into_inner()).await?,
+        ))
+    }
+
     async fn list_cards(
         &self,
         r: Request<v1::ListCardsRequest>,
@@ -343,5 +353,51 @@ impl v1::results_server::Results for Api {
             .ok_or_else(|| ApiError::bad("outcome is required"))?;
         let duplicate = results::report(&self.core, outcome, carrier).await?;
         Ok(Response::new(v1::ReportResponse { duplicate }))
+    }
+
+    async fn report_cards(
+        &self,
+        r: Request<v1::ReportCardsRequest>,
+    ) -> Result<Response<v1::ReportCardsResponse>, Status> {
+        let carrier = self.sync_carrier(&r, r.get_ref().carrier)?;
+        Ok(Response::new(
+            crate::cardsync::report_cards(&self.core, carrier, r.into_inner()).await?,
+        ))
+    }
+
+    async fn sweep_cards(
+        &self,
+        r: Request<v1::SweepCardsRequest>,
+    ) -> Result<Response<v1::SweepCardsResponse>, Status> {
+        let carrier = self.sync_carrier(&r, r.get_ref().carrier)?;
+        Ok(Response::new(
+            crate::cardsync::sweep_cards(&self.core, carrier, r.into_inner()).await?,
+        ))
+    }
+}
+
+impl Api {
+    /// The carrier of the adapter calling a card-sync method: its own
+    /// token names it (a carrier's adapter reads and reports only its
+    /// carrier's cards; naming another is refused), or, with the shared
+    /// adapter token, the request does.
+    fn sync_carrier<T>(&self, r: &Request<T>, named: i32) -> Result<gsl_domain::Carrier, Status> {
+        let named = gsl_proto::convert::carrier_from_wire(named).ok();
+        match auth::principal(&*self.core.auth, r.metadata())? {
+            Principal::Adapter(Some(c)) if named.is_none_or(|n| n == c) => Ok(c),
+            Principal::Adapter(Some(_)) => Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "this adapter token is another carrier's",
+            )
+            .into()),
+            Principal::Adapter(None) => named.ok_or_else(|| {
+                ApiError::bad("carrier is required with the shared adapter token").into()
+            }),
+            Principal::Tenant(_) | Principal::Operator => Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "only adapters report card reads",
+            )
+            .into()),
+        }
     }
 }

@@ -63,6 +63,9 @@ pub struct CmccSettings {
     pub action_rule: String,
     pub oper_add: String,
     pub oper_delete: String,
+    /// 25S02's 12-digit stop reason: positions of a `2` with a domain code
+    /// (`GSL_CMCC_STOP_REASONS`, `crate::sync::cmcc::STOP_POSITIONS`).
+    pub stop_positions: Vec<(usize, i32)>,
 }
 
 impl CmccSettings {
@@ -81,6 +84,9 @@ impl CmccSettings {
             action_rule: get("GSL_CMCC_ACTION_RULE", "1"),
             oper_add: get("GSL_CMCC_CAP_OPER_ADD", "1"),
             oper_delete: get("GSL_CMCC_CAP_OPER_DELETE", "2"),
+            stop_positions: crate::sync::cmcc::stop_positions(
+                cfg.carrier_setting("GSL_CMCC_STOP_REASONS"),
+            ),
         }
     }
 
@@ -91,7 +97,7 @@ impl CmccSettings {
 
 pub struct Cmcc {
     base: String,
-    set: CmccSettings,
+    pub(crate) set: CmccSettings,
     http: Http,
     /// Held while fetching, so concurrent items share one token request.
     token: tokio::sync::Mutex<Option<(String, Instant)>>,
@@ -343,7 +349,7 @@ impl Cmcc {
     }
 
     /// An authenticated call; on `12021` (token expired) refresh and retry once.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         ctx: &CallCtx<'_>,
         class: CallClass,
@@ -557,6 +563,26 @@ impl CarrierApi for Cmcc {
             Some(left) if !left.is_zero() => Ok(Lookup::Wait(left.min(Duration::from_secs(600)))),
             _ => Ok(Lookup::NotMade),
         }
+    }
+
+    fn sync_plan(&self) -> gsl_adapter_kit::reads::SyncPlan {
+        gsl_adapter_kit::reads::SyncPlan {
+            sweep: gsl_adapter_kit::reads::SweepBy::EachCard,
+            changed_since: false,
+        }
+    }
+
+    async fn read_cards(
+        &self,
+        ctx: &CallCtx<'_>,
+        cards: &[gsl_adapter_kit::reads::SyncCard],
+        now: &(dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync),
+    ) -> Vec<CallResult<gsl_proto::v1::CardRead>> {
+        let mut out = Vec::with_capacity(cards.len());
+        for c in cards {
+            out.push(self.sync_read(ctx, c, now()).await);
+        }
+        out
     }
 
     /// A valid cached token is proof enough; otherwise one token call (which

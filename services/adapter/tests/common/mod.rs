@@ -52,6 +52,9 @@ pub struct Opts {
     /// China Mobile's repeat window of status changes, seconds, at the
     /// simulator and in the adapter (`None`: their defaults).
     pub cmcc_window_s: Option<u64>,
+    /// Card sync runs in the adapters (off by default: other tests count
+    /// carrier calls exactly).
+    pub sync: Option<gsl_adapter_kit::config::SyncSettings>,
 }
 
 impl Default for Opts {
@@ -70,6 +73,7 @@ impl Default for Opts {
             max_deliver: 8,
             cmcc_token_ttl_s: None,
             cmcc_window_s: None,
+            sync: None,
         }
     }
 }
@@ -179,6 +183,13 @@ impl Stack {
         cfg.cooldowns_disabled = o.cooldowns_disabled.iter().map(|s| s.to_string()).collect();
         cfg.clock = self.clock();
         cfg.concurrency = 32;
+        cfg.sync = o
+            .sync
+            .clone()
+            .unwrap_or(gsl_adapter_kit::config::SyncSettings {
+                enabled: false,
+                ..Default::default()
+            });
         if let Some(w) = o.cmcc_window_s {
             cfg.cooldown_holds
                 .insert("status".into(), Duration::from_secs(w));
@@ -210,6 +221,10 @@ impl Stack {
             ),
             ("GSL_ACK_WAIT_SECS", "5".to_string()),
             ("GSL_CONCURRENCY", "16".to_string()),
+            (
+                "GSL_SYNC",
+                if o.sync.is_some() { "on" } else { "off" }.to_string(),
+            ),
             ("GSL_COOLDOWNS_DISABLED", o.cooldowns_disabled.join(",")),
             ("GSL_CLOCK_ANCHOR", self.opts_clock.1.clone()),
             ("RUST_LOG", "warn".to_string()),

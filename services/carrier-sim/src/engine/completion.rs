@@ -109,6 +109,18 @@ impl Engine {
         let Some(card) = inv.get_mut(card_id) else {
             return;
         };
+        // What the card reads show changed, and when.
+        if !matches!(
+            change,
+            Change::Speed { .. }
+                | Change::ThresholdAdd { .. }
+                | Change::ThresholdModify { .. }
+                | Change::ThresholdCancel
+                | Change::RegionBind { .. }
+                | Change::SwitchPolicy { .. }
+        ) {
+            card.updated_at = Some(now);
+        }
         match change {
             Change::Activate | Change::Resume => {
                 card.status = SimStatus::InUse;

@@ -22,6 +22,7 @@
 //! | [`truth`] | the ground truth and order look-ups |
 
 mod completion;
+pub mod drift;
 pub mod jobs;
 mod rules;
 mod submit;
@@ -228,6 +229,11 @@ struct Orders {
 pub struct CardTruth {
     /// Operation -> how many times it took effect.
     pub applied: BTreeMap<String, u32>,
+    /// Changes the carrier made on its own (`drift`).
+    #[serde(default)]
+    pub drifts: u32,
+    #[serde(default)]
+    pub last_drift: Option<DateTime<Utc>>,
     /// Every distinct transaction id accepted for this card.
     pub txns: Vec<String>,
     /// Requests that replayed a transaction id.
@@ -239,6 +245,7 @@ struct Truth {
     cards: HashMap<String, CardTruth>,
     replays: u64,
     applied_total: u64,
+    drifts_total: u64,
 }
 
 /// A purchase batch on the carrier side.
@@ -430,14 +437,46 @@ impl Engine {
         }
     }
 
-    /// Create or replace a card (admin).
-    pub fn put_card(&self, c: Carrier, card: CardRecord) {
+    /// Create or replace a card (admin): stamped now unless it says when.
+    pub fn put_card(&self, c: Carrier, mut card: CardRecord) {
+        card.updated_at = card.updated_at.or_else(|| Some(self.now()));
         self.platform(c)
             .world
             .inv
             .lock()
             .expect("inventory lock")
             .put(card);
+    }
+
+    /// Cards changed since `since` (see [`Inventory::changed_since`]).
+    pub fn changed_since(
+        &self,
+        c: Carrier,
+        since: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, &str)>,
+        limit: usize,
+    ) -> Vec<CardRecord> {
+        self.platform(c)
+            .world
+            .inv
+            .lock()
+            .expect("inventory lock")
+            .changed_since(since, after, limit)
+    }
+
+    /// Generated cards never changed (see [`Inventory::unstamped_from`]).
+    pub fn unstamped_from(
+        &self,
+        c: Carrier,
+        from: u64,
+        limit: usize,
+    ) -> (Vec<CardRecord>, Option<u64>) {
+        self.platform(c)
+            .world
+            .inv
+            .lock()
+            .expect("inventory lock")
+            .unstamped_from(from, limit)
     }
 
     pub fn page(&self, c: Carrier, offset: u64, limit: u64) -> Vec<CardRecord> {

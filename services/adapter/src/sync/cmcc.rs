@@ -1,0 +1,176 @@
+//! China Mobile (`cmcc.md`, "Queries for card sync"): no batch status call,
+//! so a sweep reads 25S04 `query/sim-status` per card, and 25S02
+//! `query/sim-stop-reason` only for the cards it shows stopped (OneLink-CT
+//! `4`, OneLink-PB `01`/`02`). Real-name (23A10) and IMEI (23S04) are one
+//! call per card each: not in the sweep (the registry keeps what our
+//! orders set). The changed-on-date hint 23E00 is known from one client
+//! only and its answer is undocumented: not used.
+
+use super::{lookup, read, unknown_code};
+use crate::cmcc::{Cmcc, envelope};
+use crate::common::s;
+use gsl_adapter_kit::carrier::{CallClass, CallCtx, CallResult};
+use gsl_adapter_kit::reads::SyncCard;
+use gsl_proto::v1;
+use serde_json::Value;
+
+/// `cardStatus` (OneLink-CT) to domain `sim_status` (`cmcc.md`, "Card
+/// status"). `8` pending cancellation and every OneLink-PB code are kept
+/// raw.
+pub const STATUS: &[(&str, u32)] = &[
+    ("6", 10),
+    ("7", 11),
+    ("1", 13),
+    ("2", 20),
+    ("4", 14),
+    ("9", 30),
+];
+
+/// Codes of a stopped card: ask 25S02 why.
+pub const STOPPED: &[&str] = &["4", "01", "02"];
+
+/// Positions of a `2` in the 12-digit stop reason with a domain
+/// `operator_status` (`cmcc.md`'s table, 0-based from the left): 10 self-
+/// requested (5), 1 device-card separation (7), 0 NB-IoT product expired
+/// (4, unsure). `GSL_CMCC_STOP_REASONS=10=5,1=7,0=4` overrides.
+pub const STOP_POSITIONS: &[(usize, i32)] = &[(10, 5), (1, 7), (0, 4)];
+
+/// The stop-reason table from its setting (`position=code,...`), or the default.
+pub fn stop_positions(setting: Option<&str>) -> Vec<(usize, i32)> {
+    let parsed = setting.map(|s| {
+        s.split(',')
+            .filter_map(|p| {
+                let (pos, code) = p.trim().split_once('=')?;
+                Some((pos.trim().parse().ok()?, code.trim().parse().ok()?))
+            })
+            .collect::<Vec<_>>()
+    });
+    match parsed {
+        Some(p) if !p.is_empty() => p,
+        _ => STOP_POSITIONS.to_vec(),
+    }
+}
+
+/// The 12-digit stop reason as a domain code: no `2` is "not stopped"
+/// (-1); exactly one `2` at a mapped position is that code; anything else
+/// (several reasons at once, an unmapped position, a malformed string) has
+/// no domain code: `None`, kept raw.
+pub fn stop_reason(raw: &str, positions: &[(usize, i32)]) -> Option<i32> {
+    if raw.len() != 12 || !raw.bytes().all(|b| b == b'0' || b == b'2') {
+        return None;
+    }
+    let set: Vec<usize> = raw
+        .bytes()
+        .enumerate()
+        .filter(|(_, b)| *b == b'2')
+        .map(|(i, _)| i)
+        .collect();
+    match set.as_slice() {
+        [] => Some(-1),
+        [one] => positions.iter().find(|(p, _)| p == one).map(|(_, c)| *c),
+        _ => None,
+    }
+}
+
+/// A 25S04 answer into `r`; returns the raw `cardStatus`.
+pub fn parse_status(v: &Value, r: &mut v1::CardRead) -> CallResult<String> {
+    let result = envelope(v)?;
+    let code = result
+        .first()
+        .map(|x| s(x, "cardStatus").to_owned())
+        .unwrap_or_default();
+    r.sim_status = lookup(STATUS, &code);
+    if r.sim_status.is_none() {
+        unknown_code("cmcc", "cardStatus", &code, &r.card);
+    }
+    if r.sim_status.is_some_and(|st| st != 14) {
+        r.stop_reason = Some(-1);
+    }
+    r.status_raw = code.clone();
+    Ok(code)
+}
+
+/// A 25S02 answer into `r`.
+pub fn parse_stop_reason(
+    v: &Value,
+    r: &mut v1::CardRead,
+    positions: &[(usize, i32)],
+) -> CallResult<()> {
+    let result = envelope(v)?;
+    let raw = result
+        .first()
+        .map(|x| s(x, "stopReason").to_owned())
+        .unwrap_or_default();
+    r.stop_reason = stop_reason(&raw, positions);
+    if r.stop_reason.is_none() {
+        unknown_code("cmcc", "stopReason", &raw, &r.card);
+    }
+    r.stop_reason_raw = raw;
+    Ok(())
+}
+
+impl Cmcc {
+    /// One card: 25S04, then 25S02 if it is stopped.
+    pub(crate) async fn sync_read(
+        &self,
+        ctx: &CallCtx<'_>,
+        card: &SyncCard,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> CallResult<v1::CardRead> {
+        let mut r = read(&card.id, now);
+        let v = self
+            .call(
+                ctx,
+                CallClass::Query,
+                "query/sim-status",
+                &self.transid(),
+                &[("iccid", card.id.clone())],
+            )
+            .await?;
+        let code = parse_status(&v, &mut r)?;
+        if STOPPED.contains(&code.as_str()) {
+            let v = self
+                .call(
+                    ctx,
+                    CallClass::Query,
+                    "query/sim-stop-reason",
+                    &self.transid(),
+                    &[("iccid", card.id.clone())],
+                )
+                .await?;
+            parse_stop_reason(&v, &mut r, &self.set.stop_positions)?;
+        }
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_reasons_are_sets_of_positions() {
+        let p = STOP_POSITIONS;
+        assert_eq!(stop_reason("000000000000", p), Some(-1));
+        assert_eq!(stop_reason("000000002000", p), Some(5));
+        assert_eq!(stop_reason("020000000000", p), Some(7));
+        assert_eq!(stop_reason("200000000000", p), Some(4));
+        // Credit control, forced, M2M and region stops have no domain code.
+        for raw in [
+            "000020000000",
+            "000000000020",
+            "000200000000",
+            "000000000200",
+        ] {
+            assert_eq!(stop_reason(raw, p), None, "{raw}");
+        }
+        // Two reasons at once: not resumable, no single code.
+        assert_eq!(stop_reason("000000002020", p), None);
+        // Malformed: kept raw.
+        for raw in ["", "0000", "00000000200x", "0000000000000"] {
+            assert_eq!(stop_reason(raw, p), None, "{raw}");
+        }
+        assert_eq!(stop_positions(Some("10=5, 1=6")), vec![(10, 5), (1, 6)]);
+        assert_eq!(stop_positions(Some("junk")), STOP_POSITIONS.to_vec());
+    }
+}

@@ -1,0 +1,109 @@
+//! China Unicom (`cu.md`, "Queries for card sync"): a sweep reads
+//! `ctdUsages` per card (status and IMEI in one call; no stop reason, no
+//! REST real-name); changes come from `GET /devices?modifiedSince=` (50 a
+//! page, oldest first, status only), so each changed card costs one
+//! `ctdUsages` read. Every call spends the account's one budget.
+
+use super::{lookup, read, unknown_code};
+use crate::common::s;
+use crate::cu::Cu;
+use gsl_adapter_kit::carrier::{CallCtx, CallResult};
+use gsl_adapter_kit::reads::{ListPage, SyncCard};
+use gsl_proto::v1;
+use serde_json::Value;
+
+/// Jasper `status` to domain `sim_status` (`cu.md`, "SIM status values");
+/// the spellings other than the first three are unsure, and `REPLACED`,
+/// `PURGED` have no domain code: kept raw.
+pub const STATUS: &[(&str, u32)] = &[
+    ("ACTIVATED", 20),
+    ("DEACTIVATED", 14),
+    ("RETIRED", 30),
+    ("TEST_READY", 10),
+    ("INVENTORY", 11),
+    ("ACTIVATION_READY", 13),
+];
+
+/// Page size of the changed-since list (Cisco: at most 50).
+pub const PAGE: u32 = 50;
+
+/// A `ctdUsages` answer into a read.
+pub fn parse_usages(v: &Value, r: &mut v1::CardRead) {
+    let code = s(v, "status").to_owned();
+    r.sim_status = lookup(STATUS, &code);
+    if r.sim_status.is_none() {
+        unknown_code("cu", "status", &code, &r.card);
+    }
+    r.status_raw = code;
+    r.stop_reason_unreported = true;
+    r.imei = match v.get("imei") {
+        Some(Value::String(i)) => Some(i.chars().take(32).collect()),
+        _ => None,
+    };
+}
+
+/// A changed-since page: the ICCIDs to read, and whether more pages follow.
+pub fn parse_changed(v: &Value) -> (Vec<String>, bool) {
+    let ids = v
+        .get("devices")
+        .and_then(Value::as_array)
+        .map(|d| {
+            d.iter()
+                .map(|x| s(x, "iccid").to_owned())
+                .filter(|i| !i.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    // A missing `lastPage` ends the pass: never loop on a malformed answer.
+    let last = v.get("lastPage").and_then(Value::as_bool).unwrap_or(true);
+    (ids, !last)
+}
+
+impl Cu {
+    pub(crate) async fn sync_read(
+        &self,
+        ctx: &CallCtx<'_>,
+        card: &SyncCard,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> CallResult<v1::CardRead> {
+        let v = self
+            .get_json(ctx, &format!("devices/{}/ctdUsages", card.id), &[])
+            .await?;
+        let mut r = read(&card.id, now);
+        parse_usages(&v, &mut r);
+        Ok(r)
+    }
+
+    /// One page of devices modified since `since` (`cursor`: the page
+    /// number, "" for the first). A full list is not offered: `since` is
+    /// required.
+    pub(crate) async fn sync_changed(
+        &self,
+        ctx: &CallCtx<'_>,
+        since: chrono::DateTime<chrono::Utc>,
+        cursor: &str,
+    ) -> CallResult<ListPage> {
+        let page: u32 = cursor.parse().unwrap_or(1).max(1);
+        let v = self
+            .get_json(
+                ctx,
+                "devices",
+                &[
+                    (
+                        "modifiedSince",
+                        since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    ),
+                    ("pageSize", PAGE.to_string()),
+                    ("pageNumber", page.to_string()),
+                ],
+            )
+            .await?;
+        let (to_read, more) = parse_changed(&v);
+        Ok(ListPage {
+            reads: Vec::new(),
+            to_read,
+            next: more.then(|| (page + 1).to_string()),
+            newest: None,
+        })
+    }
+}

@@ -1,0 +1,196 @@
+//! Card sync end to end: carrier-sim changes cards behind our back, the
+//! adapters' sweeps and changed-since passes read them, the gateway writes
+//! the card store and publishes drift.
+
+mod common;
+
+use common::*;
+use gsl_adapter_kit::config::SyncSettings;
+use gsl_carrier_sim::engine::drift::Drift;
+use gsl_carrier_sim::inventory::CardRecord;
+use gsl_domain::card::{SimStatus, StopReason};
+use gsl_domain::{Carrier, ErrorCode};
+use gsl_proto::v1;
+use gsl_proto::v1::operation::Kind as O;
+use std::time::Duration;
+
+fn in_use(c: &mut CardRecord) {
+    c.status = SimStatus::InUse;
+    c.stop_reason = StopReason::Normal;
+    c.real_named = true;
+}
+
+fn fast_sync() -> SyncSettings {
+    SyncSettings {
+        interval: Duration::from_secs(3),
+        changed_every: Duration::from_secs(1),
+        ..SyncSettings::default()
+    }
+}
+
+async fn get(s: &Stack, id: &str) -> v1::Card {
+    s.registry()
+        .await
+        .get_card(authed(v1::GetCardRequest { id: id.into() }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn changes(s: &Stack, id: &str) -> Vec<v1::CardChanged> {
+    let mut c = s.orders().await;
+    c.card_history(authed(v1::CardHistoryRequest {
+        card: id.into(),
+        ..Default::default()
+    }))
+    .await
+    .unwrap()
+    .into_inner()
+    .entries
+    .into_iter()
+    .filter_map(|e| e.changed)
+    .collect()
+}
+
+/// Wait until `f` holds for the card (or fail with the last state).
+async fn until(s: &Stack, id: &str, within: Duration, f: impl Fn(&v1::Card) -> bool) -> v1::Card {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let c = get(s, id).await;
+        if f(&c) {
+            return c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "card {id} did not get there in {within:?}: {c:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A card stopped at the carrier behind our back shows the new status in
+/// `GetCard` and `ListCards` within a sync interval, with the stop reason
+/// where the carrier reports one (CMCC, tri-net) and "not reported" (0)
+/// where it has none (CT, CU); one `CardChanged` is published per card; and
+/// the next submit is validated against the new state.
+#[tokio::test]
+async fn a_card_stopped_behind_our_back_is_found_and_published() {
+    let s = stack(Opts {
+        sync: Some(fast_sync()),
+        ..Opts::default()
+    })
+    .await;
+    let mut cards = Vec::new();
+    for (i, c) in Carrier::ALL.into_iter().enumerate() {
+        cards.push((c, s.card(c, 100 + i as u64, in_use).await));
+    }
+    // The first sweep reads every card and finds nothing to publish.
+    for (_, id) in &cards {
+        until(&s, id, Duration::from_secs(30), |c| c.synced_at.is_some()).await;
+        let ch = changes(&s, id).await;
+        assert!(ch.is_empty(), "{id}: no drift before any: {ch:?}");
+    }
+    for (c, id) in &cards {
+        s.sim
+            .engine
+            .drift(*c, id, &Drift::SeparationStop)
+            .expect("a card of the simulator");
+    }
+    for (c, id) in &cards {
+        let card = until(&s, id, Duration::from_secs(30), |c| c.sim_status == 14).await;
+        let want = match c {
+            Carrier::Cmcc | Carrier::Trinet => 7,
+            Carrier::Ct | Carrier::Cu => 0,
+        };
+        assert_eq!(card.stop_reason, want, "{c}: stop reason");
+        if *c == Carrier::Cmcc {
+            assert_eq!(card.stop_reason_raw, "020000000000");
+        }
+        let status_source = card.sources.iter().find(|f| f.field == "status").unwrap();
+        assert_eq!(status_source.source, v1::CardSource::Carrier as i32, "{c}");
+        // Published once, with what the carrier changed.
+        let ch = changes(&s, id).await;
+        assert_eq!(ch.len(), 1, "{c}: {ch:?}");
+        assert_eq!((ch[0].old_status, ch[0].new_status), (20, 14));
+        assert_eq!(ch[0].source, v1::CardSource::Carrier as i32);
+        assert!(ch[0].kinds.iter().any(|k| k == "status"));
+    }
+    // The card list shows it too.
+    let list = s
+        .registry()
+        .await
+        .list_cards(authed(v1::ListCardsRequest {
+            sim_status: vec![14],
+            limit: 500,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    for (_, id) in &cards {
+        assert!(
+            list.sim_cards.iter().any(|c| &c.id == id),
+            "{id} listed as stopped"
+        );
+    }
+    // The next submit sees the stop: a China Mobile card stopped for a
+    // device separation is not resumable (only reason 5 is).
+    let (_, cmcc) = &cards[0];
+    let r = s
+        .orders()
+        .await
+        .submit(authed(gsl_testkit::gateway::submit_request(
+            "resume-after-drift",
+            O::Resume(v1::Resume {}),
+            std::slice::from_ref(cmcc),
+        )))
+        .await;
+    let refused = match r {
+        Ok(r) => r.into_inner().refusals,
+        Err(st) => panic!("whole submit refused: {st:?}"),
+    };
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        refused[0].problem.as_ref().unwrap().code,
+        ErrorCode::IllegalState.code()
+    );
+    s.shutdown().await;
+}
+
+/// A card our own order changed is not drift: after the stop completes and
+/// later sweeps read the card, no `CardChanged` is published for it.
+#[tokio::test]
+async fn our_own_order_is_not_drift() {
+    let s = stack(Opts {
+        sync: Some(fast_sync()),
+        carriers: vec![Carrier::Ct, Carrier::Cu],
+        ..Opts::default()
+    })
+    .await;
+    let ct = s.card(Carrier::Ct, 7, in_use).await;
+    let cu = s.card(Carrier::Cu, 7, in_use).await;
+    let o = s
+        .submit("stop-own", O::Stop(v1::Stop {}), &[ct.clone(), cu.clone()])
+        .await;
+    let o = s.settled(o.id, Duration::from_secs(30)).await;
+    assert_eq!(o.status, v1::WorkOrderStatus::Completed as i32, "{o:?}");
+    for id in [&ct, &cu] {
+        let done = get(&s, id).await;
+        assert_eq!(done.sim_status, 14);
+        let read_after = done.synced_at;
+        // Two more sweeps read it.
+        until(&s, id, Duration::from_secs(30), |c| {
+            c.synced_at.as_ref().map(|t| (t.seconds, t.nanos))
+                > read_after.as_ref().map(|t| (t.seconds, t.nanos))
+        })
+        .await;
+        let c = get(&s, id).await;
+        assert_eq!(c.sim_status, 14);
+        assert_eq!(c.stop_reason, 5, "our stop's reason stays");
+        assert!(
+            changes(&s, id).await.is_empty(),
+            "{id}: our own stop is no drift"
+        );
+    }
+    s.shutdown().await;
+}
