@@ -132,6 +132,12 @@ fn req(method: &'static str, kv: &[(&'static str, &str)]) -> Req {
     }
 }
 
+/// `queryCardMainStatus` of a card by its access number (completion reads
+/// and card sync).
+pub fn status_request(access_number: &str) -> Req {
+    req("queryCardMainStatus", &[("access_number", access_number)])
+}
+
 /// The 5GCMP change request of an item (rebind goes to DCP: [`rebind_query`]).
 pub fn change_request(item: &Item, number: &str) -> CallResult<Req> {
     let n = number;
@@ -495,11 +501,7 @@ impl Ct {
         number: &str,
     ) -> CallResult<serde_json::Value> {
         let body = self
-            .get(
-                ctx,
-                CallClass::Query,
-                &req("queryCardMainStatus", &[("access_number", number)]),
-            )
+            .get(ctx, CallClass::Query, &status_request(number))
             .await?;
         let v: serde_json::Value = serde_json::from_str(&body).map_err(|_| CallError::Unknown {
             reason: "unreadable card status".into(),

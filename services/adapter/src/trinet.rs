@@ -45,7 +45,7 @@ impl Trinet {
         Ok((status, json(&self.http, resp).await?))
     }
 
-    pub(crate) fn refusal(status: u16, v: &serde_json::Value) -> CallError {
+    pub fn refusal(status: u16, v: &serde_json::Value) -> CallError {
         let code = match (status, s(v, "code")) {
             (409, "SWITCH_TOO_SOON") => ErrorCode::SwitchTooSoon,
             (409, "POLICY_NOT_USABLE") => ErrorCode::PolicyNotUsable,

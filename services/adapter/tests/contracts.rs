@@ -313,3 +313,187 @@ fn cu_requests_and_answers() {
     ));
     assert!(cu::edit(&bare, &item(Carrier::Cu, "speed:512")).is_none());
 }
+
+/// What a card read must show (`read` of a query answer): every field the
+/// fixture names, and every other unset.
+fn expect_read(name: &str, got: &v1::CardRead, want: &Value) {
+    let carrier = |s: &str| match s {
+        "cmcc" => v1::Carrier::Cmcc as i32,
+        "ct" => v1::Carrier::Ct as i32,
+        "cu" => v1::Carrier::Cu as i32,
+        _ => v1::Carrier::Unspecified as i32,
+    };
+    assert_eq!(
+        got.sim_status,
+        want["sim_status"].as_u64().map(|v| v as u32),
+        "{name}: sim_status"
+    );
+    assert_eq!(
+        got.stop_reason,
+        want["stop_reason"].as_i64().map(|v| v as i32),
+        "{name}: stop_reason"
+    );
+    assert_eq!(
+        got.status_raw,
+        want["status_raw"].as_str().unwrap_or(""),
+        "{name}: status_raw"
+    );
+    assert_eq!(
+        got.stop_reason_raw,
+        want["stop_reason_raw"].as_str().unwrap_or(""),
+        "{name}: stop_reason_raw"
+    );
+    assert_eq!(
+        got.real_named,
+        want["real_named"].as_bool(),
+        "{name}: real_named"
+    );
+    assert_eq!(got.imei.as_deref(), want["imei"].as_str(), "{name}: imei");
+    assert_eq!(got.cut_net, want["cut_net"].as_bool(), "{name}: cut_net");
+    assert_eq!(
+        got.active_profile,
+        carrier(want["active_profile"].as_str().unwrap_or("")),
+        "{name}: active_profile"
+    );
+    assert_eq!(
+        got.stop_reason_unreported,
+        want["stop_reason_unreported"].as_bool().unwrap_or(false),
+        "{name}: stop_reason_unreported"
+    );
+}
+
+fn refused_code<T: std::fmt::Debug>(name: &str, r: Result<T, CallError>) -> String {
+    match r {
+        Err(CallError::Refused { carrier_code, .. }) => carrier_code,
+        other => panic!("{name}: expected a refusal, got {other:?}"),
+    }
+}
+
+fn fields_of(pairs: &[(&str, String)]) -> Value {
+    Value::Object(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+/// Every card-sync query of every carrier: the adapter's request for the
+/// card is the fixture's, and it reads each answer as the fixture says.
+#[test]
+fn card_sync_queries_match_the_fixtures() {
+    use gsl_adapter::sync;
+    let now = chrono::Utc::now();
+    let since = chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let mut seen = 0;
+    for carrier in ["cmcc", "ct", "cu", "trinet"] {
+        let f = fixture(carrier);
+        for q in f["queries"].as_array().unwrap() {
+            let name = format!("{carrier} {}", q["name"].as_str().unwrap());
+            let call = q["call"].as_str().unwrap();
+            let req = &q["request"];
+            // The request.
+            let (path, fields) = match (carrier, call) {
+                ("cmcc", "status") => {
+                    let (p, f) = sync::cmcc::status_request(ICCID);
+                    (format!("/v5/ec/{p}"), fields_of(&f))
+                }
+                ("cmcc", "stop_reason") => {
+                    let (p, f) = sync::cmcc::stop_reason_request(ICCID);
+                    (format!("/v5/ec/{p}"), fields_of(&f))
+                }
+                ("ct", "status") => {
+                    let r = ct::status_request(MSISDN);
+                    let f: Vec<(&str, String)> = r.query.into_iter().collect();
+                    (r.path.to_owned(), fields_of(&f))
+                }
+                ("cu", "usages") => (
+                    format!("/rws/api/v1/{}", sync::cu::usages_path(ICCID)),
+                    serde_json::json!({}),
+                ),
+                ("cu", "changed") => {
+                    let (p, f) = sync::cu::changed_request(since, 1);
+                    (format!("/rws/api/v1/{p}"), fields_of(&f))
+                }
+                ("trinet", "card") => (format!("/api/v1/cards/{ICCID}"), serde_json::json!({})),
+                ("trinet", "changed") => (
+                    "/api/v1/cards".to_owned(),
+                    fields_of(&sync::trinet::list_query(Some(since), "")),
+                ),
+                other => panic!("{name}: no such call {other:?}"),
+            };
+            assert_eq!(path, req["path"].as_str().unwrap(), "{name}: path");
+            assert_eq!(fields, req["fields"], "{name}: fields");
+            // Each answer.
+            for a in q["answers"].as_array().unwrap() {
+                let aname = format!("{name} / {}", a["name"].as_str().unwrap());
+                let json = &a["json"];
+                let status = a["status"].as_u64().unwrap_or(200) as u16;
+                if let Some(want) = a.get("read") {
+                    let mut r = sync::read(ICCID, now);
+                    let got: Result<v1::CardRead, CallError> = match (carrier, call) {
+                        ("cmcc", "status") => sync::cmcc::parse_status(json, &mut r).map(|_| r),
+                        ("cmcc", "stop_reason") => {
+                            sync::cmcc::parse_stop_reason(json, &mut r, sync::cmcc::STOP_POSITIONS)
+                                .map(|_| r)
+                        }
+                        ("ct", "status") => {
+                            sync::ct::parse(json, &mut r);
+                            Ok(r)
+                        }
+                        ("cu", "usages") if status == 200 => {
+                            sync::cu::parse_usages(json, &mut r);
+                            Ok(r)
+                        }
+                        ("cu", _) => Err(cu::refusal(status, json)),
+                        ("trinet", _) if status == 200 => Ok(sync::trinet::parse_card(json, now)),
+                        ("trinet", _) => Err(gsl_adapter::trinet::Trinet::refusal(status, json)),
+                        _ => unreachable!(),
+                    };
+                    match want.get("refused") {
+                        Some(code) => assert_eq!(refused_code(&aname, got), code.as_str().unwrap()),
+                        None => expect_read(&aname, &got.unwrap(), want),
+                    }
+                }
+                if let Some(want) = a.get("list") {
+                    if let Some(code) = want.get("refused") {
+                        let got: Result<(), CallError> =
+                            Err(gsl_adapter::trinet::Trinet::refusal(status, json));
+                        assert_eq!(refused_code(&aname, got), code.as_str().unwrap());
+                        continue;
+                    }
+                    let page = match carrier {
+                        "cu" => {
+                            let (to_read, more) = sync::cu::parse_changed(json);
+                            gsl_adapter_kit::reads::ListPage {
+                                to_read,
+                                next: more.then(|| "2".to_owned()),
+                                ..Default::default()
+                            }
+                        }
+                        _ => sync::trinet::parse_list(json, now),
+                    };
+                    let ids = |v: &Value| -> Vec<String> {
+                        v.as_array()
+                            .map(|a| a.iter().map(|x| x.as_str().unwrap().to_owned()).collect())
+                            .unwrap_or_default()
+                    };
+                    assert_eq!(page.to_read, ids(&want["to_read"]), "{aname}: to_read");
+                    let read_ids: Vec<String> = page.reads.iter().map(|r| r.card.clone()).collect();
+                    assert_eq!(read_ids, ids(&want["reads"]), "{aname}: reads");
+                    assert_eq!(page.next.as_deref(), want["next"].as_str(), "{aname}: next");
+                    assert_eq!(
+                        page.newest
+                            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                        want["newest"].as_str().map(str::to_owned),
+                        "{aname}: newest"
+                    );
+                }
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 15, "every query answer checked ({seen})");
+}

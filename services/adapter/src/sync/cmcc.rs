@@ -30,10 +30,10 @@ pub const STATUS: &[(&str, u32)] = &[
 pub const STOPPED: &[&str] = &["4", "01", "02"];
 
 /// Positions of a `2` in the 12-digit stop reason with a domain
-/// `operator_status` (`cmcc.md`'s table, 0-based from the left): 10 self-
+/// `operator_status` (`cmcc.md`'s table, 0-based from the left): 8 self-
 /// requested (5), 1 device-card separation (7), 0 NB-IoT product expired
-/// (4, unsure). `GSL_CMCC_STOP_REASONS=10=5,1=7,0=4` overrides.
-pub const STOP_POSITIONS: &[(usize, i32)] = &[(10, 5), (1, 7), (0, 4)];
+/// (4, unsure). `GSL_CMCC_STOP_REASONS=8=5,1=7,0=4` overrides.
+pub const STOP_POSITIONS: &[(usize, i32)] = &[(8, 5), (1, 7), (0, 4)];
 
 /// The stop-reason table from its setting (`position=code,...`), or the default.
 pub fn stop_positions(setting: Option<&str>) -> Vec<(usize, i32)> {
@@ -70,6 +70,16 @@ pub fn stop_reason(raw: &str, positions: &[(usize, i32)]) -> Option<i32> {
         [one] => positions.iter().find(|(p, _)| p == one).map(|(_, c)| *c),
         _ => None,
     }
+}
+
+/// 25S04's path and fields for a card (by ICCID).
+pub fn status_request(iccid: &str) -> (&'static str, Vec<(&'static str, String)>) {
+    ("query/sim-status", vec![("iccid", iccid.to_owned())])
+}
+
+/// 25S02's path and fields for a card (by ICCID).
+pub fn stop_reason_request(iccid: &str) -> (&'static str, Vec<(&'static str, String)>) {
+    ("query/sim-stop-reason", vec![("iccid", iccid.to_owned())])
 }
 
 /// A 25S04 answer into `r`; returns the raw `cardStatus`.
@@ -118,25 +128,15 @@ impl Cmcc {
         now: chrono::DateTime<chrono::Utc>,
     ) -> CallResult<v1::CardRead> {
         let mut r = read(&card.id, now);
+        let (path, fields) = status_request(&card.id);
         let v = self
-            .call(
-                ctx,
-                CallClass::Query,
-                "query/sim-status",
-                &self.transid(),
-                &[("iccid", card.id.clone())],
-            )
+            .call(ctx, CallClass::Query, path, &self.transid(), &fields)
             .await?;
         let code = parse_status(&v, &mut r)?;
         if STOPPED.contains(&code.as_str()) {
+            let (path, fields) = stop_reason_request(&card.id);
             let v = self
-                .call(
-                    ctx,
-                    CallClass::Query,
-                    "query/sim-stop-reason",
-                    &self.transid(),
-                    &[("iccid", card.id.clone())],
-                )
+                .call(ctx, CallClass::Query, path, &self.transid(), &fields)
                 .await?;
             parse_stop_reason(&v, &mut r, &self.set.stop_positions)?;
         }
@@ -170,7 +170,7 @@ mod tests {
         for raw in ["", "0000", "00000000200x", "0000000000000"] {
             assert_eq!(stop_reason(raw, p), None, "{raw}");
         }
-        assert_eq!(stop_positions(Some("10=5, 1=6")), vec![(10, 5), (1, 6)]);
+        assert_eq!(stop_positions(Some("8=5, 1=6")), vec![(8, 5), (1, 6)]);
         assert_eq!(stop_positions(Some("junk")), STOP_POSITIONS.to_vec());
     }
 }

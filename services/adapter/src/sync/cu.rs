@@ -27,6 +27,29 @@ pub const STATUS: &[(&str, u32)] = &[
 /// Page size of the changed-since list (Cisco: at most 50).
 pub const PAGE: u32 = 50;
 
+/// The `ctdUsages` path (under `/rws/api/v1/`) of a card.
+pub fn usages_path(iccid: &str) -> String {
+    format!("devices/{iccid}/ctdUsages")
+}
+
+/// The changed-since list's path (under `/rws/api/v1/`) and query.
+pub fn changed_request(
+    since: chrono::DateTime<chrono::Utc>,
+    page: u32,
+) -> (&'static str, Vec<(&'static str, String)>) {
+    (
+        "devices",
+        vec![
+            (
+                "modifiedSince",
+                since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ),
+            ("pageSize", PAGE.to_string()),
+            ("pageNumber", page.to_string()),
+        ],
+    )
+}
+
 /// A `ctdUsages` answer into a read.
 pub fn parse_usages(v: &Value, r: &mut v1::CardRead) {
     let code = s(v, "status").to_owned();
@@ -66,9 +89,7 @@ impl Cu {
         card: &SyncCard,
         now: chrono::DateTime<chrono::Utc>,
     ) -> CallResult<v1::CardRead> {
-        let v = self
-            .get_json(ctx, &format!("devices/{}/ctdUsages", card.id), &[])
-            .await?;
+        let v = self.get_json(ctx, &usages_path(&card.id), &[]).await?;
         let mut r = read(&card.id, now);
         parse_usages(&v, &mut r);
         Ok(r)
@@ -84,20 +105,8 @@ impl Cu {
         cursor: &str,
     ) -> CallResult<ListPage> {
         let page: u32 = cursor.parse().unwrap_or(1).max(1);
-        let v = self
-            .get_json(
-                ctx,
-                "devices",
-                &[
-                    (
-                        "modifiedSince",
-                        since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    ),
-                    ("pageSize", PAGE.to_string()),
-                    ("pageNumber", page.to_string()),
-                ],
-            )
-            .await?;
+        let (path, query) = changed_request(since, page);
+        let v = self.get_json(ctx, path, &query).await?;
         let (to_read, more) = parse_changed(&v);
         Ok(ListPage {
             reads: Vec::new(),

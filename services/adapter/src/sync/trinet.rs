@@ -14,6 +14,24 @@ use serde_json::Value;
 /// The list's page size (its largest `limit`).
 pub const PAGE: u32 = 100;
 
+/// The list's query: every card, or those changed since `since`, from `cursor`.
+pub fn list_query(
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    cursor: &str,
+) -> Vec<(&'static str, String)> {
+    let mut q = vec![("limit", PAGE.to_string())];
+    if let Some(t) = since {
+        q.push((
+            "modifiedSince",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ));
+    }
+    if !cursor.is_empty() {
+        q.push(("cursor", cursor.to_owned()));
+    }
+    q
+}
+
 /// A card object into a read (`trinet.md`'s table): the codes are the
 /// domain's; one outside the domain is kept raw.
 pub fn parse_card(v: &Value, now: chrono::DateTime<chrono::Utc>) -> v1::CardRead {
@@ -104,16 +122,7 @@ impl Trinet {
         cursor: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> CallResult<ListPage> {
-        let mut q = vec![("limit", PAGE.to_string())];
-        if let Some(t) = since {
-            q.push((
-                "modifiedSince",
-                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            ));
-        }
-        if !cursor.is_empty() {
-            q.push(("cursor", cursor.to_owned()));
-        }
+        let q = list_query(since, cursor);
         let (status, v) = self
             .send(
                 ctx,
