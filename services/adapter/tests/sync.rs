@@ -194,3 +194,55 @@ async fn our_own_order_is_not_drift() {
     }
     s.shutdown().await;
 }
+
+/// `Registry.RefreshCards` reads cards at once (the sweeps here run once an
+/// hour) and answers with them as read; an unknown card is refused.
+#[tokio::test]
+async fn refresh_reads_cards_now() {
+    let s = stack(Opts {
+        sync: Some(SyncSettings {
+            interval: Duration::from_secs(3600),
+            changed_every: Duration::from_secs(3600),
+            ..SyncSettings::default()
+        }),
+        ..Opts::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for (i, c) in Carrier::ALL.into_iter().enumerate() {
+        ids.push((c, s.card(c, 300 + i as u64, in_use).await));
+    }
+    // The sweep ran at start, over an empty store: the next is an hour
+    // away. The carrier changes the cards meanwhile.
+    for (c, id) in &ids {
+        s.sim.engine.drift(*c, id, &Drift::PlanExpiry).unwrap();
+    }
+    let mut asked: Vec<String> = ids.iter().map(|(_, id)| id.clone()).collect();
+    asked.push("89860000000000000000".into());
+    let r = s
+        .registry()
+        .await
+        .refresh_cards(authed(v1::RefreshCardsRequest { ids: asked }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.cards.len(), 4, "{r:?}");
+    for c in &r.cards {
+        assert_eq!(c.sim_status, 14, "{}: read now", c.id);
+    }
+    assert_eq!(r.refused.len(), 1, "{:?}", r.refused);
+    // Over 500 cards: refused whole, before the request is decoded.
+    let many: Vec<String> = (0..501).map(|i| format!("8986{i:016}")).collect();
+    let e = s
+        .registry()
+        .await
+        .refresh_cards(authed(v1::RefreshCardsRequest { ids: many }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.metadata().get("gsl-error-code").unwrap(),
+        ErrorCode::BatchTooLarge.code(),
+        "{e:?}"
+    );
+    s.shutdown().await;
+}

@@ -237,7 +237,10 @@ pub fn card(c: &v1::Card) -> Value {
         "cid": c.id,
         "carrier": carrier(c.carrier),
         "sim_status": c.sim_status,
-        "operator_status": c.stop_reason,
+        // 0: the carrier stopped the card and reports no reason (CT, CU).
+        "operator_status": if c.stop_reason == 0 { json!(NOT_REPORTED) } else { json!(c.stop_reason) },
+        "operator_status_raw": known(c.stop_reason_raw.clone()),
+        "synced_at": known(time(&c.synced_at)),
         "imei": known(c.imei.clone()),
         "msisdn": known(c.msisdn.clone()),
         "imsi": known(c.imsi.clone()),

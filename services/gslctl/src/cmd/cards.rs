@@ -24,6 +24,13 @@ pub enum CardsCmd {
     },
     /// Show a card: every field, and where each came from and when.
     Get { id: String },
+    /// Read cards from their carriers now (at most 500; work orders keep
+    /// their share of the budget first) and show them as read.
+    Refresh {
+        /// Card ids (ICCID or container id).
+        #[arg(required = true, num_args = 1..=500)]
+        ids: Vec<String>,
+    },
     /// The card list: search, filters, sorts, a page (or `--csv`: every matching card).
     List(Box<super::cardlist::ListArgs>),
     /// Development: register the simulator's generated cards, with their numbers (MSISDN, IMSI,
@@ -45,6 +52,7 @@ pub async fn run(ctx: &mut Ctx, cmd: CardsCmd) -> Outcome {
     let registry = &mut ctx.registry;
     match cmd {
         CardsCmd::Get { id } => super::cardlist::get(registry, &tok, format, id).await,
+        CardsCmd::Refresh { ids } => refresh(registry, &tok, format, ids).await,
         CardsCmd::List(args) => super::cardlist::list(registry, &tok, format, *args).await,
         CardsCmd::Import { file, tenant } => {
             let rows = match batch::read(&file) {
@@ -107,6 +115,76 @@ pub async fn run(ctx: &mut Ctx, cmd: CardsCmd) -> Outcome {
 }
 
 /// Registry import rows: id, carrier, sim_status, stop_reason, pooled, real_named, tri-net version, batch.
+/// `cards refresh`: one table row per card read, and each refusal.
+async fn refresh(
+    registry: &mut RegistryClient,
+    tok: &str,
+    format: Format,
+    ids: Vec<String>,
+) -> Outcome {
+    let r = registry
+        .refresh_cards(authed(tok, v1::RefreshCardsRequest { ids }))
+        .await?
+        .into_inner();
+    say(
+        format,
+        || {
+            let rows: Vec<Vec<String>> = r
+                .cards
+                .iter()
+                .map(|c| {
+                    let j = crate::output::card(c);
+                    [
+                        "cid",
+                        "sim_status",
+                        "operator_status",
+                        "real_named",
+                        "imei",
+                        "synced_at",
+                    ]
+                    .iter()
+                    .map(|k| match &j[*k] {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect()
+                })
+                .collect();
+            let mut out = crate::output::table(
+                &[
+                    "CARD",
+                    "STATUS",
+                    "STOP REASON",
+                    "REAL-NAMED",
+                    "IMEI",
+                    "READ AT",
+                ],
+                &rows,
+            );
+            for f in &r.refused {
+                let why = f.problem.as_ref().map(|p| p.message.as_str()).unwrap_or("");
+                out.push_str(&format!("{}: not read: {why}\n", f.card));
+            }
+            out
+        },
+        || {
+            json!({
+                "cards": r.cards.iter().map(crate::output::card).collect::<Vec<_>>(),
+                "refused": r.refused.iter().map(|f| json!({
+                    "card": f.card,
+                    "code": f.problem.as_ref().map(|p| p.code.clone()).unwrap_or_default(),
+                    "message": f.problem.as_ref().map(|p| p.message.clone()).unwrap_or_default(),
+                })).collect::<Vec<_>>(),
+            })
+        },
+    );
+    Ok(if r.refused.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_ITEMS_FAILED
+    })
+}
+
 pub fn registry_cards(rows: &[batch::Row]) -> (Vec<v1::Card>, Vec<RowProblem>) {
     let mut cards = Vec::new();
     let mut problems = Vec::new();
