@@ -16,6 +16,7 @@ mod e2e;
 mod gateway;
 mod rate;
 mod sim;
+mod sync;
 
 use std::collections::BTreeMap;
 
@@ -29,6 +30,7 @@ fn registry() -> BTreeMap<&'static str, BenchFn> {
     m.insert("e2e", |mode| Box::pin(e2e::run(mode)));
     m.insert("gateway", |mode| Box::pin(gateway::run(mode)));
     m.insert("rate", |mode| Box::pin(rate::run(mode)));
+    m.insert("sync", |mode| Box::pin(sync::run(mode)));
     m
 }
 
