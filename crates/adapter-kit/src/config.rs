@@ -164,10 +164,6 @@ pub struct SyncSettings {
     pub share: f64,
     /// Cards one replica claims from a sweep at a time (`GSL_SYNC_CHUNK`).
     pub chunk: usize,
-    /// How long an on-demand refresh of 500 cards may take before the
-    /// cards not yet read are given up (`GSL_SYNC_REFRESH_SECS`; at 5
-    /// calls/s 500 single-card reads take 100 s).
-    pub refresh_timeout: Duration,
 }
 
 impl Default for SyncSettings {
@@ -178,7 +174,6 @@ impl Default for SyncSettings {
             changed_every: Duration::from_secs(60),
             share: 0.05,
             chunk: 10,
-            refresh_timeout: Duration::from_secs(150),
         }
     }
 }
@@ -208,7 +203,6 @@ impl SyncSettings {
         };
         s.interval = secs("GSL_SYNC_INTERVAL_SECS", s.interval)?;
         s.changed_every = secs("GSL_SYNC_CHANGED_SECS", s.changed_every)?;
-        s.refresh_timeout = secs("GSL_SYNC_REFRESH_SECS", s.refresh_timeout)?;
         if let Some(v) = get("GSL_SYNC_SHARE") {
             s.share = v
                 .trim()

@@ -51,12 +51,16 @@ pub struct SyncPlan {
     pub sweep: SweepBy,
     /// The carrier lists cards changed since a time (CU, tri-net).
     pub changed_since: bool,
+    /// Where the list's answers carry no change time (CU), the next pass
+    /// starts this long before the last one started.
+    pub overlap: std::time::Duration,
 }
 
 impl SyncPlan {
     pub const NONE: SyncPlan = SyncPlan {
         sweep: SweepBy::None,
         changed_since: false,
+        overlap: std::time::Duration::ZERO,
     };
 }
 

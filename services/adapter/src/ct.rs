@@ -648,6 +648,7 @@ impl CarrierApi for Ct {
         gsl_adapter_kit::reads::SyncPlan {
             sweep: gsl_adapter_kit::reads::SweepBy::EachCard,
             changed_since: false,
+            overlap: std::time::Duration::ZERO,
         }
     }
 

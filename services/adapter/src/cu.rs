@@ -43,6 +43,10 @@ pub struct CuSettings {
     pub speed_plans: BTreeMap<u32, String>,
     /// Usage cap MB (-1 = none) -> rate plan name (account data).
     pub cap_plans: BTreeMap<i64, String>,
+    /// How far before a changed-since pass's start the next one begins
+    /// (`GSL_CU_SYNC_OVERLAP_SECS`, default 300: `cu.md`'s cursor rule; its
+    /// answers carry no time).
+    pub sync_overlap: std::time::Duration,
 }
 
 fn plan_table<K: std::str::FromStr + Ord>(s: Option<&str>) -> BTreeMap<K, String> {
@@ -63,6 +67,11 @@ impl CuSettings {
             api_key: cfg.carrier_secret.clone(),
             speed_plans: plan_table(cfg.carrier_setting("GSL_CU_SPEED_PLANS")),
             cap_plans: plan_table(cfg.carrier_setting("GSL_CU_CAP_PLANS")),
+            sync_overlap: std::time::Duration::from_secs(
+                cfg.carrier_setting("GSL_CU_SYNC_OVERLAP_SECS")
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(300),
+            ),
         }
     }
 }
@@ -268,6 +277,7 @@ impl CarrierApi for Cu {
         gsl_adapter_kit::reads::SyncPlan {
             sweep: gsl_adapter_kit::reads::SweepBy::EachCard,
             changed_since: true,
+            overlap: self.set.sync_overlap,
         }
     }
 

@@ -204,6 +204,7 @@ impl CarrierApi for Trinet {
         gsl_adapter_kit::reads::SyncPlan {
             sweep: gsl_adapter_kit::reads::SweepBy::List,
             changed_since: true,
+            overlap: std::time::Duration::ZERO,
         }
     }
 

@@ -65,6 +65,23 @@ fn documented_defaults_are_the_codes() {
     let b = &g.bounds;
     let want: Vec<(&str, String)> = vec![
         ("GSL_CONCURRENCY", a.concurrency.to_string()),
+        ("GSL_SYNC", if a.sync.enabled { "on" } else { "off" }.to_string()),
+        (
+            "GSL_SYNC_INTERVAL_SECS",
+            a.sync.interval.as_secs().to_string(),
+        ),
+        (
+            "GSL_SYNC_CHANGED_SECS",
+            a.sync.changed_every.as_secs().to_string(),
+        ),
+        ("GSL_SYNC_SHARE", a.sync.share.to_string()),
+        ("GSL_SYNC_CHUNK", a.sync.chunk.to_string()),
+        (
+            "GSL_REFRESH_TIMEOUT_SECS",
+            g.refresh_timeout.as_secs().to_string(),
+        ),
+        ("GSL_MAX_REPORT_CARDS_BYTES", bytes(b.report_cards)),
+        ("GSL_MAX_REFRESH_CARDS_BYTES", bytes(b.refresh_cards)),
         ("GSL_RATE_CHANGE", rate(a.rate_change)),
         ("GSL_RATE_QUERY", rate(a.rate_query)),
         ("GSL_RATE_SAFETY", a.rate_safety.to_string()),

@@ -9,9 +9,9 @@
 //!
 //! `since` for the next pass: tri-net, the newest `updatedAt` seen (its
 //! cursor is a keyset, nothing is skipped; a card at the boundary comes
-//! again and changes nothing); CU, the pass's start minus an overlap
-//! (`GSL_CU_SYNC_OVERLAP_SECS`, default 300: `cu.md`, its answers carry no
-//! time), on the services' shared clock, which the carrier's times follow.
+//! again and changes nothing); CU, the pass's start minus the module's
+//! overlap (its answers carry no time), on the services' shared clock,
+//! which the carrier's times follow.
 
 use super::{Syncer, nap, now_ms};
 use crate::carrier::{CallCtx, CallError};
@@ -74,15 +74,10 @@ async fn store(s: &Syncer, st: &ChangedState, rev: u64) -> Option<u64> {
     }
 }
 
-/// The overlap of CU passes (`GSL_CU_SYNC_OVERLAP_SECS`).
+/// How far back the next pass starts where answers carry no time (the
+/// carrier module's, from its contract: CU's `GSL_CU_SYNC_OVERLAP_SECS`).
 fn overlap(s: &Syncer) -> chrono::Duration {
-    let secs = s
-        .cfg
-        .carrier_setting("GSL_CU_SYNC_OVERLAP_SECS")
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .filter(|v| *v >= 0)
-        .unwrap_or(300);
-    chrono::Duration::seconds(secs)
+    chrono::Duration::from_std(s.api.sync_plan().overlap).unwrap_or_default()
 }
 
 /// Run passes until shutdown.

@@ -569,6 +569,7 @@ impl CarrierApi for Cmcc {
         gsl_adapter_kit::reads::SyncPlan {
             sweep: gsl_adapter_kit::reads::SweepBy::EachCard,
             changed_since: false,
+            overlap: std::time::Duration::ZERO,
         }
     }
 
