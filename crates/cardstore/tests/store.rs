@@ -40,7 +40,7 @@ async fn migrations_apply_once_and_the_schema_check_follows_them() {
         s.check_schema().await,
         Err(StoreError::Schema { found: 0, .. })
     ));
-    assert_eq!(s.migrate(None).await.unwrap(), vec![1, 2]);
+    assert_eq!(s.migrate(None).await.unwrap(), vec![1, 2, 3]);
     assert_eq!(
         s.migrate(None).await.unwrap(),
         Vec::<i32>::new(),
@@ -56,7 +56,7 @@ async fn migrations_apply_once_and_the_schema_check_follows_them() {
     applied.extend(y.unwrap());
     // Either run may apply either migration; each is applied once.
     applied.sort_unstable();
-    assert_eq!(applied, vec![1, 2], "applied exactly once");
+    assert_eq!(applied, vec![1, 2, 3], "applied exactly once");
 }
 
 /// The service role `migrate` grants to can read and write the tables and
@@ -629,4 +629,108 @@ async fn tls_is_used_and_the_certificate_checked() {
         ),
         Err(StoreError::Tls(_))
     ));
+}
+
+/// Card sync's writes: a read that differs changes the card (fields from
+/// the carrier) and says so; an agreeing read only marks the card read; a
+/// read older than the card's newest change, or of a held card, changes no
+/// field; a sweep passes over cards read since it started.
+#[tokio::test]
+async fn carrier_reads_are_applied_newest_wins() {
+    use gsl_cardstore::sync::{Read, newest_reads};
+    use std::collections::HashSet;
+    let s = store().await;
+    let cards: Vec<v1::Card> = ["S1", "S2", "S3", "S4"]
+        .iter()
+        .map(|id| card(id, 20))
+        .collect();
+    s.import("acme", &cards, Claim::NewOrOwn).await.unwrap();
+    let ct = v1::Carrier::Ct as i32;
+    let t0 = Utc::now() + Duration::seconds(5);
+    let read = |id: &str, status: u32, at| Read {
+        card: id.into(),
+        read_at: at,
+        sim_status: Some(status),
+        stop_reason_unreported: true,
+        ..Read::default()
+    };
+    // S1 stopped at the carrier; S2 agrees; S3 stopped but held (an order
+    // of ours is on it); S4 stopped, read twice (the newer read wins).
+    let reads = newest_reads(vec![
+        read("S1", 14, t0),
+        read("S2", 20, t0),
+        read("S3", 14, t0),
+        read("S4", 14, t0 - Duration::seconds(1)),
+        read("S4", 20, t0),
+        read("unknown", 14, t0),
+    ]);
+    let diffs = s.compare_reads(ct, &reads).await.unwrap();
+    assert_eq!(diffs.len(), 4, "the unknown card is left out");
+    let d1 = diffs.iter().find(|d| d.card == "S1").unwrap();
+    assert_eq!(d1.kinds, ["status", "stop_reason"]);
+    assert_eq!((d1.old.sim_status, d1.new.sim_status), (20, 14));
+    assert_eq!(
+        d1.new.stop_reason,
+        gsl_cardstore::sync::STOP_REASON_NOT_REPORTED
+    );
+    assert!(
+        diffs
+            .iter()
+            .find(|d| d.card == "S2")
+            .unwrap()
+            .kinds
+            .is_empty()
+    );
+    assert!(
+        diffs
+            .iter()
+            .find(|d| d.card == "S4")
+            .unwrap()
+            .kinds
+            .is_empty(),
+        "the newer read"
+    );
+    let hold: HashSet<String> = ["S3".to_string()].into();
+    let changed = s.apply_reads(ct, &reads, &diffs, &hold).await.unwrap();
+    assert_eq!(changed, ["S1"]);
+    let c1 = s.card("acme", "S1").await.unwrap().unwrap();
+    assert_eq!((c1.sim_status, c1.stop_reason), (14, 0));
+    let status = c1.sources.iter().find(|f| f.field == "status").unwrap();
+    assert_eq!(status.source, v1::CardSource::Carrier as i32);
+    let c3 = s.card("acme", "S3").await.unwrap().unwrap();
+    assert_eq!(c3.sim_status, 20, "held: the order's outcome decides");
+    for id in ["S1", "S2", "S3", "S4"] {
+        assert!(
+            s.card("acme", id)
+                .await
+                .unwrap()
+                .unwrap()
+                .synced_at
+                .is_some(),
+            "{id} read"
+        );
+    }
+    // A read older than the card's newest change changes nothing.
+    let old = vec![read("S1", 20, t0 - Duration::seconds(60))];
+    let diffs = s.compare_reads(ct, &old).await.unwrap();
+    assert!(diffs[0].stale);
+    assert!(
+        s.apply_reads(ct, &old, &diffs, &HashSet::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.card("acme", "S1").await.unwrap().unwrap().sim_status, 14);
+    // A sweep started before the reads passes over the cards read since.
+    let page = s
+        .sweep_cards(ct, "", Some(t0 - Duration::seconds(2)), 10)
+        .await
+        .unwrap();
+    assert!(page.cards.is_empty(), "{page:?}");
+    assert_eq!((page.last.as_str(), page.end), ("S4", true));
+    let page = s.sweep_cards(ct, "S2", None, 1).await.unwrap();
+    assert_eq!(page.cards.len(), 1);
+    assert_eq!((page.cards[0].0.as_str(), page.end), ("S3", false));
+    assert_eq!(s.count_carrier(ct).await.unwrap(), 4);
+    assert_eq!(s.count_carrier(v1::Carrier::Cu as i32).await.unwrap(), 0);
 }

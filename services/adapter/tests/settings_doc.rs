@@ -65,7 +65,10 @@ fn documented_defaults_are_the_codes() {
     let b = &g.bounds;
     let want: Vec<(&str, String)> = vec![
         ("GSL_CONCURRENCY", a.concurrency.to_string()),
-        ("GSL_SYNC", if a.sync.enabled { "on" } else { "off" }.to_string()),
+        (
+            "GSL_SYNC",
+            if a.sync.enabled { "on" } else { "off" }.to_string(),
+        ),
         (
             "GSL_SYNC_INTERVAL_SECS",
             a.sync.interval.as_secs().to_string(),

@@ -128,8 +128,20 @@ pub async fn report_cards(
     let diffs = store.compare_reads(wire, &reads).await?;
     let unknown = reads.len().saturating_sub(diffs.len()) as u32;
     let mut hold = HashSet::new();
+    // A tenant with no open order (the order index, when current) has
+    // nothing in flight: its cards need no look at their events (a mass
+    // stop at the carrier is then one query, not one per card).
+    let mut busy: HashMap<String, bool> = HashMap::new();
     for d in diffs.iter().filter(|d| !d.kinds.is_empty() && !d.stale) {
-        if in_flight(core, &d.tenant, &d.card).await? {
+        let tenant_busy = match busy.get(&d.tenant) {
+            Some(b) => *b,
+            None => {
+                let b = !core.index.is_current() || core.index.open_orders(&d.tenant).await? > 0;
+                busy.insert(d.tenant.clone(), b);
+                b
+            }
+        };
+        if tenant_busy && in_flight(core, &d.tenant, &d.card).await? {
             hold.insert(d.card.clone());
         }
     }
