@@ -10,7 +10,12 @@
 //!   25S04 per card, every card in use so no 25S02; CT 1:
 //!   `queryCardMainStatus` per card; CU 1: `ctdUsages` per card; tri-net
 //!   0.01: list pages of 100), and `ratio_to_minimum` of the worst carrier.
-//!   The simulator's limit is raised so the sweep fits the run (`limit_per_s`).
+//!   The simulator's limit and the adapter's pacing are off for these
+//!   (`limit_per_s` 0): calls per card do not depend on the limit, and at
+//!   1,000 calls/s a shared slot is usable for a quarter of a millisecond,
+//!   so on this loaded 2-core machine most slots were dropped as late and
+//!   a 100,000-card sweep crawled (see docs/benchmarks.md). The sweep is
+//!   still spread over its interval (`cards / 1,000` s).
 //! * `sync_calls_per_card_incremental`: calls per fleet card for the
 //!   changed-since pass after 1 % of the cards changed at the carrier (CU:
 //!   one list call per 50 changed plus one read per changed card; tri-net:
@@ -230,11 +235,11 @@ fn r4(v: f64) -> f64 {
     (v * 10_000.0).round() / 10_000.0
 }
 
-/// One full sweep of `cards` cards of `c`: carrier calls per card.
-async fn sweep_calls(c: Carrier, cards: u64, limit: u32) -> Result<f64, String> {
+/// One full sweep of `cards` cards of `c`, spread over `cards / pace`
+/// seconds, the carrier's limit `limit` (0: off): carrier calls per card.
+async fn sweep_calls(c: Carrier, cards: u64, limit: u32, pace: u32) -> Result<f64, String> {
     let s = stack(c, cards, cards, limit, 0).await?;
-    // Spread over about `cards / limit` seconds: the sweep runs at the limit.
-    let interval = (cards as f64 / f64::from(limit)).max(2.0);
+    let interval = (cards as f64 / f64::from(pace)).max(2.0);
     let rate = limit.to_string();
     let t0 = now_ms();
     let before = s.requests(c).await?;
@@ -305,7 +310,7 @@ async fn detect(
     extra: &[(&str, String)],
     rounds: usize,
 ) -> Result<f64, String> {
-    let s = stack(c, cards, cards, 1000, 0).await?;
+    let s = stack(c, cards, cards, 0, 0).await?;
     let mut sub = s
         .client
         .subscribe("gsl.evt.bench.0.>")
@@ -402,7 +407,10 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
     let cards = env("BENCH_SYNC_CARDS").unwrap_or(mode.pick(100_000, 200));
     let stop_cards = env("BENCH_SYNC_STOP_CARDS").unwrap_or(mode.pick(1_000, 20));
-    let limit: u32 = 1000;
+    // Calls per card do not depend on the limit: pacing off, the sweep
+    // spread over cards / 1,000 s.
+    let limit: u32 = 0;
+    let pace: u32 = 1000;
 
     let mut per = serde_json::Map::new();
     let minimum = [
@@ -413,7 +421,7 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
     ];
     let mut worst: (f64, &str) = (0.0, "");
     for (c, min) in minimum {
-        let v = sweep_calls(c, cards, limit).await?;
+        let v = sweep_calls(c, cards, limit, pace).await?;
         eprintln!("{c}: sweep of {cards} cards: {v:.4} calls/card (minimum {min})");
         per.insert(c.as_str().into(), json!(r4(v)));
         if v / min > worst.0 {
@@ -426,7 +434,7 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
         cmcc,
         "calls/card",
         json!({
-            "carrier": "cmcc", "cards": cards, "limit_per_s": limit,
+            "carrier": "cmcc", "cards": cards, "limit_per_s": limit, "sweep_pace_per_s": pace,
             "per_carrier": per,
             "contract_minimum": {"cmcc": 1.0, "ct": 1.0, "cu": 1.0, "trinet": 0.01},
             "ratio_to_minimum": r4(worst.0), "worst": worst.1,

@@ -509,6 +509,27 @@ pub trait CarrierApi: Send + Sync + 'static {
             .collect()
     }
 
+    /// Cards of one usage batch call (0: the carrier has none; its usage,
+    /// if any, comes with [`CarrierApi::read_cards`]).
+    fn usage_batch(&self) -> usize {
+        0
+    }
+
+    /// This month's usage of up to [`CarrierApi::usage_batch`] cards in one
+    /// call: a read per card the carrier answered for (usage fields only).
+    async fn read_usage(
+        &self,
+        _ctx: &CallCtx<'_>,
+        _cards: &[SyncCard],
+        _now: &(dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync),
+    ) -> CallResult<Vec<v1::CardRead>> {
+        Err(CallError::refused(
+            ErrorCode::NotSupported,
+            "",
+            "this carrier module has no usage batch",
+        ))
+    }
+
     /// One page of the carrier's card list: every card (`since` unset: a
     /// full sweep) or those changed since `since`; `cursor` is the page
     /// ("": the first). A `since` the carrier will not take is refused with

@@ -164,6 +164,10 @@ pub struct SyncSettings {
     pub share: f64,
     /// Cards one replica claims from a sweep at a time (`GSL_SYNC_CHUNK`).
     pub chunk: usize,
+    /// A usage sweep (carriers that read usage in batches) is spread over
+    /// this (`GSL_SYNC_USAGE_INTERVAL_SECS`, default 24 h: the carriers
+    /// state usage as of yesterday 24:00).
+    pub usage_interval: Duration,
 }
 
 impl Default for SyncSettings {
@@ -174,6 +178,7 @@ impl Default for SyncSettings {
             changed_every: Duration::from_secs(60),
             share: 0.05,
             chunk: 10,
+            usage_interval: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -203,6 +208,7 @@ impl SyncSettings {
         };
         s.interval = secs("GSL_SYNC_INTERVAL_SECS", s.interval)?;
         s.changed_every = secs("GSL_SYNC_CHANGED_SECS", s.changed_every)?;
+        s.usage_interval = secs("GSL_SYNC_USAGE_INTERVAL_SECS", s.usage_interval)?;
         if let Some(v) = get("GSL_SYNC_SHARE") {
             s.share = v
                 .trim()

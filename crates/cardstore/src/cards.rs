@@ -262,6 +262,16 @@ pub(crate) fn card(r: &tokio_postgres::Row) -> v1::Card {
         exceed_cut_net_flag: r.get::<_, i16>("stop_reason") == 2,
         stop_reason_raw: r.get("stop_reason_raw"),
         synced_at: ts("synced_at"),
+        flow_period: match (
+            r.get::<_, Option<chrono::NaiveDate>>("flow_period_first"),
+            r.get::<_, Option<chrono::NaiveDate>>("flow_period_last"),
+        ) {
+            (Some(a), Some(b)) => Some(v1::UsagePeriod {
+                first_day: a.to_string(),
+                last_day: b.to_string(),
+            }),
+            _ => None,
+        },
     }
 }
 

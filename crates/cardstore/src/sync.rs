@@ -31,6 +31,8 @@ pub struct Read {
     pub cut_net: Option<bool>,
     /// Tri-net: the active profile (wire code); `None`: not read.
     pub active_profile: Option<i32>,
+    /// Data used, with its time and period, where the read had it.
+    pub usage: Option<crate::update::UsageRow>,
 }
 
 /// Stop reason stored when a carrier stopped a card and reports no reason.

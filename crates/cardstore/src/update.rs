@@ -97,7 +97,47 @@ impl CardStore {
     }
 }
 
+/// Data used by one card as its carrier reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRow {
+    pub id: String,
+    pub mb: f64,
+    /// The carrier's "as of" (or the call's time where it states none).
+    pub as_of: DateTime<Utc>,
+    /// The CST days the figure covers, both included.
+    pub period: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+}
+
 impl CardStore {
+    /// Record usage figures, each with its own time and period; a figure
+    /// older than the one stored changes nothing. Returns the cards changed.
+    pub async fn record_usage_rows(&self, rows: &[UsageRow]) -> Result<u64, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut sorted: Vec<&UsageRow> = rows.iter().collect();
+        sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        let ids: Vec<&str> = sorted.iter().map(|u| u.id.as_str()).collect();
+        let mb: Vec<f64> = sorted.iter().map(|u| u.mb).collect();
+        let at: Vec<DateTime<Utc>> = sorted.iter().map(|u| u.as_of).collect();
+        let first: Vec<Option<chrono::NaiveDate>> = sorted.iter().map(|u| u.period.map(|p| p.0)).collect();
+        let last: Vec<Option<chrono::NaiveDate>> = sorted.iter().map(|u| u.period.map(|p| p.1)).collect();
+        retrying(|| async {
+            let c = self.client().await?;
+            c.execute(
+                "UPDATE cards c SET flow_used_mb = u.mb, flow_used_at = u.at,
+                   flow_period_first = u.first, flow_period_last = u.last,
+                   sources = c.sources || jsonb_build_object('usage', jsonb_build_object('from', 'carrier', 'at', u.at))
+                 FROM unnest($1::text[], $2::float8[], $3::timestamptz[], $4::date[], $5::date[]) AS u(id, mb, at, first, last)
+                 WHERE c.id = u.id AND (c.flow_used_at IS NULL OR c.flow_used_at <= u.at)",
+                &[&ids, &mb, &at, &first, &last],
+            )
+            .await
+            .map_err(StoreError::query("record usage"))
+        })
+        .await
+    }
+
     /// Record data used this month as the carrier reported it `as_of`
     /// (card sync): `(card key, MB)`. An older report than the one stored
     /// changes nothing. Returns the cards changed.

@@ -47,6 +47,30 @@ pub fn cu_billing_month(t: DateTime<Utc>) -> u32 {
     y * 100 + m
 }
 
+/// The billing cycle holding day `d` when cycles start on day `start` of a
+/// month (China Unicom: the 27th, domain.md): its first and last day, both
+/// included. `start` is clamped to 1..=28 (every month has those days).
+pub fn billing_cycle(d: NaiveDate, start: u32) -> (NaiveDate, NaiveDate) {
+    let start = start.clamp(1, 28);
+    let at = |y: i32, m: u32| NaiveDate::from_ymd_opt(y, m, start).expect("day 1-28 exists");
+    let prev = |y: i32, m: u32| if m == 1 { (y - 1, 12) } else { (y, m - 1) };
+    let next = |y: i32, m: u32| if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    let (y, m) = if d.day() >= start {
+        (d.year(), d.month())
+    } else {
+        prev(d.year(), d.month())
+    };
+    let first = at(y, m);
+    let (ny, nm) = next(y, m);
+    let last = at(ny, nm).pred_opt().expect("a day before");
+    (first, last)
+}
+
+/// The calendar month holding day `d`: its first and last day.
+pub fn calendar_month(d: NaiveDate) -> (NaiveDate, NaiveDate) {
+    billing_cycle(d, 1)
+}
+
 /// The start of a CST day, as a UTC instant.
 pub fn cst_midnight(d: NaiveDate) -> DateTime<Utc> {
     cst()
@@ -205,6 +229,21 @@ impl Calendar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn billing_cycles_run_from_the_start_day_to_the_day_before_it() {
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
+        assert_eq!(billing_cycle(d(2026, 12, 4), 27), (d(2026, 11, 27), d(2026, 12, 26)));
+        assert_eq!(billing_cycle(d(2026, 12, 27), 27), (d(2026, 12, 27), d(2027, 1, 26)));
+        assert_eq!(billing_cycle(d(2027, 1, 26), 27), (d(2026, 12, 27), d(2027, 1, 26)));
+        assert_eq!(billing_cycle(d(2026, 3, 1), 27), (d(2026, 2, 27), d(2026, 3, 26)));
+        assert_eq!(calendar_month(d(2026, 2, 14)), (d(2026, 2, 1), d(2026, 2, 28)));
+        assert_eq!(calendar_month(d(2024, 12, 31)), (d(2024, 12, 1), d(2024, 12, 31)));
+        // The month key and the cycle agree on which billing month a day is in.
+        let t = cst_midnight(d(2026, 12, 27));
+        assert_eq!(cu_billing_month(t), 202701);
+        assert_eq!(billing_cycle(cst_date(t), 27).1, d(2027, 1, 26));
+    }
     use proptest::prelude::*;
 
     fn utc(s: &str) -> DateTime<Utc> {

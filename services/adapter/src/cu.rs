@@ -47,6 +47,9 @@ pub struct CuSettings {
     /// (`GSL_CU_SYNC_OVERLAP_SECS`, default 300: `cu.md`'s cursor rule; its
     /// answers carry no time).
     pub sync_overlap: std::time::Duration,
+    /// The day of the month a billing cycle begins
+    /// (`GSL_CU_CYCLE_START_DAY`, default 27: domain.md, `cu.md`).
+    pub cycle_start_day: u32,
 }
 
 fn plan_table<K: std::str::FromStr + Ord>(s: Option<&str>) -> BTreeMap<K, String> {
@@ -72,6 +75,11 @@ impl CuSettings {
                     .and_then(|v| v.trim().parse().ok())
                     .unwrap_or(300),
             ),
+            cycle_start_day: cfg
+                .carrier_setting("GSL_CU_CYCLE_START_DAY")
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|d| (1..=28).contains(d))
+                .unwrap_or(27),
         }
     }
 }
@@ -121,7 +129,7 @@ pub fn refusal(status: u16, v: &Value) -> CallError {
 
 pub struct Cu {
     base: String,
-    set: CuSettings,
+    pub(crate) set: CuSettings,
     http: Http,
     /// One call in flight (the account's policy).
     one: tokio::sync::Semaphore,

@@ -383,7 +383,10 @@ fn fields_of(pairs: &[(&str, String)]) -> Value {
 #[test]
 fn card_sync_queries_match_the_fixtures() {
     use gsl_adapter::sync;
-    let now = chrono::Utc::now();
+    // A read at a fixed time, so the billing cycle a fixture names is known.
+    let now = chrono::DateTime::parse_from_rfc3339("2026-12-04T02:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
     let since = chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
         .unwrap()
         .with_timezone(&chrono::Utc);
@@ -444,7 +447,7 @@ fn card_sync_queries_match_the_fixtures() {
                             Ok(r)
                         }
                         ("cu", "usages") if status == 200 => {
-                            sync::cu::parse_usages(json, &mut r);
+                            sync::cu::parse_usages(json, &mut r, 27);
                             Ok(r)
                         }
                         ("cu", _) => Err(cu::refusal(status, json)),

@@ -12,6 +12,7 @@ use gsl_domain::card::{SimStatus, StopReason};
 use gsl_domain::{Carrier, ErrorCode};
 use gsl_proto::v1;
 use gsl_proto::v1::operation::Kind as O;
+use chrono::Datelike;
 use std::time::Duration;
 
 fn in_use(c: &mut CardRecord) {
@@ -230,6 +231,22 @@ async fn refresh_reads_cards_now() {
     for c in &r.cards {
         assert_eq!(c.sim_status, 14, "{}: read now", c.id);
     }
+    // China Unicom's read carries usage: bytes since its billing cycle
+    // began on the 27th, as of the read, against the simulator's truth.
+    let (_, cu) = &ids[2];
+    let c = r.cards.iter().find(|c| &c.id == cu).unwrap();
+    let as_of = c
+        .flow_used_at
+        .as_ref()
+        .and_then(gsl_proto::convert::from_timestamp)
+        .expect("usage as of the read");
+    let (first, last) = gsl_domain::calendar::billing_cycle(gsl_domain::calendar::cst_date(as_of), 27);
+    let p = c.flow_period.as_ref().expect("a period");
+    assert_eq!((p.first_day.clone(), p.last_day.clone()), (first.to_string(), last.to_string()));
+    assert!(first.day() == 27 && last.day() == 26, "{p:?}");
+    let truth = s.sim.engine.used_mb(cu, first, as_of);
+    let used = c.flow_used_mb.expect("used");
+    assert!((used - truth).abs() < 0.01, "{used} MB read, {truth} MB at the carrier");
     assert_eq!(r.refused.len(), 1, "{:?}", r.refused);
     // Over 500 cards: refused whole, before the request is decoded.
     let many: Vec<String> = (0..501).map(|i| format!("8986{i:016}")).collect();

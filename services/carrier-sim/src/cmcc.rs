@@ -53,6 +53,7 @@ use gsl_domain::card::{SimStatus, StopReason};
 use gsl_domain::carrier::Carrier;
 use gsl_domain::ids::Iccid;
 use rand::Rng;
+use chrono::Datelike;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -493,6 +494,55 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
                 .map(|c| json!({"msisdn": c.msisdn, "imsi": c.imsi, "iccid": c.id}))
                 .collect();
             ok(Value::Array(found))
+        }
+        "query/sim-data-usage-monthly/batch" => {
+            let (kind, key, list) = match (get("msisdns"), get("iccids"), get("imsis")) {
+                (m, i, s) if !m.is_empty() && i.is_empty() && s.is_empty() => {
+                    (CardIdKind::Msisdn, "msisdn", m)
+                }
+                (m, i, s) if m.is_empty() && !i.is_empty() && s.is_empty() => {
+                    (CardIdKind::Iccid, "iccid", i)
+                }
+                (m, i, s) if m.is_empty() && i.is_empty() && !s.is_empty() => {
+                    (CardIdKind::Imsi, "imsi", s)
+                }
+                _ => return err("11000", "msisdns、iccids、imsis 必须且只能填写一个"),
+            };
+            let ids: Vec<&str> = list.split('_').filter(|s| !s.is_empty()).collect();
+            if ids.len() > 100 {
+                return err("11000", "一次最多 100 个号码");
+            }
+            // One of the last 6 months (this one included), to yesterday
+            // 24:00 CST for this month.
+            let now = e.now();
+            let today = gsl_domain::calendar::cst_date(now);
+            let Some(first) = chrono::NaiveDate::parse_from_str(&format!("{}01", get("queryDate")), "%Y%m%d").ok()
+            else {
+                return err("11000", "queryDate 格式错误");
+            };
+            let this = gsl_domain::calendar::calendar_month(today).0;
+            let months_back = (this.year() - first.year()) * 12 + this.month() as i32 - first.month() as i32;
+            if !(0..6).contains(&months_back) {
+                return err("11000", "queryDate 须为近 6 个月");
+            }
+            let (_, last) = gsl_domain::calendar::calendar_month(first);
+            let until = gsl_domain::calendar::cst_midnight(
+                last.succ_opt().expect("a next day").min(today),
+            );
+            let list: Vec<Value> = ids
+                .iter()
+                .filter_map(|v| Some((*v, e.find_card(Carrier::Cmcc, kind, v)?)))
+                .map(|(named, id)| {
+                    let kb = (e.used_mb(&id, first, until) * 1024.0).round() as u64;
+                    let mut item = json!({ key: named, "dataAmount": kb.to_string() });
+                    if kb > 0 {
+                        item["apnDataAmountList"] =
+                            json!([{"apnName": "CMIOT", "apnDataAmount": kb.to_string()}]);
+                    }
+                    item
+                })
+                .collect();
+            ok(json!([{ "dataAmountList": list }]))
         }
         _ => (http::StatusCode::NOT_FOUND, "no such API").into_response(),
     }

@@ -247,6 +247,9 @@ pub struct CarrierRules {
     pub cu_speed_plans: BTreeMap<String, u32>,
     /// China Unicom account data: rate plan name -> usage cap (MB, -1 none).
     pub cu_cap_plans: BTreeMap<String, i64>,
+    /// China Unicom: the day of the month a billing cycle begins (domain.md:
+    /// the 27th).
+    pub cu_cycle_start_day: u32,
 }
 
 impl Default for CarrierRules {
@@ -257,6 +260,7 @@ impl Default for CarrierRules {
             trinet_switch_spacing_s: 300,
             cu_speed_plans: BTreeMap::new(),
             cu_cap_plans: BTreeMap::new(),
+            cu_cycle_start_day: 27,
         }
     }
 }

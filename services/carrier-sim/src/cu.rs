@@ -18,8 +18,9 @@
 //!   recorded and changes nothing else. A future `effectiveDate` is not
 //!   simulated (400).
 //! * Card sync (`cu.md`, "Queries for card sync"): `GET
-//!   /cu/rws/api/v1/devices/{iccid}/ctdUsages` (status, IMEI, plans and the
-//!   cycle's usage, 0 here) and `GET /cu/rws/api/v1/devices?modifiedSince=`
+//!   /cu/rws/api/v1/devices/{iccid}/ctdUsages` (status, IMEI, plans and
+//!   `ctdDataUsage`: bytes since the billing cycle began on the 27th, up to
+//!   now, from `engine::usage`) and `GET /cu/rws/api/v1/devices?modifiedSince=`
 //!   (`pageSize` up to 50, `pageNumber` from 1; oldest change first;
 //!   `iccid, status, ratePlan, communicationPlan` only; `lastPage`).
 //! * Over the 5 calls/s policy: the status in
@@ -175,9 +176,18 @@ async fn get_device(State(g): State<Gate>, Path(iccid): Path<String>) -> Respons
 }
 
 async fn ctd_usages(State(g): State<Gate>, Path(iccid): Path<String>) -> Response {
-    match g.engine.card(Carrier::Cu, &iccid) {
-        None => unknown(&g.engine),
-        Some(c) => axum::Json(json!({
+    let e = &g.engine;
+    match e.card(Carrier::Cu, &iccid) {
+        None => unknown(e),
+        Some(c) => {
+            // Bytes since the billing cycle began (the 27th), up to now.
+            let now = e.now();
+            let (first, _) = gsl_domain::calendar::billing_cycle(
+                gsl_domain::calendar::cst_date(now),
+                e.config.rules.cu_cycle_start_day,
+            );
+            let bytes = (e.used_mb(&c.id, first, now) * 1_048_576.0).round() as u64;
+            axum::Json(json!({
             "iccid": c.id,
             "imsi": c.imsi,
             "msisdn": c.msisdn,
@@ -185,14 +195,15 @@ async fn ctd_usages(State(g): State<Gate>, Path(iccid): Path<String>) -> Respons
             "status": jasper_status(c.status),
             "ratePlan": c.rate_plan,
             "communicationPlan": c.communication_plan,
-            "ctdDataUsage": 0,
+            "ctdDataUsage": bytes,
             "ctdSMSUsage": 0,
             "ctdVoiceUsage": 0,
             "ctdSessionCount": 0,
             "overageLimitReached": false,
             "overageLimitOverride": "DEFAULT",
         }))
-        .into_response(),
+        .into_response()
+        }
     }
 }
 

@@ -72,6 +72,8 @@ pub fn classify(parts: &http::request::Parts) -> ApiClass {
     match parts.method {
         http::Method::GET if parts.uri.path().ends_with("/policies") => ApiClass::List,
         http::Method::GET => ApiClass::Query,
+        // A read with a body (`trinet.md`: the query budget).
+        http::Method::POST if parts.uri.path().ends_with("/usage/query") => ApiClass::Query,
         _ => ApiClass::Change,
     }
 }
@@ -248,6 +250,52 @@ async fn card(State(g): State<Gate>, Path(cid): Path<String>) -> Response {
 /// The list's keyset cursor: `g<serial>` through the cards nothing changed
 /// (all at `GENERATED_AT`, ids in serial order), then `k<micros>.<cid>`
 /// through the changed ones.
+/// `POST /usage/query`: a calendar month's usage (CST), to yesterday 24:00.
+async fn usage_query(State(g): State<Gate>, body: Bytes) -> Response {
+    use chrono::Datelike;
+    let e = &g.engine;
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return error(400, "BAD_PARAMETER", "body must be JSON");
+    };
+    let cids: Vec<String> = v["cids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    if cids.is_empty() || cids.len() > 100 {
+        return error(400, "BAD_PARAMETER", "cids: 1 to 100");
+    }
+    let month = v["month"].as_str().unwrap_or("");
+    let Ok(first) = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d") else {
+        return error(400, "BAD_PARAMETER", "month must be YYYY-MM");
+    };
+    let now = e.now();
+    let today = gsl_domain::calendar::cst_date(now);
+    let this = gsl_domain::calendar::calendar_month(today).0;
+    let back = (this.year() - first.year()) * 12 + this.month() as i32 - first.month() as i32;
+    if !(0..6).contains(&back) {
+        return error(400, "BAD_PARAMETER", "month: this one or one of the 5 before");
+    }
+    let (_, last) = gsl_domain::calendar::calendar_month(first);
+    let as_of = gsl_domain::calendar::cst_midnight(last.succ_opt().expect("a next day").min(today));
+    let mut usage = Vec::new();
+    let mut unknown = Vec::new();
+    for cid in cids {
+        if e.card(Carrier::Trinet, &cid).is_some() {
+            let bytes = (e.used_mb(&cid, first, as_of) * 1_048_576.0).round() as u64;
+            usage.push(json!({"cid": cid, "usedBytes": bytes}));
+        } else {
+            unknown.push(cid);
+        }
+    }
+    axum::Json(json!({
+        "month": month,
+        "asOf": as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "usage": usage,
+        "unknown": unknown,
+    }))
+    .into_response()
+}
+
 async fn list_cards(State(g): State<Gate>, Query(q): Query<HashMap<String, String>>) -> Response {
     let e = &g.engine;
     let limit: usize = match q.get("limit").map(|s| s.parse::<usize>()) {
@@ -420,6 +468,7 @@ async fn update_policy(State(g): State<Gate>, Path(id): Path<String>, body: Byte
 pub fn router(g: Gate) -> Router {
     Router::new()
         .route("/api/v1/cards", get(list_cards))
+        .route("/api/v1/usage/query", post(usage_query))
         .route("/api/v1/cards/{cid}", get(card))
         .route("/api/v1/cards/{cid}/lifecycle", post(lifecycle))
         .route("/api/v1/cards/{cid}/switch-network", post(switch_network))

@@ -50,6 +50,29 @@ fn read(r: &v1::CardRead) -> Result<Read, String> {
     {
         return Err(format!("stop_reason {s} is not a stop-reason code"));
     }
+    let usage = match r.used_mb {
+        None => None,
+        Some(mb) if !mb.is_finite() || mb < 0.0 => {
+            return Err(format!("used_mb {mb} is not a number of MB"));
+        }
+        Some(mb) => {
+            let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+            let period = r
+                .usage_period
+                .as_ref()
+                .and_then(|p| Some((day(&p.first_day)?, day(&p.last_day)?)));
+            Some(gsl_cardstore::update::UsageRow {
+                id: key.key().to_owned(),
+                mb,
+                as_of: r
+                    .usage_as_of
+                    .as_ref()
+                    .and_then(convert::from_timestamp)
+                    .unwrap_or(read_at),
+                period,
+            })
+        }
+    };
     let profile = v1::Carrier::try_from(r.active_profile)
         .ok()
         .filter(|c| *c != v1::Carrier::Unspecified)
@@ -65,6 +88,7 @@ fn read(r: &v1::CardRead) -> Result<Read, String> {
         imei: r.imei.as_ref().map(|i| i.chars().take(32).collect()),
         cut_net: r.cut_net,
         active_profile: profile,
+        usage,
     })
 }
 
@@ -150,6 +174,14 @@ pub async fn report_cards(
         .await?
         .into_iter()
         .collect();
+    // Usage, newest wins on its own time, for the carrier's known cards.
+    let known: HashSet<&str> = diffs.iter().map(|d| d.card.as_str()).collect();
+    let usage: Vec<gsl_cardstore::update::UsageRow> = reads
+        .iter()
+        .filter(|r| known.contains(r.card.as_str()))
+        .filter_map(|r| r.usage.clone())
+        .collect();
+    store.record_usage_rows(&usage).await?;
     let by_card: HashMap<&str, &Read> = reads.iter().map(|r| (r.card.as_str(), r)).collect();
     let mut drifted = 0u32;
     for d in diffs.iter().filter(|d| changed.contains(&d.card)) {

@@ -5,7 +5,7 @@
 //!
 //! | file | drives |
 //! |---|---|
-//! | [`sweep`] | the full sweep, spread evenly over `GSL_SYNC_INTERVAL_SECS`: one read per card of the store (CMCC, CT, CU), or pages of the carrier's list (tri-net) |
+//! | [`sweep`] | the full sweep, spread evenly over `GSL_SYNC_INTERVAL_SECS`: one read per card of the store (CMCC, CT, CU), or pages of the carrier's list (tri-net); and the usage sweep in the carrier's usage batches (CMCC, tri-net) |
 //! | [`changed`] | changed-since passes every `GSL_SYNC_CHANGED_SECS` where the carrier lists changes (CU, tri-net) |
 //! | [`refresh`] | on-demand reads the gateway asks for (`Registry.RefreshCards`) |
 //!
@@ -152,6 +152,25 @@ impl Syncer {
         self.report(reads, how).await
     }
 
+    /// Read the usage of `cards` (one of the carrier's usage batches) and
+    /// hand it to the gateway.
+    pub async fn usage_and_report(&self, cards: &[SyncCard]) -> usize {
+        if cards.is_empty() {
+            return 0;
+        }
+        let ctx = CallCtx::sync(&self.pacer);
+        let clock = self.cfg.clock;
+        let now = move || clock.now();
+        match self.api.read_usage(&ctx, cards, &now).await {
+            Ok(reads) => self.report(reads, "usage").await,
+            Err(e) => {
+                self.metrics.read_errors.get_or_create(&self.labels("usage")).inc();
+                tracing::warn!(error = %e, cards = cards.len(), "card sync: usage batch failed");
+                0
+            }
+        }
+    }
+
     /// Hand reads to the gateway; returns how many it took.
     pub async fn report(&self, reads: Vec<v1::CardRead>, how: &str) -> usize {
         let n = reads.len();
@@ -191,7 +210,18 @@ impl Syncer {
         if !self.cfg.sync.enabled || plan == crate::reads::SyncPlan::NONE {
             return out;
         }
-        out.push(tokio::spawn(sweep::run(self.clone(), shutdown.clone())));
+        out.push(tokio::spawn(sweep::run(
+            self.clone(),
+            sweep::Sweep::Cards(plan.sweep),
+            shutdown.clone(),
+        )));
+        if self.api.usage_batch() > 0 {
+            out.push(tokio::spawn(sweep::run(
+                self.clone(),
+                sweep::Sweep::Usage,
+                shutdown.clone(),
+            )));
+        }
         if plan.changed_since {
             out.push(tokio::spawn(changed::run(self.clone(), shutdown.clone())));
         }

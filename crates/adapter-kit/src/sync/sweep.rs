@@ -13,6 +13,10 @@
 //! * **List** (tri-net): the chunk is the next page of the carrier's own
 //!   list; fetching it is a call, so the page is taken under a short lease
 //!   first and no two replicas fetch the same page.
+//! * **Usage** (`<carrier>.usage`, where the carrier reads usage in
+//!   batches: CMCC, tri-net): the chunk is the carrier's batch of the
+//!   store's cards, over `GSL_SYNC_USAGE_INTERVAL_SECS`. CU's usage comes
+//!   with its per-card read, at no extra call.
 
 use super::{Syncer, nap, now_ms};
 use crate::carrier::CallCtx;
@@ -74,12 +78,37 @@ impl SweepState {
     }
 }
 
-fn key(s: &Syncer) -> String {
-    format!("{}.sweep", s.cfg.carrier.as_str())
+/// Which sweep: the cards' state (read one by one or through the list), or
+/// their usage (read in the carrier's usage batches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    Cards(SweepBy),
+    Usage,
 }
 
-async fn load(s: &Syncer) -> Option<(SweepState, u64)> {
-    match s.kv.entry(key(s)).await {
+impl Sweep {
+    /// Its record in `gsl_sync` and its metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sweep::Cards(_) => "sweep",
+            Sweep::Usage => "usage",
+        }
+    }
+
+    fn interval(self, s: &Syncer) -> Duration {
+        match self {
+            Sweep::Cards(_) => s.cfg.sync.interval,
+            Sweep::Usage => s.cfg.sync.usage_interval,
+        }
+    }
+}
+
+fn key(s: &Syncer, what: Sweep) -> String {
+    format!("{}.{}", s.cfg.carrier.as_str(), what.name())
+}
+
+async fn load(s: &Syncer, what: Sweep) -> Option<(SweepState, u64)> {
+    match s.kv.entry(key(s, what)).await {
         Ok(Some(e)) if e.operation == kv::Operation::Put => {
             let st = serde_json::from_slice(&e.value).unwrap_or_default();
             Some((st, e.revision))
@@ -94,9 +123,9 @@ async fn load(s: &Syncer) -> Option<(SweepState, u64)> {
 }
 
 /// Write `st` if the cursor is still at `rev`. Whether it was written.
-async fn store(s: &Syncer, st: &SweepState, rev: u64) -> bool {
+async fn store(s: &Syncer, what: Sweep, st: &SweepState, rev: u64) -> bool {
     let v = Bytes::from(serde_json::to_vec(st).unwrap_or_default());
-    match s.kv.update(key(s), v, rev).await {
+    match s.kv.update(key(s, what), v, rev).await {
         Ok(_) => true,
         Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => false,
         Err(e) => {
@@ -106,14 +135,13 @@ async fn store(s: &Syncer, st: &SweepState, rev: u64) -> bool {
     }
 }
 
-/// Run sweeps until shutdown.
-pub async fn run(s: Arc<Syncer>, stop: Shutdown) {
-    let by = s.api.sync_plan().sweep;
+/// Run sweeps of one kind until shutdown.
+pub async fn run(s: Arc<Syncer>, what: Sweep, stop: Shutdown) {
     loop {
         if stop.is_triggered() {
             return;
         }
-        let wait = match step(&s, by).await {
+        let wait = match step(&s, what).await {
             Step::Again => Duration::ZERO,
             Step::Wait(d) => d,
         };
@@ -135,18 +163,18 @@ fn ms(d: i64) -> Duration {
 }
 
 /// Claim and read the next chunk if one is due.
-pub async fn step(s: &Syncer, by: SweepBy) -> Step {
-    let Some((mut st, rev)) = load(s).await else {
+pub async fn step(s: &Syncer, what: Sweep) -> Step {
+    let Some((mut st, rev)) = load(s, what).await else {
         return Step::Wait(Duration::from_secs(1));
     };
     let now = now_ms();
-    let interval = s.cfg.sync.interval;
+    let interval = what.interval(s);
     if st.started_ms == 0 {
         st.started_ms = now;
     }
     s.metrics
         .sweep_lag_seconds
-        .get_or_create(&s.labels("sweep"))
+        .get_or_create(&s.labels(what.name()))
         .set(
             (now - if st.last_complete_ms > 0 {
                 st.last_complete_ms
@@ -166,18 +194,25 @@ pub async fn step(s: &Syncer, by: SweepBy) -> Step {
     if due > now {
         return Step::Wait(ms(due - now));
     }
-    match by {
-        SweepBy::EachCard => each_card(s, st, rev).await,
-        SweepBy::List => list(s, st, rev, now).await,
-        SweepBy::None => Step::Wait(Duration::from_secs(3600)),
+    match what {
+        Sweep::Cards(SweepBy::EachCard) | Sweep::Usage => each_card(s, what, st, rev).await,
+        Sweep::Cards(SweepBy::List) => list(s, st, rev, now).await,
+        Sweep::Cards(SweepBy::None) => Step::Wait(Duration::from_secs(3600)),
     }
 }
 
-async fn each_card(s: &Syncer, mut st: SweepState, rev: u64) -> Step {
-    let chunk = s.cfg.sync.chunk as u32;
-    let read_before = chrono::DateTime::parse_from_rfc3339(&st.started_clock)
-        .ok()
-        .map(|t| gsl_proto::convert::timestamp(t.with_timezone(&chrono::Utc)));
+async fn each_card(s: &Syncer, what: Sweep, mut st: SweepState, rev: u64) -> Step {
+    let (chunk, read_before) = match what {
+        // A usage batch is the carrier's batch size; a status read does
+        // not make a usage read unneeded.
+        Sweep::Usage => (s.api.usage_batch().max(1) as u32, None),
+        Sweep::Cards(_) => (
+            s.cfg.sync.chunk as u32,
+            chrono::DateTime::parse_from_rfc3339(&st.started_clock)
+                .ok()
+                .map(|t| gsl_proto::convert::timestamp(t.with_timezone(&chrono::Utc))),
+        ),
+    };
     let page = match s
         .reporter
         .sweep_cards(v1::SweepCardsRequest {
@@ -198,7 +233,7 @@ async fn each_card(s: &Syncer, mut st: SweepState, rev: u64) -> Step {
         st.total = page.total;
     }
     let next = if page.end {
-        st.completed(s.cfg.sync.interval, now_ms())
+        st.completed(what.interval(s), now_ms())
     } else {
         SweepState {
             after: page.last.clone(),
@@ -206,22 +241,25 @@ async fn each_card(s: &Syncer, mut st: SweepState, rev: u64) -> Step {
             ..st.clone()
         }
     };
-    if !store(s, &next, rev).await {
+    if !store(s, what, &next, rev).await {
         // Another replica claimed it first.
         return Step::Again;
     }
     s.metrics
         .sweep_done
-        .get_or_create(&s.labels("sweep"))
+        .get_or_create(&s.labels(what.name()))
         .set(next.done as i64);
     s.metrics
         .sweep_total
-        .get_or_create(&s.labels("sweep"))
+        .get_or_create(&s.labels(what.name()))
         .set(st.total as i64);
     let cards: Vec<SyncCard> = page.cards.into_iter().map(SyncCard::from).collect();
-    s.read_and_report(&cards, "sweep").await;
+    match what {
+        Sweep::Usage => s.usage_and_report(&cards).await,
+        Sweep::Cards(_) => s.read_and_report(&cards, "sweep").await,
+    };
     if page.end {
-        tracing::info!(cards = st.total, "card sync: sweep complete");
+        tracing::info!(cards = st.total, sweep = what.name(), "card sync: sweep complete");
     }
     Step::Again
 }
@@ -253,10 +291,11 @@ async fn list(s: &Syncer, mut st: SweepState, rev: u64, now: i64) -> Step {
         lease_until_ms: now + LEASE_MS,
         ..st.clone()
     };
-    if !store(s, &held, rev).await {
+    let what = Sweep::Cards(SweepBy::List);
+    if !store(s, what, &held, rev).await {
         return Step::Again;
     }
-    let Some((_, held_rev)) = load(s).await else {
+    let Some((_, held_rev)) = load(s, what).await else {
         return Step::Wait(Duration::from_secs(1));
     };
     let ctx = CallCtx::sync(&s.pacer);
@@ -272,7 +311,7 @@ async fn list(s: &Syncer, mut st: SweepState, rev: u64, now: i64) -> Step {
                 .get_or_create(&s.labels("sweep"))
                 .inc();
             // Let the lease go so the page is tried again.
-            store(s, &st, held_rev).await;
+            store(s, what, &st, held_rev).await;
             return Step::Wait(Duration::from_secs(5));
         }
     };
@@ -296,7 +335,7 @@ async fn list(s: &Syncer, mut st: SweepState, rev: u64, now: i64) -> Step {
         })
         .collect();
     s.read_and_report(&extra, "sweep").await;
-    if !store(s, &next, held_rev).await {
+    if !store(s, what, &next, held_rev).await {
         tracing::warn!(
             "card sync: the list sweep's lease was taken over; its page may be read again"
         );

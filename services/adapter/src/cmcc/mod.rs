@@ -565,6 +565,19 @@ impl CarrierApi for Cmcc {
         }
     }
 
+    fn usage_batch(&self) -> usize {
+        crate::sync::cmcc::USAGE_BATCH
+    }
+
+    async fn read_usage(
+        &self,
+        ctx: &CallCtx<'_>,
+        cards: &[gsl_adapter_kit::reads::SyncCard],
+        now: &(dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync),
+    ) -> CallResult<Vec<gsl_proto::v1::CardRead>> {
+        self.sync_usage(ctx, cards, now()).await
+    }
+
     fn sync_plan(&self) -> gsl_adapter_kit::reads::SyncPlan {
         gsl_adapter_kit::reads::SyncPlan {
             sweep: gsl_adapter_kit::reads::SweepBy::EachCard,

@@ -3,7 +3,7 @@
 //! `query/sim-stop-reason` only for the cards it shows stopped (OneLink-CT
 //! `4`, OneLink-PB `01`/`02`). Real-name (23A10) and IMEI (23S04) are one
 //! call per card each: not in the sweep (the registry keeps what our
-//! orders set). The changed-on-date hint 23E00 is known from one client
+//! orders set). Usage: 25U03, 100 cards a call, in the usage sweep. The changed-on-date hint 23E00 is known from one client
 //! only and its answer is undocumented: not used.
 
 use super::{lookup, read, unknown_code};
@@ -82,6 +82,53 @@ pub fn stop_reason_request(iccid: &str) -> (&'static str, Vec<(&'static str, Str
     ("query/sim-stop-reason", vec![("iccid", iccid.to_owned())])
 }
 
+/// 25U03's path and fields: this CST month's usage of up to 100 cards by ICCID.
+pub fn usage_request(iccids: &[&str], month: &str) -> (&'static str, Vec<(&'static str, String)>) {
+    (
+        "query/sim-data-usage-monthly/batch",
+        vec![("queryDate", month.to_owned()), ("iccids", iccids.join("_"))],
+    )
+}
+
+/// Cards of one 25U03 call.
+pub const USAGE_BATCH: usize = 100;
+
+/// A 25U03 answer: one read per card it names (`dataAmount` is KB), as of
+/// yesterday 24:00 CST (`cmcc.md`: the current month "up to the previous
+/// day"), for the calendar month of `now`. A card left out is "unknown this
+/// round": no read.
+pub fn parse_usage(v: &Value, now: chrono::DateTime<chrono::Utc>) -> CallResult<Vec<v1::CardRead>> {
+    use gsl_domain::calendar::{calendar_month, cst_date, cst_midnight};
+    let result = envelope(v)?;
+    let today = cst_date(now);
+    let (first, last) = calendar_month(today);
+    let as_of = gsl_proto::convert::timestamp(cst_midnight(today));
+    let list = result
+        .first()
+        .and_then(|r| r.get("dataAmountList"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    Ok(list
+        .iter()
+        .filter_map(|x| {
+            let id = s(x, "iccid");
+            let kb: f64 = s(x, "dataAmount").trim().parse().ok().filter(|k: &f64| *k >= 0.0)?;
+            if id.is_empty() {
+                return None;
+            }
+            let mut r = read(id, now);
+            r.used_mb = Some(kb / 1024.0);
+            r.usage_as_of = Some(as_of);
+            r.usage_period = Some(v1::UsagePeriod {
+                first_day: first.to_string(),
+                last_day: last.to_string(),
+            });
+            Some(r)
+        })
+        .collect())
+}
+
 /// A 25S04 answer into `r`; returns the raw `cardStatus`.
 pub fn parse_status(v: &Value, r: &mut v1::CardRead) -> CallResult<String> {
     let result = envelope(v)?;
@@ -120,6 +167,22 @@ pub fn parse_stop_reason(
 }
 
 impl Cmcc {
+    /// This month's usage of up to 100 cards: one 25U03 call.
+    pub(crate) async fn sync_usage(
+        &self,
+        ctx: &CallCtx<'_>,
+        cards: &[SyncCard],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> CallResult<Vec<v1::CardRead>> {
+        let ids: Vec<&str> = cards.iter().map(|c| c.id.as_str()).collect();
+        let month = gsl_domain::calendar::month_key(now).to_string();
+        let (path, fields) = usage_request(&ids, &month);
+        let v = self
+            .call(ctx, CallClass::Query, path, &self.transid(), &fields)
+            .await?;
+        parse_usage(&v, now)
+    }
+
     /// One card: 25S04, then 25S02 if it is stopped.
     pub(crate) async fn sync_read(
         &self,

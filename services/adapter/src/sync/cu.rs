@@ -50,8 +50,11 @@ pub fn changed_request(
     )
 }
 
-/// A `ctdUsages` answer into a read.
-pub fn parse_usages(v: &Value, r: &mut v1::CardRead) {
+/// A `ctdUsages` answer into a read; `cycle_start`: the day a billing
+/// cycle begins (`GSL_CU_CYCLE_START_DAY`, 27). `ctdDataUsage` is bytes
+/// since the cycle began; the answer names no period and no time, so the
+/// period is the cycle holding the read's CST day and "as of" is the read.
+pub fn parse_usages(v: &Value, r: &mut v1::CardRead, cycle_start: u32) {
     let code = s(v, "status").to_owned();
     r.sim_status = lookup(STATUS, &code);
     if r.sim_status.is_none() {
@@ -63,6 +66,17 @@ pub fn parse_usages(v: &Value, r: &mut v1::CardRead) {
         Some(Value::String(i)) => Some(i.chars().take(32).collect()),
         _ => None,
     };
+    let bytes = v.get("ctdDataUsage").and_then(Value::as_f64).filter(|b| *b >= 0.0);
+    if let (Some(b), Some(at)) = (bytes, r.read_at.as_ref().and_then(gsl_proto::convert::from_timestamp)) {
+        let (first, last) =
+            gsl_domain::calendar::billing_cycle(gsl_domain::calendar::cst_date(at), cycle_start);
+        r.used_mb = Some(b / 1_048_576.0);
+        r.usage_as_of = r.read_at;
+        r.usage_period = Some(v1::UsagePeriod {
+            first_day: first.to_string(),
+            last_day: last.to_string(),
+        });
+    }
 }
 
 /// A changed-since page: the ICCIDs to read, and whether more pages follow.
@@ -91,7 +105,7 @@ impl Cu {
     ) -> CallResult<v1::CardRead> {
         let v = self.get_json(ctx, &usages_path(&card.id), &[]).await?;
         let mut r = read(&card.id, now);
-        parse_usages(&v, &mut r);
+        parse_usages(&v, &mut r, self.set.cycle_start_day);
         Ok(r)
     }
 

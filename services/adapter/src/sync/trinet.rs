@@ -32,6 +32,50 @@ pub fn list_query(
     q
 }
 
+/// Cards of one `POST /usage/query`.
+pub const USAGE_BATCH: usize = 100;
+
+/// The usage query's body: this CST month (`YYYY-MM`) for up to 100 cards.
+pub fn usage_body(cids: &[&str], now: chrono::DateTime<chrono::Utc>) -> Value {
+    let d = gsl_domain::calendar::cst_date(now);
+    serde_json::json!({"cids": cids, "month": d.format("%Y-%m").to_string()})
+}
+
+/// A usage answer: a read per card in `usage` (`usedBytes`), for the
+/// month it names, as of its `asOf`; `unknown` cards get none.
+pub fn parse_usage(v: &Value, now: chrono::DateTime<chrono::Utc>) -> Vec<v1::CardRead> {
+    let Some(first) = chrono::NaiveDate::parse_from_str(&format!("{}-01", s(v, "month")), "%Y-%m-%d").ok()
+    else {
+        return Vec::new();
+    };
+    let (first, last) = gsl_domain::calendar::calendar_month(first);
+    let as_of = chrono::DateTime::parse_from_rfc3339(s(v, "asOf"))
+        .map(|t| gsl_proto::convert::timestamp(t.with_timezone(&chrono::Utc)))
+        .ok();
+    v.get("usage")
+        .and_then(Value::as_array)
+        .map(|u| {
+            u.iter()
+                .filter_map(|x| {
+                    let bytes = x.get("usedBytes").and_then(Value::as_f64).filter(|b| *b >= 0.0)?;
+                    let cid = s(x, "cid");
+                    if cid.is_empty() {
+                        return None;
+                    }
+                    let mut r = read(cid, now);
+                    r.used_mb = Some(bytes / 1_048_576.0);
+                    r.usage_as_of = as_of.or(r.read_at);
+                    r.usage_period = Some(v1::UsagePeriod {
+                        first_day: first.to_string(),
+                        last_day: last.to_string(),
+                    });
+                    Some(r)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A card object into a read (`trinet.md`'s table): the codes are the
 /// domain's; one outside the domain is kept raw.
 pub fn parse_card(v: &Value, now: chrono::DateTime<chrono::Utc>) -> v1::CardRead {
@@ -113,6 +157,29 @@ impl Trinet {
             return Err(Trinet::refusal(status, &v));
         }
         Ok(parse_card(&v, now))
+    }
+
+    pub(crate) async fn sync_usage(
+        &self,
+        ctx: &CallCtx<'_>,
+        cards: &[SyncCard],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> CallResult<Vec<v1::CardRead>> {
+        let ids: Vec<&str> = cards.iter().map(|c| c.id.as_str()).collect();
+        let (status, v) = self
+            .send(
+                ctx,
+                CallClass::Query,
+                self.http
+                    .client
+                    .post(format!("{}/usage/query", self.base))
+                    .json(&usage_body(&ids, now)),
+            )
+            .await?;
+        if status != 200 {
+            return Err(Trinet::refusal(status, &v));
+        }
+        Ok(parse_usage(&v, now))
     }
 
     pub(crate) async fn sync_list(

@@ -20,6 +20,8 @@
 //! | [`completion`] | asynchronous completion on the clock |
 //! | [`jobs`] | batch jobs (China Mobile) |
 //! | [`truth`] | the ground truth and order look-ups |
+//! | [`drift`] | cards the carrier changes on its own |
+//! | [`usage`] | data usage per card and day |
 
 mod completion;
 pub mod drift;
@@ -27,6 +29,7 @@ pub mod jobs;
 mod rules;
 mod submit;
 mod truth;
+pub mod usage;
 
 use crate::config::{Completion, CompletionMode, Faults, SimConfig};
 use crate::inventory::{CardRecord, Inventory};
