@@ -31,6 +31,7 @@
 //!
 //! Sizes: `BENCH_SYNC_CARDS` (default 100,000; smoke 200) per carrier for
 //! the sweep, `BENCH_SYNC_STOP_CARDS` (1,000; smoke 20) for the stop.
+//! `BENCH_SYNC_PARTS=sweep,incremental,detect,slowdown` runs some of them.
 
 use crate::common::{Mode, Service, emit, import_cards, service_log, spawn_adapter, spawn_gateway};
 use futures::StreamExt;
@@ -411,7 +412,25 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
     // spread over cards / 1,000 s.
     let limit: u32 = 0;
     let pace: u32 = 1000;
+    let parts = std::env::var("BENCH_SYNC_PARTS").unwrap_or_default();
+    let part = |p: &str| parts.is_empty() || parts.split(',').any(|x| x.trim() == p);
 
+    if part("sweep") {
+        sweeps(cards, limit, pace).await?;
+    }
+    if part("incremental") {
+        incremental(cards, limit).await?;
+    }
+    if part("detect") {
+        detection(mode).await?;
+    }
+    if part("slowdown") {
+        slowdown(mode, stop_cards).await?;
+    }
+    Ok(())
+}
+
+async fn sweeps(cards: u64, limit: u32, pace: u32) -> Result<(), String> {
     let mut per = serde_json::Map::new();
     let minimum = [
         (Carrier::Cmcc, 1.0),
@@ -442,6 +461,10 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
         }),
     );
 
+    Ok(())
+}
+
+async fn incremental(cards: u64, limit: u32) -> Result<(), String> {
     let (cu_inc, changed) = incremental_calls(Carrier::Cu, cards, limit).await?;
     let (tn_inc, _) = incremental_calls(Carrier::Trinet, cards, limit).await?;
     let frac = changed as f64 / cards as f64;
@@ -460,6 +483,10 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
         }),
     );
 
+    Ok(())
+}
+
+async fn detection(mode: &Mode) -> Result<(), String> {
     let rounds = mode.pick(5, 1);
     let cu_s = detect(
         Carrier::Cu,
@@ -489,6 +516,10 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
         }),
     );
 
+    Ok(())
+}
+
+async fn slowdown(mode: &Mode, stop_cards: u64) -> Result<(), String> {
     let swept = mode.pick(2_000, 100);
     let (alone, over_alone) = ct_stop(stop_cards, swept, false).await?;
     let (beside, over_beside) = ct_stop(stop_cards, swept, true).await?;

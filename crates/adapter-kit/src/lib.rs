@@ -123,6 +123,7 @@ impl Adapter {
             kv: sync_kv,
             cfg: cfg.clone(),
             metrics: sync_metrics,
+            recent: Default::default(),
         });
         let mut loops = vec![
             tokio::spawn(run_loop(worker.clone(), work, shutdown.clone(), Kind::Work)),

@@ -72,6 +72,12 @@ pub struct ListPage {
     /// Cards the page names without what sync needs (CU: status only): each
     /// costs a read of its own.
     pub to_read: Vec<String>,
+    /// What the list showed of each `to_read` card (CU: status and plans),
+    /// in the same order; empty where the carrier shows nothing. A card
+    /// listed again the same as in the last pass, and read then, is not read
+    /// again (CU's passes overlap by minutes: without this each change
+    /// would be read once per overlapping pass).
+    pub listed: Vec<String>,
     /// The next page (`None`: this was the last).
     pub next: Option<String>,
     /// The newest change time the page shows (tri-net's `updatedAt`), for

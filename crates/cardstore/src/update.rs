@@ -120,8 +120,10 @@ impl CardStore {
         let ids: Vec<&str> = sorted.iter().map(|u| u.id.as_str()).collect();
         let mb: Vec<f64> = sorted.iter().map(|u| u.mb).collect();
         let at: Vec<DateTime<Utc>> = sorted.iter().map(|u| u.as_of).collect();
-        let first: Vec<Option<chrono::NaiveDate>> = sorted.iter().map(|u| u.period.map(|p| p.0)).collect();
-        let last: Vec<Option<chrono::NaiveDate>> = sorted.iter().map(|u| u.period.map(|p| p.1)).collect();
+        let first: Vec<Option<chrono::NaiveDate>> =
+            sorted.iter().map(|u| u.period.map(|p| p.0)).collect();
+        let last: Vec<Option<chrono::NaiveDate>> =
+            sorted.iter().map(|u| u.period.map(|p| p.1)).collect();
         retrying(|| async {
             let c = self.client().await?;
             c.execute(

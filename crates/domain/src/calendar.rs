@@ -233,12 +233,30 @@ mod tests {
     #[test]
     fn billing_cycles_run_from_the_start_day_to_the_day_before_it() {
         let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
-        assert_eq!(billing_cycle(d(2026, 12, 4), 27), (d(2026, 11, 27), d(2026, 12, 26)));
-        assert_eq!(billing_cycle(d(2026, 12, 27), 27), (d(2026, 12, 27), d(2027, 1, 26)));
-        assert_eq!(billing_cycle(d(2027, 1, 26), 27), (d(2026, 12, 27), d(2027, 1, 26)));
-        assert_eq!(billing_cycle(d(2026, 3, 1), 27), (d(2026, 2, 27), d(2026, 3, 26)));
-        assert_eq!(calendar_month(d(2026, 2, 14)), (d(2026, 2, 1), d(2026, 2, 28)));
-        assert_eq!(calendar_month(d(2024, 12, 31)), (d(2024, 12, 1), d(2024, 12, 31)));
+        assert_eq!(
+            billing_cycle(d(2026, 12, 4), 27),
+            (d(2026, 11, 27), d(2026, 12, 26))
+        );
+        assert_eq!(
+            billing_cycle(d(2026, 12, 27), 27),
+            (d(2026, 12, 27), d(2027, 1, 26))
+        );
+        assert_eq!(
+            billing_cycle(d(2027, 1, 26), 27),
+            (d(2026, 12, 27), d(2027, 1, 26))
+        );
+        assert_eq!(
+            billing_cycle(d(2026, 3, 1), 27),
+            (d(2026, 2, 27), d(2026, 3, 26))
+        );
+        assert_eq!(
+            calendar_month(d(2026, 2, 14)),
+            (d(2026, 2, 1), d(2026, 2, 28))
+        );
+        assert_eq!(
+            calendar_month(d(2024, 12, 31)),
+            (d(2024, 12, 1), d(2024, 12, 31))
+        );
         // The month key and the cycle agree on which billing month a day is in.
         let t = cst_midnight(d(2026, 12, 27));
         assert_eq!(cu_billing_month(t), 202701);

@@ -20,6 +20,10 @@ fn fixture(name: &str) -> Value {
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"));
+    // Usage queries name the month of the card-sync test's fixed read time.
+    let text = text
+        .replace("$MONTH", "202612")
+        .replace("$YYYY_MM", "2026-12");
     serde_json::from_str(&text.replace("$ICCID", ICCID).replace("$MSISDN", MSISDN)).unwrap()
 }
 
@@ -420,6 +424,14 @@ fn card_sync_queries_match_the_fixtures() {
                     let (p, f) = sync::cu::changed_request(since, 1);
                     (format!("/rws/api/v1/{p}"), fields_of(&f))
                 }
+                ("cmcc", "usage") => {
+                    let (p, f) = sync::cmcc::usage_request(&[ICCID], "202612");
+                    (format!("/v5/ec/{p}"), fields_of(&f))
+                }
+                ("trinet", "usage") => (
+                    "/api/v1/usage/query".to_owned(),
+                    sync::trinet::usage_body(&[ICCID], now),
+                ),
                 ("trinet", "card") => (format!("/api/v1/cards/{ICCID}"), serde_json::json!({})),
                 ("trinet", "changed") => (
                     "/api/v1/cards".to_owned(),
@@ -460,6 +472,38 @@ fn card_sync_queries_match_the_fixtures() {
                         None => expect_read(&aname, &got.unwrap(), want),
                     }
                 }
+                if let Some(code) = a.get("usage_refused") {
+                    let got = sync::cmcc::parse_usage(json, now);
+                    assert_eq!(refused_code(&aname, got), code.as_str().unwrap());
+                }
+                if let Some(want) = a.get("usage") {
+                    let got = match carrier {
+                        "cmcc" => sync::cmcc::parse_usage(json, now).unwrap(),
+                        _ => sync::trinet::parse_usage(json, now),
+                    };
+                    let want = want.as_array().unwrap();
+                    assert_eq!(got.len(), want.len(), "{aname}: {got:?}");
+                    for (g, w) in got.iter().zip(want) {
+                        assert_eq!(g.card, w["card"].as_str().unwrap(), "{aname}");
+                        assert_eq!(g.used_mb, w["used_mb"].as_f64(), "{aname}: used_mb");
+                        let p = g.usage_period.as_ref().unwrap();
+                        assert_eq!(
+                            format!("{}/{}", p.first_day, p.last_day),
+                            w["usage_period"].as_str().unwrap(),
+                            "{aname}: period"
+                        );
+                        let at = g
+                            .usage_as_of
+                            .as_ref()
+                            .and_then(gsl_proto::convert::from_timestamp)
+                            .unwrap();
+                        assert_eq!(
+                            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                            w["usage_as_of"].as_str().unwrap(),
+                            "{aname}: as of"
+                        );
+                    }
+                }
                 if let Some(want) = a.get("list") {
                     if let Some(code) = want.get("refused") {
                         let got: Result<(), CallError> =
@@ -469,9 +513,11 @@ fn card_sync_queries_match_the_fixtures() {
                     }
                     let page = match carrier {
                         "cu" => {
-                            let (to_read, more) = sync::cu::parse_changed(json);
+                            let (to_read, listed, more) = sync::cu::parse_changed(json);
+                            assert_eq!(listed.len(), to_read.len(), "{aname}: listed");
                             gsl_adapter_kit::reads::ListPage {
                                 to_read,
+                                listed,
                                 next: more.then(|| "2".to_owned()),
                                 ..Default::default()
                             }
@@ -498,5 +544,5 @@ fn card_sync_queries_match_the_fixtures() {
             }
         }
     }
-    assert!(seen >= 15, "every query answer checked ({seen})");
+    assert!(seen >= 20, "every query answer checked ({seen})");
 }

@@ -80,6 +80,10 @@ fn documented_defaults_are_the_codes() {
         ("GSL_SYNC_SHARE", a.sync.share.to_string()),
         ("GSL_SYNC_CHUNK", a.sync.chunk.to_string()),
         (
+            "GSL_SYNC_USAGE_INTERVAL_SECS",
+            a.sync.usage_interval.as_secs().to_string(),
+        ),
+        (
             "GSL_REFRESH_TIMEOUT_SECS",
             g.refresh_timeout.as_secs().to_string(),
         ),

@@ -4,6 +4,7 @@
 
 mod common;
 
+use chrono::Datelike;
 use common::*;
 use gsl_adapter_kit::config::SyncSettings;
 use gsl_carrier_sim::engine::drift::Drift;
@@ -12,7 +13,6 @@ use gsl_domain::card::{SimStatus, StopReason};
 use gsl_domain::{Carrier, ErrorCode};
 use gsl_proto::v1;
 use gsl_proto::v1::operation::Kind as O;
-use chrono::Datelike;
 use std::time::Duration;
 
 fn in_use(c: &mut CardRecord) {
@@ -240,13 +240,20 @@ async fn refresh_reads_cards_now() {
         .as_ref()
         .and_then(gsl_proto::convert::from_timestamp)
         .expect("usage as of the read");
-    let (first, last) = gsl_domain::calendar::billing_cycle(gsl_domain::calendar::cst_date(as_of), 27);
+    let (first, last) =
+        gsl_domain::calendar::billing_cycle(gsl_domain::calendar::cst_date(as_of), 27);
     let p = c.flow_period.as_ref().expect("a period");
-    assert_eq!((p.first_day.clone(), p.last_day.clone()), (first.to_string(), last.to_string()));
+    assert_eq!(
+        (p.first_day.clone(), p.last_day.clone()),
+        (first.to_string(), last.to_string())
+    );
     assert!(first.day() == 27 && last.day() == 26, "{p:?}");
     let truth = s.sim.engine.used_mb(cu, first, as_of);
     let used = c.flow_used_mb.expect("used");
-    assert!((used - truth).abs() < 0.01, "{used} MB read, {truth} MB at the carrier");
+    assert!(
+        (used - truth).abs() < 0.01,
+        "{used} MB read, {truth} MB at the carrier"
+    );
     assert_eq!(r.refused.len(), 1, "{:?}", r.refused);
     // Over 500 cards: refused whole, before the request is decoded.
     let many: Vec<String> = (0..501).map(|i| format!("8986{i:016}")).collect();
@@ -261,5 +268,55 @@ async fn refresh_reads_cards_now() {
         ErrorCode::BatchTooLarge.code(),
         "{e:?}"
     );
+    s.shutdown().await;
+}
+
+/// China Mobile's and tri-net's usage batches: this month to yesterday
+/// 24:00 CST, stored with the calendar month and that "as of", matching the
+/// simulator's ground truth.
+#[tokio::test]
+async fn usage_batches_store_the_month_to_yesterday() {
+    let s = stack(Opts {
+        sync: Some(SyncSettings {
+            interval: Duration::from_secs(3600),
+            changed_every: Duration::from_secs(3600),
+            usage_interval: Duration::from_secs(2),
+            ..SyncSettings::default()
+        }),
+        carriers: vec![Carrier::Cmcc, Carrier::Trinet],
+        ..Opts::default()
+    })
+    .await;
+    let today = gsl_domain::calendar::cst_date(chrono::Utc::now());
+    let (first, last) = gsl_domain::calendar::calendar_month(today);
+    let as_of = gsl_domain::calendar::cst_midnight(today);
+    for (i, c) in [Carrier::Cmcc, Carrier::Trinet].into_iter().enumerate() {
+        let id = s.card(c, 500 + i as u64, in_use).await;
+        let card = until(&s, &id, Duration::from_secs(30), |c| {
+            c.flow_used_at.is_some()
+        })
+        .await;
+        let at = card
+            .flow_used_at
+            .as_ref()
+            .and_then(gsl_proto::convert::from_timestamp)
+            .unwrap();
+        assert_eq!(at, as_of, "{c}: as of yesterday 24:00 CST");
+        let p = card.flow_period.as_ref().unwrap();
+        assert_eq!(
+            (p.first_day.clone(), p.last_day.clone()),
+            (first.to_string(), last.to_string()),
+            "{c}: the calendar month"
+        );
+        let truth = s.sim.engine.used_mb(&id, first, as_of);
+        let used = card.flow_used_mb.unwrap();
+        // CMCC answers whole KB.
+        assert!(
+            (used - truth).abs() <= 1.0 / 1024.0,
+            "{c}: {used} MB, truth {truth}"
+        );
+        let src = card.sources.iter().find(|f| f.field == "usage").unwrap();
+        assert_eq!(src.source, v1::CardSource::Carrier as i32);
+    }
     s.shutdown().await;
 }

@@ -47,13 +47,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use chrono::Datelike;
 use chrono::{DateTime, Duration, Utc};
 use gsl_domain::calendar::cst;
 use gsl_domain::card::{SimStatus, StopReason};
 use gsl_domain::carrier::Carrier;
 use gsl_domain::ids::Iccid;
 use rand::Rng;
-use chrono::Datelike;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -516,19 +516,21 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
             // 24:00 CST for this month.
             let now = e.now();
             let today = gsl_domain::calendar::cst_date(now);
-            let Some(first) = chrono::NaiveDate::parse_from_str(&format!("{}01", get("queryDate")), "%Y%m%d").ok()
+            let Some(first) =
+                chrono::NaiveDate::parse_from_str(&format!("{}01", get("queryDate")), "%Y%m%d")
+                    .ok()
             else {
                 return err("11000", "queryDate 格式错误");
             };
             let this = gsl_domain::calendar::calendar_month(today).0;
-            let months_back = (this.year() - first.year()) * 12 + this.month() as i32 - first.month() as i32;
+            let months_back =
+                (this.year() - first.year()) * 12 + this.month() as i32 - first.month() as i32;
             if !(0..6).contains(&months_back) {
                 return err("11000", "queryDate 须为近 6 个月");
             }
             let (_, last) = gsl_domain::calendar::calendar_month(first);
-            let until = gsl_domain::calendar::cst_midnight(
-                last.succ_opt().expect("a next day").min(today),
-            );
+            let until =
+                gsl_domain::calendar::cst_midnight(last.succ_opt().expect("a next day").min(today));
             let list: Vec<Value> = ids
                 .iter()
                 .filter_map(|v| Some((*v, e.find_card(Carrier::Cmcc, kind, v)?)))

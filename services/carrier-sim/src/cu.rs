@@ -188,21 +188,21 @@ async fn ctd_usages(State(g): State<Gate>, Path(iccid): Path<String>) -> Respons
             );
             let bytes = (e.used_mb(&c.id, first, now) * 1_048_576.0).round() as u64;
             axum::Json(json!({
-            "iccid": c.id,
-            "imsi": c.imsi,
-            "msisdn": c.msisdn,
-            "imei": c.imei,
-            "status": jasper_status(c.status),
-            "ratePlan": c.rate_plan,
-            "communicationPlan": c.communication_plan,
-            "ctdDataUsage": bytes,
-            "ctdSMSUsage": 0,
-            "ctdVoiceUsage": 0,
-            "ctdSessionCount": 0,
-            "overageLimitReached": false,
-            "overageLimitOverride": "DEFAULT",
-        }))
-        .into_response()
+                "iccid": c.id,
+                "imsi": c.imsi,
+                "msisdn": c.msisdn,
+                "imei": c.imei,
+                "status": jasper_status(c.status),
+                "ratePlan": c.rate_plan,
+                "communicationPlan": c.communication_plan,
+                "ctdDataUsage": bytes,
+                "ctdSMSUsage": 0,
+                "ctdVoiceUsage": 0,
+                "ctdSessionCount": 0,
+                "overageLimitReached": false,
+                "overageLimitOverride": "DEFAULT",
+            }))
+            .into_response()
         }
     }
 }

@@ -259,7 +259,11 @@ async fn usage_query(State(g): State<Gate>, body: Bytes) -> Response {
     };
     let cids: Vec<String> = v["cids"]
         .as_array()
-        .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     if cids.is_empty() || cids.len() > 100 {
         return error(400, "BAD_PARAMETER", "cids: 1 to 100");
@@ -273,7 +277,11 @@ async fn usage_query(State(g): State<Gate>, body: Bytes) -> Response {
     let this = gsl_domain::calendar::calendar_month(today).0;
     let back = (this.year() - first.year()) * 12 + this.month() as i32 - first.month() as i32;
     if !(0..6).contains(&back) {
-        return error(400, "BAD_PARAMETER", "month: this one or one of the 5 before");
+        return error(
+            400,
+            "BAD_PARAMETER",
+            "month: this one or one of the 5 before",
+        );
     }
     let (_, last) = gsl_domain::calendar::calendar_month(first);
     let as_of = gsl_domain::calendar::cst_midnight(last.succ_opt().expect("a next day").min(today));

@@ -140,6 +140,8 @@ async fn read_changes(s: &Syncer, since: DateTime<Utc>) -> (Option<DateTime<Utc>
     let now = move || clock.now();
     let mut cursor = String::new();
     let mut newest: Option<DateTime<Utc>> = None;
+    let last_pass = s.recent.lock().expect("recent lock").clone();
+    let mut this_pass = std::collections::HashMap::new();
     for _ in 0..MAX_PAGES {
         let page = match s.api.list_cards(&ctx, Some(since), &cursor, &now).await {
             Ok(p) => p,
@@ -163,18 +165,31 @@ async fn read_changes(s: &Syncer, since: DateTime<Utc>) -> (Option<DateTime<Utc>
             newest = Some(newest.map_or(n, |m| m.max(n)));
         }
         s.report(page.reads, "changed").await;
-        let extra: Vec<SyncCard> = page
-            .to_read
-            .into_iter()
-            .map(|id| SyncCard {
-                id,
-                ..SyncCard::default()
-            })
-            .collect();
+        let mut extra = Vec::new();
+        for (i, id) in page.to_read.into_iter().enumerate() {
+            match page.listed.get(i) {
+                // Listed again as the last pass saw it, and read then.
+                Some(l) if last_pass.get(&id) == Some(l) => {
+                    this_pass.insert(id, l.clone());
+                }
+                l => {
+                    if let Some(l) = l {
+                        this_pass.insert(id.clone(), l.clone());
+                    }
+                    extra.push(SyncCard {
+                        id,
+                        ..SyncCard::default()
+                    });
+                }
+            }
+        }
         s.read_and_report(&extra, "changed").await;
         match page.next {
             Some(c) => cursor = c,
-            None => return (newest, true),
+            None => {
+                *s.recent.lock().expect("recent lock") = this_pass;
+                return (newest, true);
+            }
         }
     }
     (newest, false)

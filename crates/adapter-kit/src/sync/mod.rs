@@ -102,6 +102,9 @@ pub struct Syncer {
     pub kv: Store,
     pub cfg: AdapterConfig,
     pub metrics: SyncMetrics,
+    /// Cards the last changed-since pass read, with what the list showed
+    /// of them (this replica's memory; empty after a restart).
+    pub recent: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl Syncer {
@@ -164,7 +167,10 @@ impl Syncer {
         match self.api.read_usage(&ctx, cards, &now).await {
             Ok(reads) => self.report(reads, "usage").await,
             Err(e) => {
-                self.metrics.read_errors.get_or_create(&self.labels("usage")).inc();
+                self.metrics
+                    .read_errors
+                    .get_or_create(&self.labels("usage"))
+                    .inc();
                 tracing::warn!(error = %e, cards = cards.len(), "card sync: usage batch failed");
                 0
             }

@@ -259,7 +259,11 @@ async fn each_card(s: &Syncer, what: Sweep, mut st: SweepState, rev: u64) -> Ste
         Sweep::Cards(_) => s.read_and_report(&cards, "sweep").await,
     };
     if page.end {
-        tracing::info!(cards = st.total, sweep = what.name(), "card sync: sweep complete");
+        tracing::info!(
+            cards = st.total,
+            sweep = what.name(),
+            "card sync: sweep complete"
+        );
     }
     Step::Again
 }

@@ -86,7 +86,10 @@ pub fn stop_reason_request(iccid: &str) -> (&'static str, Vec<(&'static str, Str
 pub fn usage_request(iccids: &[&str], month: &str) -> (&'static str, Vec<(&'static str, String)>) {
     (
         "query/sim-data-usage-monthly/batch",
-        vec![("queryDate", month.to_owned()), ("iccids", iccids.join("_"))],
+        vec![
+            ("queryDate", month.to_owned()),
+            ("iccids", iccids.join("_")),
+        ],
     )
 }
 
@@ -113,7 +116,11 @@ pub fn parse_usage(v: &Value, now: chrono::DateTime<chrono::Utc>) -> CallResult<
         .iter()
         .filter_map(|x| {
             let id = s(x, "iccid");
-            let kb: f64 = s(x, "dataAmount").trim().parse().ok().filter(|k: &f64| *k >= 0.0)?;
+            let kb: f64 = s(x, "dataAmount")
+                .trim()
+                .parse()
+                .ok()
+                .filter(|k: &f64| *k >= 0.0)?;
             if id.is_empty() {
                 return None;
             }

@@ -66,8 +66,16 @@ pub fn parse_usages(v: &Value, r: &mut v1::CardRead, cycle_start: u32) {
         Some(Value::String(i)) => Some(i.chars().take(32).collect()),
         _ => None,
     };
-    let bytes = v.get("ctdDataUsage").and_then(Value::as_f64).filter(|b| *b >= 0.0);
-    if let (Some(b), Some(at)) = (bytes, r.read_at.as_ref().and_then(gsl_proto::convert::from_timestamp)) {
+    let bytes = v
+        .get("ctdDataUsage")
+        .and_then(Value::as_f64)
+        .filter(|b| *b >= 0.0);
+    if let (Some(b), Some(at)) = (
+        bytes,
+        r.read_at
+            .as_ref()
+            .and_then(gsl_proto::convert::from_timestamp),
+    ) {
         let (first, last) =
             gsl_domain::calendar::billing_cycle(gsl_domain::calendar::cst_date(at), cycle_start);
         r.used_mb = Some(b / 1_048_576.0);
@@ -79,21 +87,32 @@ pub fn parse_usages(v: &Value, r: &mut v1::CardRead, cycle_start: u32) {
     }
 }
 
-/// A changed-since page: the ICCIDs to read, and whether more pages follow.
-pub fn parse_changed(v: &Value) -> (Vec<String>, bool) {
-    let ids = v
+/// A changed-since page: the ICCIDs to read, what the list shows of each
+/// (status and plans), and whether more pages follow.
+pub fn parse_changed(v: &Value) -> (Vec<String>, Vec<String>, bool) {
+    let (ids, listed) = v
         .get("devices")
         .and_then(Value::as_array)
         .map(|d| {
             d.iter()
-                .map(|x| s(x, "iccid").to_owned())
-                .filter(|i| !i.is_empty())
-                .collect()
+                .filter(|x| !s(x, "iccid").is_empty())
+                .map(|x| {
+                    (
+                        s(x, "iccid").to_owned(),
+                        format!(
+                            "{}|{}|{}",
+                            s(x, "status"),
+                            s(x, "ratePlan"),
+                            s(x, "communicationPlan")
+                        ),
+                    )
+                })
+                .unzip()
         })
         .unwrap_or_default();
     // A missing `lastPage` ends the pass: never loop on a malformed answer.
     let last = v.get("lastPage").and_then(Value::as_bool).unwrap_or(true);
-    (ids, !last)
+    (ids, listed, !last)
 }
 
 impl Cu {
@@ -121,10 +140,11 @@ impl Cu {
         let page: u32 = cursor.parse().unwrap_or(1).max(1);
         let (path, query) = changed_request(since, page);
         let v = self.get_json(ctx, path, &query).await?;
-        let (to_read, more) = parse_changed(&v);
+        let (to_read, listed, more) = parse_changed(&v);
         Ok(ListPage {
             reads: Vec::new(),
             to_read,
+            listed,
             next: more.then(|| (page + 1).to_string()),
             newest: None,
         })

@@ -44,7 +44,8 @@ pub fn usage_body(cids: &[&str], now: chrono::DateTime<chrono::Utc>) -> Value {
 /// A usage answer: a read per card in `usage` (`usedBytes`), for the
 /// month it names, as of its `asOf`; `unknown` cards get none.
 pub fn parse_usage(v: &Value, now: chrono::DateTime<chrono::Utc>) -> Vec<v1::CardRead> {
-    let Some(first) = chrono::NaiveDate::parse_from_str(&format!("{}-01", s(v, "month")), "%Y-%m-%d").ok()
+    let Some(first) =
+        chrono::NaiveDate::parse_from_str(&format!("{}-01", s(v, "month")), "%Y-%m-%d").ok()
     else {
         return Vec::new();
     };
@@ -57,7 +58,10 @@ pub fn parse_usage(v: &Value, now: chrono::DateTime<chrono::Utc>) -> Vec<v1::Car
         .map(|u| {
             u.iter()
                 .filter_map(|x| {
-                    let bytes = x.get("usedBytes").and_then(Value::as_f64).filter(|b| *b >= 0.0)?;
+                    let bytes = x
+                        .get("usedBytes")
+                        .and_then(Value::as_f64)
+                        .filter(|b| *b >= 0.0)?;
                     let cid = s(x, "cid");
                     if cid.is_empty() {
                         return None;
@@ -128,6 +132,7 @@ pub fn parse_list(v: &Value, now: chrono::DateTime<chrono::Utc>) -> ListPage {
             .map(|c| parse_card(c, now))
             .collect(),
         to_read: Vec::new(),
+        listed: Vec::new(),
         next: v
             .get("nextCursor")
             .and_then(Value::as_str)

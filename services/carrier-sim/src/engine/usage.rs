@@ -14,8 +14,9 @@ use gsl_domain::calendar::{cst_date, cst_midnight};
 const DAILY_MAX_MB: u64 = 20;
 
 fn hash(s: &str) -> u64 {
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -28,7 +29,9 @@ fn splitmix(mut x: u64) -> u64 {
 impl Engine {
     /// MB card `card` uses over the whole CST day `day`.
     pub fn daily_mb(&self, card: &str, day: NaiveDate) -> f64 {
-        let h = splitmix(self.config.seed ^ hash(card) ^ (day.num_days_from_ce() as u64).rotate_left(32));
+        let h = splitmix(
+            self.config.seed ^ hash(card) ^ (day.num_days_from_ce() as u64).rotate_left(32),
+        );
         (h % (DAILY_MAX_MB * 100 + 1)) as f64 / 100.0
     }
 
