@@ -265,7 +265,7 @@ async fn sweep_calls(c: Carrier, cards: u64, limit: u32, pace: u32) -> Result<f6
 }
 
 /// A changed-since pass after 1 % of `cards` changed: calls per fleet card.
-async fn incremental_calls(c: Carrier, cards: u64, limit: u32) -> Result<(f64, u64), String> {
+async fn incremental_calls(c: Carrier, cards: u64, limit: u32) -> Result<(f64, u64, f64), String> {
     // Nothing imported: the sweep has nothing to read, the pass is all.
     let s = stack(c, cards, 0, limit, 0).await?;
     let rate = limit.to_string();
@@ -301,7 +301,8 @@ async fn incremental_calls(c: Carrier, cards: u64, limit: u32) -> Result<(f64, u
     s.completed(c, "changed", t2, Duration::from_secs(300))
         .await?;
     let calls = s.requests(c).await? - before;
-    Ok((calls / cards as f64, changed))
+    eprintln!("{c}: {calls} calls for {changed} changed of {cards}");
+    Ok((calls / cards as f64, changed, calls))
 }
 
 /// From a change at the simulator to its `CardChanged` on the bus.
@@ -465,18 +466,22 @@ async fn sweeps(cards: u64, limit: u32, pace: u32) -> Result<(), String> {
 }
 
 async fn incremental(cards: u64, limit: u32) -> Result<(), String> {
-    let (cu_inc, changed) = incremental_calls(Carrier::Cu, cards, limit).await?;
-    let (tn_inc, _) = incremental_calls(Carrier::Trinet, cards, limit).await?;
+    let (cu_inc, changed, cu_calls) = incremental_calls(Carrier::Cu, cards, limit).await?;
+    let (tn_inc, _, tn_calls) = incremental_calls(Carrier::Trinet, cards, limit).await?;
     let frac = changed as f64 / cards as f64;
+    let cu_min = frac * (1.0 + 1.0 / 50.0);
     emit(
         "sync_calls_per_card_incremental",
         cu_inc,
         "calls/card",
         json!({
             "carrier": "cu", "cards": cards, "changed": changed, "limit_per_s": limit,
-            "trinet": r4(tn_inc),
+            "cu_calls": cu_calls, "cu_per_card": (cu_inc * 1e5).round() / 1e5,
+            "cu_ratio_to_minimum": r4(cu_inc / cu_min),
+            "trinet": (tn_inc * 1e5).round() / 1e5, "trinet_calls": tn_calls,
+            "passes": "every 2 s; each pass costs at least one list call",
             "contract_minimum": {
-                "cu": r4(frac * (1.0 + 1.0 / 50.0)),
+                "cu": r4(cu_min),
                 "trinet": r4((changed as f64 / 100.0).ceil() / cards as f64),
             },
             "cmcc_ct": "no changed-since query: a pass is the sweep (1 call per card)",

@@ -320,3 +320,57 @@ async fn usage_batches_store_the_month_to_yesterday() {
     }
     s.shutdown().await;
 }
+
+/// China Unicom's changed-since passes: every card changed at the carrier
+/// is read and published, each read once although the passes overlap.
+#[tokio::test]
+async fn cu_changes_are_read_once_by_overlapping_passes() {
+    let s = stack(Opts {
+        sync: Some(SyncSettings {
+            interval: Duration::from_secs(3600),
+            changed_every: Duration::from_secs(1),
+            ..SyncSettings::default()
+        }),
+        carriers: vec![Carrier::Cu],
+        ..Opts::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(s.card(Carrier::Cu, 600 + i, in_use).await);
+    }
+    // Let a pass or two go by (the cards were just written at the carrier:
+    // they are read once now), then change them there.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let requests = || {
+        s.sim
+            .engine
+            .platform(Carrier::Cu)
+            .probes
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = requests();
+    for id in &ids {
+        s.sim
+            .engine
+            .drift(Carrier::Cu, id, &Drift::OverUseStop)
+            .unwrap();
+    }
+    for id in &ids {
+        until(&s, id, Duration::from_secs(30), |c| c.sim_status == 14).await;
+    }
+    // Three more passes: each lists the 20 again (the 5-minute overlap) and
+    // reads none of them.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let calls = requests() - before;
+    for id in &ids {
+        assert_eq!(changes(&s, id).await.len(), 1, "{id}: one CardChanged");
+    }
+    // 20 reads, and one list call per pass (about 8 passes in 8 s).
+    assert!(
+        (20..=35).contains(&calls),
+        "{calls} calls for 20 changed cards"
+    );
+    s.shutdown().await;
+}
