@@ -487,26 +487,35 @@ pub trait CarrierApi: Send + Sync + 'static {
         SyncPlan::NONE
     }
 
-    /// Read cards one by one: one result per card, in order. A card the
-    /// carrier does not know is refused (`CardNotFound`); an answer with
-    /// codes we do not know keeps them raw and still counts as a read.
-    /// `now` is the services' shared clock (the read's time).
-    async fn read_cards(
+    /// Read one card (card sync). A card the carrier does not know is
+    /// refused (`CardNotFound`); an answer with codes we do not know keeps
+    /// them raw and still counts as a read. `now` is the services' shared
+    /// clock (the read's time).
+    async fn read_card(
         &self,
         _ctx: &CallCtx<'_>,
+        _card: &SyncCard,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> CallResult<v1::CardRead> {
+        Err(CallError::refused(
+            ErrorCode::NotSupported,
+            "",
+            "this carrier module has no card read",
+        ))
+    }
+
+    /// Read cards one by one, in order: one result per card.
+    async fn read_cards(
+        &self,
+        ctx: &CallCtx<'_>,
         cards: &[SyncCard],
-        _now: &(dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync),
+        now: &(dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync),
     ) -> Vec<CallResult<v1::CardRead>> {
-        cards
-            .iter()
-            .map(|_| {
-                Err(CallError::refused(
-                    ErrorCode::NotSupported,
-                    "",
-                    "this carrier module has no card read",
-                ))
-            })
-            .collect()
+        let mut out = Vec::with_capacity(cards.len());
+        for c in cards {
+            out.push(self.read_card(ctx, c, now()).await);
+        }
+        out
     }
 
     /// Cards of one usage batch call (0: the carrier has none; its usage,

@@ -652,17 +652,13 @@ impl CarrierApi for Ct {
         }
     }
 
-    async fn read_cards(
+    async fn read_card(
         &self,
         ctx: &CallCtx<'_>,
-        cards: &[gsl_adapter_kit::reads::SyncCard],
-        now: &(dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync),
-    ) -> Vec<CallResult<gsl_proto::v1::CardRead>> {
-        let mut out = Vec::with_capacity(cards.len());
-        for c in cards {
-            out.push(self.sync_read(ctx, c, now()).await);
-        }
-        out
+        card: &gsl_adapter_kit::reads::SyncCard,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> CallResult<gsl_proto::v1::CardRead> {
+        self.sync_read(ctx, card, now).await
     }
 
     async fn ping(&self) -> Result<(), String> {

@@ -169,12 +169,8 @@ pub async fn report_cards(
             hold.insert(d.card.clone());
         }
     }
-    let changed: HashSet<String> = store
-        .apply_reads(wire, &reads, &diffs, &hold)
-        .await?
-        .into_iter()
-        .collect();
-    // Usage, newest wins on its own time, for the carrier's known cards.
+    // Usage first (newest wins on its own time, for the carrier's known
+    // cards): a card shows read (`synced_at`) only once all of the read is in.
     let known: HashSet<&str> = diffs.iter().map(|d| d.card.as_str()).collect();
     let usage: Vec<gsl_cardstore::update::UsageRow> = reads
         .iter()
@@ -182,6 +178,11 @@ pub async fn report_cards(
         .filter_map(|r| r.usage.clone())
         .collect();
     store.record_usage_rows(&usage).await?;
+    let changed: HashSet<String> = store
+        .apply_reads(wire, &reads, &diffs, &hold)
+        .await?
+        .into_iter()
+        .collect();
     let by_card: HashMap<&str, &Read> = reads.iter().map(|r| (r.card.as_str(), r)).collect();
     let mut drifted = 0u32;
     for d in diffs.iter().filter(|d| changed.contains(&d.card)) {
