@@ -16,8 +16,6 @@
 use super::{Syncer, nap, now_ms};
 use crate::carrier::{CallCtx, CallError};
 use crate::reads::{SINCE_TOO_OLD, SyncCard};
-use async_nats::jetstream::kv;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use gsl_telemetry::shutdown::Shutdown;
 use serde::{Deserialize, Serialize};
@@ -48,30 +46,11 @@ fn key(s: &Syncer) -> String {
 }
 
 async fn load(s: &Syncer) -> Option<(ChangedState, u64)> {
-    match s.kv.entry(key(s)).await {
-        Ok(Some(e)) if e.operation == kv::Operation::Put => Some((
-            serde_json::from_slice(&e.value).unwrap_or_default(),
-            e.revision,
-        )),
-        Ok(Some(e)) => Some((ChangedState::default(), e.revision)),
-        Ok(None) => Some((ChangedState::default(), 0)),
-        Err(e) => {
-            tracing::warn!(error = %e, "card sync: cannot read the changed-since cursor");
-            None
-        }
-    }
+    super::load_state(&s.kv, &key(s)).await
 }
 
 async fn store(s: &Syncer, st: &ChangedState, rev: u64) -> Option<u64> {
-    let v = Bytes::from(serde_json::to_vec(st).unwrap_or_default());
-    match s.kv.update(key(s), v, rev).await {
-        Ok(r) => Some(r),
-        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => None,
-        Err(e) => {
-            tracing::warn!(error = %e, "card sync: cannot write the changed-since cursor");
-            None
-        }
-    }
+    super::store_state(&s.kv, &key(s), st, rev).await
 }
 
 /// How far back the next pass starts where answers carry no time (the

@@ -236,6 +236,46 @@ impl Syncer {
     }
 }
 
+/// A progress record of `gsl_sync` and its revision (0: none yet); a
+/// deleted or unreadable value is a fresh start. `None`: the bucket could
+/// not be read.
+pub(crate) async fn load_state<T: serde::de::DeserializeOwned + Default>(
+    kv: &Store,
+    key: &str,
+) -> Option<(T, u64)> {
+    match kv.entry(key).await {
+        Ok(Some(e)) if e.operation == async_nats::jetstream::kv::Operation::Put => Some((
+            serde_json::from_slice(&e.value).unwrap_or_default(),
+            e.revision,
+        )),
+        Ok(Some(e)) => Some((T::default(), e.revision)),
+        Ok(None) => Some((T::default(), 0)),
+        Err(e) => {
+            tracing::warn!(error = %e, key, "card sync: cannot read its progress");
+            None
+        }
+    }
+}
+
+/// Write a progress record if it is still at `rev`: its new revision, or
+/// `None` when another replica wrote first (or the write failed).
+pub(crate) async fn store_state<T: serde::Serialize>(
+    kv: &Store,
+    key: &str,
+    value: &T,
+    rev: u64,
+) -> Option<u64> {
+    let v = bytes::Bytes::from(serde_json::to_vec(value).unwrap_or_default());
+    match kv.update(key, v, rev).await {
+        Ok(r) => Some(r),
+        Err(e) if e.kind() == async_nats::jetstream::kv::UpdateErrorKind::WrongLastRevision => None,
+        Err(e) => {
+            tracing::warn!(error = %e, key, "card sync: cannot write its progress");
+            None
+        }
+    }
+}
+
 /// Milliseconds since the epoch, real time (sweep schedules).
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()

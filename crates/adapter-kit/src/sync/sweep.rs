@@ -21,8 +21,6 @@
 use super::{Syncer, nap, now_ms};
 use crate::carrier::CallCtx;
 use crate::reads::{SweepBy, SyncCard};
-use async_nats::jetstream::kv;
-use bytes::Bytes;
 use gsl_proto::v1;
 use gsl_telemetry::shutdown::Shutdown;
 use serde::{Deserialize, Serialize};
@@ -108,31 +106,12 @@ fn key(s: &Syncer, what: Sweep) -> String {
 }
 
 async fn load(s: &Syncer, what: Sweep) -> Option<(SweepState, u64)> {
-    match s.kv.entry(key(s, what)).await {
-        Ok(Some(e)) if e.operation == kv::Operation::Put => {
-            let st = serde_json::from_slice(&e.value).unwrap_or_default();
-            Some((st, e.revision))
-        }
-        Ok(Some(e)) => Some((SweepState::default(), e.revision)),
-        Ok(None) => Some((SweepState::default(), 0)),
-        Err(e) => {
-            tracing::warn!(error = %e, "card sync: cannot read the sweep cursor");
-            None
-        }
-    }
+    super::load_state(&s.kv, &key(s, what)).await
 }
 
-/// Write `st` if the cursor is still at `rev`. Whether it was written.
-async fn store(s: &Syncer, what: Sweep, st: &SweepState, rev: u64) -> bool {
-    let v = Bytes::from(serde_json::to_vec(st).unwrap_or_default());
-    match s.kv.update(key(s, what), v, rev).await {
-        Ok(_) => true,
-        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => false,
-        Err(e) => {
-            tracing::warn!(error = %e, "card sync: cannot write the sweep cursor");
-            false
-        }
-    }
+/// Write `st` if the cursor is still at `rev`: its new revision.
+async fn store(s: &Syncer, what: Sweep, st: &SweepState, rev: u64) -> Option<u64> {
+    super::store_state(&s.kv, &key(s, what), st, rev).await
 }
 
 /// Run sweeps of one kind until shutdown.
@@ -241,7 +220,7 @@ async fn each_card(s: &Syncer, what: Sweep, mut st: SweepState, rev: u64) -> Ste
             ..st.clone()
         }
     };
-    if !store(s, what, &next, rev).await {
+    if store(s, what, &next, rev).await.is_none() {
         // Another replica claimed it first.
         return Step::Again;
     }
@@ -296,11 +275,8 @@ async fn list(s: &Syncer, mut st: SweepState, rev: u64, now: i64) -> Step {
         ..st.clone()
     };
     let what = Sweep::Cards(SweepBy::List);
-    if !store(s, what, &held, rev).await {
+    let Some(held_rev) = store(s, what, &held, rev).await else {
         return Step::Again;
-    }
-    let Some((_, held_rev)) = load(s, what).await else {
-        return Step::Wait(Duration::from_secs(1));
     };
     let ctx = CallCtx::sync(&s.pacer);
     let clock = s.cfg.clock;
@@ -339,7 +315,7 @@ async fn list(s: &Syncer, mut st: SweepState, rev: u64, now: i64) -> Step {
         })
         .collect();
     s.read_and_report(&extra, "sweep").await;
-    if !store(s, what, &next, held_rev).await {
+    if store(s, what, &next, held_rev).await.is_none() {
         tracing::warn!(
             "card sync: the list sweep's lease was taken over; its page may be read again"
         );
