@@ -202,6 +202,26 @@ impl CardStore {
         Ok(page)
     }
 
+    /// When each of `keys` (cards of `tenant`) was last read from its
+    /// carrier, in one query; cards the tenant does not hold are left out.
+    pub async fn synced_at(
+        &self,
+        tenant: &str,
+        keys: &[&str],
+    ) -> Result<std::collections::HashMap<String, Option<DateTime<Utc>>>, StoreError> {
+        let rows = retrying(|| async {
+            let c = self.client().await?;
+            c.query(
+                "SELECT id, synced_at FROM cards WHERE tenant = $1 AND id = ANY($2)",
+                &[&tenant, &keys],
+            )
+            .await
+            .map_err(StoreError::query("synced at"))
+        })
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// How many cards of `carrier` the store holds.
     pub async fn count_carrier(&self, carrier: i32) -> Result<u64, StoreError> {
         let carrier = carrier as i16;

@@ -285,18 +285,10 @@ pub async fn refresh_cards(
     let mut asked: Vec<(usize, String)> = Vec::new();
     // Each card's last read before this request: done when it moves on
     // (the adapters' clock, not ours, stamps reads).
-    let mut before: HashMap<String, Option<prost_types::Timestamp>> = HashMap::new();
+    let before = core.registry.store.synced_at(tenant, &key_refs).await?;
     for (i, k) in keys {
         match known.get(&k) {
             Some(snap) => {
-                before.insert(
-                    k.clone(),
-                    core.registry
-                        .store
-                        .card(tenant, &k)
-                        .await?
-                        .and_then(|c| c.synced_at),
-                );
                 by_carrier
                     .entry(snap.carrier)
                     .or_default()
@@ -327,30 +319,33 @@ pub async fn refresh_cards(
     }
     let _ = core.client.flush().await;
     // Wait until the store shows every card read since the request (or the
-    // time is up).
+    // time is up): one query per look for the cards still waiting.
     let deadline = std::time::Instant::now() + core.cfg.refresh_timeout;
-    let mut cards: HashMap<String, v1::Card> = HashMap::new();
+    let mut read: HashSet<String> = HashSet::new();
     loop {
-        for (_, k) in &asked {
-            if cards.contains_key(k) {
-                continue;
-            }
-            let was = before.get(k).cloned().flatten();
-            if let Some(c) = core.registry.store.card(tenant, k).await?
-                && c.synced_at.is_some()
-                && later(c.synced_at.as_ref(), was.as_ref())
-            {
-                cards.insert(k.clone(), c);
+        let waiting: Vec<&str> = asked
+            .iter()
+            .map(|(_, k)| k.as_str())
+            .filter(|k| !read.contains(*k))
+            .collect();
+        for (k, now) in core.registry.store.synced_at(tenant, &waiting).await? {
+            let was = before.get(&k).copied().flatten();
+            if now.is_some_and(|t| was.is_none_or(|w| t > w)) {
+                read.insert(k);
             }
         }
-        if cards.len() == asked.len() || std::time::Instant::now() >= deadline {
+        if read.len() == asked.len() || std::time::Instant::now() >= deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mut out = Vec::new();
     for (i, k) in asked {
-        match cards.remove(&k) {
+        let card = match read.contains(&k) {
+            true => core.registry.store.card(tenant, &k).await?,
+            false => None,
+        };
+        match card {
             Some(c) => out.push(c),
             None => refused.push(refusal(
                 i,
@@ -367,16 +362,6 @@ pub async fn refresh_cards(
         cards: out,
         refused: refused.listed,
     })
-}
-
-/// Whether `a` is a later time than `b` (`None`: never).
-fn later(a: Option<&prost_types::Timestamp>, b: Option<&prost_types::Timestamp>) -> bool {
-    let t = |x: Option<&prost_types::Timestamp>| x.and_then(convert::from_timestamp);
-    match (t(a), t(b)) {
-        (Some(a), Some(b)) => a > b,
-        (Some(_), None) => true,
-        _ => false,
-    }
 }
 
 fn refusal(i: usize, card: &str, code: ErrorCode, msg: String) -> v1::RefusedItem {
