@@ -45,6 +45,20 @@ impl Trinet {
         Ok((status, json(&self.http, resp).await?))
     }
 
+    /// A read (the query budget) answered 200, as JSON; any other status
+    /// is the platform's refusal.
+    pub(crate) async fn read(
+        &self,
+        ctx: &CallCtx<'_>,
+        rb: reqwest::RequestBuilder,
+    ) -> CallResult<serde_json::Value> {
+        let (status, v) = self.send(ctx, CallClass::Query, rb).await?;
+        if status != 200 {
+            return Err(Trinet::refusal(status, &v));
+        }
+        Ok(v)
+    }
+
     pub fn refusal(status: u16, v: &serde_json::Value) -> CallError {
         let code = match (status, s(v, "code")) {
             (409, "SWITCH_TOO_SOON") => ErrorCode::SwitchTooSoon,
@@ -153,18 +167,14 @@ impl CarrierApi for Trinet {
     }
 
     async fn poll(&self, ctx: &CallCtx<'_>, _item: &Item, acc: &Accepted) -> CallResult<Progress> {
-        let (status, v) = self
-            .send(
+        let v = self
+            .read(
                 ctx,
-                CallClass::Query,
                 self.http
                     .client
                     .get(format!("{}/tickets/{}", self.base, acc.poll_ref)),
             )
             .await?;
-        if status != 200 {
-            return Err(Trinet::refusal(status, &v));
-        }
         Ok(match s(&v, "state") {
             "done" => Progress::Succeeded,
             "failed" => Progress::Failed {

@@ -6,7 +6,7 @@
 use super::{read, unknown_code};
 use crate::common::s;
 use crate::trinet::Trinet;
-use gsl_adapter_kit::carrier::{CallClass, CallCtx, CallResult};
+use gsl_adapter_kit::carrier::{CallCtx, CallResult};
 use gsl_adapter_kit::reads::{ListPage, SyncCard};
 use gsl_proto::v1;
 use serde_json::Value;
@@ -149,18 +149,14 @@ impl Trinet {
         card: &SyncCard,
         now: chrono::DateTime<chrono::Utc>,
     ) -> CallResult<v1::CardRead> {
-        let (status, v) = self
-            .send(
+        let v = self
+            .read(
                 ctx,
-                CallClass::Query,
                 self.http
                     .client
                     .get(format!("{}/cards/{}", self.base, card.id)),
             )
             .await?;
-        if status != 200 {
-            return Err(Trinet::refusal(status, &v));
-        }
         Ok(parse_card(&v, now))
     }
 
@@ -171,19 +167,15 @@ impl Trinet {
         now: chrono::DateTime<chrono::Utc>,
     ) -> CallResult<Vec<v1::CardRead>> {
         let ids: Vec<&str> = cards.iter().map(|c| c.id.as_str()).collect();
-        let (status, v) = self
-            .send(
+        let v = self
+            .read(
                 ctx,
-                CallClass::Query,
                 self.http
                     .client
                     .post(format!("{}/usage/query", self.base))
                     .json(&usage_body(&ids, now)),
             )
             .await?;
-        if status != 200 {
-            return Err(Trinet::refusal(status, &v));
-        }
         Ok(parse_usage(&v, now))
     }
 
@@ -195,19 +187,15 @@ impl Trinet {
         now: chrono::DateTime<chrono::Utc>,
     ) -> CallResult<ListPage> {
         let q = list_query(since, cursor);
-        let (status, v) = self
-            .send(
+        let v = self
+            .read(
                 ctx,
-                CallClass::Query,
                 self.http
                     .client
                     .get(format!("{}/cards", self.base))
                     .query(&q),
             )
             .await?;
-        if status != 200 {
-            return Err(Trinet::refusal(status, &v));
-        }
         Ok(parse_list(&v, now))
     }
 }
