@@ -15,6 +15,7 @@
 //! | [`list`] | the reference card list: filters, sorts, page numbers through anchors, the cursor, counts |
 //! | [`update`] | a tenant's own data on its cards (attributes, plan) |
 //! | [`sync`] | card sync: the cards a sweep reads next, and carrier reads compared and applied newest-wins |
+//! | [`usage`] | data usage: the monthly figure with its period and "as of", daily rows (the carrier's or derived from snapshots), their retention |
 //! | [`batches`] | purchase batches: claimed like cards, changed under a row lock |
 //! | [`orders`] | the order index `List` filters, and how far it has followed the order bucket |
 //!
@@ -29,6 +30,7 @@ pub mod orders;
 pub mod schema;
 pub mod sync;
 pub mod update;
+pub mod usage;
 
 use std::time::Duration;
 use thiserror::Error;

@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "card sync",
         include_str!("../migrations/0003_card_sync.sql"),
     ),
+    (
+        4,
+        "daily usage",
+        include_str!("../migrations/0004_usage_daily.sql"),
+    ),
 ];
 
 /// The version this build needs.
@@ -35,8 +40,7 @@ pub fn latest() -> i32 {
 
 /// The tables the service role reads and writes (every table but
 /// `gsl_schema`, which it only reads).
-pub const SERVICE_TABLES: &str =
-    "cards, batches, orders, order_index_position, card_membership, card_anchors, card_anchor_sets";
+pub const SERVICE_TABLES: &str = "cards, batches, orders, order_index_position, card_membership, card_anchors, card_anchor_sets, card_usage_daily";
 
 /// Any fixed number: the lock that keeps two migrate runs apart.
 const MIGRATE_LOCK: i64 = 0x0067_736c_5f6d_6967;

@@ -32,7 +32,7 @@ pub struct Read {
     /// Tri-net: the active profile (wire code); `None`: not read.
     pub active_profile: Option<i32>,
     /// Data used, with its time and period, where the read had it.
-    pub usage: Option<crate::update::UsageRow>,
+    pub usage: Option<crate::usage::UsageRow>,
 }
 
 /// Stop reason stored when a carrier stopped a card and reports no reason.

@@ -60,6 +60,21 @@ pub struct CtSettings {
     /// Resume meeting "awaiting activation" forces an activation (changes the
     /// card's billing state): off by default.
     pub force_activation: bool,
+    /// 5GCMP customer number (`custNumber` of the batch queries,
+    /// `GSL_CT_CUST_NUMBER`).
+    pub cust_number: String,
+    /// Access numbers per `batchQryFlowByMonth` (`GSL_CT_USAGE_BATCH`,
+    /// default 100 like BQ018: the real size is not in the sources; 0 turns
+    /// the usage sweep off).
+    pub usage_batch: usize,
+    /// The month parameter of `batchQryFlowByMonth` (`GSL_CT_USAGE_MONTH_PARAM`,
+    /// default none: simctl sends none and gets the current month; its name
+    /// is not in the sources).
+    pub usage_month_param: Option<String>,
+    /// How a JSON body is signed (`GSL_CT_BATCH_SIGN`): `body`, the doc
+    /// rule over the raw bytes (default), or `fields`, simctl's sorted
+    /// fields with arrays Go-style.
+    pub sign_fields: bool,
 }
 
 impl CtSettings {
@@ -75,6 +90,12 @@ impl CtSettings {
             dcp_key: Secret::new(get("GSL_CT_DCP_KEY").unwrap_or_default()),
             rebind_path: get("GSL_CT_REBIND_PATH").unwrap_or_else(|| "/m2m_ec/query.do".into()),
             force_activation: get("GSL_CT_FORCE_ACTIVATION").as_deref() == Some("on"),
+            cust_number: get("GSL_CT_CUST_NUMBER").unwrap_or_default(),
+            usage_batch: get("GSL_CT_USAGE_BATCH")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(100),
+            usage_month_param: get("GSL_CT_USAGE_MONTH_PARAM").filter(|p| !p.is_empty()),
+            sign_fields: get("GSL_CT_BATCH_SIGN").as_deref() == Some("fields"),
         }
     }
 }
@@ -91,6 +112,32 @@ pub fn sign(sorted_query: &str, raw_body: &str, secret: &str, timestamp: &str) -
 /// `k=v&k=v`, sorted by key.
 pub fn sorted_query(p: &BTreeMap<&str, String>) -> String {
     p.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// simctl's plain text for a JSON body (`ct.md`, "Queries for card sync"):
+/// the fields sorted by key, `k=v` joined by `&`, an array as Go prints a
+/// slice (`[a b]`).
+pub fn body_fields(body: &serde_json::Value) -> String {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(a) => format!(
+            "[{}]",
+            a.iter()
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        other => other.to_string(),
+    };
+    let Some(m) = body.as_object() else {
+        return String::new();
+    };
+    let sorted: BTreeMap<&str, String> = m.iter().map(|(k, v)| (k.as_str(), text(v))).collect();
+    sorted
+        .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("&")
@@ -364,7 +411,7 @@ pub fn reached(v: &serde_json::Value, t: Target) -> bool {
 
 pub struct Ct {
     base: String,
-    set: CtSettings,
+    pub(crate) set: CtSettings,
     http: Http,
     /// ICCID -> access number (DCP `getTelephone`).
     numbers: Mutex<HashMap<String, String>>,
@@ -413,6 +460,51 @@ impl Ct {
                 "Sign",
                 sign(&sorted_query(&r.query), "", self.set.secret.expose(), &ts),
             )
+    }
+
+    /// One signed 5GCMP batch query: `POST` of a JSON body, answered in
+    /// the `{"code", "msg"|"message", "data"}` envelope (`code` 0 or "0").
+    pub(crate) async fn post_json(
+        &self,
+        ctx: &CallCtx<'_>,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> CallResult<serde_json::Value> {
+        let raw = body.to_string();
+        let ts = self.timestamp();
+        let signature = if self.set.sign_fields {
+            sign(&body_fields(body), "", self.set.secret.expose(), &ts)
+        } else {
+            sign("", &raw, self.set.secret.expose(), &ts)
+        };
+        let rb = self
+            .http
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("AppKey", &self.set.app_key)
+            .header("Timestamp", &ts)
+            .header("Sign", signature)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(raw);
+        let text = self
+            .read(self.http.call(ctx, CallClass::Query, rb).await?)
+            .await?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|_| CallError::Unknown {
+            reason: "unreadable China Telecom batch answer".into(),
+        })?;
+        let code = match v.get("code") {
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        if code != "0" {
+            let msg = ["msg", "message"]
+                .iter()
+                .find_map(|k| v.get(*k).and_then(serde_json::Value::as_str))
+                .unwrap_or("");
+            return Err(CallError::refused(ErrorCode::CarrierRejected, &code, msg));
+        }
+        Ok(v)
     }
 
     async fn dcp(
@@ -659,6 +751,19 @@ impl CarrierApi for Ct {
         now: chrono::DateTime<chrono::Utc>,
     ) -> CallResult<gsl_proto::v1::CardRead> {
         self.sync_read(ctx, card, now).await
+    }
+
+    fn usage_batch(&self) -> usize {
+        self.set.usage_batch
+    }
+
+    async fn read_usage(
+        &self,
+        ctx: &CallCtx<'_>,
+        cards: &[gsl_adapter_kit::reads::SyncCard],
+        now: &(dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync),
+    ) -> CallResult<Vec<gsl_proto::v1::CardRead>> {
+        self.sync_usage(ctx, cards, now).await
     }
 
     async fn ping(&self) -> Result<(), String> {

@@ -495,23 +495,38 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
                 .collect();
             ok(Value::Array(found))
         }
-        "query/sim-data-usage-monthly/batch" => {
-            let (kind, key, list) = match (get("msisdns"), get("iccids"), get("imsis")) {
-                (m, i, s) if !m.is_empty() && i.is_empty() && s.is_empty() => {
-                    (CardIdKind::Msisdn, "msisdn", m)
-                }
-                (m, i, s) if m.is_empty() && !i.is_empty() && s.is_empty() => {
-                    (CardIdKind::Iccid, "iccid", i)
-                }
-                (m, i, s) if m.is_empty() && i.is_empty() && !s.is_empty() => {
-                    (CardIdKind::Imsi, "imsi", s)
-                }
-                _ => return err("11000", "msisdns、iccids、imsis 必须且只能填写一个"),
+        "query/sim-data-usage-daily/batch" => {
+            let (kind, key, list) = match usage_cards(&get) {
+                Ok(x) => x,
+                Err(r) => return r,
             };
             let ids: Vec<&str> = list.split('_').filter(|s| !s.is_empty()).collect();
-            if ids.len() > 100 {
-                return err("11000", "一次最多 100 个号码");
+            // One day of the last 7, up to yesterday (PHP client's doc
+            // comment, id 5419956481).
+            let today = gsl_domain::calendar::cst_date(e.now());
+            let Ok(day) = chrono::NaiveDate::parse_from_str(&get("queryDate"), "%Y%m%d") else {
+                return err("11000", "queryDate 格式错误");
+            };
+            let back = (today - day).num_days();
+            if !(1..=7).contains(&back) {
+                return err("11000", "queryDate 须为近 7 天中的某一天（截止前一天）");
             }
+            let list: Vec<Value> = ids
+                .iter()
+                .filter_map(|v| Some((*v, e.find_card(Carrier::Cmcc, kind, v)?)))
+                .map(|(named, id)| {
+                    let kb = (e.daily_mb(&id, day) * 1024.0).round() as u64;
+                    json!({ key: named, "dataAmount": kb.to_string() })
+                })
+                .collect();
+            ok(json!([{ "dataAmountList": list }]))
+        }
+        "query/sim-data-usage-monthly/batch" => {
+            let (kind, key, list) = match usage_cards(&get) {
+                Ok(x) => x,
+                Err(r) => return r,
+            };
+            let ids: Vec<&str> = list.split('_').filter(|s| !s.is_empty()).collect();
             // One of the last 6 months (this one included), to yesterday
             // 24:00 CST for this month.
             let now = e.now();
@@ -548,6 +563,27 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
         }
         _ => (http::StatusCode::NOT_FOUND, "no such API").into_response(),
     }
+}
+
+/// The cards a usage batch names: exactly one of `msisdns`, `iccids`,
+/// `imsis` (joined by `_`, at most 100).
+fn usage_cards(
+    get: &dyn Fn(&str) -> String,
+) -> Result<(CardIdKind, &'static str, String), Response> {
+    let (kind, key, list) = match (get("msisdns"), get("iccids"), get("imsis")) {
+        (m, i, s) if !m.is_empty() && i.is_empty() && s.is_empty() => {
+            (CardIdKind::Msisdn, "msisdn", m)
+        }
+        (m, i, s) if m.is_empty() && !i.is_empty() && s.is_empty() => {
+            (CardIdKind::Iccid, "iccid", i)
+        }
+        (m, i, s) if m.is_empty() && i.is_empty() && !s.is_empty() => (CardIdKind::Imsi, "imsi", s),
+        _ => return Err(err("11000", "msisdns、iccids、imsis 必须且只能填写一个")),
+    };
+    if list.split('_').filter(|s| !s.is_empty()).count() > 100 {
+        return Err(err("11000", "一次最多 100 个号码"));
+    }
+    Ok((kind, key, list))
 }
 
 /// Routes under `/cmcc`.

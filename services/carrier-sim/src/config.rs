@@ -250,6 +250,9 @@ pub struct CarrierRules {
     /// China Unicom: the day of the month a billing cycle begins (domain.md:
     /// the 27th).
     pub cu_cycle_start_day: u32,
+    /// China Telecom: access numbers one `batchQryFlowByMonth` takes (not
+    /// found in the sources: `ct.md` says a setting, 100 like BQ018).
+    pub ct_usage_batch: usize,
 }
 
 impl Default for CarrierRules {
@@ -261,6 +264,7 @@ impl Default for CarrierRules {
             cu_speed_plans: BTreeMap::new(),
             cu_cap_plans: BTreeMap::new(),
             cu_cycle_start_day: 27,
+            ct_usage_batch: 100,
         }
     }
 }

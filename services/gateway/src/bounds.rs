@@ -76,6 +76,9 @@ pub struct RequestBounds {
     /// `Registry.RefreshCards` (`GSL_MAX_REFRESH_CARDS_BYTES`): 500 keys of
     /// 22 bytes are 11 KB.
     pub refresh_cards: usize,
+    /// `Registry.BatchUsage` (`GSL_MAX_BATCH_USAGE_BYTES`): 500 keys of 22
+    /// bytes and a month or a date are 11 KB.
+    pub batch_usage: usize,
     /// Every other method: one id, a filter, one outcome, one back-office
     /// move (`GSL_MAX_SMALL_REQUEST_BYTES`).
     pub small: usize,
@@ -98,6 +101,7 @@ impl Default for RequestBounds {
             import_batches: 256 * KIB,
             report_cards: 256 * KIB,
             refresh_cards: 32 * KIB,
+            batch_usage: 32 * KIB,
             small: 64 * KIB,
             budget: 64 * MIB,
             budget_wait: Duration::from_secs(10),
@@ -167,6 +171,7 @@ pub const UPDATE_CARDS: &str = "/gsl.v1.Registry/UpdateCards";
 pub const LIST_CARDS: &str = "/gsl.v1.Registry/ListCards";
 pub const REPORT_CARDS: &str = "/gsl.v1.Results/ReportCards";
 pub const REFRESH_CARDS: &str = "/gsl.v1.Registry/RefreshCards";
+pub const BATCH_USAGE: &str = "/gsl.v1.Registry/BatchUsage";
 
 impl RequestBounds {
     /// The cap of the method at `path`.
@@ -179,6 +184,7 @@ impl RequestBounds {
             LIST_CARDS => self.list_cards,
             REPORT_CARDS => self.report_cards,
             REFRESH_CARDS => self.refresh_cards,
+            BATCH_USAGE => self.batch_usage,
             _ => self.small,
         }
     }
@@ -260,6 +266,16 @@ impl RequestBounds {
                 }),
                 per_byte: NESTED_PER_BYTE,
             },
+            // `BatchUsageRequest.cards` (3): one string each.
+            BATCH_USAGE => Shape {
+                items: Some(Items {
+                    field: 3,
+                    max: crate::usage::USAGE_MAX_CARDS,
+                    cost: size_of::<String>() + ALLOC,
+                    per_byte: 2,
+                }),
+                per_byte: NESTED_PER_BYTE,
+            },
             _ => Shape {
                 items: None,
                 per_byte: NESTED_PER_BYTE,
@@ -276,6 +292,7 @@ impl RequestBounds {
             .max(self.import_batches)
             .max(self.report_cards)
             .max(self.refresh_cards)
+            .max(self.batch_usage)
             .max(self.small)
     }
 
@@ -301,6 +318,7 @@ impl RequestBounds {
             import_batches: num("GSL_MAX_IMPORT_BATCHES_BYTES", d.import_batches)?,
             report_cards: num("GSL_MAX_REPORT_CARDS_BYTES", d.report_cards)?,
             refresh_cards: num("GSL_MAX_REFRESH_CARDS_BYTES", d.refresh_cards)?,
+            batch_usage: num("GSL_MAX_BATCH_USAGE_BYTES", d.batch_usage)?,
             small: num("GSL_MAX_SMALL_REQUEST_BYTES", d.small)?,
             budget: num("GSL_DECODE_BUDGET_BYTES", d.budget)?,
             budget_wait: Duration::from_millis(num(

@@ -61,7 +61,7 @@ fn read(r: &v1::CardRead) -> Result<Read, String> {
                 .usage_period
                 .as_ref()
                 .and_then(|p| Some((day(&p.first_day)?, day(&p.last_day)?)));
-            Some(gsl_cardstore::update::UsageRow {
+            Some(gsl_cardstore::usage::UsageRow {
                 id: key.key().to_owned(),
                 mb,
                 as_of: r
@@ -90,6 +90,26 @@ fn read(r: &v1::CardRead) -> Result<Read, String> {
         active_profile: profile,
         usage,
     })
+}
+
+/// A read's whole-day figure from the carrier's daily query, if it has one.
+fn day_row(r: &v1::CardRead) -> Result<Option<gsl_cardstore::usage::DayRow>, String> {
+    let Some(d) = &r.day_usage else {
+        return Ok(None);
+    };
+    let day = chrono::NaiveDate::parse_from_str(&d.day, "%Y-%m-%d")
+        .map_err(|_| format!("day_usage.day {:?} is not YYYY-MM-DD", d.day))?;
+    if !d.mb.is_finite() || d.mb < 0.0 {
+        return Err(format!("day_usage.mb {} is not a number of MB", d.mb));
+    }
+    Ok(Some(gsl_cardstore::usage::DayRow {
+        id: CardId::parse(&r.card)
+            .map_err(|e| e.to_string())?
+            .key()
+            .to_owned(),
+        day,
+        mb: d.mb,
+    }))
 }
 
 /// Whether an item of ours on `card` is still in flight (its newest event
@@ -137,9 +157,13 @@ pub async fn report_cards(
     }
     let wire = convert::carrier_to_wire(carrier) as i32;
     let mut reads = Vec::with_capacity(req.reads.len());
+    let mut days = Vec::new();
     for r in &req.reads {
-        match read(r) {
-            Ok(x) => reads.push(x),
+        match read(r).and_then(|x| Ok((x, day_row(r)?))) {
+            Ok((x, d)) => {
+                days.extend(d);
+                reads.push(x);
+            }
             // A bad read is the adapter's bug: dropped, logged, never fatal
             // to the others.
             Err(why) => {
@@ -172,12 +196,14 @@ pub async fn report_cards(
     // Usage first (newest wins on its own time, for the carrier's known
     // cards): a card shows read (`synced_at`) only once all of the read is in.
     let known: HashSet<&str> = diffs.iter().map(|d| d.card.as_str()).collect();
-    let usage: Vec<gsl_cardstore::update::UsageRow> = reads
+    let usage: Vec<gsl_cardstore::usage::UsageRow> = reads
         .iter()
         .filter(|r| known.contains(r.card.as_str()))
         .filter_map(|r| r.usage.clone())
         .collect();
     store.record_usage_rows(&usage).await?;
+    days.retain(|d| known.contains(d.id.as_str()));
+    store.record_daily(&days).await?;
     let changed: HashSet<String> = store
         .apply_reads(wire, &reads, &diffs, &hold)
         .await?
@@ -364,7 +390,7 @@ pub async fn refresh_cards(
     })
 }
 
-fn refusal(i: usize, card: &str, code: ErrorCode, msg: String) -> v1::RefusedItem {
+pub(crate) fn refusal(i: usize, card: &str, code: ErrorCode, msg: String) -> v1::RefusedItem {
     v1::RefusedItem {
         index: i as u32,
         card: card.chars().take(64).collect(),

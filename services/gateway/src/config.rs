@@ -75,6 +75,10 @@ pub struct GatewayConfig {
     /// 5 calls/s take 100 s); the cards not read by then are refused as
     /// not read in time (the reads stay queued).
     pub refresh_timeout: std::time::Duration,
+    /// Months of daily usage rows kept (`GSL_USAGE_DAILY_RETENTION_MONTHS`,
+    /// default 13: a year and the month before it); older rows are deleted
+    /// once a day. Storage per million cards: `docs/operations.md`, "Usage".
+    pub usage_daily_retention_months: u32,
 }
 
 impl Default for GatewayConfig {
@@ -104,6 +108,7 @@ impl Default for GatewayConfig {
             database_url: Secret::new(""),
             database: StoreConfig::default(),
             refresh_timeout: std::time::Duration::from_secs(150),
+            usage_daily_retention_months: 13,
         }
     }
 }
@@ -209,6 +214,11 @@ impl GatewayConfig {
                 )?
                 .max(1) as u64,
             ),
+            usage_daily_retention_months: num(
+                "GSL_USAGE_DAILY_RETENTION_MONTHS",
+                d.usage_daily_retention_months as usize,
+            )?
+            .max(1) as u32,
         })
     }
 }

@@ -49,6 +49,7 @@ pub mod setup;
 pub mod store;
 pub mod submit;
 pub mod upgrade;
+pub mod usage;
 pub mod validate;
 pub mod watch;
 
@@ -151,6 +152,7 @@ impl Gateway {
         }
         spawn_counts_publisher(core.clone(), shutdown.clone());
         recovery::spawn_sweeper(core.clone(), shutdown.listener());
+        usage::spawn_retention(core.clone(), shutdown.listener());
         tokio::spawn(crate::core::watch_storage(
             core.js.clone(),
             core.metrics.clone(),

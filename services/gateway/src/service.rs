@@ -236,6 +236,16 @@ impl v1::registry_server::Registry for Api {
         ))
     }
 
+    async fn batch_usage(
+        &self,
+        r: Request<v1::BatchUsageRequest>,
+    ) -> Result<Response<v1::BatchUsageResponse>, Status> {
+        let t = self.tenant(&r)?;
+        Ok(Response::new(
+            crate::usage::batch_usage(&self.core, &t, r.into_inner()).await?,
+        ))
+    }
+
     async fn list_cards(
         &self,
         r: Request<v1::ListCardsRequest>,

@@ -66,6 +66,10 @@ pub struct CmccSettings {
     /// 25S02's 12-digit stop reason: positions of a `2` with a domain code
     /// (`GSL_CMCC_STOP_REASONS`, `crate::sync::cmcc::STOP_POSITIONS`).
     pub stop_positions: Vec<(usize, i32)>,
+    /// Read yesterday's usage per card by 25U01 in each usage sweep
+    /// (`GSL_CMCC_DAILY_USAGE=on|off`, on): one more call per 100 cards;
+    /// off, daily figures are derived from successive 25U03 snapshots.
+    pub daily_usage: bool,
 }
 
 impl CmccSettings {
@@ -87,6 +91,7 @@ impl CmccSettings {
             stop_positions: crate::sync::cmcc::stop_positions(
                 cfg.carrier_setting("GSL_CMCC_STOP_REASONS"),
             ),
+            daily_usage: get("GSL_CMCC_DAILY_USAGE", "on") != "off",
         }
     }
 

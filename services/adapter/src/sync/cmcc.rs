@@ -3,7 +3,10 @@
 //! `query/sim-stop-reason` only for the cards it shows stopped (OneLink-CT
 //! `4`, OneLink-PB `01`/`02`). Real-name (23A10) and IMEI (23S04) are one
 //! call per card each: not in the sweep (the registry keeps what our
-//! orders set). Usage: 25U03, 100 cards a call, in the usage sweep. The changed-on-date hint 23E00 is known from one client
+//! orders set). Usage: 25U03 (this month to yesterday 24:00), 100 cards a
+//! call, in the usage sweep, and 25U01 (one whole day, the last 7 days up
+//! to yesterday) for yesterday with the same 100 cards: the carrier's own
+//! daily figure. The changed-on-date hint 23E00 is known from one client
 //! only and its answer is undocumented: not used.
 
 use super::{lookup, read, unknown_code};
@@ -93,6 +96,45 @@ pub fn usage_request(iccids: &[&str], month: &str) -> (&'static str, Vec<(&'stat
     )
 }
 
+/// 25U01's path and fields: one CST day's usage (`yyyyMMdd`, one of the
+/// last 7 up to yesterday) of up to 100 cards by ICCID. The answer is read
+/// like 25U03's: `result[0].dataAmountList[{iccid, dataAmount KB}]` (PHP
+/// client's doc comment, id 5419956481).
+pub fn daily_request(iccids: &[&str], day: &str) -> (&'static str, Vec<(&'static str, String)>) {
+    (
+        "query/sim-data-usage-daily/batch",
+        vec![("queryDate", day.to_owned()), ("iccids", iccids.join("_"))],
+    )
+}
+
+/// A 25U01 answer: `(ICCID, MB)` per card it names with a readable amount.
+pub fn parse_daily(v: &Value) -> CallResult<Vec<(String, f64)>> {
+    Ok(amounts(&envelope(v)?))
+}
+
+/// `result[0].dataAmountList` of a usage batch: `(ICCID, MB)` per card
+/// named with a readable, non-negative amount (KB).
+fn amounts(result: &[Value]) -> Vec<(String, f64)> {
+    result
+        .first()
+        .and_then(|r| r.get("dataAmountList"))
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|x| {
+                    let id = s(x, "iccid");
+                    let kb: f64 = s(x, "dataAmount")
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|k: &f64| *k >= 0.0 && k.is_finite())?;
+                    (!id.is_empty()).then(|| (id.to_owned(), kb / 1024.0))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Cards of one 25U03 call.
 pub const USAGE_BATCH: usize = 100;
 
@@ -106,32 +148,17 @@ pub fn parse_usage(v: &Value, now: chrono::DateTime<chrono::Utc>) -> CallResult<
     let today = cst_date(now);
     let (first, last) = calendar_month(today);
     let as_of = gsl_proto::convert::timestamp(cst_midnight(today));
-    let list = result
-        .first()
-        .and_then(|r| r.get("dataAmountList"))
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    Ok(list
-        .iter()
-        .filter_map(|x| {
-            let id = s(x, "iccid");
-            let kb: f64 = s(x, "dataAmount")
-                .trim()
-                .parse()
-                .ok()
-                .filter(|k: &f64| *k >= 0.0)?;
-            if id.is_empty() {
-                return None;
-            }
-            let mut r = read(id, now);
-            r.used_mb = Some(kb / 1024.0);
+    Ok(amounts(&result)
+        .into_iter()
+        .map(|(id, mb)| {
+            let mut r = read(&id, now);
+            r.used_mb = Some(mb);
             r.usage_as_of = Some(as_of);
             r.usage_period = Some(v1::UsagePeriod {
                 first_day: first.to_string(),
                 last_day: last.to_string(),
             });
-            Some(r)
+            r
         })
         .collect())
 }
@@ -187,7 +214,53 @@ impl Cmcc {
         let v = self
             .call(ctx, CallClass::Query, path, &self.transid(), &fields)
             .await?;
-        parse_usage(&v, now)
+        let mut reads = parse_usage(&v, now)?;
+        if self.set.daily_usage {
+            self.add_yesterday(ctx, &ids, now, &mut reads).await;
+        }
+        Ok(reads)
+    }
+
+    /// Yesterday's usage of `ids` by 25U01 into `reads` (a card the month
+    /// batch left out gets a read of its own). The month figures stand
+    /// without it: a failed call is logged, and that day is derived from
+    /// the month snapshots instead.
+    async fn add_yesterday(
+        &self,
+        ctx: &CallCtx<'_>,
+        ids: &[&str],
+        now: chrono::DateTime<chrono::Utc>,
+        reads: &mut Vec<v1::CardRead>,
+    ) {
+        let Some(day) = gsl_domain::calendar::cst_date(now).pred_opt() else {
+            return;
+        };
+        let (path, fields) = daily_request(ids, &day.format("%Y%m%d").to_string());
+        let daily = match self
+            .call(ctx, CallClass::Query, path, &self.transid(), &fields)
+            .await
+            .and_then(|v| parse_daily(&v))
+        {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "25U01 daily usage not read; the day is derived");
+                return;
+            }
+        };
+        for (id, mb) in daily {
+            let du = Some(v1::DayUsage {
+                day: day.to_string(),
+                mb,
+            });
+            match reads.iter_mut().find(|r| r.card == id) {
+                Some(r) => r.day_usage = du,
+                None => {
+                    let mut r = read(&id, now);
+                    r.day_usage = du;
+                    reads.push(r);
+                }
+            }
+        }
     }
 
     /// One card: 25S04, then 25S02 if it is stopped.

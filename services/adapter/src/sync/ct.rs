@@ -4,6 +4,12 @@
 //! call) is not used: its answer's items are not quoted from the
 //! documentation (`ct.md`: use it only once a live answer shows `simStatus`
 //! per item).
+//!
+//! Usage: `batchQryFlowByMonth`, `GSL_CT_USAGE_BATCH` access numbers a call
+//! (100: the size is not in the sources), the calendar month the answer
+//! names, "as of" the call's time (the lag is not documented). Cards
+//! without an access number in the store are looked up once by DCP
+//! `getTelephone` (cached).
 
 use super::{lookup, read, unknown_code};
 use crate::ct::Ct;
@@ -46,7 +52,105 @@ pub fn parse(v: &Value, r: &mut v1::CardRead) {
     };
 }
 
+/// `batchQryFlowByMonth`'s path.
+pub const USAGE_PATH: &str = "/api/v1/batchQry/batchQryFlowByMonth";
+
+/// `batchQryFlowByMonth`'s body: the customer number, the access numbers
+/// (singular `accessNumber`, as simctl sends it) and, when the month
+/// parameter's name is set, this CST month as `yyyyMM`.
+pub fn usage_body(cust: &str, numbers: &[&str], month: Option<(&str, &str)>) -> Value {
+    let mut b = serde_json::json!({"custNumber": cust, "accessNumber": numbers});
+    if let Some((name, m)) = month {
+        b[name] = Value::String(m.to_owned());
+    }
+    b
+}
+
+/// A `batchQryFlowByMonth` answer (envelope already checked): a read per
+/// item with `status` "0" and a readable `flowAmount`, mapped back from its
+/// access number to the card; the period is the month the item names
+/// (`yyyyMM`; else the CST month of `now`), "as of" `now`.
+pub fn parse_usage(
+    v: &Value,
+    card_of: &std::collections::HashMap<&str, &str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<v1::CardRead> {
+    use gsl_domain::calendar::{calendar_month, cst_date};
+    let text = |x: &Value, k: &str| match x.get(k) {
+        Some(Value::String(s)) => s.trim().to_owned(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    let items = v.get("data").and_then(Value::as_array);
+    items
+        .into_iter()
+        .flatten()
+        .filter_map(|x| {
+            if text(x, "status") != "0" {
+                return None;
+            }
+            let card = card_of.get(text(x, "accessNumber").as_str())?;
+            let mb: f64 = text(x, "flowAmount")
+                .parse()
+                .ok()
+                .filter(|m: &f64| *m >= 0.0 && m.is_finite())?;
+            let mb = match text(x, "unit").to_ascii_uppercase().as_str() {
+                "" | "MB" => mb,
+                "KB" => mb / 1024.0,
+                "GB" => mb * 1024.0,
+                _ => return None,
+            };
+            let month =
+                chrono::NaiveDate::parse_from_str(&format!("{}01", text(x, "month")), "%Y%m%d")
+                    .unwrap_or_else(|_| calendar_month(cst_date(now)).0);
+            let (first, last) = calendar_month(month);
+            let mut r = read(card, now);
+            r.used_mb = Some(mb);
+            r.usage_as_of = Some(gsl_proto::convert::timestamp(now));
+            r.usage_period = Some(v1::UsagePeriod {
+                first_day: first.to_string(),
+                last_day: last.to_string(),
+            });
+            Some(r)
+        })
+        .collect()
+}
+
 impl Ct {
+    /// This month's usage of up to `GSL_CT_USAGE_BATCH` cards: one
+    /// `batchQryFlowByMonth` (plus a `getTelephone` for each card whose
+    /// access number is not known yet).
+    pub(crate) async fn sync_usage(
+        &self,
+        ctx: &CallCtx<'_>,
+        cards: &[SyncCard],
+        now: &(dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync),
+    ) -> CallResult<Vec<v1::CardRead>> {
+        let mut numbers = Vec::with_capacity(cards.len());
+        for c in cards {
+            numbers.push(self.number_of(ctx, &c.id, &c.access_number).await?);
+        }
+        let card_of: std::collections::HashMap<&str, &str> = numbers
+            .iter()
+            .map(String::as_str)
+            .zip(cards.iter().map(|c| c.id.as_str()))
+            .collect();
+        let month = gsl_domain::calendar::cst_date(now())
+            .format("%Y%m")
+            .to_string();
+        let refs: Vec<&str> = numbers.iter().map(String::as_str).collect();
+        let body = usage_body(
+            &self.set.cust_number,
+            &refs,
+            self.set
+                .usage_month_param
+                .as_deref()
+                .map(|p| (p, month.as_str())),
+        );
+        let v = self.post_json(ctx, USAGE_PATH, &body).await?;
+        Ok(parse_usage(&v, &card_of, now()))
+    }
+
     /// One card: `queryCardMainStatus` by its access number (from the card
     /// store, a cache, or DCP `getTelephone`).
     pub(crate) async fn sync_read(

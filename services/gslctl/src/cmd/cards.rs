@@ -31,6 +31,9 @@ pub enum CardsCmd {
         #[arg(required = true, num_args = 1..=500)]
         ids: Vec<String>,
     },
+    /// Daily data usage of up to 500 cards: every day of a month (`--month
+    /// yyyyMM`) or one day (`--date yyyyMMdd`), China time.
+    Usage(super::usage::UsageArgs),
     /// The card list: search, filters, sorts, a page (or `--csv`: every matching card).
     List(Box<super::cardlist::ListArgs>),
     /// Development: register the simulator's generated cards, with their numbers (MSISDN, IMSI,
@@ -53,6 +56,7 @@ pub async fn run(ctx: &mut Ctx, cmd: CardsCmd) -> Outcome {
     match cmd {
         CardsCmd::Get { id } => super::cardlist::get(registry, &tok, format, id).await,
         CardsCmd::Refresh { ids } => refresh(registry, &tok, format, ids).await,
+        CardsCmd::Usage(args) => super::usage::usage(registry, &tok, format, args).await,
         CardsCmd::List(args) => super::cardlist::list(registry, &tok, format, *args).await,
         CardsCmd::Import { file, tenant } => {
             let rows = match batch::read(&file) {
