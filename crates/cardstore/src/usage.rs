@@ -9,6 +9,12 @@
 //! tell apart), and in the same period, or in a new period that began that
 //! very day. A carrier figure replaces a derived one; a derived one never
 //! replaces a carrier figure.
+//!
+//! The statement reads the previous snapshot as of its own start (a `FOR
+//! UPDATE` there would skip the rows the same statement updates): two
+//! reports of the same card committing at the same instant (a refresh and
+//! a sweep, say) could both add their growth to the derived day. Rare, and
+//! confined to a row marked derived; a carrier figure is never touched.
 
 use crate::{CardStore, StoreError, retrying};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -83,8 +89,7 @@ impl CardStore {
                      old AS (
                        SELECT c.id, c.flow_used_mb, c.flow_used_at, c.flow_period_first,
                               ((c.flow_used_at - interval '1 microsecond') AT TIME ZONE 'Asia/Shanghai')::date AS day
-                       FROM cards c JOIN u ON c.id = u.id
-                       ORDER BY c.id FOR UPDATE OF c),
+                       FROM cards c JOIN u ON c.id = u.id),
                      upd AS (
                        UPDATE cards c SET flow_used_mb = u.mb, flow_used_at = u.at,
                          flow_period_first = u.first, flow_period_last = u.last,

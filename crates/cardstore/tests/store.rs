@@ -734,3 +734,123 @@ async fn carrier_reads_are_applied_newest_wins() {
     assert_eq!(s.count_carrier(ct).await.unwrap(), 4);
     assert_eq!(s.count_carrier(v1::Carrier::Cu as i32).await.unwrap(), 0);
 }
+
+/// Daily rows: a day is derived from the snapshot before it (same day or
+/// the day before, same period, or a period begun that day), never after
+/// a gap; the carrier's own figure replaces a derived one and is never
+/// replaced by one; rows past the retention day are deleted.
+#[tokio::test]
+async fn daily_usage_is_derived_from_snapshots_and_the_carriers_figure_wins() {
+    use chrono::NaiveDate;
+    use gsl_cardstore::usage::{DayRow, UsageRow};
+    let s = store().await;
+    s.import("acme", &[card("U1", 20), card("U2", 20)], Claim::NewOrOwn)
+        .await
+        .unwrap();
+    let day = |d| NaiveDate::from_ymd_opt(2026, 12, d).unwrap();
+    let nov = (
+        NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+        NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+    );
+    let dec = (day(1), day(31));
+    // Midnight CST of a December day (16:00 UTC the day before).
+    let midnight = |d: u32| day(d).and_hms_opt(0, 0, 0).unwrap().and_utc() - Duration::hours(8);
+    let snap = |id: &str, mb: f64, at, period| UsageRow {
+        id: id.into(),
+        mb,
+        as_of: at,
+        period: Some(period),
+    };
+    let figures = |keys: Vec<&'static str>| {
+        let s = &s;
+        async move {
+            let mut v: Vec<(String, NaiveDate, f64, bool)> = s
+                .daily_usage(&keys, day(1) - chrono::Days::new(40), day(31))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|((k, d), f)| (k, d, f.mb, f.derived))
+                .collect();
+            v.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            v
+        }
+    };
+    // Nov 30 (to Dec 1 00:00 CST): a first snapshot, nothing to derive.
+    s.record_usage_rows(&[snap("U1", 900.0, midnight(1), nov)])
+        .await
+        .unwrap();
+    assert!(
+        figures(vec!["U1"]).await.is_empty(),
+        "no snapshot before it"
+    );
+    // To Dec 2 00:00: a new period begun on Dec 1: all of it is Dec 1's.
+    s.record_usage_rows(&[snap("U1", 12.5, midnight(2), dec)])
+        .await
+        .unwrap();
+    // To Dec 3 00:00: Dec 2 is the growth; a replay changes nothing.
+    for _ in 0..2 {
+        s.record_usage_rows(&[snap("U1", 20.0, midnight(3), dec)])
+            .await
+            .unwrap();
+    }
+    // Two snapshots on Dec 3 add up to the day's growth.
+    s.record_usage_rows(&[snap("U1", 21.0, midnight(3) + Duration::hours(8), dec)])
+        .await
+        .unwrap();
+    s.record_usage_rows(&[snap("U1", 24.0, midnight(4), dec)])
+        .await
+        .unwrap();
+    // A gap: nothing on Dec 4-5, a snapshot to Dec 7 00:00 (Dec 6): the
+    // growth spans three days, so no row.
+    s.record_usage_rows(&[snap("U1", 40.0, midnight(7), dec)])
+        .await
+        .unwrap();
+    assert_eq!(
+        figures(vec!["U1"]).await,
+        vec![
+            ("U1".into(), day(1), 12.5, true),
+            ("U1".into(), day(2), 7.5, true),
+            ("U1".into(), day(3), 4.0, true),
+        ]
+    );
+    // The carrier's figure for Dec 2 replaces the derived one; a derived
+    // growth landing on a carrier's day later leaves it.
+    s.record_daily(&[DayRow {
+        id: "U1".into(),
+        day: day(2),
+        mb: 7.25,
+    }])
+    .await
+    .unwrap();
+    s.record_daily(&[DayRow {
+        id: "U2".into(),
+        day: day(7),
+        mb: 3.0,
+    }])
+    .await
+    .unwrap();
+    s.record_usage_rows(&[snap("U2", 1.0, midnight(7), dec)])
+        .await
+        .unwrap();
+    s.record_usage_rows(&[snap("U2", 5.0, midnight(8), dec)])
+        .await
+        .unwrap();
+    assert_eq!(
+        figures(vec!["U1", "U2"]).await,
+        vec![
+            ("U1".into(), day(1), 12.5, true),
+            ("U1".into(), day(2), 7.25, false),
+            ("U1".into(), day(3), 4.0, true),
+            ("U2".into(), day(7), 3.0, false),
+        ]
+    );
+    // Retention: days before Dec 3 go, in chunks smaller than the work.
+    assert_eq!(s.prune_daily(day(3), 1).await.unwrap(), 2);
+    assert_eq!(
+        figures(vec!["U1", "U2"]).await,
+        vec![
+            ("U1".into(), day(3), 4.0, true),
+            ("U2".into(), day(7), 3.0, false),
+        ]
+    );
+}

@@ -143,6 +143,24 @@ pub fn body_fields(body: &serde_json::Value) -> String {
         .join("&")
 }
 
+/// The 5GCMP batch envelope: `code` 0 (a number, or `"0"`) is OK; any other
+/// fails the whole call, refused with that code and `msg` / `message`.
+pub fn batch_envelope(v: &serde_json::Value) -> CallResult<()> {
+    let code = match v.get("code") {
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    if code == "0" {
+        return Ok(());
+    }
+    let msg = ["msg", "message"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(serde_json::Value::as_str))
+        .unwrap_or("China Telecom batch answer without a code");
+    Err(CallError::refused(ErrorCode::CarrierRejected, &code, msg))
+}
+
 /// DCP `passWord` and `sign` for a method's signed values.
 pub fn dcp_auth(set: &CtSettings, values: &[&str]) -> (String, String) {
     let (k1, k2, k3) = gsl_desjs::dcp_keys(set.dcp_key.expose());
@@ -492,18 +510,7 @@ impl Ct {
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|_| CallError::Unknown {
             reason: "unreadable China Telecom batch answer".into(),
         })?;
-        let code = match v.get("code") {
-            Some(serde_json::Value::Number(n)) => n.to_string(),
-            Some(serde_json::Value::String(s)) => s.clone(),
-            _ => String::new(),
-        };
-        if code != "0" {
-            let msg = ["msg", "message"]
-                .iter()
-                .find_map(|k| v.get(*k).and_then(serde_json::Value::as_str))
-                .unwrap_or("");
-            return Err(CallError::refused(ErrorCode::CarrierRejected, &code, msg));
-        }
+        batch_envelope(&v)?;
         Ok(v)
     }
 
@@ -753,8 +760,13 @@ impl CarrierApi for Ct {
         self.sync_read(ctx, card, now).await
     }
 
+    /// No customer number, no batch query (`custNumber` is required).
     fn usage_batch(&self) -> usize {
-        self.set.usage_batch
+        if self.set.cust_number.is_empty() {
+            0
+        } else {
+            self.set.usage_batch
+        }
     }
 
     async fn read_usage(
@@ -785,6 +797,17 @@ impl CarrierApi for Ct {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// simctl's plain text of a JSON body: sorted fields, a Go-style slice.
+    #[test]
+    fn batch_bodies_sign_as_simctl_prints_them() {
+        assert_eq!(
+            body_fields(
+                &serde_json::json!({"custNumber":"C0001","accessNumber":["14910000001","14910000002"]})
+            ),
+            "accessNumber=[14910000001 14910000002]&custNumber=C0001"
+        );
+    }
 
     /// ct.md's worked vectors, written as literals (not compared with the
     /// simulator's function).

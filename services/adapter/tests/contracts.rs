@@ -23,7 +23,8 @@ fn fixture(name: &str) -> Value {
     // Usage queries name the month of the card-sync test's fixed read time.
     let text = text
         .replace("$MONTH", "202612")
-        .replace("$YYYY_MM", "2026-12");
+        .replace("$YYYY_MM", "2026-12")
+        .replace("$YESTERDAY", "20261203");
     serde_json::from_str(&text.replace("$ICCID", ICCID).replace("$MSISDN", MSISDN)).unwrap()
 }
 
@@ -428,6 +429,14 @@ fn card_sync_queries_match_the_fixtures() {
                     let (p, f) = sync::cmcc::usage_request(&[ICCID], "202612");
                     (format!("/v5/ec/{p}"), fields_of(&f))
                 }
+                ("cmcc", "daily") => {
+                    let (p, f) = sync::cmcc::daily_request(&[ICCID], "20261203");
+                    (format!("/v5/ec/{p}"), fields_of(&f))
+                }
+                ("ct", "usage") => (
+                    sync::ct::USAGE_PATH.to_owned(),
+                    sync::ct::usage_body("C0001", &[MSISDN], None),
+                ),
                 ("trinet", "usage") => (
                     "/api/v1/usage/query".to_owned(),
                     sync::trinet::usage_body(&[ICCID], now),
@@ -472,13 +481,41 @@ fn card_sync_queries_match_the_fixtures() {
                         None => expect_read(&aname, &got.unwrap(), want),
                     }
                 }
+                let ct_card_of: std::collections::HashMap<&str, &str> =
+                    [(MSISDN, ICCID)].into_iter().collect();
                 if let Some(code) = a.get("usage_refused") {
-                    let got = sync::cmcc::parse_usage(json, now);
+                    let got = match carrier {
+                        "cmcc" => sync::cmcc::parse_usage(json, now).map(|_| ()),
+                        _ => ct::batch_envelope(json),
+                    };
                     assert_eq!(refused_code(&aname, got), code.as_str().unwrap());
+                }
+                if let Some(code) = a.get("daily_refused") {
+                    let got = sync::cmcc::parse_daily(json);
+                    assert_eq!(refused_code(&aname, got), code.as_str().unwrap());
+                }
+                if let Some(want) = a.get("daily") {
+                    let got = sync::cmcc::parse_daily(json).unwrap();
+                    let want: Vec<(String, f64)> = want
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|w| {
+                            (
+                                w["card"].as_str().unwrap().to_owned(),
+                                w["mb"].as_f64().unwrap(),
+                            )
+                        })
+                        .collect();
+                    assert_eq!(got, want, "{aname}");
                 }
                 if let Some(want) = a.get("usage") {
                     let got = match carrier {
                         "cmcc" => sync::cmcc::parse_usage(json, now).unwrap(),
+                        "ct" => {
+                            ct::batch_envelope(json).unwrap();
+                            sync::ct::parse_usage(json, &ct_card_of, now)
+                        }
                         _ => sync::trinet::parse_usage(json, now),
                     };
                     let want = want.as_array().unwrap();

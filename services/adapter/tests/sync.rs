@@ -271,11 +271,15 @@ async fn refresh_reads_cards_now() {
     s.shutdown().await;
 }
 
-/// China Mobile's and tri-net's usage batches: this month to yesterday
-/// 24:00 CST, stored with the calendar month and that "as of", matching the
-/// simulator's ground truth.
+/// China Mobile's, China Telecom's and tri-net's usage batches, each
+/// stored with its period and "as of" and matching the simulator's ground
+/// truth: CMCC and tri-net this month to yesterday 24:00 CST (CMCC's lag
+/// has this test), CT this month to the call (its lag is not documented).
+/// CMCC's daily query (25U01) puts yesterday's own figure in
+/// `BatchUsage`, in both of its forms.
 #[tokio::test]
-async fn usage_batches_store_the_month_to_yesterday() {
+async fn usage_batches_store_the_month_with_its_as_of() {
+    let carriers = [Carrier::Cmcc, Carrier::Ct, Carrier::Trinet];
     let s = stack(Opts {
         sync: Some(SyncSettings {
             interval: Duration::from_secs(3600),
@@ -283,16 +287,20 @@ async fn usage_batches_store_the_month_to_yesterday() {
             usage_interval: Duration::from_secs(2),
             ..SyncSettings::default()
         }),
-        carriers: vec![Carrier::Cmcc, Carrier::Trinet],
+        carriers: carriers.to_vec(),
         ..Opts::default()
     })
     .await;
-    let today = gsl_domain::calendar::cst_date(chrono::Utc::now());
+    let started = chrono::Utc::now();
+    let today = gsl_domain::calendar::cst_date(started);
     let (first, last) = gsl_domain::calendar::calendar_month(today);
-    let as_of = gsl_domain::calendar::cst_midnight(today);
-    for (i, c) in [Carrier::Cmcc, Carrier::Trinet].into_iter().enumerate() {
-        let id = s.card(c, 500 + i as u64, in_use).await;
-        let card = until(&s, &id, Duration::from_secs(30), |c| {
+    let midnight = gsl_domain::calendar::cst_midnight(today);
+    let mut ids = Vec::new();
+    for (i, c) in carriers.into_iter().enumerate() {
+        ids.push(s.card(c, 500 + i as u64, in_use).await);
+    }
+    for (c, id) in carriers.into_iter().zip(&ids) {
+        let card = until(&s, id, Duration::from_secs(30), |c| {
             c.flow_used_at.is_some()
         })
         .await;
@@ -301,23 +309,118 @@ async fn usage_batches_store_the_month_to_yesterday() {
             .as_ref()
             .and_then(gsl_proto::convert::from_timestamp)
             .unwrap();
-        assert_eq!(at, as_of, "{c}: as of yesterday 24:00 CST");
+        if c == Carrier::Ct {
+            assert!(
+                at >= started && at <= chrono::Utc::now(),
+                "{c}: as of the call ({at})"
+            );
+        } else {
+            assert_eq!(at, midnight, "{c}: as of yesterday 24:00 CST");
+        }
         let p = card.flow_period.as_ref().unwrap();
         assert_eq!(
             (p.first_day.clone(), p.last_day.clone()),
             (first.to_string(), last.to_string()),
             "{c}: the calendar month"
         );
-        let truth = s.sim.engine.used_mb(&id, first, as_of);
+        let truth = s.sim.engine.used_mb(id, first, at);
         let used = card.flow_used_mb.unwrap();
-        // CMCC answers whole KB.
+        // CMCC answers whole KB, CT MB to three decimals (and the
+        // simulator's clock moved on a little after the call).
         assert!(
-            (used - truth).abs() <= 1.0 / 1024.0,
+            (used - truth).abs() <= 0.01,
             "{c}: {used} MB, truth {truth}"
         );
         let src = card.sources.iter().find(|f| f.field == "usage").unwrap();
         assert_eq!(src.source, v1::CardSource::Carrier as i32);
     }
+    // CMCC's own daily figure for yesterday, in both forms.
+    let yesterday = today.pred_opt().unwrap();
+    let cmcc = ids[0].clone();
+    let want = s.sim.engine.daily_mb(&cmcc, yesterday);
+    // A well-formed ICCID of no card of ours, and a malformed one.
+    let body: Vec<u8> = b"898600001999999999".iter().map(|b| b - b'0').collect();
+    let stranger = format!(
+        "898600001999999999{}",
+        gsl_domain::ids::luhn_check_digit(&body)
+    );
+    let ask = |month: &str, date: &str| v1::BatchUsageRequest {
+        month: month.into(),
+        date: date.into(),
+        cards: vec![
+            cmcc.clone(),
+            ids[1].clone(),
+            stranger.clone(),
+            "8986000000000000000".into(),
+        ],
+    };
+    let day = yesterday.format("%Y%m%d").to_string();
+    let mut found = None;
+    for _ in 0..100 {
+        let r = s
+            .registry()
+            .await
+            .batch_usage(authed(ask("", &day)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.days.len(), 1);
+        assert_eq!(r.days[0].date, day);
+        let flows = &r.days[0].sim_flow;
+        assert_eq!(flows.len(), 2, "{flows:?}");
+        let codes: Vec<(u32, String)> = r
+            .refused
+            .iter()
+            .map(|f| (f.index, f.problem.as_ref().unwrap().code.clone()))
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                (3, ErrorCode::InvalidCardId.code().to_owned()),
+                (2, ErrorCode::CardNotFound.code().to_owned()),
+            ],
+            "each card left out with its reason"
+        );
+        if flows[0].flow.is_some() {
+            found = Some(flows[0].clone());
+            assert_eq!(flows[0].iccid, cmcc);
+            assert_eq!(flows[1].flow, None, "CT has no daily query: no figure yet");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let f = found.expect("yesterday's CMCC figure in BatchUsage");
+    assert!(
+        (f.flow.unwrap() - want).abs() <= 0.5 / 1024.0,
+        "{f:?} vs {want}"
+    );
+    assert!(!f.derived, "the carrier's own daily figure");
+    // The month form: every day of this month up to today, yesterday's
+    // figure among them (when yesterday is in this month).
+    let month = today.format("%Y%m").to_string();
+    let r = s
+        .registry()
+        .await
+        .batch_usage(authed(ask(&month, "")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.days.len(), today.day() as usize);
+    if yesterday.month() == today.month() {
+        let d = r.days.iter().find(|d| d.date == day).unwrap();
+        assert_eq!(d.sim_flow[0].flow, f.flow);
+    }
+    // Both forms at once, or neither: a bad parameter.
+    let e = s
+        .registry()
+        .await
+        .batch_usage(authed(ask(&month, &day)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.metadata().get("gsl-error-code").unwrap(),
+        ErrorCode::BadParameter.code()
+    );
     s.shutdown().await;
 }
 

@@ -516,7 +516,13 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
                 .filter_map(|v| Some((*v, e.find_card(Carrier::Cmcc, kind, v)?)))
                 .map(|(named, id)| {
                     let kb = (e.daily_mb(&id, day) * 1024.0).round() as u64;
-                    json!({ key: named, "dataAmount": kb.to_string() })
+                    let mut item = json!({ key: named, "dataAmount": kb.to_string() });
+                    // Per APN, left out when the amount is 0 (id 5419956481).
+                    if kb > 0 {
+                        item["apnDataAmountList"] =
+                            json!([{"apnName": "CMIOT", "apnDataAmount": kb.to_string()}]);
+                    }
+                    item
                 })
                 .collect();
             ok(json!([{ "dataAmountList": list }]))

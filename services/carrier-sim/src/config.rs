@@ -175,6 +175,8 @@ pub struct Credentials {
     pub ct_dcp_user: String,
     pub ct_dcp_password: String,
     pub ct_dcp_key: String,
+    /// 5GCMP customer number (`custNumber` of the batch queries).
+    pub ct_cust_number: String,
     /// Largest accepted difference between `Timestamp` and the clock, seconds.
     pub ct_max_skew_s: i64,
     /// China Unicom Jasper user / API key (HTTP Basic).
@@ -206,6 +208,7 @@ impl Credentials {
                 ("GSL_CT_DCP_USER", self.ct_dcp_user.clone()),
                 ("GSL_CT_DCP_PASSWORD", self.ct_dcp_password.clone()),
                 ("GSL_CT_DCP_KEY", self.ct_dcp_key.clone()),
+                ("GSL_CT_CUST_NUMBER", self.ct_cust_number.clone()),
             ],
             _ => Vec::new(),
         }
@@ -223,6 +226,7 @@ impl Default for Credentials {
             ct_dcp_user: "gsldcp".into(),
             ct_dcp_password: "dcp-secret".into(),
             ct_dcp_key: "k9X2m7Q4p".into(),
+            ct_cust_number: "C0001".into(),
             ct_max_skew_s: 300,
             cu_user: "gslcu".into(),
             cu_api_key: "cu-secret".into(),

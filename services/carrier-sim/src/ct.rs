@@ -292,11 +292,8 @@ async fn batch(
     let Ok(Value::Object(b)) = serde_json::from_slice::<Value>(&body) else {
         return fail(-1, "请求体须为 JSON 对象");
     };
-    if b.get("custNumber")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
-        return fail(-1, "custNumber 不能为空");
+    if b.get("custNumber").and_then(Value::as_str) != Some(&e.config.credentials.ct_cust_number) {
+        return fail(-1, "custNumber 不是本账号的客户编码");
     }
     let Some(numbers) = b.get("accessNumber").and_then(Value::as_array) else {
         return fail(-1, "accessNumber 须为数组");
@@ -566,6 +563,16 @@ pub fn router(g: Gate) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// simctl's plain text of a JSON body: sorted fields, a Go-style slice.
+    #[test]
+    fn batch_bodies_sign_as_simctl_prints_them() {
+        assert_eq!(
+            body_fields(br#"{"custNumber":"C0001","accessNumber":["14910000001","14910000002"]}"#)
+                .unwrap(),
+            "accessNumber=[14910000001 14910000002]&custNumber=C0001"
+        );
+    }
 
     /// The worked vectors of ct.md, as literals.
     #[test]

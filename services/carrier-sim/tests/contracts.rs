@@ -230,9 +230,13 @@ async fn cmcc_answers_the_contract() {
 /// The test's own 5GCMP signature (ct.md).
 fn ct_sign(query: &BTreeMap<String, String>, secret: &str, ts: &str) -> String {
     let q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let md5 = hex::encode(Md5::digest(
-        format!("{}{secret}{ts}", q.join("&")).as_bytes(),
-    ));
+    ct_sign_plain(&format!("{}{secret}{ts}", q.join("&")))
+}
+
+/// ct.md's Sign of a plain text: lower-case MD5 hex, its ASCII hex-encoded
+/// again, upper case.
+fn ct_sign_plain(plain: &str) -> String {
+    let md5 = hex::encode(Md5::digest(plain.as_bytes()));
     hex::encode_upper(md5.as_bytes())
 }
 
@@ -465,7 +469,13 @@ async fn card_sync_queries_answer_the_contract() {
             let month = Utc::now().with_timezone(&cst());
             let text_now = text
                 .replace("$MONTH", &month.format("%Y%m").to_string())
-                .replace("$YYYY_MM", &month.format("%Y-%m").to_string());
+                .replace("$YYYY_MM", &month.format("%Y-%m").to_string())
+                .replace(
+                    "$YESTERDAY",
+                    &(month.date_naive() - chrono::Days::new(1))
+                        .format("%Y%m%d")
+                        .to_string(),
+                );
             let f = cases(&text_now, &iccid, &msisdn);
             let q = &f["queries"][i];
             let base = s.base_url(carrier);
@@ -492,6 +502,22 @@ async fn card_sync_queries_answer_the_contract() {
                     body["transid"] = json!(transid(2));
                     body["token"] = tok["result"][0]["token"].clone();
                     http.post(format!("{base}{path}")).json(&body).send().await
+                }
+                Carrier::Ct if q["request"]["method"] == "POST" => {
+                    // The doc rule: the raw body signed, no query.
+                    let ts = stamp();
+                    let body = q["request"]["fields"].to_string();
+                    http.post(format!("{base}{path}"))
+                        .header("AppKey", &creds.ct_app_key)
+                        .header("Timestamp", &ts)
+                        .header(
+                            "Sign",
+                            ct_sign_plain(&format!("{body}{}{ts}", creds.ct_secret)),
+                        )
+                        .header("Content-Type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
                 }
                 Carrier::Ct => {
                     let ts = stamp();
