@@ -24,6 +24,16 @@
 //! * `sync_drift_detect_s`: from a change at the simulator to its
 //!   `CardChanged` event on the bus (median), with the interval it ran
 //!   under: CU's changed-since pass, CMCC's sweep.
+//! * `sync_usage_calls_per_card`: carrier calls per card for one usage
+//!   sweep of the store's cards, per carrier, each next to its contract's
+//!   minimum: CMCC 0.02 (25U03 month and 25U01 yesterday, 100 cards each),
+//!   CT 0.01 (`batchQryFlowByMonth`, 100 cards: the size is unsure), CU 0
+//!   more (`ctdUsages`, one card a call, is the card sweep's own read:
+//!   usage comes with it), tri-net 0.01 (usage query, 100 cards). Counted
+//!   by the simulator per API path, so the card sweep running beside it
+//!   does not blur the figure. The next sweep is due as this one ends, so
+//!   its first batch may be in the count (one call: +0.001 per carrier at
+//!   100,000 cards, +0.05 at the smoke size).
 //! * `sync_workorder_slowdown`: a China Telecom stop's time with a CT sweep
 //!   running beside it over the same budget, divided by its time alone
 //!   (same run, strict 5 calls/s per class), with `over_limit` (answers the
@@ -31,7 +41,7 @@
 //!
 //! Sizes: `BENCH_SYNC_CARDS` (default 100,000; smoke 200) per carrier for
 //! the sweep, `BENCH_SYNC_STOP_CARDS` (1,000; smoke 20) for the stop.
-//! `BENCH_SYNC_PARTS=sweep,incremental,detect,slowdown` runs some of them.
+//! `BENCH_SYNC_PARTS=sweep,usage,incremental,detect,slowdown` runs some of them.
 
 use crate::common::{Mode, Service, emit, import_cards, service_log, spawn_adapter, spawn_gateway};
 use futures::StreamExt;
@@ -264,6 +274,63 @@ async fn sweep_calls(c: Carrier, cards: u64, limit: u32, pace: u32) -> Result<f6
     Ok(calls / cards as f64)
 }
 
+/// The API paths of `c`'s usage reads (as the simulator counts them).
+fn usage_paths(c: Carrier) -> &'static [&'static str] {
+    match c {
+        Carrier::Cmcc => &[
+            "/v5/ec/query/sim-data-usage-monthly/batch",
+            "/v5/ec/query/sim-data-usage-daily/batch",
+        ],
+        Carrier::Ct => &["/api/v1/batchQry/batchQryFlowByMonth"],
+        Carrier::Cu => &[],
+        Carrier::Trinet => &["/api/v1/usage/query"],
+    }
+}
+
+/// One usage sweep of `cards` cards of `c` over `cards / pace` seconds:
+/// usage calls per card (the simulator's count of the usage paths).
+async fn usage_calls(c: Carrier, cards: u64, pace: u32) -> Result<f64, String> {
+    let s = stack(c, cards, cards, 0, 0).await?;
+    let interval = (cards as f64 / f64::from(pace)).max(2.0);
+    let t0 = now_ms();
+    let _a = s
+        .adapter(
+            c,
+            &[
+                ("GSL_SYNC", "on".into()),
+                // The card sweep crawls beside it (a day long).
+                ("GSL_SYNC_INTERVAL_SECS", "86400".into()),
+                ("GSL_SYNC_CHANGED_SECS", "86400".into()),
+                ("GSL_SYNC_USAGE_INTERVAL_SECS", format!("{interval:.1}")),
+                ("GSL_RATE_CHANGE", "0".into()),
+                ("GSL_RATE_QUERY", "0".into()),
+            ],
+        )
+        .await?;
+    s.completed(
+        c,
+        "usage",
+        t0 - 1,
+        Duration::from_secs_f64(interval * 4.0 + 120.0),
+    )
+    .await?;
+    let by_path = s.stats(c).await?["by_path"].clone();
+    let calls: f64 = usage_paths(c)
+        .iter()
+        .map(|p| {
+            by_path
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| k.ends_with(p))
+                .map(|(_, v)| v.as_f64().unwrap_or(0.0))
+                .sum::<f64>()
+        })
+        .sum();
+    eprintln!("{c}: usage sweep of {cards} cards: {calls} calls; by path {by_path}");
+    Ok(calls / cards as f64)
+}
+
 /// A changed-since pass after 1 % of `cards` changed: calls per fleet card.
 async fn incremental_calls(c: Carrier, cards: u64, limit: u32) -> Result<(f64, u64, f64), String> {
     // Nothing imported: the sweep has nothing to read, the pass is all.
@@ -419,6 +486,9 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
     if part("sweep") {
         sweeps(cards, limit, pace).await?;
     }
+    if part("usage") {
+        usage(cards, pace).await?;
+    }
     if part("incremental") {
         incremental(cards, limit).await?;
     }
@@ -462,6 +532,37 @@ async fn sweeps(cards: u64, limit: u32, pace: u32) -> Result<(), String> {
         }),
     );
 
+    Ok(())
+}
+
+async fn usage(cards: u64, pace: u32) -> Result<(), String> {
+    let minimum = [
+        (Carrier::Cmcc, 0.02),
+        (Carrier::Ct, 0.01),
+        (Carrier::Trinet, 0.01),
+    ];
+    let mut per = serde_json::Map::new();
+    let mut worst: (f64, &str) = (0.0, "");
+    for (c, min) in minimum {
+        let v = usage_calls(c, cards, pace).await?;
+        per.insert(c.as_str().into(), json!(r4(v)));
+        if v / min > worst.0 {
+            worst = (v / min, c.as_str());
+        }
+    }
+    emit(
+        "sync_usage_calls_per_card",
+        per["cmcc"].as_f64().unwrap_or(0.0),
+        "calls/card",
+        json!({
+            "carrier": "cmcc", "cards": cards, "sweep_pace_per_s": pace,
+            "per_carrier": per,
+            "contract_minimum": {"cmcc": 0.02, "ct": 0.01, "cu": 0.0, "trinet": 0.01},
+            "cu": "ctdUsages is the card sweep's read (1 call per card, sync_calls_per_card): usage adds none",
+            "ratio_to_minimum": r4(worst.0), "worst": worst.1,
+            "goal": "ratio_to_minimum <= 1.05",
+        }),
+    );
     Ok(())
 }
 

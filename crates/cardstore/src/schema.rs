@@ -40,7 +40,7 @@ pub fn latest() -> i32 {
 
 /// The tables the service role reads and writes (every table but
 /// `gsl_schema`, which it only reads).
-pub const SERVICE_TABLES: &str = "cards, batches, orders, order_index_position, card_membership, card_anchors, card_anchor_sets, card_usage_daily";
+pub const SERVICE_TABLES: &str = "cards, batches, orders, order_index_position, card_membership, card_anchors, card_anchor_sets, card_usage_days";
 
 /// Any fixed number: the lock that keeps two migrate runs apart.
 const MIGRATE_LOCK: i64 = 0x0067_736c_5f6d_6967;

@@ -1,8 +1,9 @@
 //! Data usage per card (docs/operations.md, "Usage"): the monthly figure
 //! on the card row (newest wins by its "as of" time, with the period it
-//! covers), and one row per card and China-time day in `card_usage_daily`:
-//! the carrier's own daily figure where it has a daily query, else the
-//! growth of the monthly figure between snapshots, marked derived.
+//! covers), and daily figures in `card_usage_days` (one row per card and
+//! China-time month, its days in an array: a card's 13 months of days cost
+//! 13 rows): the carrier's own daily figure where it has a daily query,
+//! else the growth of the monthly figure between snapshots, marked derived.
 //!
 //! A derived day is written only when the snapshot before it was taken the
 //! same day or the day before (after a gap the growth spans days no one can
@@ -17,7 +18,7 @@
 //! confined to a row marked derived; a carrier figure is never touched.
 
 use crate::{CardStore, StoreError, retrying};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use std::collections::HashMap;
 
 /// Data used by one card as its carrier reported it.
@@ -44,6 +45,11 @@ pub struct DayRow {
 pub struct DayFigure {
     pub mb: f64,
     pub derived: bool,
+}
+
+/// The first day of `d`'s month.
+fn month_of(d: NaiveDate) -> NaiveDate {
+    d.with_day(1).expect("every month has a first day")
 }
 
 /// The newest row per key (one statement may not touch a row twice).
@@ -98,17 +104,17 @@ impl CardStore {
                        WHERE c.id = u.id AND (c.flow_used_at IS NULL OR c.flow_used_at <= u.at)
                        RETURNING c.id),
                      daily AS (
-                       INSERT INTO card_usage_daily AS d (card, day, mb, derived)
-                       SELECT u.id, u.day,
-                              CASE WHEN o.flow_period_first IS NOT DISTINCT FROM u.first
-                                   THEN greatest(u.mb - coalesce(o.flow_used_mb, 0), 0)
-                                   ELSE u.mb END,
-                              true
+                       INSERT INTO card_usage_days AS d (card, month, mb)
+                       SELECT u.id, date_trunc('month', u.day)::date,
+                              usage_day(extract(day FROM u.day)::integer,
+                                CASE WHEN o.flow_period_first IS NOT DISTINCT FROM u.first
+                                     THEN greatest(u.mb - coalesce(o.flow_used_mb, 0), 0)
+                                     ELSE u.mb END)
                        FROM u JOIN old o ON o.id = u.id JOIN upd ON upd.id = u.id
                        WHERE o.flow_used_at < u.at AND u.day - o.day <= 1
                          AND (o.flow_period_first IS NOT DISTINCT FROM u.first OR u.first = u.day)
-                       ON CONFLICT (card, day) DO UPDATE SET mb = d.mb + EXCLUDED.mb
-                         WHERE d.derived)
+                       ON CONFLICT (card, month) DO UPDATE
+                         SET mb = usage_add(d.mb, EXCLUDED.mb, d.carrier_days))
                      SELECT count(*) FROM upd",
                     &[&ids, &mb, &at, &first, &last],
                 )
@@ -139,23 +145,45 @@ impl CardStore {
     }
 
     /// Record the carriers' own daily figures (replacing derived ones).
-    /// Returns the rows written.
+    /// Returns the figures written.
     pub async fn record_daily(&self, rows: &[DayRow]) -> Result<u64, StoreError> {
-        if rows.is_empty() {
-            return Ok(0);
-        }
         let mut sorted: Vec<&DayRow> = rows.iter().collect();
         sorted.sort_by(|a, b| (a.id.as_str(), a.day).cmp(&(b.id.as_str(), b.day)));
         sorted.dedup_by(|a, b| a.id == b.id && a.day == b.day);
-        let ids: Vec<&str> = sorted.iter().map(|r| r.id.as_str()).collect();
-        let days: Vec<NaiveDate> = sorted.iter().map(|r| r.day).collect();
-        let mb: Vec<f64> = sorted.iter().map(|r| r.mb).collect();
+        // One statement changes a card's month once: a card with several
+        // days (a backfill) takes several rounds.
+        let mut total = 0;
+        while !sorted.is_empty() {
+            let mut round: Vec<&DayRow> = Vec::new();
+            let mut rest: Vec<&DayRow> = Vec::new();
+            for r in sorted {
+                let month = month_of(r.day);
+                match round.last() {
+                    Some(l) if l.id == r.id && month_of(l.day) == month => rest.push(r),
+                    _ => round.push(r),
+                }
+            }
+            total += self.record_daily_round(&round).await?;
+            sorted = rest;
+        }
+        Ok(total)
+    }
+
+    async fn record_daily_round(&self, rows: &[&DayRow]) -> Result<u64, StoreError> {
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let days: Vec<NaiveDate> = rows.iter().map(|r| r.day).collect();
+        let mb: Vec<f64> = rows.iter().map(|r| r.mb).collect();
         retrying(|| async {
             let c = self.client().await?;
             c.execute(
-                "INSERT INTO card_usage_daily (card, day, mb, derived)
-                 SELECT id, day, mb, false FROM unnest($1::text[], $2::date[], $3::float8[]) AS u(id, day, mb)
-                 ON CONFLICT (card, day) DO UPDATE SET mb = EXCLUDED.mb, derived = false",
+                "INSERT INTO card_usage_days AS d (card, month, mb, carrier_days)
+                 SELECT id, date_trunc('month', day)::date,
+                        usage_day(extract(day FROM day)::integer, mb),
+                        1 << (extract(day FROM day)::integer - 1)
+                 FROM unnest($1::text[], $2::date[], $3::float8[]) AS u(id, day, mb)
+                 ON CONFLICT (card, month) DO UPDATE
+                   SET mb = usage_put(d.mb, EXCLUDED.mb),
+                       carrier_days = d.carrier_days | EXCLUDED.carrier_days",
                 &[&ids, &days, &mb],
             )
             .await
@@ -175,38 +203,53 @@ impl CardStore {
         let rows = retrying(|| async {
             let c = self.client().await?;
             c.query(
-                "SELECT card, day, mb, derived FROM card_usage_daily
-                 WHERE card = ANY($1) AND day BETWEEN $2 AND $3",
-                &[&keys, &from, &to],
+                "SELECT card, month, mb, carrier_days FROM card_usage_days
+                 WHERE card = ANY($1) AND month BETWEEN $2 AND $3",
+                &[&keys, &month_of(from), &month_of(to)],
             )
             .await
             .map_err(StoreError::query("daily usage"))
         })
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    (r.get::<_, String>(0), r.get::<_, NaiveDate>(1)),
+        let mut out = HashMap::new();
+        for r in &rows {
+            let card: String = r.get(0);
+            let month: NaiveDate = r.get(1);
+            let mb: Vec<Option<f64>> = r.get(2);
+            let carrier: i32 = r.get(3);
+            for (i, v) in mb.iter().enumerate() {
+                let (Some(v), Some(day)) = (v, month.checked_add_days(chrono::Days::new(i as u64)))
+                else {
+                    continue;
+                };
+                if day < from || day > to || month_of(day) != month {
+                    continue;
+                }
+                out.insert(
+                    (card.clone(), day),
                     DayFigure {
-                        mb: r.get(2),
-                        derived: r.get(3),
+                        mb: *v,
+                        derived: (carrier >> i) & 1 == 0,
                     },
-                )
-            })
-            .collect())
+                );
+            }
+        }
+        Ok(out)
     }
 
-    /// Delete daily rows of days before `before`, at most `chunk` rows a
-    /// statement (short locks, bounded WAL). Returns the rows deleted.
+    /// Delete the daily figures of months before the one `before` is in
+    /// (`before` is a month's first day: retention keeps whole months), at
+    /// most `chunk` card-months a statement (short locks, bounded WAL).
+    /// Returns the card-months deleted.
     pub async fn prune_daily(&self, before: NaiveDate, chunk: i64) -> Result<u64, StoreError> {
+        let before = month_of(before);
         let mut total = 0;
         loop {
             let n = retrying(|| async {
                 let c = self.client().await?;
                 c.execute(
-                    "DELETE FROM card_usage_daily WHERE ctid = ANY(ARRAY(
-                       SELECT ctid FROM card_usage_daily WHERE day < $1 LIMIT $2))",
+                    "DELETE FROM card_usage_days WHERE ctid = ANY(ARRAY(
+                       SELECT ctid FROM card_usage_days WHERE month < $1 LIMIT $2))",
                     &[&before, &chunk],
                 )
                 .await

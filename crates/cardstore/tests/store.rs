@@ -738,7 +738,7 @@ async fn carrier_reads_are_applied_newest_wins() {
 /// Daily rows: a day is derived from the snapshot before it (same day or
 /// the day before, same period, or a period begun that day), never after
 /// a gap; the carrier's own figure replaces a derived one and is never
-/// replaced by one; rows past the retention day are deleted.
+/// replaced by one; months past retention are deleted.
 #[tokio::test]
 async fn daily_usage_is_derived_from_snapshots_and_the_carriers_figure_wins() {
     use chrono::NaiveDate;
@@ -844,11 +844,37 @@ async fn daily_usage_is_derived_from_snapshots_and_the_carriers_figure_wins() {
             ("U2".into(), day(7), 3.0, false),
         ]
     );
-    // Retention: days before Dec 3 go, in chunks smaller than the work.
+    // A backfill: two days of one card's month in one call.
+    let nov = |d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+    let put = |id: &str, d, mb| DayRow {
+        id: id.into(),
+        day: d,
+        mb,
+    };
+    s.record_daily(&[
+        put("U1", nov(15), 1.5),
+        put("U1", nov(16), 2.5),
+        put("U2", nov(30), 0.0),
+    ])
+    .await
+    .unwrap();
+    let all = figures(vec!["U1", "U2"]).await;
+    assert_eq!(
+        all[..2],
+        [
+            ("U1".into(), nov(15), 1.5, false),
+            ("U1".into(), nov(16), 2.5, false),
+        ]
+    );
+    assert!(all.contains(&("U2".into(), nov(30), 0.0, false)), "{all:?}");
+    // Retention keeps whole months: November goes, in chunks smaller than
+    // the work.
     assert_eq!(s.prune_daily(day(3), 1).await.unwrap(), 2);
     assert_eq!(
         figures(vec!["U1", "U2"]).await,
         vec![
+            ("U1".into(), day(1), 12.5, true),
+            ("U1".into(), day(2), 7.25, false),
             ("U1".into(), day(3), 4.0, true),
             ("U2".into(), day(7), 3.0, false),
         ]

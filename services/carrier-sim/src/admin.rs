@@ -56,6 +56,7 @@ async fn stats(State(e): S) -> Response {
                 "applied": applied,
                 "replays": replays,
                 "batch_refusals": p.probes.batch_refusals.load(Ordering::Relaxed),
+                "by_path": *p.probes.by_path.lock().expect("path counts"),
                 "materialised_cards": e.materialised(c),
                 "limits": p.access.limiter.limits(),
                 "faults": *p.faults.settings.read().expect("faults lock"),

@@ -50,6 +50,7 @@ pub struct Gate {
 pub async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
     let p = g.engine.platform(g.carrier);
     p.probes.requests.fetch_add(1, Ordering::Relaxed);
+    p.probes.count_path(req.uri().path());
     let faults = p.faults.settings.read().expect("faults lock").clone();
     let (delay, drop_before, error, is_busy, drop_after, error_after) = {
         let mut rng = rand::rng();

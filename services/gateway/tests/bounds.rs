@@ -147,6 +147,7 @@ async fn each_method_has_its_own_cap() {
         ("/gsl.v1.BackOffice/List", OPERATOR, 65 * 1024),
         ("/gsl.v1.WorkOrders/Submit", ACME, 4 * 1024 * 1024 + 1),
         ("/gsl.v1.Registry/ImportCards", ACME, 16 * 1024 * 1024 + 1),
+        ("/gsl.v1.Registry/BatchUsage", ACME, 32 * 1024 + 1),
     ] {
         let e = raw_call(&u, path, token, garbage(len)).await.unwrap_err();
         assert_eq!(code_of(&e), Some(ErrorCode::BatchTooLarge), "{path}: {e:?}");

@@ -835,3 +835,95 @@ async fn card_detail_says_where_each_value_came_from_and_updates_are_audited() {
     assert!(u.fields.contains(&"customer_attribute1".to_string()));
     assert!(u.fields.contains(&"allowance_mb".to_string()));
 }
+
+/// `BatchUsage` as another tenant would try it: a card of beta's, asked
+/// for by acme, is "not found" like a card nobody holds, and none of its
+/// figures shows; acme's own card answers its figures, carrier and derived
+/// told apart, and a day without one answers none.
+#[tokio::test]
+async fn batch_usage_answers_only_the_callers_cards() {
+    let nats = gsl_testkit::NatsServer::start().await.unwrap();
+    let gw = gsl_gateway::Gateway::start(gsl_gateway::config::GatewayConfig::local(
+        &nats.url(),
+        &nats.database_url(),
+        tokens(),
+    ))
+    .await
+    .unwrap();
+    let u = url(gw.grpc_addr);
+    let mine = ct_iccid(9, 1);
+    let theirs = ct_iccid(9, 2);
+    let nobodys = ct_iccid(9, 3);
+    import(&u, ACME, vec![card(&mine, v1::Carrier::Ct, 20)]).await;
+    import(&u, BETA, vec![card(&theirs, v1::Carrier::Ct, 20)]).await;
+    let store = gsl_cardstore::CardStore::connect(
+        &nats.database_url(),
+        &gsl_cardstore::StoreConfig::default(),
+    )
+    .unwrap();
+    let today = gsl_domain::calendar::cst_date(chrono::Utc::now());
+    let day = today.pred_opt().unwrap();
+    let row = |id: &str, mb| gsl_cardstore::usage::DayRow {
+        id: id.into(),
+        day,
+        mb,
+    };
+    store
+        .record_daily(&[row(&mine, 4.5), row(&theirs, 9.0)])
+        .await
+        .unwrap();
+    let date = day.format("%Y%m%d").to_string();
+    let r = registry(&u)
+        .await
+        .batch_usage(with_token(
+            v1::BatchUsageRequest {
+                date: date.clone(),
+                cards: vec![theirs.clone(), mine.clone(), nobodys.clone()],
+                ..Default::default()
+            },
+            ACME,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.days.len(), 1);
+    assert_eq!(
+        r.days[0].sim_flow,
+        vec![v1::CardFlow {
+            iccid: mine.clone(),
+            sim_card_id: mine.clone(),
+            flow: Some(4.5),
+            derived: false,
+        }],
+        "only the caller's card, with its carrier figure"
+    );
+    let refused: Vec<(u32, String, String)> = r
+        .refused
+        .iter()
+        .map(|f| {
+            let p = f.problem.as_ref().unwrap();
+            (f.index, f.card.clone(), p.code.clone() + ": " + &p.message)
+        })
+        .collect();
+    let not_found = format!("{}: card not found", ErrorCode::CardNotFound.code());
+    assert_eq!(
+        refused,
+        vec![(0, theirs, not_found.clone()), (2, nobodys, not_found)],
+        "another tenant's card looks like nobody's"
+    );
+    // Over the card limit: refused whole, before any look-up.
+    let many: Vec<String> = (0..501).map(|i| ct_iccid(10, i)).collect();
+    let e = registry(&u)
+        .await
+        .batch_usage(with_token(
+            v1::BatchUsageRequest {
+                date,
+                cards: many,
+                ..Default::default()
+            },
+            ACME,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(ErrorCode::BatchTooLarge), "{e:?}");
+}

@@ -327,6 +327,32 @@ pub struct Probes {
     /// The last W3C `traceparent` headers received (newest last), so tests can
     /// check that trace context reached the carrier.
     pub traceparents: Mutex<std::collections::VecDeque<String>>,
+    /// Requests per API path, card numbers in it replaced by `{id}` (what
+    /// a benchmark counts per query: usage calls apart from status reads).
+    pub by_path: Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl Probes {
+    /// Count a request to `path`.
+    pub fn count_path(&self, path: &str) {
+        let key = path
+            .split('/')
+            .map(|seg| {
+                if seg.len() >= 8 && seg.bytes().any(|b| b.is_ascii_digit()) {
+                    "{id}"
+                } else {
+                    seg
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        *self
+            .by_path
+            .lock()
+            .expect("path counts")
+            .entry(key)
+            .or_default() += 1;
+    }
 }
 
 /// How many `traceparent` headers a platform remembers.
@@ -378,6 +404,7 @@ impl Engine {
                 requests: AtomicU64::new(0),
                 batch_refusals: AtomicU64::new(0),
                 traceparents: Mutex::new(std::collections::VecDeque::new()),
+                by_path: Mutex::new(std::collections::BTreeMap::new()),
             },
         });
         Ok(Engine {
