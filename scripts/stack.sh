@@ -20,7 +20,7 @@ say() { printf '[stack] %s\n' "$*"; }
 
 NATS_PORT=$BASE; NATS_HTTP=$((BASE + 1)); SIM_PORT=$((BASE + 2)); GW_PORT=$((BASE + 3)); GW_ADMIN=$((BASE + 4))
 declare -A ADMIN=([cmcc]=$((BASE + 5)) [ct]=$((BASE + 6)) [cu]=$((BASE + 7)) [trinet]=$((BASE + 8)))
-PG_PORT=$((BASE + 9))
+PG_PORT=$((BASE + 9)); PUSH_ADMIN=$((BASE + 10))
 
 bash scripts/setup.sh
 if [ "${GSL_STACK_SKIP_BUILD:-0}" != 1 ]; then
@@ -39,7 +39,7 @@ if [ ! -f "$RUN/secrets.env" ]; then
     echo "TENANT_TOKEN=demo-$(rnd)"
     for c in cmcc ct cu trinet; do echo "ADAPTER_TOKEN_${c^^}=adapter-$c-$(rnd)"; done
     echo "OPERATOR_TOKEN=operator-$(rnd)"
-    for u in gateway cmcc ct cu trinet intake; do echo "NATS_PW_${u^^}=$(rnd)"; done
+    for u in gateway cmcc ct cu trinet intake push; do echo "NATS_PW_${u^^}=$(rnd)"; done
   } > "$RUN/secrets.env"
   chmod 600 "$RUN/secrets.env"
 fi
@@ -64,6 +64,10 @@ declare -A ATOK=([cmcc]="$ADAPTER_TOKEN_CMCC" [ct]="$ADAPTER_TOKEN_CT" [cu]="$AD
 
 # One NATS user per service with least privilege (gsl_bus::permissions, printed by
 # `gsl-gateway nats-user`): only the migrate user may administer JetStream.
+# A stack directory made before gsl-push existed.
+if [ -z "${NATS_PW_PUSH:-}" ]; then
+  NATS_PW_PUSH="$(rnd)"; echo "NATS_PW_PUSH=$NATS_PW_PUSH" >> "$RUN/secrets.env"
+fi
 if [ -z "${NATS_PW_MIGRATE:-}" ]; then
   NATS_PW_MIGRATE="$(rnd)"; echo "NATS_PW_MIGRATE=$NATS_PW_MIGRATE" >> "$RUN/secrets.env"
 fi
@@ -82,7 +86,7 @@ CONF
   # Passwords only to this step, not exported to every process the stack starts.
   GSL_GATEWAY_BIN="$BIN/gsl-gateway" NATS_PW_MIGRATE="$NATS_PW_MIGRATE" NATS_PW_GATEWAY="$NATS_PW_GATEWAY" \
     NATS_PW_CMCC="$NATS_PW_CMCC" NATS_PW_CT="$NATS_PW_CT" NATS_PW_CU="$NATS_PW_CU" \
-    NATS_PW_TRINET="$NATS_PW_TRINET" NATS_PW_INTAKE="$NATS_PW_INTAKE" \
+    NATS_PW_TRINET="$NATS_PW_TRINET" NATS_PW_INTAKE="$NATS_PW_INTAKE" NATS_PW_PUSH="$NATS_PW_PUSH" \
     sh "$ROOT/scripts/nats-users-conf.sh"
 } > "$RUN/nats.conf"
 
@@ -185,6 +189,11 @@ for c in cmcc ct cu trinet; do
     RUST_LOG="${RUST_LOG:-info}" "$BIN/gsl-adapter"
 done
 for c in cmcc ct cu trinet; do wait_http "http://127.0.0.1:${ADMIN[$c]}/readyz" "adapter-$c"; done
+# Pushes: loopback receivers and plain http allowed, for trying it locally (docs/push.md).
+start push env GSL_TOPOLOGY=bind GSL_NATS_URL="$NATS_URL" GSL_NATS_USER=gsl-push GSL_NATS_PASSWORD="$NATS_PW_PUSH" \
+  GSL_ADMIN_LISTEN="127.0.0.1:$PUSH_ADMIN" GSL_PUSH_ALLOW_NETS=127.0.0.0/8 GSL_PUSH_ALLOW_HTTP=on \
+  RUST_LOG="${RUST_LOG:-info}" "$BIN/gsl-push"
+wait_http "http://127.0.0.1:$PUSH_ADMIN/readyz" gsl-push
 
 cat > "$RUN/stack.env" <<ENV
 GSL_GATEWAY=http://127.0.0.1:$GW_PORT
@@ -201,6 +210,7 @@ cat <<MSG
 [stack]   gateway gRPC   127.0.0.1:$GW_PORT   (tenant "acme"; token in $RUN/stack.env)
 [stack]   gateway admin  http://127.0.0.1:$GW_ADMIN/metrics  /healthz  /readyz
 [stack]   adapters admin http://127.0.0.1:${ADMIN[cmcc]} (cmcc) :${ADMIN[ct]} (ct) :${ADMIN[cu]} (cu) :${ADMIN[trinet]} (trinet)
+[stack]   gsl-push admin http://127.0.0.1:$PUSH_ADMIN  (pushes: gslctl push --help)
 [stack]   NATS           $NATS_URL  (monitoring http://127.0.0.1:$NATS_HTTP)
 [stack]   PostgreSQL     127.0.0.1:$PG_PORT  database gsl (roles in $RUN/secrets.env)
 [stack]   carrier-sim    http://127.0.0.1:$SIM_PORT  (admin /admin/stats)

@@ -483,6 +483,7 @@ fn nats_users_are_the_least_privilege_ones_of_the_code() {
             "$MIGRATE_PASSWORD".to_string(),
         ),
         ("gateway", Role::Gateway, "$GATEWAY_PASSWORD".into()),
+        ("gsl-push", Role::Push, "$PUSH_PASSWORD".into()),
         (
             "intake-acme",
             Role::Intake("acme".into()),

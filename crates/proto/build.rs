@@ -4,8 +4,15 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["common", "workorders", "results", "bus", "backoffice"]
-        .map(|f| root.join(format!("gsl/v1/{f}.proto")));
+    let files = [
+        "common",
+        "workorders",
+        "results",
+        "bus",
+        "backoffice",
+        "push",
+    ]
+    .map(|f| root.join(format!("gsl/v1/{f}.proto")));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

@@ -45,6 +45,31 @@ pub const KV_BACKOFFICE: &str = "gsl_backoffice";
 /// `<carrier>.changed`, shared by the carrier's adapter replicas.
 pub const KV_SYNC: &str = "gsl_sync";
 
+/// Pushes waiting for delivery, one per event and address (`gsl-push`).
+/// Work queue: a delivery leaves when it succeeded or its retries ran out.
+pub const STREAM_PUSH: &str = "GSL_PUSH";
+/// Push-failure notices (`failing`, `exhausted` with the body, `disabled`),
+/// kept 14 days: what `ListFailed` and `Resend` read.
+pub const STREAM_PUSH_NOTICES: &str = "GSL_PUSH_NOTICES";
+/// Push addresses `addr.<tenant>.<id>` with their secrets (`gsl-push` only).
+pub const KV_PUSH: &str = "gsl_push";
+/// The push API (`v1.PushApiRequest`, request-reply): the gateway relays a
+/// tenant's `PushAddresses` calls; `gsl-push` answers (queue group).
+pub const PUSH_API_SUBJECT: &str = "gsl.push.api";
+/// `gsl-push`'s consumer of work-order events, and of its deliveries.
+pub const PUSH_FANOUT_CONSUMER: &str = "push-fanout";
+pub const PUSH_DELIVER_CONSUMER: &str = "push-deliver";
+
+/// `gsl.push.deliver.<tenant>.<address>`: one waiting push.
+pub fn push_deliver_subject(tenant: &str, address: &str) -> String {
+    format!("gsl.push.deliver.{tenant}.{address}")
+}
+
+/// `gsl.push.notice.<tenant>.<address>.<kind>`: a push-failure notice.
+pub fn push_notice_subject(tenant: &str, address: &str, kind: &str) -> String {
+    format!("gsl.push.notice.{tenant}.{address}.{kind}")
+}
+
 /// `gsl.sync.<carrier>.refresh`: the gateway asks the carrier's adapters
 /// (one replica, by queue group) to read cards now (`v1.SyncRefresh`).
 pub fn sync_refresh_subject(carrier: &str) -> String {

@@ -27,6 +27,9 @@ pub enum Role {
     Intake(String),
     /// The setup step: administers JetStream.
     Migrate,
+    /// `gsl-push`: reads work-order events, delivers pushes, keeps the
+    /// push addresses.
+    Push,
 }
 
 /// The quota ledger keys the gateway may read: China Telecom's rebinds.
@@ -91,6 +94,8 @@ pub fn for_role(role: &Role, inbox: &str) -> Permissions {
                 "gsl.work.>".to_string(),
                 "gsl.evt.>".into(),
                 "gsl.sync.*.refresh".into(),
+                // A tenant's PushAddresses calls, relayed to gsl-push.
+                PUSH_API_SUBJECT.into(),
                 dlq_subject("intake"),
                 // Intake answers: only to intake clients' inboxes (the
                 // gateway checks the tenant part itself).
@@ -133,6 +138,25 @@ pub fn for_role(role: &Role, inbox: &str) -> Permissions {
             return Permissions {
                 publish: p,
                 subscribe: vec![format!("{inbox}.>"), sync_refresh_subject(c)],
+            };
+        }
+        Role::Push => {
+            p.extend([
+                "gsl.push.deliver.>".to_string(),
+                "gsl.push.notice.>".into(),
+                // Answers to the gateway's relayed calls.
+                format!("{}.>", inbox_of(&Role::Gateway)),
+            ]);
+            p.push(kv_write(KV_PUSH, ""));
+            kv_read(KV_PUSH, "", &mut p);
+            ephemeral(&format!("KV_{KV_PUSH}"), &mut p);
+            // Failed deliveries are read back from the notices.
+            ephemeral(STREAM_PUSH_NOTICES, &mut p);
+            durable(STREAM_EVENTS, PUSH_FANOUT_CONSUMER, &mut p);
+            durable(STREAM_PUSH, PUSH_DELIVER_CONSUMER, &mut p);
+            return Permissions {
+                publish: p,
+                subscribe: vec![format!("{inbox}.>"), PUSH_API_SUBJECT.into()],
             };
         }
         Role::Intake(tenant) => {
@@ -201,13 +225,15 @@ pub fn inbox_of(role: &Role) -> String {
         Role::Gateway => crate::connect::inbox_prefix_for("gsl-gateway"),
         Role::Adapter(c) => crate::connect::inbox_prefix_for(&format!("gsl-adapter-{c}")),
         Role::Migrate => crate::connect::inbox_prefix_for("gsl-migrate"),
+        Role::Push => crate::connect::inbox_prefix_for("gsl-push"),
     }
 }
 
-/// A role by name: `gateway`, `adapter-<carrier>`, `intake-<tenant>`, `migrate`.
+/// A role by name: `gateway`, `push`, `adapter-<carrier>`, `intake-<tenant>`, `migrate`.
 pub fn parse_role(s: &str) -> Result<Role, String> {
     match s {
         "gateway" => Ok(Role::Gateway),
+        "push" => Ok(Role::Push),
         "migrate" => Ok(Role::Migrate),
         _ => {
             if let Some(c) = s.strip_prefix("adapter-") {
@@ -222,7 +248,7 @@ pub fn parse_role(s: &str) -> Result<Role, String> {
                 return Ok(Role::Intake(t.to_owned()));
             }
             Err(format!(
-                "role {s:?}: expected gateway, adapter-<carrier>, intake-<tenant> or migrate"
+                "role {s:?}: expected gateway, push, adapter-<carrier>, intake-<tenant> or migrate"
             ))
         }
     }

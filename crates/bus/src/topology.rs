@@ -168,6 +168,62 @@ async fn ensure_bucket(
     }
 }
 
+/// `GSL_PUSH`: waiting pushes (a work queue; full: refuse new, never drop
+/// what waits).
+fn push_stream(t: &Topology) -> stream::Config {
+    let mut c = stream_config(
+        STREAM_PUSH,
+        &["gsl.push.deliver.>".into()],
+        RetentionPolicy::WorkQueue,
+        t,
+    );
+    c.max_bytes = t.limits.work;
+    c.discard = DiscardPolicy::New;
+    c
+}
+
+/// `GSL_PUSH_NOTICES`: 14 days of push-failure notices (replay's window).
+fn push_notices_stream(t: &Topology) -> stream::Config {
+    let mut c = stream_config(
+        STREAM_PUSH_NOTICES,
+        &["gsl.push.notice.>".into()],
+        RetentionPolicy::Limits,
+        t,
+    );
+    c.max_age = 14 * DAY;
+    c.max_bytes = t.limits.dlq;
+    c
+}
+
+/// `gsl-push`'s consumer of work-order events: from the moment it is first
+/// created (the history before is not pushed), one delivery per event.
+pub fn push_fanout_consumer() -> pull::Config {
+    pull::Config {
+        durable_name: Some(PUSH_FANOUT_CONSUMER.into()),
+        filter_subject: "gsl.evt.>".into(),
+        deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::New,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        max_deliver: -1,
+        max_ack_pending: 10_000,
+        ..Default::default()
+    }
+}
+
+/// `gsl-push`'s consumer of waiting pushes: retries are its own (a NAK
+/// with the backoff as delay), so no delivery limit here.
+pub fn push_deliver_consumer() -> pull::Config {
+    pull::Config {
+        durable_name: Some(PUSH_DELIVER_CONSUMER.into()),
+        filter_subject: "gsl.push.deliver.>".into(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(60),
+        max_deliver: -1,
+        max_ack_pending: 20_000,
+        ..Default::default()
+    }
+}
+
 /// Create (or update) every stream and bucket; return the bucket handles.
 pub async fn ensure(js: &Context, t: &Topology) -> Result<Buckets, BusError> {
     let mut events = stream_config(
@@ -209,9 +265,12 @@ pub async fn ensure(js: &Context, t: &Topology) -> Result<Buckets, BusError> {
             DiscardPolicy::New,
         ),
         dlq,
+        push_stream(t),
+        push_notices_stream(t),
     ] {
         ensure_stream(js, cfg).await?;
     }
+    ensure_bucket(js, KV_PUSH, Duration::ZERO, t).await?;
     let year = 366 * DAY;
     Ok(Buckets {
         workorders: ensure_bucket(js, KV_WORKORDERS, year, t).await?,
@@ -370,6 +429,8 @@ pub async fn ensure_consumers(js: &Context, d: Delivery) -> Result<(), BusError>
         ensure_consumer(js, STREAM_FOLLOW, follow_consumer_config(c, d)).await?;
     }
     ensure_consumer(js, STREAM_INTAKE, intake_consumer()).await?;
+    ensure_consumer(js, STREAM_EVENTS, push_fanout_consumer()).await?;
+    ensure_consumer(js, STREAM_PUSH, push_deliver_consumer()).await?;
     Ok(())
 }
 

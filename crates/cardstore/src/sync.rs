@@ -35,6 +35,20 @@ pub struct Read {
     pub usage: Option<crate::usage::UsageRow>,
 }
 
+impl Read {
+    /// Whether the read says anything about the card's state (a usage-only
+    /// read does not: it must not count as the card read).
+    pub fn reads_state(&self) -> bool {
+        self.sim_status.is_some()
+            || self.stop_reason.is_some()
+            || !self.stop_reason_raw.is_empty()
+            || self.real_named.is_some()
+            || self.imei.is_some()
+            || self.cut_net.is_some()
+            || self.active_profile.is_some()
+    }
+}
+
 /// Stop reason stored when a carrier stopped a card and reports no reason.
 pub const STOP_REASON_NOT_REPORTED: i32 = 0;
 /// `sim_status` of a stopped card.

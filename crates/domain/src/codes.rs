@@ -86,6 +86,8 @@ codes! {
     BackOfficeNotFound = ("GSL.00010010", NotFound, "back-office request not found"),
     /// Every item was refused: nothing to do.
     NothingToDo = ("GSL.00010009", BadInput, "every item was refused"),
+    /// No push address with this id for this tenant.
+    PushAddressNotFound = ("GSL.00010012", NotFound, "push address not found"),
 
     /// The card identifier is not a valid ICCID or container id.
     InvalidCardId = ("GSL.00020001", BadInput, "invalid card identifier"),

@@ -191,6 +191,7 @@ pub const WORK_ORDERS_CALLERS: &[Role] = &[Role::Tenant];
 pub const REGISTRY_CALLERS: &[Role] = &[Role::Tenant, Role::Operator];
 pub const RESULTS_CALLERS: &[Role] = &[Role::Adapter];
 pub const BACK_OFFICE_CALLERS: &[Role] = &[Role::Operator];
+pub const PUSH_CALLERS: &[Role] = &[Role::Tenant];
 
 /// The interceptor in front of every API: a request without a known bearer
 /// token, or from a principal the service does not serve, is refused from

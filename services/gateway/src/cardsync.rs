@@ -204,8 +204,21 @@ pub async fn report_cards(
     store.record_usage_rows(&usage).await?;
     days.retain(|d| known.contains(d.id.as_str()));
     store.record_daily(&days).await?;
+    // A usage-only read (a usage sweep's) is not a read of the card's
+    // state: it neither changes the card nor marks it read (a status sweep
+    // passes over cards read since it started).
+    let state: HashSet<&str> = reads
+        .iter()
+        .filter(|r| r.reads_state())
+        .map(|r| r.card.as_str())
+        .collect();
+    let state_diffs: Vec<Diff> = diffs
+        .iter()
+        .filter(|d| state.contains(d.card.as_str()))
+        .cloned()
+        .collect();
     let changed: HashSet<String> = store
-        .apply_reads(wire, &reads, &diffs, &hold)
+        .apply_reads(wire, &reads, &state_diffs, &hold)
         .await?
         .into_iter()
         .collect();

@@ -470,5 +470,6 @@ pub fn status_change(s: WorkOrderStatus, reason: &str) -> v1::StatusChange {
         status: convert::status_to_wire(s) as i32,
         at: Some(convert::timestamp(Utc::now())),
         reason: reason.to_owned(),
+        counts: None,
     }
 }

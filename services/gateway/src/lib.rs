@@ -39,6 +39,7 @@ pub mod fanout;
 pub mod index;
 pub mod intake;
 pub mod lifecycle;
+pub mod push;
 pub mod query;
 pub mod record;
 pub mod recovery;
@@ -269,6 +270,13 @@ impl Gateway {
                 v1::back_office_server::BackOfficeServer::new(backoffice)
                     .max_decoding_message_size(max),
                 gate(auth::BACK_OFFICE_CALLERS),
+            ))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                v1::push_addresses_server::PushAddressesServer::new(push::PushApi {
+                    core: core.clone(),
+                })
+                .max_decoding_message_size(max),
+                gate(auth::PUSH_CALLERS),
             ));
         let stop = shutdown.listener();
         // The builder's `tcp_nodelay` applies only to listeners tonic binds

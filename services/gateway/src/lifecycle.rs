@@ -18,7 +18,13 @@ pub async fn settle(core: &Core, id: u64) -> Result<(), ApiError> {
     else {
         return Ok(());
     };
-    let change = status_change(final_status, "every item has a final outcome");
+    let mut change = status_change(final_status, "every item has a final outcome");
+    change.counts = Some(v1::Counts {
+        total: counts.total,
+        succeeded: counts.succeeded,
+        failed: counts.failed,
+        processing: 0,
+    });
     let updated = core
         .store
         .update_order(id, |r| {
