@@ -23,6 +23,7 @@
 pub mod fake_carrier;
 pub mod gateway;
 pub mod pg;
+pub mod receiver;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

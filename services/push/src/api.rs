@@ -367,21 +367,29 @@ fn window_start(
     }
 }
 
+/// Subscribe to the push API (before the service says it is up, so no
+/// call finds nobody listening).
+pub async fn subscribe(
+    client: &async_nats::Client,
+) -> Result<async_nats::Subscriber, async_nats::SubscribeError> {
+    client
+        .queue_subscribe(gsl_bus::names::PUSH_API_SUBJECT, "push-api".into())
+        .await
+}
+
 /// Answer calls until `stop`.
 pub async fn run(
     client: async_nats::Client,
+    mut sub: async_nats::Subscriber,
     d: Arc<Deliverer>,
     stop: gsl_telemetry::shutdown::Listener,
-) -> Result<(), async_nats::SubscribeError> {
-    let mut sub = client
-        .queue_subscribe(gsl_bus::names::PUSH_API_SUBJECT, "push-api".into())
-        .await?;
+) {
     let stopped = stop.wait();
     tokio::pin!(stopped);
     loop {
         let m = tokio::select! {
-            _ = &mut stopped => return Ok(()),
-            m = sub.next() => match m { Some(m) => m, None => return Ok(()) },
+            _ = &mut stopped => return,
+            m = sub.next() => match m { Some(m) => m, None => return },
         };
         let (client, d) = (client.clone(), d.clone());
         tokio::spawn(async move {

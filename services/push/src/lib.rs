@@ -116,14 +116,20 @@ impl Push {
             del,
             shutdown.listener(),
         )));
-        let api_client = client.clone();
-        let stop = shutdown.listener();
-        let api_d = d.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = api::run(api_client, api_d, stop).await {
-                tracing::error!(error = %e, "push API stopped");
-            }
-        }));
+        let sub = api::subscribe(&client)
+            .await
+            .map_err(|e| StartError::Api(e.to_string()))?;
+        // The subscription is in place once the server has it.
+        client
+            .flush()
+            .await
+            .map_err(|e| StartError::Api(e.to_string()))?;
+        tasks.push(tokio::spawn(api::run(
+            client.clone(),
+            sub,
+            d.clone(),
+            shutdown.listener(),
+        )));
         let ready_client = client.clone();
         let ready_addr = addresses.ready.clone();
         let ready: gsl_telemetry::admin::ReadyCheck = Arc::new(move || {
