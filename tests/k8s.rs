@@ -399,7 +399,7 @@ fn the_tls_overlay_turns_tls_on_for_every_workload() {
         .iter()
         .filter(|d| matches!(d["kind"].as_str(), Some("Deployment" | "Job")))
         .collect();
-    assert_eq!(workloads.len(), 6, "gateway, migrate and four adapters");
+    assert_eq!(workloads.len(), 7, "gateway, migrate, four adapters, gsl-push");
     for w in workloads {
         let spec = get(w, &["spec", "template", "spec"]).unwrap();
         let c = &spec["containers"][0];
@@ -446,6 +446,7 @@ fn alert_rules_name_only_metrics_the_services_export() {
     let src: String = [
         "services/gateway/src/core.rs",
         "crates/adapter-kit/src/sync/mod.rs",
+        "services/push/src/lib.rs",
     ]
     .iter()
     .map(|f| std::fs::read_to_string(gsl_testkit::workspace_root().join(f)).unwrap())

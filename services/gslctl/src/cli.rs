@@ -92,6 +92,9 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: CardsCmd,
     },
+    /// Push addresses: where work-order events are POSTed, signed (docs/push.md).
+    #[command(subcommand)]
+    Push(crate::cmd::push::PushCmd),
 }
 
 /// Settings after flags, environment and the config file.
@@ -243,6 +246,7 @@ pub async fn run(cli: Cli) -> i32 {
         }
         Cmd::Watch { id } => cmd::orders::watch(&mut ctx, id).await,
         Cmd::Cards { cmd } => cmd::cards::run(&mut ctx, cmd).await,
+        Cmd::Push(p) => cmd::push::run(ctx.channel.clone(), &ctx.token, format, p).await,
     };
     match r {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! One file per command group: [`submit`], [`orders`] (get, list, items,
 //! history, review, watch), [`cards`] (import, seeding), [`cardlist`] (the
-//! card list and detail), [`usage`] (daily usage) and [`backoffice`]. Each command gets
+//! card list and detail), [`usage`] (daily usage), [`push`] (push addresses)
+//! and [`backoffice`]. Each command gets
 //! a [`Ctx`] (output format, the credential of its role, clients) and
 //! returns its exit code.
 
@@ -8,6 +9,7 @@ pub mod backoffice;
 pub mod cardlist;
 pub mod cards;
 pub mod orders;
+pub mod push;
 pub mod submit;
 pub mod usage;
 
