@@ -14,6 +14,7 @@ mod carrier;
 mod common;
 mod e2e;
 mod gateway;
+mod push;
 mod rate;
 mod sim;
 mod sync;
@@ -31,6 +32,7 @@ fn registry() -> BTreeMap<&'static str, BenchFn> {
     m.insert("gateway", |mode| Box::pin(gateway::run(mode)));
     m.insert("rate", |mode| Box::pin(rate::run(mode)));
     m.insert("sync", |mode| Box::pin(sync::run(mode)));
+    m.insert("push", |mode| Box::pin(push::run(mode)));
     m
 }
 

@@ -20,6 +20,8 @@ pub struct Received {
     pub signature: String,
     pub body: Bytes,
     pub at: std::time::Instant,
+    /// Wall-clock time of receipt (to compare with a time in the body).
+    pub wall: std::time::SystemTime,
 }
 
 /// What the receiver answers and what it got.
@@ -194,6 +196,7 @@ async fn handle(
             signature,
             body,
             at: std::time::Instant::now(),
+            wall: std::time::SystemTime::now(),
         });
     }
     let mut resp = http::Response::builder().status(status);

@@ -58,11 +58,11 @@ async fn check(d: &Deliverer, a: &Address) -> Result<(), (ErrorCode, String)> {
             EVENT_TYPES.join(", ")
         )));
     }
-    if !(1..=1000).contains(&a.rate) {
-        return Err(bad("rate_per_s: 1 to 1,000 (0: the default)"));
+    if !(1..=10_000).contains(&a.rate) {
+        return Err(bad("rate_per_s: 1 to 10,000 (0: the default, 50)"));
     }
-    if !(1..=100).contains(&a.concurrency) {
-        return Err(bad("concurrency: 1 to 100 (0: the default)"));
+    if !(1..=200).contains(&a.concurrency) {
+        return Err(bad("concurrency: 1 to 200 (0: the default, 10)"));
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    println!("admin on {}", push.admin_addr);
+    println!("listening on {}", push.admin_addr);
     gsl_telemetry::shutdown::signal().await;
     tracing::info!("stopping");
     push.shutdown().await;

@@ -180,7 +180,7 @@ async fn ready(child: &mut tokio::process::Child) {
     let mut lines = tokio::io::BufReader::new(out).lines();
     let addr = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(l) = lines.next_line().await.unwrap() {
-            if let Some(a) = l.strip_prefix("admin on ") {
+            if let Some(a) = l.strip_prefix("listening on ") {
                 return a.to_owned();
             }
         }
