@@ -399,7 +399,11 @@ fn the_tls_overlay_turns_tls_on_for_every_workload() {
         .iter()
         .filter(|d| matches!(d["kind"].as_str(), Some("Deployment" | "Job")))
         .collect();
-    assert_eq!(workloads.len(), 7, "gateway, migrate, four adapters, gsl-push");
+    assert_eq!(
+        workloads.len(),
+        7,
+        "gateway, migrate, four adapters, gsl-push"
+    );
     for w in workloads {
         let spec = get(w, &["spec", "template", "spec"]).unwrap();
         let c = &spec["containers"][0];

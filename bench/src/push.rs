@@ -162,7 +162,8 @@ async fn baseline(r: &Receiver, n: u32, parallel: usize) -> f64 {
     let t = Instant::now();
     let _: Vec<()> = futures::stream::iter(0..n)
         .map(|i| {
-            let (sender, guard, url, pem) = (sender.clone(), guard.clone(), url.clone(), pem.clone());
+            let (sender, guard, url, pem) =
+                (sender.clone(), guard.clone(), url.clone(), pem.clone());
             async move {
                 let _ = sender
                     .post(
@@ -260,9 +261,12 @@ pub async fn run(mode: &Mode) -> Result<(), String> {
     {
         let schedule = [vec!["200ms"; 5], vec!["1s"; 20]].concat().join(",");
         let s = Arc::new(stack(&schedule).await?);
-        let (client, _) = gsl_bus::connect(&gsl_bus::BusConfig::new(s.nats_url.clone(), "bench-notices"))
-            .await
-            .map_err(|e| e.to_string())?;
+        let (client, _) = gsl_bus::connect(&gsl_bus::BusConfig::new(
+            s.nats_url.clone(),
+            "bench-notices",
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
         let mut notices = client
             .subscribe("gsl.push.notice.bench.*.exhausted")
             .await

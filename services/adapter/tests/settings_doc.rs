@@ -87,6 +87,10 @@ fn documented_defaults_are_the_codes() {
             "GSL_REFRESH_TIMEOUT_SECS",
             g.refresh_timeout.as_secs().to_string(),
         ),
+        (
+            "GSL_USAGE_DAILY_RETENTION_MONTHS",
+            g.usage_daily_retention_months.to_string(),
+        ),
         ("GSL_MAX_REPORT_CARDS_BYTES", bytes(b.report_cards)),
         ("GSL_MAX_REFRESH_CARDS_BYTES", bytes(b.refresh_cards)),
         ("GSL_RATE_CHANGE", rate(a.rate_change)),
@@ -213,6 +217,8 @@ fn every_setting_the_code_reads_is_documented() {
         gsl_bus::names::STREAM_FOLLOW,
         gsl_bus::names::STREAM_INTAKE,
         gsl_bus::names::STREAM_DLQ,
+        gsl_bus::names::STREAM_PUSH,
+        gsl_bus::names::STREAM_PUSH_NOTICES,
     ];
     let carrier_prefixes: Vec<String> = Carrier::ALL
         .iter()

@@ -150,6 +150,37 @@ impl PushConfig {
 mod tests {
     use super::*;
 
+    /// docs/operations.md lists the defaults this `Default` has.
+    #[test]
+    fn the_documented_defaults_are_the_codes() {
+        let doc = include_str!("../../../docs/operations.md");
+        let row = |k: &str| {
+            doc.lines()
+                .find(|l| l.starts_with(&format!("| `{k}` |")))
+                .and_then(|l| l.split('|').nth(2))
+                .map(|d| d.trim().trim_matches('`').to_owned())
+                .unwrap_or_else(|| panic!("{k} is not documented"))
+        };
+        let d = PushConfig::default();
+        let schedule: Vec<Duration> = row("GSL_PUSH_RETRY_SCHEDULE")
+            .split(',')
+            .map(|p| duration(p).unwrap())
+            .collect();
+        assert_eq!(schedule, d.schedule);
+        assert_eq!(
+            row("GSL_PUSH_TIMEOUT_SECS"),
+            d.timeout.as_secs().to_string()
+        );
+        assert_eq!(row("GSL_PUSH_ANSWER_BYTES"), d.answer_bytes.to_string());
+        assert_eq!(
+            row("GSL_PUSH_DISABLE_AFTER_SECS"),
+            d.disable_after.as_secs().to_string()
+        );
+        assert_eq!(row("GSL_PUSH_IN_FLIGHT"), d.in_flight.to_string());
+        assert_eq!(row("GSL_PUSH_ALLOW_HTTP"), "off");
+        assert!(!d.allow_http && d.guard.allow.is_empty());
+    }
+
     #[test]
     fn the_environment_overrides_the_defaults() {
         let c = PushConfig::from_lookup(|_| None).unwrap();

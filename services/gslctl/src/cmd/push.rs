@@ -34,9 +34,15 @@ pub enum PushCmd {
     /// The tenant's addresses.
     List,
     /// Send a signed `push.test` event now.
-    Test { id: String },
-    Enable { id: String },
-    Disable { id: String },
+    Test {
+        id: String,
+    },
+    Enable {
+        id: String,
+    },
+    Disable {
+        id: String,
+    },
     /// Change an address's URL, certificate, events, rate or concurrency.
     Update {
         id: String,
@@ -52,8 +58,12 @@ pub enum PushCmd {
         concurrency: Option<u32>,
     },
     /// A new secret (printed once); the old one also signs for a day.
-    Rotate { id: String },
-    Delete { id: String },
+    Rotate {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
     /// Pushes whose retries ran out (last 14 days).
     Failed {
         #[arg(long, default_value = "")]
@@ -188,7 +198,9 @@ pub async fn run(channel: Channel, tok: &str, format: Format, cmd: PushCmd) -> O
                         .collect();
                     crate::output::table(&["ID", "URL", "STATE", "EVENTS"], &rows)
                 },
-                || json!(r.addresses.iter().map(|a| json!({"id": a.id, "url": a.url, "enabled": a.enabled, "disabled_reason": a.disabled_reason, "events": a.events})).collect::<Vec<_>>()),
+                || {
+                    json!(r.addresses.iter().map(|a| json!({"id": a.id, "url": a.url, "enabled": a.enabled, "disabled_reason": a.disabled_reason, "events": a.events})).collect::<Vec<_>>())
+                },
             );
             Ok(EXIT_OK)
         }
@@ -284,9 +296,14 @@ pub async fn run(channel: Channel, tok: &str, format: Format, cmd: PushCmd) -> O
                             ]
                         })
                         .collect();
-                    crate::output::table(&["WEBHOOK ID", "ADDRESS", "TYPE", "ATTEMPTS", "LAST ERROR"], &rows)
+                    crate::output::table(
+                        &["WEBHOOK ID", "ADDRESS", "TYPE", "ATTEMPTS", "LAST ERROR"],
+                        &rows,
+                    )
                 },
-                || json!(r.failed.iter().map(|f| json!({"webhook_id": f.webhook_id, "address_id": f.address_id, "type": f.r#type, "attempts": f.attempts, "last_error": f.last_error, "last_status": f.last_status, "body": f.body})).collect::<Vec<_>>()),
+                || {
+                    json!(r.failed.iter().map(|f| json!({"webhook_id": f.webhook_id, "address_id": f.address_id, "type": f.r#type, "attempts": f.attempts, "last_error": f.last_error, "last_status": f.last_status, "body": f.body})).collect::<Vec<_>>())
+                },
             );
             Ok(EXIT_OK)
         }
