@@ -40,6 +40,11 @@ fn user_block() -> String {
             Role::Intake("acme".into()),
             intake_inbox("acme"),
         ),
+        (
+            "gsl-push",
+            Role::Push,
+            gsl_bus::connect::inbox_prefix_for("gsl-push"),
+        ),
     ];
     let users: Vec<String> = roles
         .iter()
@@ -425,4 +430,67 @@ async fn refreshes_reach_only_their_carriers_adapter() {
         !seen.iter().any(|p| p == b"forged"),
         "an adapter's own refresh is refused"
     );
+}
+
+/// Push signing secrets: only gsl-push reads or writes the `gsl_push`
+/// bucket (the gateway and the adapters may not, so a leaked gateway or
+/// adapter login yields no customer's secret); gsl-push may not publish
+/// work or events, and the gateway may not publish pushes of its own.
+#[tokio::test]
+async fn only_gsl_push_reads_push_secrets() {
+    let nats = NatsServer::start_with(NatsOptions {
+        extra_config: user_block(),
+        ready_login: Some((
+            "gsl-migrate".into(),
+            PW.into(),
+            gsl_bus::connect::inbox_prefix_for("gsl-migrate"),
+        )),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (_m, mjs) = service(&nats, "gsl-migrate", "gsl-migrate").await;
+    topology::ensure(&mjs, &Default::default()).await.unwrap();
+    topology::ensure_consumers(&mjs, Default::default())
+        .await
+        .unwrap();
+    // gsl-push does its job: binds its consumers, writes and reads an address.
+    let (_p, pjs) = service(&nats, "gsl-push", "gsl-push").await;
+    for (stream, cfg) in [
+        (names::STREAM_EVENTS, topology::push_fanout_consumer()),
+        (names::STREAM_PUSH, topology::push_deliver_consumer()),
+    ] {
+        topology::open_consumer(&pjs, gsl_bus::TopologyMode::Bind, stream, cfg)
+            .await
+            .expect("gsl-push binds its consumers");
+    }
+    let kv = pjs.get_key_value(names::KV_PUSH).await.unwrap();
+    kv.put("addr.acme.pa_1", "whsec_secret".into())
+        .await
+        .expect("gsl-push writes an address");
+    assert_eq!(
+        kv.get("addr.acme.pa_1").await.unwrap().as_deref(),
+        Some(&b"whsec_secret"[..])
+    );
+    pjs.publish(names::push_deliver_subject("acme", "pa_1"), "x".into())
+        .await
+        .unwrap()
+        .await
+        .expect("gsl-push stores a push");
+    // Nobody else reads the secrets.
+    for (name, user) in [("gsl-gateway", "gateway"), ("gsl-adapter-ct", "adapter-ct")] {
+        let (_c, js) = service(&nats, name, user).await;
+        let read = match js.get_key_value(names::KV_PUSH).await {
+            Ok(kv) => kv.get("addr.acme.pa_1").await.ok().flatten(),
+            Err(_) => None,
+        };
+        assert!(read.is_none(), "{user} read a push secret");
+        assert!(
+            publish_denied(&js, &names::push_deliver_subject("acme", "pa_1")).await,
+            "{user} queued a push"
+        );
+    }
+    // gsl-push may not publish work or events.
+    assert!(publish_denied(&pjs, "gsl.work.ct.stop").await);
+    assert!(publish_denied(&pjs, "gsl.evt.acme.1.8986").await);
 }
