@@ -511,21 +511,7 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
             if !(1..=7).contains(&back) {
                 return err("11000", "queryDate 须为近 7 天中的某一天（截止前一天）");
             }
-            let list: Vec<Value> = ids
-                .iter()
-                .filter_map(|v| Some((*v, e.find_card(Carrier::Cmcc, kind, v)?)))
-                .map(|(named, id)| {
-                    let kb = (e.daily_mb(&id, day) * 1024.0).round() as u64;
-                    let mut item = json!({ key: named, "dataAmount": kb.to_string() });
-                    // Per APN, left out when the amount is 0 (id 5419956481).
-                    if kb > 0 {
-                        item["apnDataAmountList"] =
-                            json!([{"apnName": "CMIOT", "apnDataAmount": kb.to_string()}]);
-                    }
-                    item
-                })
-                .collect();
-            ok(json!([{ "dataAmountList": list }]))
+            usage_answer(e, &ids, kind, key, |id| e.daily_mb(id, day))
         }
         "query/sim-data-usage-monthly/batch" => {
             let (kind, key, list) = match usage_cards(&get) {
@@ -552,23 +538,36 @@ async fn handle(State(g): State<Gate>, parts: http::request::Parts, body: Bytes)
             let (_, last) = gsl_domain::calendar::calendar_month(first);
             let until =
                 gsl_domain::calendar::cst_midnight(last.succ_opt().expect("a next day").min(today));
-            let list: Vec<Value> = ids
-                .iter()
-                .filter_map(|v| Some((*v, e.find_card(Carrier::Cmcc, kind, v)?)))
-                .map(|(named, id)| {
-                    let kb = (e.used_mb(&id, first, until) * 1024.0).round() as u64;
-                    let mut item = json!({ key: named, "dataAmount": kb.to_string() });
-                    if kb > 0 {
-                        item["apnDataAmountList"] =
-                            json!([{"apnName": "CMIOT", "apnDataAmount": kb.to_string()}]);
-                    }
-                    item
-                })
-                .collect();
-            ok(json!([{ "dataAmountList": list }]))
+            usage_answer(e, &ids, kind, key, |id| e.used_mb(id, first, until))
         }
         _ => (http::StatusCode::NOT_FOUND, "no such API").into_response(),
     }
+}
+
+/// A usage batch's answer: `dataAmountList[{<key>, dataAmount KB}]` for each
+/// named card found, with the per-APN list left out when the amount is 0
+/// (PHP client's doc comment, id 5419956481).
+fn usage_answer(
+    e: &Engine,
+    ids: &[&str],
+    kind: CardIdKind,
+    key: &str,
+    mb: impl Fn(&str) -> f64,
+) -> Response {
+    let list: Vec<Value> = ids
+        .iter()
+        .filter_map(|v| Some((*v, e.find_card(Carrier::Cmcc, kind, v)?)))
+        .map(|(named, id)| {
+            let kb = (mb(&id) * 1024.0).round() as u64;
+            let mut item = json!({ key: named, "dataAmount": kb.to_string() });
+            if kb > 0 {
+                item["apnDataAmountList"] =
+                    json!([{"apnName": "CMIOT", "apnDataAmount": kb.to_string()}]);
+            }
+            item
+        })
+        .collect();
+    ok(json!([{ "dataAmountList": list }]))
 }
 
 /// The cards a usage batch names: exactly one of `msisdns`, `iccids`,

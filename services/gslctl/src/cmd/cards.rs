@@ -165,20 +165,13 @@ async fn refresh(
                 ],
                 &rows,
             );
-            for f in &r.refused {
-                let why = f.problem.as_ref().map(|p| p.message.as_str()).unwrap_or("");
-                out.push_str(&format!("{}: not read: {why}\n", f.card));
-            }
+            out.push_str(&super::refused_lines(&r.refused, "not read"));
             out
         },
         || {
             json!({
                 "cards": r.cards.iter().map(crate::output::card).collect::<Vec<_>>(),
-                "refused": r.refused.iter().map(|f| json!({
-                    "card": f.card,
-                    "code": f.problem.as_ref().map(|p| p.code.clone()).unwrap_or_default(),
-                    "message": f.problem.as_ref().map(|p| p.message.clone()).unwrap_or_default(),
-                })).collect::<Vec<_>>(),
+                "refused": super::refused_json(&r.refused),
             })
         },
     );

@@ -64,3 +64,30 @@ pub fn problems_out(format: Format, problems: &[RowProblem]) {
         || json!({"valid": false, "problems": problems.iter().map(|p| json!({"row": p.line, "card": p.card, "code": p.code.code(), "reason": p.reason})).collect::<Vec<_>>()}),
     );
 }
+
+/// Refused cards as JSON: `[{card, code, message}]`.
+pub fn refused_json(refused: &[v1::RefusedItem]) -> Value {
+    Value::Array(
+        refused
+            .iter()
+            .map(|f| {
+                json!({
+                    "card": f.card,
+                    "code": f.problem.as_ref().map(|p| p.code.clone()).unwrap_or_default(),
+                    "message": f.problem.as_ref().map(|p| p.message.clone()).unwrap_or_default(),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Refused cards as lines: `<card>: <what>: <why>`.
+pub fn refused_lines(refused: &[v1::RefusedItem], what: &str) -> String {
+    refused
+        .iter()
+        .map(|f| {
+            let why = f.problem.as_ref().map(|p| p.message.as_str()).unwrap_or("");
+            format!("{}: {what}: {why}\n", f.card)
+        })
+        .collect()
+}

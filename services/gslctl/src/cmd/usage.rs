@@ -61,10 +61,7 @@ pub async fn usage(
                 }
             }
             let mut out = crate::output::table(&["DATE", "CARD", "MB", "SOURCE"], &rows);
-            for f in &r.refused {
-                let why = f.problem.as_ref().map(|p| p.message.as_str()).unwrap_or("");
-                out.push_str(&format!("{}: left out: {why}\n", f.card));
-            }
+            out.push_str(&super::refused_lines(&r.refused, "left out"));
             out
         },
         || {
@@ -78,11 +75,7 @@ pub async fn usage(
                         "derived": f.derived,
                     })).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
-                "refused": r.refused.iter().map(|f| json!({
-                    "card": f.card,
-                    "code": f.problem.as_ref().map(|p| p.code.clone()).unwrap_or_default(),
-                    "message": f.problem.as_ref().map(|p| p.message.clone()).unwrap_or_default(),
-                })).collect::<Vec<_>>(),
+                "refused": super::refused_json(&r.refused),
             })
         },
     );
