@@ -504,3 +504,114 @@ async fn cards_list_get_and_csv_export() {
     assert_eq!(card["imei_bind_remain_times"], 2);
     assert_eq!(card["customer_attribute1"], "north");
 }
+
+/// `gslctl cards usage` in both forms (the reference's batch-daily-flow
+/// shape in JSON), and `gslctl push` from create to a test push, through a
+/// real gateway and gsl-push to an HTTPS receiver.
+#[tokio::test]
+async fn cards_usage_and_push_addresses() {
+    let nats = NatsServer::start().await.unwrap();
+    let mut tenants = HashMap::new();
+    tenants.insert(TOKEN.to_string(), "acme".to_string());
+    let gw = Gateway::start(GatewayConfig::local(
+        &nats.url(),
+        &nats.database_url(),
+        StaticTokens::new(tenants, Some("adapter-secret".into())),
+    ))
+    .await
+    .unwrap();
+    let url = format!("http://{}", gw.grpc_addr);
+    let dir = tempfile::tempdir().unwrap();
+    let card = iccid(5000);
+    let file = write(
+        dir.path(),
+        "one.csv",
+        &format!("id,carrier,sim_status\n{card},ct,20\n"),
+    );
+    assert_eq!(
+        gslctl(&["cards", "import", &file], &url)
+            .await
+            .status
+            .code(),
+        Some(0)
+    );
+    let store = gsl_cardstore::CardStore::connect(
+        &nats.database_url(),
+        &gsl_cardstore::StoreConfig::default(),
+    )
+    .unwrap();
+    let today = gsl_domain::calendar::cst_date(chrono::Utc::now());
+    let day = today.pred_opt().unwrap();
+    store
+        .record_daily(&[gsl_cardstore::usage::DayRow {
+            id: card.clone(),
+            day,
+            mb: 12.5,
+        }])
+        .await
+        .unwrap();
+    let date = day.format("%Y%m%d").to_string();
+    let o = gslctl(
+        &["cards", "usage", "--date", &date, &card, "-o", "json"],
+        &url,
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(v["days"][0]["date"], date.as_str());
+    assert_eq!(v["days"][0]["sim_flow"][0]["iccid"], card.as_str());
+    assert_eq!(v["days"][0]["sim_flow"][0]["flow"], 12.5);
+    let month = today.format("%Y%m").to_string();
+    let o = gslctl(&["cards", "usage", "--month", &month, &card], &url).await;
+    assert_eq!(o.status.code(), Some(0));
+    assert!(out(&o).contains("DATE"), "{}", out(&o));
+    // Both forms at once: refused by the command line itself.
+    let o = gslctl(
+        &["cards", "usage", "--month", &month, "--date", &date, &card],
+        &url,
+    )
+    .await;
+    assert_ne!(o.status.code(), Some(0));
+
+    // Push addresses.
+    let push = gsl_push::Push::start(gsl_push::config::PushConfig::local(&nats.url()))
+        .await
+        .unwrap();
+    let r = gsl_testkit::receiver::Receiver::start(true).await;
+    let ca = write(dir.path(), "ca.pem", &gsl_testkit::receiver::ca_pem());
+    let o = gslctl(
+        &["push", "create", &r.url(), "--ca", &ca, "-o", "json"],
+        &url,
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let a: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let id = a["id"].as_str().unwrap().to_owned();
+    assert!(a["secret"].as_str().unwrap().starts_with("whsec_"));
+    let o = gslctl(&["push", "test", &id], &url).await;
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(out(&o).starts_with("ok: HTTP 200"), "{}", out(&o));
+    assert_eq!(r.received().len(), 1);
+    let o = gslctl(&["push", "list"], &url).await;
+    assert!(
+        out(&o).contains(&id) && out(&o).contains("enabled"),
+        "{}",
+        out(&o)
+    );
+    let o = gslctl(&["push", "disable", &id], &url).await;
+    assert!(out(&o).contains("disabled by its tenant"), "{}", out(&o));
+    // The secret is never listed.
+    let o = gslctl(&["push", "list", "-o", "json"], &url).await;
+    assert!(!out(&o).contains("whsec_"), "{}", out(&o));
+    push.shutdown().await;
+}

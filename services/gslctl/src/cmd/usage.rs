@@ -10,13 +10,12 @@ use gsl_proto::v1;
 use serde_json::json;
 
 #[derive(Debug, clap::Args)]
-#[group(required = true, multiple = false, id = "when")]
 pub struct UsageArgs {
     /// Every day of this month (China time), e.g. 202612.
-    #[arg(long, group = "when")]
+    #[arg(long, conflicts_with = "date", required_unless_present = "date")]
     month: Option<String>,
     /// This one day (China time), e.g. 20261203.
-    #[arg(long, group = "when")]
+    #[arg(long)]
     date: Option<String>,
     /// Card ids (ICCID or container id), at most 500.
     #[arg(required = true, num_args = 1..=500)]
