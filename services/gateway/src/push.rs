@@ -33,10 +33,27 @@ impl PushApi {
             tenant,
             call: Some(call(r.into_inner())),
         };
-        let asked = self
-            .core
-            .client
-            .request(gsl_bus::names::PUSH_API_SUBJECT, req.encode_to_vec().into());
+        let body: bytes::Bytes = req.encode_to_vec().into();
+        // No responder for a moment (gsl-push restarting): a few more tries.
+        let asked = async {
+            let mut tries = 0;
+            loop {
+                let r = self
+                    .core
+                    .client
+                    .request(gsl_bus::names::PUSH_API_SUBJECT, body.clone())
+                    .await;
+                match r {
+                    Err(e)
+                        if e.kind() == async_nats::RequestErrorKind::NoResponders && tries < 5 =>
+                    {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    other => return other,
+                }
+            }
+        };
         let msg = match tokio::time::timeout(RELAY_TIMEOUT, asked).await {
             Ok(Ok(m)) => m,
             Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {

@@ -78,12 +78,14 @@ fn or_default(v: u32, d: u32) -> u32 {
     if v == 0 { d } else { v }
 }
 
-/// The exhausted pushes of `tenant` (one address or all) since `since`,
-/// oldest first, at most `limit`.
+/// The pushes of `tenant` (one address or all) noticed as `kind`
+/// (`exhausted`, `failing`, or `*` for both) since `since`, oldest first,
+/// at most `limit`.
 pub async fn failed(
     d: &Deliverer,
     tenant: &str,
     address: &str,
+    kind: &str,
     since: DateTime<Utc>,
     limit: usize,
 ) -> Result<Vec<v1::FailedPush>, String> {
@@ -94,7 +96,7 @@ pub async fn failed(
     let addr = if address.is_empty() { "*" } else { address };
     let consumer = stream
         .create_consumer(pull::Config {
-            filter_subject: gsl_bus::names::push_notice_subject(tenant, addr, "exhausted"),
+            filter_subject: gsl_bus::names::push_notice_subject(tenant, addr, kind),
             deliver_policy: DeliverPolicy::ByStartTime {
                 start_time: time::OffsetDateTime::from_unix_timestamp(since.timestamp())
                     .map_err(|e| e.to_string())?,
@@ -119,8 +121,10 @@ pub async fn failed(
             let m = m.map_err(|e| e.to_string())?;
             got += 1;
             if let Ok(n) = v1::PushNotice::decode(m.payload.as_ref())
-                && let Some(p) = n.push
+                && n.kind != "disabled"
+                && let Some(mut p) = n.push
             {
+                p.kind = n.kind;
                 out.push(p);
                 if out.len() >= limit {
                     return Ok(out);
@@ -313,7 +317,8 @@ async fn answer(d: &Deliverer, req: v1::PushApiRequest) -> Reply {
                 0 => 1000,
                 n => n.min(1000) as usize,
             };
-            let failed = failed(d, &tenant, &l.address_id, since, limit)
+            let kind = if l.include_failing { "*" } else { "exhausted" };
+            let failed = failed(d, &tenant, &l.address_id, kind, since, limit)
                 .await
                 .map_err(busy)?;
             Ok(R::Failed(v1::ListFailedPushesResponse { failed }))
@@ -324,7 +329,7 @@ async fn answer(d: &Deliverer, req: v1::PushApiRequest) -> Reply {
                 return Err(bad("webhook_id, or since (at most 14 days back)"));
             }
             let since = window_start(r.since.as_ref())?;
-            let found = failed(d, &tenant, &r.address_id, since, 100_000)
+            let found = failed(d, &tenant, &r.address_id, "exhausted", since, 100_000)
                 .await
                 .map_err(busy)?;
             let mut resent = 0u32;
@@ -375,6 +380,26 @@ pub async fn subscribe(
     client
         .queue_subscribe(gsl_bus::names::PUSH_API_SUBJECT, "push-api".into())
         .await
+}
+
+/// Wait until a call on the API subject reaches a responder (ours: an
+/// empty call, answered "no call").
+pub async fn wait_until_routed(client: &async_nats::Client) -> Result<(), String> {
+    let empty = v1::PushApiRequest::default().encode_to_vec();
+    let mut last = String::new();
+    for _ in 0..100 {
+        match client
+            .request(gsl_bus::names::PUSH_API_SUBJECT, empty.clone().into())
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!(
+        "the push API is not routed to this process: {last}"
+    ))
 }
 
 /// Answer calls until `stop`.

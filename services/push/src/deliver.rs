@@ -159,6 +159,7 @@ impl Deliverer {
                 attempts,
                 last_error: error.into(),
                 last_status: u32::from(status),
+                kind: kind.into(),
                 body: if kind == "exhausted" {
                     String::from_utf8_lossy(&d.body).into_owned()
                 } else {

@@ -119,17 +119,18 @@ impl Push {
         let sub = api::subscribe(&client)
             .await
             .map_err(|e| StartError::Api(e.to_string()))?;
-        // The subscription is in place once the server has it.
-        client
-            .flush()
-            .await
-            .map_err(|e| StartError::Api(e.to_string()))?;
         tasks.push(tokio::spawn(api::run(
             client.clone(),
             sub,
             d.clone(),
             shutdown.listener(),
         )));
+        // Up only once the server routes API calls to us: one call of our
+        // own goes round (a flush alone does not say the server has
+        // processed the subscription).
+        api::wait_until_routed(&client)
+            .await
+            .map_err(StartError::Api)?;
         let ready_client = client.clone();
         let ready_addr = addresses.ready.clone();
         let ready: gsl_telemetry::admin::ReadyCheck = Arc::new(move || {

@@ -321,6 +321,22 @@ async fn exhausted_pushes_are_noticed_listed_and_resent_and_410_disables() {
         .failed;
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].address_id, id);
+    assert_eq!(failed[0].kind, "exhausted");
+    // With the failing notices: the same push noticed at its 4th attempt too.
+    let both = e
+        .api()
+        .await
+        .list_failed(authed(v1::ListFailedPushesRequest {
+            include_failing: true,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .failed;
+    let kinds: Vec<&str> = both.iter().map(|f| f.kind.as_str()).collect();
+    assert_eq!(kinds, vec!["failing", "exhausted"]);
+    assert!(both.iter().all(|f| f.webhook_id == failed[0].webhook_id));
     // Fixed: resend it.
     r.state
         .status

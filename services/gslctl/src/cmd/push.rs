@@ -71,6 +71,9 @@ pub enum PushCmd {
         /// RFC 3339; default 14 days back.
         #[arg(long)]
         since: Option<String>,
+        /// Also pushes still being retried after their 4th failed attempt.
+        #[arg(long)]
+        failing: bool,
     },
     /// Send failed pushes again: one (`--webhook-id`) or all since a time.
     Resend {
@@ -264,7 +267,11 @@ pub async fn run(channel: Channel, tok: &str, format: Format, cmd: PushCmd) -> O
             show(format, &a, None);
             Ok(EXIT_OK)
         }
-        PushCmd::Failed { address, since } => {
+        PushCmd::Failed {
+            address,
+            since,
+            failing,
+        } => {
             let since = match time(&since) {
                 Ok(t) => t,
                 Err(e) => return fail(e),
@@ -276,6 +283,7 @@ pub async fn run(channel: Channel, tok: &str, format: Format, cmd: PushCmd) -> O
                         address_id: address,
                         since,
                         limit: 0,
+                        include_failing: failing,
                     },
                 ))
                 .await?
@@ -289,6 +297,7 @@ pub async fn run(channel: Channel, tok: &str, format: Format, cmd: PushCmd) -> O
                         .map(|f| {
                             vec![
                                 f.webhook_id.clone(),
+                                f.kind.clone(),
                                 f.address_id.clone(),
                                 f.r#type.clone(),
                                 f.attempts.to_string(),
@@ -302,7 +311,7 @@ pub async fn run(channel: Channel, tok: &str, format: Format, cmd: PushCmd) -> O
                     )
                 },
                 || {
-                    json!(r.failed.iter().map(|f| json!({"webhook_id": f.webhook_id, "address_id": f.address_id, "type": f.r#type, "attempts": f.attempts, "last_error": f.last_error, "last_status": f.last_status, "body": f.body})).collect::<Vec<_>>())
+                    json!(r.failed.iter().map(|f| json!({"webhook_id": f.webhook_id, "kind": f.kind, "address_id": f.address_id, "type": f.r#type, "attempts": f.attempts, "last_error": f.last_error, "last_status": f.last_status, "body": f.body})).collect::<Vec<_>>())
                 },
             );
             Ok(EXIT_OK)
