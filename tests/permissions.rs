@@ -454,7 +454,15 @@ async fn only_gsl_push_reads_push_secrets() {
     topology::ensure_consumers(&mjs, Default::default())
         .await
         .unwrap();
-    // gsl-push does its job: binds its consumers, writes and reads an address.
+    // gsl-push starts as in production (bound, its own user) ...
+    let mut cfg = gsl_push::config::PushConfig::local(&nats.url());
+    cfg.bus.user = Some("gsl-push".into());
+    cfg.bus.password = Some(gsl_secret::Secret::new(PW.to_string()));
+    cfg.bus.topology = gsl_bus::TopologyMode::Bind;
+    let push = gsl_push::Push::start(cfg)
+        .await
+        .expect("gsl-push starts under its own user");
+    // ... and does its job: binds its consumers, writes and reads an address.
     let (_p, pjs) = service(&nats, "gsl-push", "gsl-push").await;
     for (stream, cfg) in [
         (names::STREAM_EVENTS, topology::push_fanout_consumer()),
@@ -493,4 +501,5 @@ async fn only_gsl_push_reads_push_secrets() {
     // gsl-push may not publish work or events.
     assert!(publish_denied(&pjs, "gsl.work.ct.stop").await);
     assert!(publish_denied(&pjs, "gsl.evt.acme.1.8986").await);
+    push.shutdown().await;
 }

@@ -144,8 +144,11 @@ pub fn for_role(role: &Role, inbox: &str) -> Permissions {
             p.extend([
                 "gsl.push.deliver.>".to_string(),
                 "gsl.push.notice.>".into(),
-                // Answers to the gateway's relayed calls.
+                // Answers to the gateway's relayed calls, and the one call
+                // of its own that checks the API is routed to it at start.
                 format!("{}.>", inbox_of(&Role::Gateway)),
+                PUSH_API_SUBJECT.into(),
+                format!("{inbox}.>"),
             ]);
             p.push(kv_write(KV_PUSH, ""));
             kv_read(KV_PUSH, "", &mut p);
