@@ -198,6 +198,83 @@ mod tests {
         serde_json::from_slice(&e.body).unwrap()
     }
 
+    /// Every body carries what docs/push.md's JSON Schema requires: the
+    /// envelope's keys and, per type, the data's (a light check of the
+    /// `required` lists and the type names, no schema library).
+    #[test]
+    fn bodies_carry_what_the_documented_schema_requires() {
+        let doc = include_str!("../../../docs/push.md");
+        let marker = "### JSON Schema\n\n```json\n";
+        let start = doc.find(marker).unwrap() + marker.len();
+        let end = start + doc[start..].find("```").unwrap();
+        let schema: Value = serde_json::from_str(&doc[start..end]).unwrap();
+        let required = |v: &Value| -> Vec<String> {
+            v["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k.as_str().unwrap().to_owned())
+                .collect()
+        };
+        let types: Vec<&str> = schema["properties"]["type"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        let req = gsl_bus::backoffice::request_id("ct", 7, "8986031234567890123");
+        let mut bodies: Vec<Value> = Vec::new();
+        for (k, code, ticket) in [
+            (v1::OutcomeKind::Failed, "GSL.00030001", ""),
+            (v1::OutcomeKind::SlaBreached, "", "T1"),
+            (
+                v1::OutcomeKind::CarrierAccepted,
+                gsl_domain::ErrorCode::BackOfficePending.code(),
+                req.as_str(),
+            ),
+            (v1::OutcomeKind::Succeeded, "", req.as_str()),
+        ] {
+            bodies.extend(of(&outcome(k, code, ticket), 1).iter().map(parsed));
+        }
+        bodies.push(serde_json::from_slice(&test_body("acme", "pa_1")).unwrap());
+        let fin = v1::WorkOrderEvent {
+            event: Some(v1::work_order_event::Event::StatusChanged(
+                v1::StatusChange {
+                    status: v1::WorkOrderStatus::Cancelled as i32,
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        };
+        bodies.extend(of(&fin, 2).iter().map(parsed));
+        let mut seen = std::collections::HashSet::new();
+        for b in &bodies {
+            for k in required(&schema) {
+                assert!(b.get(&k).is_some(), "{k} missing in {b}");
+            }
+            let t = b["type"].as_str().unwrap();
+            assert!(types.contains(&t), "{t} is not documented");
+            seen.insert(t.to_owned());
+            for rule in schema["allOf"].as_array().unwrap() {
+                let cond = &rule["if"]["properties"]["type"];
+                let applies = cond["const"] == t
+                    || cond["enum"]
+                        .as_array()
+                        .is_some_and(|e| e.iter().any(|x| x == t));
+                if applies {
+                    for k in required(&rule["then"]["properties"]["data"]) {
+                        assert!(b["data"].get(&k).is_some(), "{t}: data.{k} missing in {b}");
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            types.len(),
+            "every documented type was made: {seen:?}"
+        );
+    }
+
     #[test]
     fn each_work_order_event_maps_to_its_push() {
         let failed = of(&outcome(v1::OutcomeKind::Failed, "GSL.00030001", ""), 42);
