@@ -23,6 +23,7 @@
 //! | read | [`query`], [`index`], [`watch`] | get / list / items / card history; the order index (a card-store table every replica keeps following the order bucket); the event stream |
 //! | restart | [`recovery`] | what a starting gateway (or any replica's sweep) finishes |
 //! | the fleet | [`cardlist`], [`cardupdate`], [`cardsync`], [`usage`] | the reference card list and card detail (`ListCards`, `GetCard` with rebinds left from the quota ledger); a tenant's own card data (`UpdateCards`, audited); card sync: the adapters' reads written newest-wins, drift published (`ReportCards`, `SweepCards`), on-demand reads (`RefreshCards`); daily usage (`BatchUsage`) and its retention |
+//! | pushes | [`push`] | `PushAddresses`: a tenant's push addresses, relayed to gsl-push over NATS (the gateway has no egress and never sees a secret after creation) |
 //! | around | [`core`], [`config`], [`error`], [`setup`], [`upgrade`] | shared state, events, metrics; settings; codes -> gRPC statuses; `gsl-gateway migrate` and `nats-user`; the copy of a NATS KV registry into the card store |
 #![forbid(unsafe_code)]
 

@@ -338,6 +338,23 @@ pub async fn run(
     stop: gsl_telemetry::shutdown::Listener,
 ) {
     let in_flight = Arc::new(Semaphore::new(d.cfg.in_flight));
+    pull(&d, &consumer, &in_flight, stop).await;
+    // Let the attempts in hand finish (each ends within its timeout); what
+    // is still unacknowledged after that is delivered again.
+    let all = d.cfg.in_flight as u32;
+    let _ = tokio::time::timeout(
+        d.cfg.timeout + Duration::from_secs(2),
+        in_flight.acquire_many(all),
+    )
+    .await;
+}
+
+async fn pull(
+    d: &Arc<Deliverer>,
+    consumer: &Consumer<pull::Config>,
+    in_flight: &Arc<Semaphore>,
+    stop: gsl_telemetry::shutdown::Listener,
+) {
     let stopped = stop.wait();
     tokio::pin!(stopped);
     loop {
