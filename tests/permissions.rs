@@ -56,6 +56,22 @@ fn user_block() -> String {
     )
 }
 
+/// A server with the users of `user_block`, ready once the migrate user
+/// can log in.
+async fn server() -> NatsServer {
+    NatsServer::start_with(NatsOptions {
+        extra_config: user_block(),
+        ready_login: Some((
+            "gsl-migrate".into(),
+            PW.into(),
+            gsl_bus::connect::inbox_prefix_for("gsl-migrate"),
+        )),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
 /// Connect as a service does: its user, its own inbox prefix.
 async fn login(
     nats: &NatsServer,
@@ -95,17 +111,7 @@ async fn publish_denied(js: &jetstream::Context, subject: &str) -> bool {
 
 #[tokio::test]
 async fn every_user_does_its_job_and_nothing_else() {
-    let nats = NatsServer::start_with(NatsOptions {
-        extra_config: user_block(),
-        ready_login: Some((
-            "gsl-migrate".into(),
-            PW.into(),
-            gsl_bus::connect::inbox_prefix_for("gsl-migrate"),
-        )),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let nats = server().await;
     // The setup step makes the topology.
     let (_m, mjs) = service(&nats, "gsl-migrate", "gsl-migrate").await;
     topology::ensure(&mjs, &Default::default()).await.unwrap();
@@ -341,17 +347,7 @@ async fn every_user_does_its_job_and_nothing_else() {
 /// gateway asks for reads).
 #[tokio::test]
 async fn refreshes_reach_only_their_carriers_adapter() {
-    let nats = NatsServer::start_with(NatsOptions {
-        extra_config: user_block(),
-        ready_login: Some((
-            "gsl-migrate".into(),
-            PW.into(),
-            gsl_bus::connect::inbox_prefix_for("gsl-migrate"),
-        )),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let nats = server().await;
     let (g, _) = service(&nats, "gsl-gateway", "gateway").await;
     let (a, _) = service(&nats, "gsl-adapter-ct", "adapter-ct").await;
     let (a2, _) = service(&nats, "gsl-adapter-ct", "adapter-ct").await;
@@ -438,17 +434,7 @@ async fn refreshes_reach_only_their_carriers_adapter() {
 /// work or events, and the gateway may not publish pushes of its own.
 #[tokio::test]
 async fn only_gsl_push_reads_push_secrets() {
-    let nats = NatsServer::start_with(NatsOptions {
-        extra_config: user_block(),
-        ready_login: Some((
-            "gsl-migrate".into(),
-            PW.into(),
-            gsl_bus::connect::inbox_prefix_for("gsl-migrate"),
-        )),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let nats = server().await;
     let (_m, mjs) = service(&nats, "gsl-migrate", "gsl-migrate").await;
     topology::ensure(&mjs, &Default::default()).await.unwrap();
     topology::ensure_consumers(&mjs, Default::default())

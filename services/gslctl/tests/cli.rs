@@ -36,6 +36,22 @@ async fn gslctl_env(args: &[&str], gateway: &str, env: &[(&str, &str)]) -> Outpu
         .unwrap()
 }
 
+/// NATS and a gateway knowing tenant `acme` (`TOKEN`); its gRPC URL.
+async fn gateway() -> (NatsServer, Gateway, String) {
+    let nats = NatsServer::start().await.unwrap();
+    let mut tenants = HashMap::new();
+    tenants.insert(TOKEN.to_string(), "acme".to_string());
+    let gw = Gateway::start(GatewayConfig::local(
+        &nats.url(),
+        &nats.database_url(),
+        StaticTokens::new(tenants, Some("adapter-secret".into())),
+    ))
+    .await
+    .unwrap();
+    let url = format!("http://{}", gw.grpc_addr);
+    (nats, gw, url)
+}
+
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
@@ -410,17 +426,7 @@ async fn gslctl_talks_tls_with_the_gateways_ca() {
 /// source gave.
 #[tokio::test]
 async fn cards_list_get_and_csv_export() {
-    let nats = NatsServer::start().await.unwrap();
-    let mut tenants = HashMap::new();
-    tenants.insert(TOKEN.to_string(), "acme".to_string());
-    let gw = Gateway::start(GatewayConfig::local(
-        &nats.url(),
-        &nats.database_url(),
-        StaticTokens::new(tenants, Some("adapter-secret".into())),
-    ))
-    .await
-    .unwrap();
-    let url = format!("http://{}", gw.grpc_addr);
+    let (_nats, _gw, url) = gateway().await;
     let dir = tempfile::tempdir().unwrap();
     // 1,203 cards: more than two export pages of 500.
     let mut csv = String::from(
@@ -510,17 +516,7 @@ async fn cards_list_get_and_csv_export() {
 /// real gateway and gsl-push to an HTTPS receiver.
 #[tokio::test]
 async fn cards_usage_and_push_addresses() {
-    let nats = NatsServer::start().await.unwrap();
-    let mut tenants = HashMap::new();
-    tenants.insert(TOKEN.to_string(), "acme".to_string());
-    let gw = Gateway::start(GatewayConfig::local(
-        &nats.url(),
-        &nats.database_url(),
-        StaticTokens::new(tenants, Some("adapter-secret".into())),
-    ))
-    .await
-    .unwrap();
-    let url = format!("http://{}", gw.grpc_addr);
+    let (nats, _gw, url) = gateway().await;
     let dir = tempfile::tempdir().unwrap();
     let card = iccid(5000);
     let file = write(
