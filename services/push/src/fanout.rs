@@ -69,11 +69,22 @@ pub async fn fan_out(
     Ok(n)
 }
 
+/// Whether a subject of the event stream carries a work-order event
+/// (`gsl.evt.<tenant>.<wo>.<card>`); intake answers
+/// (`gsl.evt.<tenant>.intake.<seq>`) are another message.
+fn is_work_order_event(subject: &str) -> bool {
+    subject.split('.').nth(3).is_some_and(|t| t != "intake")
+}
+
 async fn handle(js: &Context, addresses: &Addresses, msg: Message) {
     let Ok(info) = msg.info().map(|i| i.stream_sequence) else {
         let _ = msg.ack_with(AckKind::Term).await;
         return;
     };
+    if !is_work_order_event(&msg.subject) {
+        let _ = msg.ack().await;
+        return;
+    }
     let Ok(ev) = v1::WorkOrderEvent::decode(msg.payload.as_ref()) else {
         // Not ours to judge (the gateway wrote it): nothing to push.
         let _ = msg.ack().await;
@@ -137,5 +148,24 @@ pub async fn run(
             _ = &mut stopped => return,
             _ = work => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intake_answers_are_not_work_order_events() {
+        assert!(is_work_order_event(&gsl_bus::names::event_subject(
+            "acme", 42, "8986"
+        )));
+        assert!(is_work_order_event(&gsl_bus::names::order_event_subject(
+            "acme", 42
+        )));
+        assert!(!is_work_order_event(
+            &gsl_bus::names::intake_result_subject("acme", 7)
+        ));
+        assert_eq!(webhook_id(9, "item.failed"), "msg_9_item_failed");
     }
 }
