@@ -842,14 +842,7 @@ async fn card_detail_says_where_each_value_came_from_and_updates_are_audited() {
 /// told apart, and a day without one answers none.
 #[tokio::test]
 async fn batch_usage_answers_only_the_callers_cards() {
-    let nats = gsl_testkit::NatsServer::start().await.unwrap();
-    let gw = gsl_gateway::Gateway::start(gsl_gateway::config::GatewayConfig::local(
-        &nats.url(),
-        &nats.database_url(),
-        tokens(),
-    ))
-    .await
-    .unwrap();
+    let Env { nats, gw } = start().await;
     let u = url(gw.grpc_addr);
     let mine = ct_iccid(9, 1);
     let theirs = ct_iccid(9, 2);

@@ -55,6 +55,13 @@ pub struct Deliverer {
     written: Mutex<HashMap<String, std::time::Instant>>,
 }
 
+/// A failed attempt, as notices tell it.
+struct Failure<'a> {
+    attempts: u32,
+    error: &'a str,
+    status: u16,
+}
+
 /// How one attempt went.
 #[derive(Debug)]
 pub enum Attempt {
@@ -225,6 +232,30 @@ impl Deliverer {
         }
     }
 
+    /// The push leaves the queue unsent: an `exhausted` notice (with its
+    /// body, for `ListFailed` and `Resend`), counted, acknowledged.
+    async fn give_up(&self, msg: &Message, d: &v1::PushDelivery, f: &Failure<'_>, reason: &str) {
+        self.notice("exhausted", d, f.attempts, f.error, f.status, reason)
+            .await;
+        self.metrics.count("exhausted");
+        let _ = msg.double_ack().await;
+    }
+
+    /// Disable the address (with a `disabled` notice) and give the push up.
+    async fn disable_and_give_up(
+        &self,
+        msg: &Message,
+        a: &Address,
+        d: &v1::PushDelivery,
+        f: &Failure<'_>,
+        reason: &str,
+    ) {
+        self.disable(a, reason).await;
+        self.notice("disabled", d, f.attempts, f.error, f.status, reason)
+            .await;
+        self.give_up(msg, d, f, reason).await;
+    }
+
     /// Handle one waiting push.
     async fn handle(&self, msg: Message) {
         let attempt = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
@@ -242,10 +273,12 @@ impl Deliverer {
         };
         if !a.enabled {
             let why = format!("the address is disabled ({})", a.disabled_reason);
-            self.notice("exhausted", &d, attempt - 1, &why, 0, &why)
-                .await;
-            self.metrics.count("exhausted");
-            let _ = msg.double_ack().await;
+            let f = Failure {
+                attempts: attempt - 1,
+                error: &why,
+                status: 0,
+            };
+            self.give_up(&msg, &d, &f, &why).await;
             return;
         }
         // Wait for the address's turn, telling JetStream we are at it.
@@ -279,14 +312,14 @@ impl Deliverer {
                 if slow {
                     self.limits.slow_down(&lane);
                 }
+                let f = Failure {
+                    attempts: attempt,
+                    error: &error,
+                    status,
+                };
                 if gone {
-                    self.disable(&a, "410 Gone from the receiver").await;
-                    self.notice("disabled", &d, attempt, &error, status, "410 Gone")
+                    self.disable_and_give_up(&msg, &a, &d, &f, "410 Gone from the receiver")
                         .await;
-                    self.notice("exhausted", &d, attempt, &error, status, "410 Gone")
-                        .await;
-                    self.metrics.count("exhausted");
-                    let _ = msg.double_ack().await;
                     return;
                 }
                 if attempt == self.cfg.failing_at {
@@ -297,20 +330,11 @@ impl Deliverer {
                 let quiet = (Utc::now() - since).to_std().unwrap_or_default();
                 if quiet > self.cfg.disable_after {
                     let why = format!("no success for {} s", self.cfg.disable_after.as_secs());
-                    self.disable(&a, &why).await;
-                    self.notice("disabled", &d, attempt, &error, status, &why)
-                        .await;
-                    self.notice("exhausted", &d, attempt, &error, status, &why)
-                        .await;
-                    self.metrics.count("exhausted");
-                    let _ = msg.double_ack().await;
+                    self.disable_and_give_up(&msg, &a, &d, &f, &why).await;
                     return;
                 }
                 let Some(wait) = self.cfg.schedule.get(attempt as usize - 1) else {
-                    self.notice("exhausted", &d, attempt, &error, status, "retries ran out")
-                        .await;
-                    self.metrics.count("exhausted");
-                    let _ = msg.double_ack().await;
+                    self.give_up(&msg, &d, &f, "retries ran out").await;
                     return;
                 };
                 self.metrics.count("failed");

@@ -159,6 +159,7 @@ pub struct Sender {
     pools: Mutex<HashMap<String, Pool>>,
 }
 
+#[derive(Default)]
 struct Pool {
     tls: Option<Arc<rustls::ClientConfig>>,
     idle: Vec<SendRequest<Full<Bytes>>>,
@@ -271,9 +272,9 @@ impl Sender {
     }
 
     fn give_back(&self, key: &str, s: SendRequest<Full<Bytes>>) {
-        if let Some(pool) = self.pools.lock().expect("pools").get_mut(key)
-            && pool.idle.len() < 64
-        {
+        let mut pools = self.pools.lock().expect("pools");
+        let pool = pools.entry(key.to_owned()).or_default();
+        if pool.idle.len() < 64 {
             pool.idle.push(s);
         }
     }
@@ -284,13 +285,7 @@ impl Sender {
             return Ok(t.clone());
         }
         let t = tls_config(p.ca_pem)?;
-        pools
-            .entry(p.key.to_owned())
-            .or_insert_with(|| Pool {
-                tls: None,
-                idle: Vec::new(),
-            })
-            .tls = Some(t.clone());
+        pools.entry(p.key.to_owned()).or_default().tls = Some(t.clone());
         Ok(t)
     }
 
@@ -324,14 +319,6 @@ impl Sender {
                 .map_err(|e| SendError::Tls(e.to_string()))?;
             Box::new(s)
         } else {
-            self.pools
-                .lock()
-                .expect("pools")
-                .entry(p.key.to_owned())
-                .or_insert_with(|| Pool {
-                    tls: None,
-                    idle: Vec::new(),
-                });
             Box::new(tcp)
         };
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))

@@ -101,6 +101,15 @@ fn pem(p: &Option<PathBuf>) -> Result<Option<String>, String> {
         .transpose()
 }
 
+/// An address as JSON (never its secret).
+fn address_json(a: &v1::PushAddress) -> serde_json::Value {
+    json!({
+        "id": a.id, "url": a.url, "enabled": a.enabled,
+        "disabled_reason": a.disabled_reason, "events": a.events,
+        "rate_per_s": a.rate_per_s, "concurrency": a.concurrency,
+    })
+}
+
 fn show(format: Format, a: &v1::PushAddress, secret: Option<&str>) {
     say(
         format,
@@ -124,11 +133,7 @@ fn show(format: Format, a: &v1::PushAddress, secret: Option<&str>) {
             s
         },
         || {
-            let mut v = json!({
-                "id": a.id, "url": a.url, "enabled": a.enabled,
-                "disabled_reason": a.disabled_reason, "events": a.events,
-                "rate_per_s": a.rate_per_s, "concurrency": a.concurrency,
-            });
+            let mut v = address_json(a);
             if let Some(sec) = secret {
                 v["secret"] = json!(sec);
             }
@@ -201,9 +206,7 @@ pub async fn run(channel: Channel, tok: &str, format: Format, cmd: PushCmd) -> O
                         .collect();
                     crate::output::table(&["ID", "URL", "STATE", "EVENTS"], &rows)
                 },
-                || {
-                    json!(r.addresses.iter().map(|a| json!({"id": a.id, "url": a.url, "enabled": a.enabled, "disabled_reason": a.disabled_reason, "events": a.events})).collect::<Vec<_>>())
-                },
+                || json!(r.addresses.iter().map(address_json).collect::<Vec<_>>()),
             );
             Ok(EXIT_OK)
         }
