@@ -68,20 +68,13 @@ pub async fn sweep(core: &Core) -> Result<usize, ApiError> {
 
 /// Sweep every `GSL_FANOUT_SWEEP_SECS` until the gateway stops.
 pub fn spawn_sweeper(core: Arc<Core>, stop: gsl_telemetry::shutdown::Listener) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(core.cfg.fanout_sweep);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        let stopped = stop.wait();
-        tokio::pin!(stopped);
-        loop {
-            tokio::select! {
-                _ = &mut stopped => return,
-                _ = tick.tick() => {}
-            }
+    let period = core.cfg.fanout_sweep;
+    tokio::spawn(stop.every(period, false, move || {
+        let core = core.clone();
+        async move {
             if let Err(e) = sweep(&core).await {
                 warn!(error = %e, "fan-out sweep failed; next time");
             }
         }
-    });
+    }));
 }

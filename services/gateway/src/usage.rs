@@ -126,25 +126,22 @@ pub fn retention_start(today: NaiveDate, months: u32) -> NaiveDate {
 /// day until the gateway stops (every replica may: the delete is
 /// idempotent and works in chunks).
 pub fn spawn_retention(core: Arc<Core>, stop: gsl_telemetry::shutdown::Listener) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(86_400));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let stopped = stop.wait();
-        tokio::pin!(stopped);
-        loop {
-            tokio::select! {
-                _ = &mut stopped => return,
-                _ = tick.tick() => {}
+    tokio::spawn(
+        stop.every(std::time::Duration::from_secs(86_400), true, move || {
+            let core = core.clone();
+            async move {
+                let today = gsl_domain::calendar::cst_date(chrono::Utc::now());
+                let before = retention_start(today, core.cfg.usage_daily_retention_months);
+                match core.registry.store.prune_daily(before, 10_000).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(rows = n, %before, "daily usage past retention deleted")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "daily usage retention failed; next time"),
+                }
             }
-            let today = gsl_domain::calendar::cst_date(chrono::Utc::now());
-            let before = retention_start(today, core.cfg.usage_daily_retention_months);
-            match core.registry.store.prune_daily(before, 10_000).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(rows = n, %before, "daily usage past retention deleted"),
-                Err(e) => tracing::warn!(error = %e, "daily usage retention failed; next time"),
-            }
-        }
-    });
+        }),
+    );
 }
 
 #[cfg(test)]
